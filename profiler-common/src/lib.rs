@@ -1,0 +1,7 @@
+//! Types shared by the eBPF programs and user space. One definition each,
+//! `#[repr(C)]`, `no_std`.
+#![no_std]
+
+pub mod sample;
+
+pub use sample::*;

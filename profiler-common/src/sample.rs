@@ -1,0 +1,97 @@
+//! On-CPU sample records sent from the perf_event program to user space.
+
+/// Deepest stack the kernel hands to BPF by default (`kernel.perf_event_max_stack`).
+pub const MAX_STACK_DEPTH: usize = 127;
+
+/// Length of a task's `comm` in the kernel, NUL included.
+pub const TASK_COMM_LEN: usize = 16;
+
+/// Name of the ring buffer map that carries [`SampleEvent`]s.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the per-CPU counter array, indexed by [`Counter`].
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Name of the hash map of selected process ids (`--pid`).
+pub const PID_FILTER_MAP: &str = "PID_FILTER";
+/// Bound of [`PID_FILTER_MAP`].
+pub const MAX_PID_FILTER: u32 = 1024;
+
+/// Bound of the LRU map of recently sampled processes.
+pub const SEEN_PIDS_SLOTS: u32 = 8192;
+
+/// How often user space drains the sample ring buffer when the kernel does
+/// not wake it (it wakes it for new processes and a quarter-full ring).
+pub const DRAIN_INTERVAL_MS: u64 = 100;
+
+/// Global: non-zero when only the tgids in [`PID_FILTER_MAP`] are sampled.
+pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
+/// Global: non-zero when only threads whose comm equals [`GLOBAL_FILTER_COMM`] are sampled.
+pub const GLOBAL_FILTER_BY_COMM: &str = "FILTER_BY_COMM";
+/// Global: the comm to match, NUL padded.
+pub const GLOBAL_FILTER_COMM: &str = "FILTER_COMM";
+
+/// Slots of the per-CPU counter array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Samples taken but not delivered because the ring buffer was full.
+    LostSamples = 0,
+    /// Samples whose kernel stack could not be read.
+    KernelStackErrors = 1,
+    /// Samples whose user stack could not be read (kernel threads excluded).
+    UserStackErrors = 2,
+    /// Samples of the idle task, which are not reported.
+    IdleSamples = 3,
+}
+
+/// Number of slots in [`COUNTERS_MAP`].
+pub const COUNTER_SLOTS: u32 = 4;
+
+/// One on-CPU sample: who ran and both stacks, innermost frame first.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SampleEvent {
+    /// `bpf_ktime_get_ns()` at the sample.
+    pub ts_ns: u64,
+    /// Process id (kernel tgid).
+    pub pid: u32,
+    /// Thread id (kernel pid).
+    pub tid: u32,
+    /// CPU the sample was taken on.
+    pub cpu: u32,
+    /// Valid entries in `kstack`.
+    pub kstack_len: u32,
+    /// Valid entries in `ustack`.
+    pub ustack_len: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+    /// Thread comm, NUL padded.
+    pub comm: [u8; TASK_COMM_LEN],
+    /// Kernel instruction pointers, innermost first.
+    pub kstack: [u64; MAX_STACK_DEPTH],
+    /// User instruction pointers, innermost first.
+    pub ustack: [u64; MAX_STACK_DEPTH],
+}
+
+impl SampleEvent {
+    /// The valid part of the kernel stack.
+    pub fn kernel_frames(&self) -> &[u64] {
+        let n = (self.kstack_len as usize).min(MAX_STACK_DEPTH);
+        &self.kstack[..n]
+    }
+
+    /// The valid part of the user stack.
+    pub fn user_frames(&self) -> &[u64] {
+        let n = (self.ustack_len as usize).min(MAX_STACK_DEPTH);
+        &self.ustack[..n]
+    }
+
+    /// The comm up to its first NUL.
+    pub fn comm_bytes(&self) -> &[u8] {
+        let end = self
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(TASK_COMM_LEN);
+        &self.comm[..end]
+    }
+}

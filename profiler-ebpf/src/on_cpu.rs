@@ -1,0 +1,146 @@
+//! perf_event cpu-clock sampling: one record per sample with both stacks.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        BPF_RB_RING_SIZE,
+    },
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_get_stack,
+        bpf_ktime_get_ns,
+    },
+    macros::{map, perf_event},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::PerfEventContext,
+    EbpfContext,
+};
+use profiler_common::{
+    Counter, SampleEvent, COUNTER_SLOTS, MAX_PID_FILTER, MAX_STACK_DEPTH, SEEN_PIDS_SLOTS,
+    TASK_COMM_LEN,
+};
+
+/// Set by user space before load; see `profiler_common::GLOBAL_*`.
+#[unsafe(no_mangle)]
+static FILTER_PIDS: u8 = 0;
+#[unsafe(no_mangle)]
+static FILTER_BY_COMM: u8 = 0;
+#[unsafe(no_mangle)]
+static FILTER_COMM: [u8; TASK_COMM_LEN] = [0; TASK_COMM_LEN];
+
+/// Sized by user space from frequency and CPU count before load.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+#[map]
+static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PID_FILTER, 0);
+
+/// Processes sampled recently. The first sample of a process wakes user
+/// space at once, so that it reads the process's memory map while the
+/// process still lives; other samples are batched (see `wakeup_flags`).
+#[map]
+static SEEN_PIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(SEEN_PIDS_SLOTS, 0);
+
+/// Wake user space only for a new process or when the ring is a quarter
+/// full; otherwise it drains on its own timer. This saves one wakeup per sample.
+#[inline(always)]
+fn wakeup_flags(pid: u32) -> u64 {
+    if unsafe { SEEN_PIDS.get(&pid) }.is_none() {
+        let _ = SEEN_PIDS.insert(&pid, &1, 0);
+        return BPF_RB_FORCE_WAKEUP as u64;
+    }
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let size = EVENTS.query(BPF_RB_RING_SIZE as u64);
+    if avail > size / 4 {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+#[inline(always)]
+fn bump(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // Per-CPU slot: no other writer can race with us.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+fn read_global<T: Copy>(global: &'static T) -> T {
+    unsafe { core::ptr::read_volatile(global) }
+}
+
+#[inline(always)]
+fn comm_matches(comm: &[u8; TASK_COMM_LEN]) -> bool {
+    let want = read_global(&FILTER_COMM);
+    let mut i = 0;
+    while i < TASK_COMM_LEN {
+        if comm[i] != want[i] {
+            return false;
+        }
+        if comm[i] == 0 {
+            return true;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[perf_event]
+pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let pid = (pid_tgid >> 32) as u32;
+    if tid == 0 {
+        bump(Counter::IdleSamples);
+        return 0;
+    }
+    if read_global(&FILTER_PIDS) != 0 && unsafe { PID_FILTER.get(&pid) }.is_none() {
+        return 0;
+    }
+    let comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    if read_global(&FILTER_BY_COMM) != 0 && !comm_matches(&comm) {
+        return 0;
+    }
+
+    let Some(mut entry) = EVENTS.reserve::<SampleEvent>(0) else {
+        bump(Counter::LostSamples);
+        return 0;
+    };
+    let event = entry.as_mut_ptr();
+    const STACK_BYTES: u32 = (MAX_STACK_DEPTH * 8) as u32;
+    unsafe {
+        (*event).ts_ns = bpf_ktime_get_ns();
+        (*event).pid = pid;
+        (*event).tid = tid;
+        (*event).cpu = bpf_get_smp_processor_id();
+        (*event).flags = 0;
+        (*event).comm = comm;
+
+        let n = bpf_get_stack(
+            ctx.as_ptr(),
+            (*event).kstack.as_mut_ptr().cast(),
+            STACK_BYTES,
+            0,
+        );
+        (*event).kstack_len = if n > 0 { (n / 8) as u32 } else { 0 };
+        if n < 0 {
+            bump(Counter::KernelStackErrors);
+        }
+        let n = bpf_get_stack(
+            ctx.as_ptr(),
+            (*event).ustack.as_mut_ptr().cast(),
+            STACK_BYTES,
+            BPF_F_USER_STACK as u64,
+        );
+        (*event).ustack_len = if n > 0 { (n / 8) as u32 } else { 0 };
+        if n < 0 {
+            bump(Counter::UserStackErrors);
+        }
+    }
+    entry.submit(wakeup_flags(pid));
+    0
+}

@@ -1,0 +1,103 @@
+//! The capture loop: drain the sample ring buffer until the duration ends,
+//! Ctrl-C or SIGTERM, updating the progress line.
+
+use std::time::{Duration, Instant};
+
+use aya::maps::{MapData, RingBuf};
+use profiler_common::SampleEvent;
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+    time::{interval, sleep_until, MissedTickBehavior},
+};
+
+use crate::{progress::Progress, stacks::StackAggregator, Error, Result};
+
+/// Why a capture ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Elapsed,
+    Interrupted,
+}
+
+/// Decode one ring buffer record; `None` if it is too short to be a sample.
+pub fn decode_sample(bytes: &[u8]) -> Option<SampleEvent> {
+    if bytes.len() < size_of::<SampleEvent>() {
+        return None;
+    }
+    // SAFETY: the length is checked; SampleEvent is plain old data for which
+    // every bit pattern is valid; the read tolerates any alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SampleEvent>()) })
+}
+
+fn drain(ring: &mut RingBuf<MapData>, agg: &mut StackAggregator, malformed: &mut u64) {
+    while let Some(item) = ring.next() {
+        match decode_sample(&item) {
+            Some(event) => agg.add(&event),
+            None => *malformed += 1,
+        }
+    }
+}
+
+/// Read samples for `duration`. Returns the aggregated stacks, the time
+/// actually captured and why it ended.
+pub async fn run(
+    ring: RingBuf<MapData>,
+    duration: Duration,
+) -> Result<(StackAggregator, Duration, EndReason)> {
+    // SAFETY: the ring buffer owns its map fd, which stays open and is not
+    // replaced while the AsyncFd owns the ring buffer.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| Error::Read(e.to_string()))?;
+    let mut agg = StackAggregator::new();
+    let mut malformed = 0u64;
+    let mut progress = Progress::new();
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::from_std(start + duration);
+    let mut tick = interval(Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Read(e.to_string()))?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+
+    let reason = loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(|e| Error::Read(e.to_string()))?;
+                drain(guard.get_inner_mut(), &mut agg, &mut malformed);
+                guard.clear_ready();
+            }
+            _ = sleep_until(deadline) => break EndReason::Elapsed,
+            _ = &mut ctrl_c => break EndReason::Interrupted,
+            _ = sigterm.recv() => break EndReason::Interrupted,
+            _ = tick.tick() => {
+                drain(ring.get_mut(), &mut agg, &mut malformed);
+                progress.update(duration.saturating_sub(start.elapsed()), agg.samples());
+            }
+        }
+    };
+    let elapsed = start.elapsed().min(duration);
+    // Whatever the kernel wrote before we stopped still counts.
+    drain(ring.get_mut(), &mut agg, &mut malformed);
+    progress.finish();
+    if malformed > 0 {
+        tracing::warn!(
+            malformed,
+            "ignored ring buffer records too short to be samples"
+        );
+    }
+    Ok((agg, elapsed, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_records_are_rejected() {
+        assert!(decode_sample(&[0u8; 16]).is_none());
+        let bytes = vec![0u8; size_of::<SampleEvent>()];
+        let ev = decode_sample(&bytes).unwrap();
+        assert_eq!(ev.kernel_frames().len(), 0);
+    }
+}

@@ -1,0 +1,108 @@
+//! Command-line interface (clap). Values are validated here so that bad
+//! input is rejected before anything is loaded.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tailprof",
+    version,
+    about = "Where did every thread spend its wall-clock time?"
+)]
+pub struct Cli {
+    /// Log verbosity for diagnostics on stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn", env = "TAILPROF_LOG")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture on-CPU stacks of the whole host (or selected processes) and write reports.
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    /// How long to capture, e.g. 10s, 500ms, 2m. Ctrl-C ends early and still writes everything.
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// On-CPU sampling frequency per CPU, in Hz.
+    #[arg(short = 'F', long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub frequency: u64,
+
+    /// Only sample this process (all its threads); repeatable. A thread id selects its process.
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Only sample threads whose name (comm, at most 15 bytes) is exactly NAME.
+    #[arg(long, value_name = "NAME", value_parser = parse_comm)]
+    pub comm: Option<String>,
+
+    /// Directory for the reports; created if missing.
+    #[arg(short, long, default_value = "tailprof-out")]
+    pub output: PathBuf,
+
+    /// Kernel BTF to read kernel type layouts from.
+    #[arg(long, default_value = crate::preflight::SYSFS_BTF)]
+    pub btf: PathBuf,
+}
+
+/// Parse `10s`, `500ms`, `2m`, `1h30m`; zero is rejected.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); write it like 10s, 500ms or 2m"))?;
+    if d.is_zero() {
+        return Err(format!("'{s}' is zero; give a positive duration like 10s"));
+    }
+    Ok(d)
+}
+
+/// Thread names are at most 15 bytes in the kernel; a longer name can never match.
+pub fn parse_comm(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the name is empty".into());
+    }
+    if s.len() > profiler_common::TASK_COMM_LEN - 1 {
+        return Err(format!(
+            "'{s}' is {} bytes long, but the kernel keeps at most 15 bytes of a thread name; give the first 15",
+            s.len()
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("abc")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn comm_limits() {
+        assert!(parse_comm("python3").is_ok());
+        assert!(parse_comm("a-very-long-thread-name").is_err());
+        assert!(parse_comm("").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

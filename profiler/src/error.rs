@@ -1,0 +1,66 @@
+//! The library's one error type. Every variant renders as one sentence that
+//! says what is wrong and what to do.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "tailprof needs root, or the capabilities CAP_BPF and CAP_PERFMON, to load its eBPF programs; run it with sudo"
+    )]
+    NotPrivileged,
+
+    #[error(
+        "this kernel exposes no BTF at {path} ({reason}); use a kernel built with CONFIG_DEBUG_INFO_BTF=y or pass --btf FILE"
+    )]
+    MissingBtf { path: PathBuf, reason: String },
+
+    #[error(
+        "this kernel offers no perf events (no /proc/sys/kernel/perf_event_paranoid); use a kernel built with CONFIG_PERF_EVENTS=y"
+    )]
+    NoPerfEvents,
+
+    #[error("could not open a cpu-clock perf event on CPU {cpu}: {reason}; check kernel.perf_event_paranoid and that the CPU is online")]
+    PerfEventOpen { cpu: u32, reason: String },
+
+    #[error("no process with pid {0} exists; check the pid with `ps -p {0}`")]
+    NoSuchPid(u32),
+
+    #[error("too many --pid values ({given}); at most {max} are supported")]
+    TooManyPids { given: usize, max: u32 },
+
+    #[error("cannot write to the output directory {path}: {reason}; choose another with -o")]
+    OutputDir { path: PathBuf, reason: String },
+
+    #[error("could not write {path}: {reason}")]
+    WriteOutput { path: PathBuf, reason: String },
+
+    #[error("could not load the eBPF programs into the kernel: {0}")]
+    Load(String),
+
+    #[error("could not read samples from the kernel: {0}")]
+    Read(String),
+}
+
+impl Error {
+    pub(crate) fn load(err: &(dyn std::error::Error + 'static)) -> Self {
+        Self::Load(format_chain(err))
+    }
+}
+
+/// Render an error with its `source()` chain on one line: `a: b: c`.
+pub fn format_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        next = e.source();
+    }
+    out
+}

@@ -1,0 +1,20 @@
+//! tailprof: an always-on latency profiler for Linux.
+//!
+//! The library holds everything the `tailprof` binary does; `main.rs` only
+//! parses the command line and turns errors into one sentence.
+
+pub mod atomic_file;
+pub mod bpf;
+pub mod capture;
+pub mod cli;
+pub mod error;
+pub mod output;
+pub mod pprof_proto;
+pub mod preflight;
+pub mod profile;
+pub mod progress;
+pub mod record;
+pub mod stacks;
+pub mod symbolize;
+
+pub use error::{Error, Result};

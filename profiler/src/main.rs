@@ -1,0 +1,45 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use tailprof::{
+    capture::EndReason,
+    cli::{Cli, Command},
+    output, record,
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tailprof: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Record(args) => {
+            let recording = runtime.block_on(record::record(&args))?;
+            if recording.end == EndReason::Interrupted {
+                eprintln!("tailprof: interrupted; wrote what was captured");
+            }
+            print!("{}", output::text::report(&recording.profile, 10));
+            println!("\nwrote:");
+            for f in &recording.files {
+                println!("  {}", f.display());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Report writers. Each output is produced from the symbolized
+//! [`Profile`](crate::profile::Profile) and written atomically.
+
+pub mod flamegraph;
+pub mod folded;
+pub mod pprof;
+pub mod summary;
+pub mod text;
+
+use std::path::{Path, PathBuf};
+
+use crate::{atomic_file::write_atomically, profile::Profile, Result};
+
+pub const FLAMEGRAPH_SVG: &str = "flamegraph.svg";
+pub const STACKS_FOLDED: &str = "stacks.folded";
+pub const PROFILE_PB_GZ: &str = "profile.pb.gz";
+pub const SUMMARY_JSON: &str = "summary.json";
+
+/// Write every report into `dir`; returns the paths written.
+pub fn write_all(dir: &Path, profile: &Profile) -> Result<Vec<PathBuf>> {
+    let folded = folded::fold(profile);
+    let mut written = Vec::new();
+    let mut write =
+        |name: &str, fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>| {
+            let path = dir.join(name);
+            write_atomically(&path, |w| fill(w))?;
+            written.push(path);
+            Ok::<_, crate::Error>(())
+        };
+    write(STACKS_FOLDED, &mut |w| folded::write(&folded, w))?;
+    write(FLAMEGRAPH_SVG, &mut |w| {
+        flamegraph::write(&folded, "tailprof: on-CPU samples", w)
+    })?;
+    write(PROFILE_PB_GZ, &mut |w| pprof::write(profile, w))?;
+    write(SUMMARY_JSON, &mut |w| summary::write(profile, w))?;
+    Ok(written)
+}

@@ -1,0 +1,34 @@
+//! `summary.json`: totals and per-thread counts, for scripts and tests.
+//! The schema is documented in docs/summary-json.md.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::profile::{Profile, ThreadTotal};
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub duration_ns: u64,
+    pub frequency_hz: u64,
+    pub samples: u64,
+    pub lost_samples: u64,
+    pub threads: Vec<ThreadTotal>,
+}
+
+impl Summary {
+    pub fn from_profile(profile: &Profile) -> Self {
+        Self {
+            duration_ns: profile.duration_ns,
+            frequency_hz: profile.frequency_hz,
+            samples: profile.samples,
+            lost_samples: profile.lost_samples,
+            threads: profile.threads(),
+        }
+    }
+}
+
+pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *w, &Summary::from_profile(profile))?;
+    writeln!(w)
+}

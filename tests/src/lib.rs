@@ -1,0 +1,195 @@
+//! Helpers for the end-to-end tests: they run the real `tailprof` binary
+//! (built by `cargo xtask test`, named by `TAILPROF_BIN`) as root against
+//! workloads of known behaviour.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::OnceLock,
+};
+
+/// The tailprof binary under test.
+pub fn tailprof_bin() -> PathBuf {
+    let bin = std::env::var_os("TAILPROF_BIN").map(PathBuf::from).expect(
+        "TAILPROF_BIN is not set: run the end-to-end tests with `cargo xtask test`, which builds tailprof and points them at it",
+    );
+    assert!(
+        bin.exists(),
+        "TAILPROF_BIN={} does not exist",
+        bin.display()
+    );
+    bin
+}
+
+/// Fails loudly unless we are root: these tests load real BPF programs.
+pub fn require_root() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the end-to-end tests load BPF programs and must run as root"
+    );
+}
+
+fn workload_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("tailprof-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create workload dir");
+        dir
+    })
+}
+
+/// Compile `workloads/NAME.c` with gcc (frame pointers on) and return the binary.
+pub fn build_c_workload(name: &str, extra_flags: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("workloads")
+        .join(format!("{name}.c"));
+    let out = workload_dir().join(name);
+    let status = Command::new("gcc")
+        .args([
+            "-O2",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-fno-ipa-icf",
+            "-pthread",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .args(extra_flags)
+        .status()
+        .expect("gcc must be installed (cargo xtask setup installs it)");
+    assert!(status.success(), "gcc failed on {}", src.display());
+    out
+}
+
+/// A running workload that announced its pid and thread ids on stdout.
+pub struct Workload {
+    pub child: Child,
+    pub pid: u32,
+    pub tids: HashMap<String, u32>,
+}
+
+impl Workload {
+    /// Start `bin args` and read `pid N`, `tid NAME N` lines until `ready`.
+    pub fn start(bin: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start workload");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let (mut pid, mut tids) = (0, HashMap::new());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).expect("read workload stdout") == 0 {
+                panic!("workload {} ended before it was ready", bin.display());
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["pid", n] => pid = n.parse().expect("pid"),
+                ["tid", name, n] => {
+                    tids.insert(name.to_string(), n.parse().expect("tid"));
+                }
+                ["ready"] => break,
+                _ => {}
+            }
+        }
+        // Keep draining stdout so the workload never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        });
+        Self { child, pid, tids }
+    }
+
+    pub fn tid(&self, name: &str) -> u32 {
+        *self
+            .tids
+            .get(name)
+            .unwrap_or_else(|| panic!("workload announced no thread {name}"))
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `tailprof ARGS` to completion.
+pub fn tailprof(args: &[&str]) -> Output {
+    Command::new(tailprof_bin())
+        .args(args)
+        .output()
+        .expect("run tailprof")
+}
+
+/// Run `tailprof record ARGS -o DIR` and insist that it succeeded.
+pub fn record_ok(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["record", "-o", dir.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    let out = tailprof(&all);
+    assert!(
+        out.status.success(),
+        "tailprof {all:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A failure must be one clear sentence on stderr, a non-zero exit and no panic.
+pub fn assert_clean_failure(out: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "tailprof panicked: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "stderr lacks {expected:?}: {stderr}"
+    );
+}
+
+pub fn summary(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
+/// `stacks.folded` as (stack, count) pairs.
+pub fn folded(dir: &Path) -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string(dir.join("stacks.folded")).expect("stacks.folded");
+    text.lines()
+        .map(|l| {
+            let (stack, count) = l.rsplit_once(' ').expect("folded line has a count");
+            (stack.to_owned(), count.parse().expect("count is a number"))
+        })
+        .collect()
+}
+
+/// The thread entry of `summary.json` for `tid`.
+pub fn thread_entry(summary: &serde_json::Value, tid: u32) -> Option<&serde_json::Value> {
+    summary["threads"]
+        .as_array()?
+        .iter()
+        .find(|t| t["tid"].as_u64() == Some(tid as u64))
+}
+
+/// Files left in `dir` whose names mark them as unfinished.
+pub fn partial_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".partial") || n.starts_with(".tailprof-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,83 @@
+//! `cargo xtask`: set-up, build, run, test and bench for tailprof.
+
+mod bench;
+mod setup;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what a fresh machine lacks: llvm-22-dev, bpf-linker 0.13.0, rust-src for nightly, test and bench tools.
+    Setup,
+    /// Set up and build the release `tailprof` binary (eBPF object embedded).
+    Build,
+    /// Set up, build and run `tailprof` as root with the given arguments.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build and run the whole test suite (unit tests and end-to-end tests loading real programs).
+    Test,
+    /// Set up, build and run the overhead benchmarks side by side with perf; writes BENCHMARKS.md.
+    Bench {
+        /// Seconds per measured phase.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup => setup::setup(),
+        Command::Build => {
+            setup::setup()?;
+            util::build_release()?;
+            Ok(())
+        }
+        Command::Run { args } => {
+            setup::setup()?;
+            let bin = util::build_release()?;
+            util::run(std::process::Command::new(bin).args(args))
+        }
+        Command::Test => {
+            setup::setup()?;
+            let bin = util::build_release()?;
+            // The eBPF crate is not a host crate: name the host packages.
+            util::run(util::cargo().args([
+                "test",
+                "--release",
+                "-p",
+                "tailprof",
+                "-p",
+                "profiler-common",
+                "-p",
+                "xtask",
+            ]))?;
+            util::run(
+                util::cargo()
+                    .args([
+                        "test",
+                        "--release",
+                        "-p",
+                        "tailprof-e2e",
+                        "--",
+                        "--test-threads=1",
+                    ])
+                    .env("TAILPROF_BIN", &bin),
+            )
+        }
+        Command::Bench { seconds } => {
+            setup::setup()?;
+            let bin = util::build_release()?;
+            bench::run(&bin, seconds)
+        }
+    }
+}
