@@ -6,10 +6,6 @@ use anyhow::Context as _;
 fn main() -> anyhow::Result<()> {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR not set")?;
     let root_dir = format!("{manifest_dir}/../profiler-ebpf");
-    let ebpf = aya_build::Package {
-        name: "profiler-ebpf",
-        root_dir: &root_dir,
-        ..Default::default()
-    };
+    let ebpf = aya_build::Package { name: "profiler-ebpf", root_dir: &root_dir, ..Default::default() };
     aya_build::build_ebpf([ebpf], aya_build::Toolchain::default())
 }

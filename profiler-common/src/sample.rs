@@ -20,7 +20,7 @@ pub const SEEN_PIDS_SLOTS: u32 = 8192;
 
 /// How often user space drains the sample ring buffer when the kernel does
 /// not wake it (it wakes it for new processes and a quarter-full ring).
-pub const DRAIN_INTERVAL_MS: u64 = 100;
+pub const DRAIN_INTERVAL_MS: u64 = 250;
 
 /// Global: non-zero when only the tgids in [`PID_FILTER_MAP`] are sampled.
 pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
@@ -87,11 +87,7 @@ impl SampleEvent {
 
     /// The comm up to its first NUL.
     pub fn comm_bytes(&self) -> &[u8] {
-        let end = self
-            .comm
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(TASK_COMM_LEN);
+        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(TASK_COMM_LEN);
         &self.comm[..end]
     }
 }

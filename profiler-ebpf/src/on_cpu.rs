@@ -1,13 +1,9 @@
 //! perf_event cpu-clock sampling: one record per sample with both stacks.
 
 use aya_ebpf::{
-    bindings::{
-        BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
-        BPF_RB_RING_SIZE,
-    },
+    bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_get_stack,
-        bpf_ktime_get_ns,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns,
     },
     macros::{map, perf_event},
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -15,8 +11,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use profiler_common::{
-    Counter, SampleEvent, COUNTER_SLOTS, MAX_PID_FILTER, MAX_STACK_DEPTH, SEEN_PIDS_SLOTS,
-    TASK_COMM_LEN,
+    Counter, SampleEvent, COUNTER_SLOTS, MAX_PID_FILTER, MAX_STACK_DEPTH, SEEN_PIDS_SLOTS, TASK_COMM_LEN,
 };
 
 /// Set by user space before load; see `profiler_common::GLOBAL_*`.
@@ -120,22 +115,12 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
         (*event).flags = 0;
         (*event).comm = comm;
 
-        let n = bpf_get_stack(
-            ctx.as_ptr(),
-            (*event).kstack.as_mut_ptr().cast(),
-            STACK_BYTES,
-            0,
-        );
+        let n = bpf_get_stack(ctx.as_ptr(), (*event).kstack.as_mut_ptr().cast(), STACK_BYTES, 0);
         (*event).kstack_len = if n > 0 { (n / 8) as u32 } else { 0 };
         if n < 0 {
             bump(Counter::KernelStackErrors);
         }
-        let n = bpf_get_stack(
-            ctx.as_ptr(),
-            (*event).ustack.as_mut_ptr().cast(),
-            STACK_BYTES,
-            BPF_F_USER_STACK as u64,
-        );
+        let n = bpf_get_stack(ctx.as_ptr(), (*event).ustack.as_mut_ptr().cast(), STACK_BYTES, BPF_F_USER_STACK as u64);
         (*event).ustack_len = if n > 0 { (n / 8) as u32 } else { 0 };
         if n < 0 {
             bump(Counter::UserStackErrors);

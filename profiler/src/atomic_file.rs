@@ -10,14 +10,8 @@ use std::{
 use crate::{Error, Result};
 
 /// Write `path` atomically with the bytes produced by `fill`.
-pub fn write_atomically(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<()> {
-    let err = |reason: String| Error::WriteOutput {
-        path: path.to_owned(),
-        reason,
-    };
+pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let err = |reason: String| Error::WriteOutput { path: path.to_owned(), reason };
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(".tailprof-")
@@ -30,9 +24,7 @@ pub fn write_atomically(
         out.flush().map_err(|e| err(e.to_string()))?;
     }
     // Reports are meant to be read by whoever runs the viewer: 0644, not tempfile's 0600.
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .map_err(|e| err(e.to_string()))?;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| err(e.to_string()))?;
     tmp.as_file().sync_all().map_err(|e| err(e.to_string()))?;
     tmp.persist(path).map_err(|e| err(e.error.to_string()))?;
     Ok(())
@@ -41,15 +33,9 @@ pub fn write_atomically(
 /// Check that `dir` exists (creating it if needed) and that files can be
 /// created in it, before any capture work starts.
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
-    let err = |reason: String| Error::OutputDir {
-        path: dir.to_owned(),
-        reason,
-    };
+    let err = |reason: String| Error::OutputDir { path: dir.to_owned(), reason };
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    let probe = tempfile::Builder::new()
-        .prefix(".tailprof-probe-")
-        .tempfile_in(dir)
-        .map_err(|e| err(e.to_string()))?;
+    let probe = tempfile::Builder::new().prefix(".tailprof-probe-").tempfile_in(dir).map_err(|e| err(e.to_string()))?;
     probe.close().map_err(|e| err(e.to_string()))?;
     Ok(())
 }

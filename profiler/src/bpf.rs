@@ -2,14 +2,12 @@
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::perf_event::{
-        PerfEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent,
-    },
+    programs::perf_event::{PerfEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Counter, SampleEvent, COUNTERS_MAP, EVENTS_MAP, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_COMM,
-    GLOBAL_FILTER_PIDS, MAX_PID_FILTER, PID_FILTER_MAP, TASK_COMM_LEN,
+    Counter, SampleEvent, COUNTERS_MAP, EVENTS_MAP, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS,
+    MAX_PID_FILTER, PID_FILTER_MAP, TASK_COMM_LEN,
 };
 
 use crate::{Error, Result};
@@ -37,9 +35,7 @@ pub struct Loaded {
 /// CPU, so that a stalled reader loses nothing for a while, bounded to
 /// 1..=64 MiB and a power of two as the kernel requires.
 pub fn ring_buffer_bytes(frequency_hz: u64, cpus: usize) -> u32 {
-    let per_second = frequency_hz
-        .saturating_mul(cpus as u64)
-        .saturating_mul(size_of::<SampleEvent>() as u64 + 8);
+    let per_second = frequency_hz.saturating_mul(cpus as u64).saturating_mul(size_of::<SampleEvent>() as u64 + 8);
     let want = per_second.saturating_mul(2).clamp(1 << 20, 64 << 20);
     want.next_power_of_two().min(64 << 20) as u32
 }
@@ -48,8 +44,7 @@ impl Loaded {
     /// `btf`: kernel BTF read from a file given with --btf; `None` keeps
     /// the loader's own parse of /sys/kernel/btf/vmlinux.
     pub fn load(btf: Option<&Btf>, config: &SamplingConfig) -> Result<Self> {
-        let cpus =
-            aya::util::online_cpus().map_err(|(what, e)| Error::Load(format!("{what}: {e}")))?;
+        let cpus = aya::util::online_cpus().map_err(|(what, e)| Error::Load(format!("{what}: {e}")))?;
         let filter_pids = u8::from(!config.pids.is_empty());
         let mut comm = [0u8; TASK_COMM_LEN];
         let filter_comm = match &config.comm {
@@ -61,10 +56,7 @@ impl Loaded {
             None => 0u8,
         };
         if config.pids.len() > MAX_PID_FILTER as usize {
-            return Err(Error::TooManyPids {
-                given: config.pids.len(),
-                max: MAX_PID_FILTER,
-            });
+            return Err(Error::TooManyPids { given: config.pids.len(), max: MAX_PID_FILTER });
         }
 
         let mut loader = EbpfLoader::new();
@@ -75,10 +67,7 @@ impl Loaded {
             .override_global(GLOBAL_FILTER_PIDS, &filter_pids, true)
             .override_global(GLOBAL_FILTER_BY_COMM, &filter_comm, true)
             .override_global(GLOBAL_FILTER_COMM, &comm, true)
-            .map_max_entries(
-                EVENTS_MAP,
-                ring_buffer_bytes(config.frequency_hz, cpus.len()),
-            )
+            .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len()))
             .load(OBJECT)
             .map_err(|e| Error::load(&e))?;
         let mut loaded = Self { ebpf, cpus };
@@ -88,12 +77,9 @@ impl Loaded {
     }
 
     fn fill_pid_filter(&mut self, pids: &[u32]) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(PID_FILTER_MAP)
-            .ok_or_else(|| Error::Load(format!("map {PID_FILTER_MAP} missing")))?;
-        let mut filter: HashMap<_, u32, u8> =
-            HashMap::try_from(map).map_err(|e| Error::load(&e))?;
+        let map =
+            self.ebpf.map_mut(PID_FILTER_MAP).ok_or_else(|| Error::Load(format!("map {PID_FILTER_MAP} missing")))?;
+        let mut filter: HashMap<_, u32, u8> = HashMap::try_from(map).map_err(|e| Error::load(&e))?;
         for pid in pids {
             filter.insert(pid, 1, 0).map_err(|e| Error::load(&e))?;
         }
@@ -115,34 +101,22 @@ impl Loaded {
                 SamplePolicy::Frequency(frequency_hz),
                 false,
             )
-            .map_err(|e| Error::PerfEventOpen {
-                cpu,
-                reason: crate::error::format_chain(&e),
-            })?;
+            .map_err(|e| Error::PerfEventOpen { cpu, reason: crate::error::format_chain(&e) })?;
         }
         Ok(())
     }
 
     /// Take the sample ring buffer out of the object, for the reader task.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self
-            .ebpf
-            .take_map(EVENTS_MAP)
-            .ok_or_else(|| Error::Load(format!("map {EVENTS_MAP} missing")))?;
+        let map = self.ebpf.take_map(EVENTS_MAP).ok_or_else(|| Error::Load(format!("map {EVENTS_MAP} missing")))?;
         RingBuf::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// Sum of a counter over all CPUs.
     pub fn counter(&self, counter: Counter) -> Result<u64> {
-        let map = self
-            .ebpf
-            .map(COUNTERS_MAP)
-            .ok_or_else(|| Error::Read(format!("map {COUNTERS_MAP} missing")))?;
-        let counters: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
-        let values = counters
-            .get(&(counter as u32), 0)
-            .map_err(|e| Error::Read(e.to_string()))?;
+        let map = self.ebpf.map(COUNTERS_MAP).ok_or_else(|| Error::Read(format!("map {COUNTERS_MAP} missing")))?;
+        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
+        let values = counters.get(&(counter as u32), 0).map_err(|e| Error::Read(e.to_string()))?;
         Ok(values.iter().sum())
     }
 }

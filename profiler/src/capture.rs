@@ -41,10 +41,7 @@ fn drain(ring: &mut RingBuf<MapData>, agg: &mut StackAggregator, malformed: &mut
 
 /// Read samples for `duration`. Returns the aggregated stacks, the time
 /// actually captured and why it ended.
-pub async fn run(
-    ring: RingBuf<MapData>,
-    duration: Duration,
-) -> Result<(StackAggregator, Duration, EndReason)> {
+pub async fn run(ring: RingBuf<MapData>, duration: Duration) -> Result<(StackAggregator, Duration, EndReason)> {
     // SAFETY: the ring buffer owns its map fd, which stays open and is not
     // replaced while the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -81,10 +78,7 @@ pub async fn run(
     drain(ring.get_mut(), &mut agg, &mut malformed);
     progress.finish();
     if malformed > 0 {
-        tracing::warn!(
-            malformed,
-            "ignored ring buffer records too short to be samples"
-        );
+        tracing::warn!(malformed, "ignored ring buffer records too short to be samples");
     }
     Ok((agg, elapsed, reason))
 }

@@ -6,11 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "tailprof",
-    version,
-    about = "Where did every thread spend its wall-clock time?"
-)]
+#[command(name = "tailprof", version, about = "Where did every thread spend its wall-clock time?")]
 pub struct Cli {
     /// Log verbosity for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", env = "TAILPROF_LOG")]
@@ -86,9 +82,7 @@ mod tests {
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("abc")
-            .unwrap_err()
-            .contains("not a duration"));
+        assert!(parse_duration("abc").unwrap_err().contains("not a duration"));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("-1s").is_err());
     }

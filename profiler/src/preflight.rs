@@ -12,10 +12,7 @@ const CAP_BPF: u32 = 39;
 /// Effective capability mask of this process, from /proc/self/status.
 fn effective_caps() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))?
-        .trim();
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
     u64::from_str_radix(hex, 16).ok()
 }
 
@@ -37,10 +34,7 @@ pub const SYSFS_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// layouts from it). The default file is only checked for its magic here;
 /// a file given with --btf is parsed and returned for the loader.
 pub fn check_btf(path: &Path) -> Result<Option<aya::Btf>> {
-    let err = |reason: String| Error::MissingBtf {
-        path: path.to_owned(),
-        reason,
-    };
+    let err = |reason: String| Error::MissingBtf { path: path.to_owned(), reason };
     if path != Path::new(SYSFS_BTF) {
         return aya::Btf::parse_file(path, aya::Endianness::default())
             .map(Some)
@@ -72,8 +66,7 @@ fn check_perf_events_at(paranoid: &Path) -> Result<()> {
 /// Resolve a user-given pid (or tid) to its process id, failing if it does
 /// not exist.
 pub fn resolve_pid(pid: u32) -> Result<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|_| Error::NoSuchPid(pid))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| Error::NoSuchPid(pid))?;
     let tgid = status
         .lines()
         .find_map(|l| l.strip_prefix("Tgid:"))
@@ -84,17 +77,11 @@ pub fn resolve_pid(pid: u32) -> Result<u32> {
 
 /// Raise RLIMIT_MEMLOCK for kernels that still charge BPF maps to it.
 pub fn raise_memlock_limit() {
-    let rlim = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit with a valid pointer to an initialised struct.
     let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
     if ret != 0 {
-        tracing::debug!(
-            "could not raise RLIMIT_MEMLOCK: {}",
-            std::io::Error::last_os_error()
-        );
+        tracing::debug!("could not raise RLIMIT_MEMLOCK: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -113,10 +100,7 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), b"not btf at all").unwrap();
         assert!(matches!(check_btf(f.path()), Err(Error::MissingBtf { .. })));
-        assert!(matches!(
-            check_btf(Path::new("/nonexistent/vmlinux")),
-            Err(Error::MissingBtf { .. })
-        ));
+        assert!(matches!(check_btf(Path::new("/nonexistent/vmlinux")), Err(Error::MissingBtf { .. })));
     }
 
     #[test]
@@ -134,9 +118,6 @@ mod tests {
         assert_eq!(resolve_pid(tid).unwrap(), me);
         done_tx.send(()).unwrap();
         t.join().unwrap();
-        assert!(matches!(
-            resolve_pid(u32::MAX - 1),
-            Err(Error::NoSuchPid(_))
-        ));
+        assert!(matches!(resolve_pid(u32::MAX - 1), Err(Error::NoSuchPid(_))));
     }
 }

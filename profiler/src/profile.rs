@@ -91,34 +91,17 @@ impl Profile {
     pub fn threads(&self) -> Vec<ThreadTotal> {
         let mut by_tid: BTreeMap<(u32, u32), BTreeMap<&str, u64>> = BTreeMap::new();
         for s in &self.stacks {
-            *by_tid
-                .entry((s.pid, s.tid))
-                .or_default()
-                .entry(&s.comm)
-                .or_default() += s.count;
+            *by_tid.entry((s.pid, s.tid)).or_default().entry(&s.comm).or_default() += s.count;
         }
         let mut out: Vec<ThreadTotal> = by_tid
             .into_iter()
             .map(|((pid, tid), comms)| {
                 let total = comms.values().sum();
-                let comm = comms
-                    .iter()
-                    .max_by_key(|(_, n)| **n)
-                    .map(|(c, _)| c.to_string())
-                    .unwrap_or_default();
-                ThreadTotal {
-                    pid,
-                    tid,
-                    comm,
-                    on_cpu_samples: total,
-                }
+                let comm = comms.iter().max_by_key(|(_, n)| **n).map(|(c, _)| c.to_string()).unwrap_or_default();
+                ThreadTotal { pid, tid, comm, on_cpu_samples: total }
             })
             .collect();
-        out.sort_by(|a, b| {
-            b.on_cpu_samples
-                .cmp(&a.on_cpu_samples)
-                .then(a.tid.cmp(&b.tid))
-        });
+        out.sort_by(|a, b| b.on_cpu_samples.cmp(&a.on_cpu_samples).then(a.tid.cmp(&b.tid)));
         out
     }
 }

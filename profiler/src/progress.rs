@@ -13,10 +13,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new() -> Self {
-        Self {
-            enabled: std::io::stderr().is_terminal(),
-            drawn: false,
-        }
+        Self { enabled: std::io::stderr().is_terminal(), drawn: false }
     }
 
     pub fn update(&mut self, left: Duration, samples: u64) {
@@ -25,10 +22,7 @@ impl Progress {
         }
         let secs = left.as_secs_f64().ceil() as u64;
         let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[2Ktailprof: recording, {secs}s left, {samples} samples"
-        );
+        let _ = write!(err, "\r\x1b[2Ktailprof: recording, {secs}s left, {samples} samples");
         let _ = err.flush();
         self.drawn = true;
     }

@@ -34,24 +34,14 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     crate::atomic_file::prepare_output_dir(&args.output)?;
     preflight::raise_memlock_limit();
 
-    let config = SamplingConfig {
-        frequency_hz: args.frequency,
-        pids,
-        comm: args.comm.clone(),
-    };
+    let config = SamplingConfig { frequency_hz: args.frequency, pids, comm: args.comm.clone() };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
     let ring = loaded.take_events()?;
-    let start_unix_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
     let (agg, elapsed, end) = capture::run(ring, args.duration).await?;
     let lost_samples = loaded.counter(Counter::LostSamples)?;
-    for (counter, what) in [
-        (Counter::KernelStackErrors, "kernel"),
-        (Counter::UserStackErrors, "user"),
-    ] {
+    for (counter, what) in [(Counter::KernelStackErrors, "kernel"), (Counter::UserStackErrors, "user")] {
         let n = loaded.counter(counter)?;
         if n > 0 {
             tracing::debug!(n, "samples without a readable {what} stack");
@@ -73,9 +63,5 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let started = std::time::Instant::now();
     let files = output::write_all(&args.output, &profile)?;
     tracing::info!(elapsed = ?started.elapsed(), "wrote reports");
-    Ok(Recording {
-        profile,
-        end,
-        files,
-    })
+    Ok(Recording { profile, end, files })
 }

@@ -41,10 +41,7 @@ impl ModuleTable {
             .flatten()
             .map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
         let id = self.modules.len();
-        self.modules.push(Module {
-            path: path.to_string_lossy().into_owned(),
-            build_id,
-        });
+        self.modules.push(Module { path: path.to_string_lossy().into_owned(), build_id });
         self.by_path.insert(path.to_owned(), id);
         id
     }
@@ -153,53 +150,27 @@ impl StackAggregator {
         if ustack.is_empty() {
             return Box::new([]);
         }
-        let addrs: Vec<u64> = ustack
-            .iter()
-            .enumerate()
-            .map(|(i, &a)| lookup_address(i, a))
-            .collect();
-        let mut new: Vec<u64> = addrs
-            .iter()
-            .copied()
-            .filter(|a| !self.frames.contains_key(&(pid, *a)))
-            .collect();
+        let addrs: Vec<u64> = ustack.iter().enumerate().map(|(i, &a)| lookup_address(i, a)).collect();
+        let mut new: Vec<u64> = addrs.iter().copied().filter(|a| !self.frames.contains_key(&(pid, *a))).collect();
         if !new.is_empty() {
             new.sort_unstable();
             new.dedup();
             // Unknown frames are kept too: `normalize_addrs` has already
             // re-read the map once for them, if the rate limit allowed.
             let frames = self.normalize_addrs(pid, &new);
-            self.frames
-                .extend(new.iter().map(|&a| (pid, a)).zip(frames));
+            self.frames.extend(new.iter().map(|&a| (pid, a)).zip(frames));
         }
-        addrs
-            .iter()
-            .map(|a| {
-                self.frames
-                    .get(&(pid, *a))
-                    .cloned()
-                    .unwrap_or(UserFrame::Unknown { addr: *a })
-            })
-            .collect()
+        addrs.iter().map(|a| self.frames.get(&(pid, *a)).cloned().unwrap_or(UserFrame::Unknown { addr: *a })).collect()
     }
 
     /// Normalize sorted, unique addresses of one process.
     fn normalize_addrs(&mut self, pid: u32, addrs: &[u64]) -> Vec<UserFrame> {
-        let opts = NormalizeOpts {
-            sorted_addrs: true,
-            map_files: false,
-            ..Default::default()
-        };
+        let opts = NormalizeOpts { sorted_addrs: true, map_files: false, ..Default::default() };
         let misses = |o: &blazesym::normalize::UserOutput<'_>| {
-            o.outputs
-                .iter()
-                .any(|&(_, m)| matches!(o.meta.get(m), Some(UserMeta::Unknown(_)) | None))
+            o.outputs.iter().any(|&(_, m)| matches!(o.meta.get(m), Some(UserMeta::Unknown(_)) | None))
         };
         let now = std::time::Instant::now();
-        let may_refresh = self
-            .last_fresh
-            .get(&pid)
-            .is_none_or(|t| now.duration_since(*t) >= FRESH_MAP_INTERVAL);
+        let may_refresh = self.last_fresh.get(&pid).is_none_or(|t| now.duration_since(*t) >= FRESH_MAP_INTERVAL);
         let bpid = blazesym::Pid::from(pid);
         let output = match self.cached.normalize_user_addrs_opts(bpid, &addrs, &opts) {
             Ok(output) if !(may_refresh && misses(&output)) => Ok(output),
@@ -216,28 +187,15 @@ impl StackAggregator {
             Ok(output) => output,
             Err(err) => {
                 tracing::debug!(%pid, %err, "could not normalize user stack");
-                return addrs
-                    .iter()
-                    .map(|&addr| UserFrame::Unknown { addr })
-                    .collect();
+                return addrs.iter().map(|&addr| UserFrame::Unknown { addr }).collect();
             }
         };
-        let frames = output
-            .outputs
-            .iter()
-            .zip(addrs)
-            .map(
-                |(&(offset, meta_idx), &addr)| match output.meta.get(meta_idx) {
-                    Some(UserMeta::Elf(elf)) => UserFrame::InModule {
-                        module: self.modules.intern(&elf.path),
-                        offset,
-                    },
-                    Some(UserMeta::Sym(sym)) => UserFrame::Named {
-                        name: Arc::from(&*sym.name),
-                    },
-                    _ => UserFrame::Unknown { addr },
-                },
-            );
+        let frames =
+            output.outputs.iter().zip(addrs).map(|(&(offset, meta_idx), &addr)| match output.meta.get(meta_idx) {
+                Some(UserMeta::Elf(elf)) => UserFrame::InModule { module: self.modules.intern(&elf.path), offset },
+                Some(UserMeta::Sym(sym)) => UserFrame::Named { name: Arc::from(&*sym.name) },
+                _ => UserFrame::Unknown { addr },
+            });
         frames.collect()
     }
     /// All unique stacks and the modules they reference.
@@ -246,11 +204,7 @@ impl StackAggregator {
             .stacks
             .into_iter()
             .map(|(key, (ustack, count))| {
-                let end = key
-                    .comm
-                    .iter()
-                    .position(|&b| b == 0)
-                    .unwrap_or(TASK_COMM_LEN);
+                let end = key.comm.iter().position(|&b| b == 0).unwrap_or(TASK_COMM_LEN);
                 AggregatedStack {
                     pid: key.pid,
                     tid: key.tid,

@@ -18,15 +18,8 @@ use crate::{
 };
 
 /// Build the symbolized [`Profile`] from aggregated stacks.
-pub fn symbolize(
-    modules: ModuleTable,
-    stacks: Vec<AggregatedStack>,
-    mut profile: Profile,
-) -> Profile {
-    let symbolizer = Symbolizer::builder()
-        .enable_code_info(false)
-        .enable_inlined_fns(false)
-        .build();
+pub fn symbolize(modules: ModuleTable, stacks: Vec<AggregatedStack>, mut profile: Profile) -> Profile {
+    let symbolizer = Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build();
     let unknown: Arc<str> = Arc::from(UNKNOWN);
 
     let kernel_names = symbolize_kernel(&symbolizer, &stacks, &unknown);
@@ -41,47 +34,29 @@ pub fn symbolize(
             for f in s.ustack.iter().rev() {
                 frames.push(match f {
                     UserFrame::InModule { module, offset } => Frame {
-                        name: user_names
-                            .get(&(*module, *offset))
-                            .cloned()
-                            .unwrap_or_else(|| unknown.clone()),
+                        name: user_names.get(&(*module, *offset)).cloned().unwrap_or_else(|| unknown.clone()),
                         kind: FrameKind::User,
                         module: Some(*module),
                         address: *offset,
                     },
-                    UserFrame::Named { name } => Frame {
-                        name: name.clone(),
-                        kind: FrameKind::User,
-                        module: None,
-                        address: 0,
-                    },
-                    UserFrame::Unknown { addr } => Frame {
-                        name: unknown.clone(),
-                        kind: FrameKind::User,
-                        module: None,
-                        address: *addr,
-                    },
+                    UserFrame::Named { name } => {
+                        Frame { name: name.clone(), kind: FrameKind::User, module: None, address: 0 }
+                    }
+                    UserFrame::Unknown { addr } => {
+                        Frame { name: unknown.clone(), kind: FrameKind::User, module: None, address: *addr }
+                    }
                 });
             }
             for (i, &addr) in s.kstack.iter().enumerate().rev() {
                 let addr = lookup_address(i, addr);
                 frames.push(Frame {
-                    name: kernel_names
-                        .get(&addr)
-                        .cloned()
-                        .unwrap_or_else(|| unknown.clone()),
+                    name: kernel_names.get(&addr).cloned().unwrap_or_else(|| unknown.clone()),
                     kind: FrameKind::Kernel,
                     module: None,
                     address: addr,
                 });
             }
-            Stack {
-                pid: s.pid,
-                tid: s.tid,
-                comm: s.comm,
-                frames,
-                count: s.count,
-            }
+            Stack { pid: s.pid, tid: s.tid, comm: s.comm, frames, count: s.count }
         })
         .collect();
     profile
@@ -94,19 +69,10 @@ fn name_of(sym: &Symbolized<'_>, unknown: &Arc<str>) -> Arc<str> {
     }
 }
 
-fn symbolize_kernel(
-    symbolizer: &Symbolizer,
-    stacks: &[AggregatedStack],
-    unknown: &Arc<str>,
-) -> HashMap<u64, Arc<str>> {
+fn symbolize_kernel(symbolizer: &Symbolizer, stacks: &[AggregatedStack], unknown: &Arc<str>) -> HashMap<u64, Arc<str>> {
     let addrs: Vec<u64> = stacks
         .iter()
-        .flat_map(|s| {
-            s.kstack
-                .iter()
-                .enumerate()
-                .map(|(i, &a)| lookup_address(i, a))
-        })
+        .flat_map(|s| s.kstack.iter().enumerate().map(|(i, &a)| lookup_address(i, a)))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
@@ -115,11 +81,7 @@ fn symbolize_kernel(
     }
     let src = Source::Kernel(Kernel::default());
     match symbolizer.symbolize(&src, Input::AbsAddr(&addrs)) {
-        Ok(syms) => addrs
-            .iter()
-            .copied()
-            .zip(syms.iter().map(|s| name_of(s, unknown)))
-            .collect(),
+        Ok(syms) => addrs.iter().copied().zip(syms.iter().map(|s| name_of(s, unknown))).collect(),
         Err(err) => {
             tracing::warn!(%err, "could not symbolize kernel frames; they show as [unknown]");
             HashMap::new()

@@ -15,21 +15,13 @@ pub fn tailprof_bin() -> PathBuf {
     let bin = std::env::var_os("TAILPROF_BIN").map(PathBuf::from).expect(
         "TAILPROF_BIN is not set: run the end-to-end tests with `cargo xtask test`, which builds tailprof and points them at it",
     );
-    assert!(
-        bin.exists(),
-        "TAILPROF_BIN={} does not exist",
-        bin.display()
-    );
+    assert!(bin.exists(), "TAILPROF_BIN={} does not exist", bin.display());
     bin
 }
 
 /// Fails loudly unless we are root: these tests load real BPF programs.
 pub fn require_root() {
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the end-to-end tests load BPF programs and must run as root"
-    );
+    assert_eq!(unsafe { libc::geteuid() }, 0, "the end-to-end tests load BPF programs and must run as root");
 }
 
 fn workload_dir() -> &'static Path {
@@ -43,19 +35,10 @@ fn workload_dir() -> &'static Path {
 
 /// Compile `workloads/NAME.c` with gcc (frame pointers on) and return the binary.
 pub fn build_c_workload(name: &str, extra_flags: &[&str]) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(format!("{name}.c"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads").join(format!("{name}.c"));
     let out = workload_dir().join(name);
     let status = Command::new("gcc")
-        .args([
-            "-O2",
-            "-g",
-            "-fno-omit-frame-pointer",
-            "-fno-ipa-icf",
-            "-pthread",
-            "-o",
-        ])
+        .args(["-O2", "-g", "-fno-omit-frame-pointer", "-fno-ipa-icf", "-pthread", "-o"])
         .arg(&out)
         .arg(&src)
         .args(extra_flags)
@@ -75,11 +58,7 @@ pub struct Workload {
 impl Workload {
     /// Start `bin args` and read `pid N`, `tid NAME N` lines until `ready`.
     pub fn start(bin: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start workload");
+        let mut child = Command::new(bin).args(args).stdout(Stdio::piped()).spawn().expect("start workload");
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let (mut pid, mut tids) = (0, HashMap::new());
@@ -108,10 +87,7 @@ impl Workload {
     }
 
     pub fn tid(&self, name: &str) -> u32 {
-        *self
-            .tids
-            .get(name)
-            .unwrap_or_else(|| panic!("workload announced no thread {name}"))
+        *self.tids.get(name).unwrap_or_else(|| panic!("workload announced no thread {name}"))
     }
 }
 
@@ -124,10 +100,7 @@ impl Drop for Workload {
 
 /// Run `tailprof ARGS` to completion.
 pub fn tailprof(args: &[&str]) -> Output {
-    Command::new(tailprof_bin())
-        .args(args)
-        .output()
-        .expect("run tailprof")
+    Command::new(tailprof_bin()).args(args).output().expect("run tailprof")
 }
 
 /// Run `tailprof record ARGS -o DIR` and insist that it succeeded.
@@ -135,27 +108,16 @@ pub fn record_ok(dir: &Path, args: &[&str]) -> Output {
     let mut all = vec!["record", "-o", dir.to_str().expect("utf-8 path")];
     all.extend_from_slice(args);
     let out = tailprof(&all);
-    assert!(
-        out.status.success(),
-        "tailprof {all:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "tailprof {all:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     out
 }
 
 /// A failure must be one clear sentence on stderr, a non-zero exit and no panic.
 pub fn assert_clean_failure(out: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr: {stderr}"
-    );
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "tailprof panicked: {stderr}");
-    assert!(
-        stderr.contains(expected),
-        "stderr lacks {expected:?}: {stderr}"
-    );
+    assert!(stderr.contains(expected), "stderr lacks {expected:?}: {stderr}");
 }
 
 pub fn summary(dir: &Path) -> serde_json::Value {
@@ -176,10 +138,7 @@ pub fn folded(dir: &Path) -> Vec<(String, u64)> {
 
 /// The thread entry of `summary.json` for `tid`.
 pub fn thread_entry(summary: &serde_json::Value, tid: u32) -> Option<&serde_json::Value> {
-    summary["threads"]
-        .as_array()?
-        .iter()
-        .find(|t| t["tid"].as_u64() == Some(tid as u64))
+    summary["threads"].as_array()?.iter().find(|t| t["tid"].as_u64() == Some(tid as u64))
 }
 
 /// Files left in `dir` whose names mark them as unfinished.

@@ -7,10 +7,7 @@ use tailprof_e2e::*;
 
 #[test]
 fn bad_duration() {
-    assert_clean_failure(
-        &tailprof(&["record", "--duration", "abc"]),
-        "not a duration",
-    );
+    assert_clean_failure(&tailprof(&["record", "--duration", "abc"]), "not a duration");
     assert_clean_failure(&tailprof(&["record", "--duration", "0s"]), "zero");
 }
 
@@ -21,10 +18,7 @@ fn bad_frequency() {
 
 #[test]
 fn comm_longer_than_the_kernel_keeps() {
-    assert_clean_failure(
-        &tailprof(&["record", "--comm", "a-very-long-thread-name"]),
-        "15 bytes",
-    );
+    assert_clean_failure(&tailprof(&["record", "--comm", "a-very-long-thread-name"]), "15 bytes");
 }
 
 #[test]
@@ -32,20 +26,9 @@ fn pid_that_does_not_exist() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let o = tailprof(&[
-        "record",
-        "--pid",
-        "999999999",
-        "-d",
-        "1s",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = tailprof(&["record", "--pid", "999999999", "-d", "1s", "-o", out.to_str().unwrap()]);
     assert_clean_failure(&o, "no process with pid 999999999");
-    assert!(
-        !out.exists(),
-        "an output directory was created for a run that could not start"
-    );
+    assert!(!out.exists(), "an output directory was created for a run that could not start");
 }
 
 #[test]
@@ -60,11 +43,8 @@ fn output_directory_that_cannot_be_written() {
     let dir = tempfile::tempdir().unwrap();
     let ro = dir.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tailprof-test"])
-        .arg(&ro)
-        .status()
-        .unwrap();
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "ro,size=1m", "tailprof-test"]).arg(&ro).status().unwrap();
     assert!(mounted.success(), "could not mount a read-only tmpfs");
     let o = tailprof(&["record", "-d", "1s", "-o", ro.to_str().unwrap()]);
     let _ = Command::new("umount").arg(&ro).status();
@@ -75,15 +55,7 @@ fn output_directory_that_cannot_be_written() {
 fn missing_btf() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let o = tailprof(&[
-        "record",
-        "-d",
-        "1s",
-        "--btf",
-        "/nonexistent/vmlinux",
-        "-o",
-        dir.path().to_str().unwrap(),
-    ]);
+    let o = tailprof(&["record", "-d", "1s", "--btf", "/nonexistent/vmlinux", "-o", dir.path().to_str().unwrap()]);
     assert_clean_failure(&o, "no BTF");
 }
 
@@ -97,12 +69,7 @@ fn not_root() {
     std::fs::copy(tailprof_bin(), &bin).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
         .arg(&bin)
         .args(["record", "-d", "1s", "-o", "/tmp/tailprof-not-root"])
         .output()

@@ -31,6 +31,9 @@ enum Command {
         /// Seconds per measured phase.
         #[arg(long, default_value_t = 30)]
         seconds: u64,
+        /// Interleaved repetitions of every phase; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
     },
 }
 
@@ -50,34 +53,20 @@ fn main() -> anyhow::Result<()> {
         Command::Test => {
             setup::setup()?;
             let bin = util::build_release()?;
+            let mut counts = util::TestCounts::default();
             // The eBPF crate is not a host crate: name the host packages.
-            util::run(util::cargo().args([
-                "test",
-                "--release",
-                "-p",
-                "tailprof",
-                "-p",
-                "profiler-common",
-                "-p",
-                "xtask",
-            ]))?;
-            util::run(
-                util::cargo()
-                    .args([
-                        "test",
-                        "--release",
-                        "-p",
-                        "tailprof-e2e",
-                        "--",
-                        "--test-threads=1",
-                    ])
-                    .env("TAILPROF_BIN", &bin),
-            )
+            let unit = ["test", "--release", "-p", "tailprof", "-p", "profiler-common", "-p", "xtask"];
+            util::run_tests(util::cargo().args(unit), &mut counts)?;
+            // End-to-end tests load real programs and measure the whole host: one at a time.
+            let e2e = ["test", "--release", "-p", "tailprof-e2e", "--", "--test-threads=1"];
+            util::run_tests(util::cargo().args(e2e).env("TAILPROF_BIN", &bin), &mut counts)?;
+            println!("{} passed, {} failed", counts.passed, counts.failed);
+            Ok(())
         }
-        Command::Bench { seconds } => {
+        Command::Bench { seconds, reps } => {
             setup::setup()?;
             let bin = util::build_release()?;
-            bench::run(&bin, seconds)
+            bench::run(&bin, seconds, reps.max(1))
         }
     }
 }

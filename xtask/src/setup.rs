@@ -30,11 +30,7 @@ fn installed(package: &str) -> bool {
 }
 
 fn apt_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| !installed(p))
-        .collect();
+    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -51,52 +47,33 @@ fn rust_src() -> anyhow::Result<()> {
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         bail!("the `nightly` Rust toolchain is missing; the eBPF programs are built with it (rustup toolchain install nightly)");
     }
-    let components = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--installed",
-        "--toolchain",
-        "nightly",
-    ]))?;
+    let components =
+        output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))?;
     if !components.lines().any(|l| l.starts_with("rust-src")) {
         eprintln!("xtask setup: adding rust-src to the nightly toolchain");
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
     }
     Ok(())
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
-    let current = Command::new("bpf-linker")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success());
+    let current = Command::new("bpf-linker").arg("--version").output().ok().filter(|o| o.status.success());
     if let Some(out) = current {
         if String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION) {
             return Ok(());
         }
     }
-    eprintln!(
-        "xtask setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)"
-    );
-    run(
-        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args([
-                "install",
-                "bpf-linker",
-                "--version",
-                BPF_LINKER_VERSION,
-                "--no-default-features",
-                "--features",
-                "llvm-22",
-            ])
-            .env("LLVM_PREFIX", LLVM_PREFIX),
-    )
+    eprintln!("xtask setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
+    run(Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
+        .env("LLVM_PREFIX", LLVM_PREFIX))
     .context("could not build bpf-linker")
 }

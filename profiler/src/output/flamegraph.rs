@@ -20,6 +20,5 @@ pub fn write(folded: &Folded, title: &str, w: &mut dyn Write) -> std::io::Result
         );
     }
     let lines: Vec<String> = folded.iter().map(|(s, n)| format!("{s} {n}")).collect();
-    flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), w)
-        .map_err(std::io::Error::other)
+    flamegraph::from_lines(&mut options, lines.iter().map(String::as_str), w).map_err(std::io::Error::other)
 }

@@ -65,33 +65,15 @@ mod tests {
     #[test]
     fn kernel_frames_are_suffixed_and_unknowns_keep_their_module() {
         let profile = Profile {
-            modules: vec![Module {
-                path: "/usr/lib/libc.so.6".into(),
-                build_id: None,
-            }],
+            modules: vec![Module { path: "/usr/lib/libc.so.6".into(), build_id: None }],
             stacks: vec![Stack {
                 pid: 1,
                 tid: 1,
                 comm: "a;b".into(),
                 frames: vec![
-                    Frame {
-                        name: Arc::from("main"),
-                        kind: FrameKind::User,
-                        module: Some(0),
-                        address: 1,
-                    },
-                    Frame {
-                        name: Arc::from("[unknown]"),
-                        kind: FrameKind::User,
-                        module: Some(0),
-                        address: 0x10,
-                    },
-                    Frame {
-                        name: Arc::from("do_syscall_64"),
-                        kind: FrameKind::Kernel,
-                        module: None,
-                        address: 2,
-                    },
+                    Frame { name: Arc::from("main"), kind: FrameKind::User, module: Some(0), address: 1 },
+                    Frame { name: Arc::from("[unknown]"), kind: FrameKind::User, module: Some(0), address: 0x10 },
+                    Frame { name: Arc::from("do_syscall_64"), kind: FrameKind::Kernel, module: None, address: 2 },
                 ],
                 count: 3,
             }],
@@ -100,10 +82,7 @@ mod tests {
         let folded = fold(&profile);
         assert_eq!(
             folded.iter().next().unwrap(),
-            (
-                &"a:b;main;[unknown](libc.so.6+0x10);do_syscall_64_[k]".to_string(),
-                &3
-            )
+            (&"a:b;main;[unknown](libc.so.6+0x10);do_syscall_64_[k]".to_string(), &3)
         );
     }
 }

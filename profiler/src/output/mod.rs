@@ -20,17 +20,14 @@ pub const SUMMARY_JSON: &str = "summary.json";
 pub fn write_all(dir: &Path, profile: &Profile) -> Result<Vec<PathBuf>> {
     let folded = folded::fold(profile);
     let mut written = Vec::new();
-    let mut write =
-        |name: &str, fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>| {
-            let path = dir.join(name);
-            write_atomically(&path, |w| fill(w))?;
-            written.push(path);
-            Ok::<_, crate::Error>(())
-        };
+    let mut write = |name: &str, fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>| {
+        let path = dir.join(name);
+        write_atomically(&path, |w| fill(w))?;
+        written.push(path);
+        Ok::<_, crate::Error>(())
+    };
     write(STACKS_FOLDED, &mut |w| folded::write(&folded, w))?;
-    write(FLAMEGRAPH_SVG, &mut |w| {
-        flamegraph::write(&folded, "tailprof: on-CPU samples", w)
-    })?;
+    write(FLAMEGRAPH_SVG, &mut |w| flamegraph::write(&folded, "tailprof: on-CPU samples", w))?;
     write(PROFILE_PB_GZ, &mut |w| pprof::write(profile, w))?;
     write(SUMMARY_JSON, &mut |w| summary::write(profile, w))?;
     Ok(written)

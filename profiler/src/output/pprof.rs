@@ -45,19 +45,10 @@ pub fn build(profile: &Profile) -> pb::Profile {
     let mut strings = Strings::new();
     let period = profile.period_ns() as i64;
     let sample_type = vec![
-        pb::ValueType {
-            r#type: strings.get("samples"),
-            unit: strings.get("count"),
-        },
-        pb::ValueType {
-            r#type: strings.get("cpu"),
-            unit: strings.get("nanoseconds"),
-        },
+        pb::ValueType { r#type: strings.get("samples"), unit: strings.get("count") },
+        pb::ValueType { r#type: strings.get("cpu"), unit: strings.get("nanoseconds") },
     ];
-    let period_type = Some(pb::ValueType {
-        r#type: strings.get("cpu"),
-        unit: strings.get("nanoseconds"),
-    });
+    let period_type = Some(pb::ValueType { r#type: strings.get("cpu"), unit: strings.get("nanoseconds") });
 
     // Mappings: one per module, and one for the kernel; ids start at 1.
     let mut mappings: Vec<pb::Mapping> = profile
@@ -85,11 +76,7 @@ pub fn build(profile: &Profile) -> pb::Profile {
     let mut locations: Vec<pb::Location> = Vec::new();
     let mut location_ids: HashMap<(u64, u64, String), u64> = HashMap::new();
     let mut samples = Vec::with_capacity(profile.stacks.len());
-    let (k_pid, k_tid, k_thread) = (
-        strings.get("pid"),
-        strings.get("tid"),
-        strings.get("thread"),
-    );
+    let (k_pid, k_tid, k_thread) = (strings.get("pid"), strings.get("tid"), strings.get("thread"));
 
     for stack in &profile.stacks {
         let mut ids = Vec::with_capacity(stack.frames.len());
@@ -106,22 +93,14 @@ pub fn build(profile: &Profile) -> pb::Profile {
                 let fid = *function_ids.entry(key.2.clone()).or_insert_with(|| {
                     let id = functions.len() as u64 + 1;
                     let n = strings.get(&key.2);
-                    functions.push(pb::Function {
-                        id,
-                        name: n,
-                        system_name: n,
-                        ..Default::default()
-                    });
+                    functions.push(pb::Function { id, name: n, system_name: n, ..Default::default() });
                     id
                 });
                 locations.push(pb::Location {
                     id: next_id,
                     mapping_id,
                     address: frame.address,
-                    line: vec![pb::Line {
-                        function_id: fid,
-                        line: 0,
-                    }],
+                    line: vec![pb::Line { function_id: fid, line: 0 }],
                     is_folded: false,
                 });
                 next_id
@@ -133,21 +112,9 @@ pub fn build(profile: &Profile) -> pb::Profile {
             location_id: ids,
             value: vec![stack.count as i64, stack.count as i64 * period],
             label: vec![
-                pb::Label {
-                    key: k_pid,
-                    num: stack.pid as i64,
-                    ..Default::default()
-                },
-                pb::Label {
-                    key: k_tid,
-                    num: stack.tid as i64,
-                    ..Default::default()
-                },
-                pb::Label {
-                    key: k_thread,
-                    str: thread,
-                    ..Default::default()
-                },
+                pb::Label { key: k_pid, num: stack.pid as i64, ..Default::default() },
+                pb::Label { key: k_tid, num: stack.tid as i64, ..Default::default() },
+                pb::Label { key: k_thread, str: thread, ..Default::default() },
             ],
         });
     }
@@ -183,38 +150,24 @@ mod tests {
     use crate::profile::{Frame, Module, Stack};
 
     fn sample_profile() -> Profile {
-        let f = |name: &str, kind, module| Frame {
-            name: Arc::from(name),
-            kind,
-            module,
-            address: 0x42,
-        };
+        let f = |name: &str, kind, module| Frame { name: Arc::from(name), kind, module, address: 0x42 };
         Profile {
             frequency_hz: 100,
             duration_ns: 1_000_000_000,
-            modules: vec![Module {
-                path: "/bin/app".into(),
-                build_id: Some("abcd".into()),
-            }],
+            modules: vec![Module { path: "/bin/app".into(), build_id: Some("abcd".into()) }],
             stacks: vec![
                 Stack {
                     pid: 10,
                     tid: 11,
                     comm: "app".into(),
-                    frames: vec![
-                        f("main", FrameKind::User, Some(0)),
-                        f("hot", FrameKind::User, Some(0)),
-                    ],
+                    frames: vec![f("main", FrameKind::User, Some(0)), f("hot", FrameKind::User, Some(0))],
                     count: 5,
                 },
                 Stack {
                     pid: 10,
                     tid: 12,
                     comm: "app".into(),
-                    frames: vec![
-                        f("main", FrameKind::User, Some(0)),
-                        f("schedule", FrameKind::Kernel, None),
-                    ],
+                    frames: vec![f("main", FrameKind::User, Some(0)), f("schedule", FrameKind::Kernel, None)],
                     count: 2,
                 },
             ],
@@ -228,9 +181,7 @@ mod tests {
         let mut buf = Vec::new();
         write(&profile, &mut buf).unwrap();
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(&buf[..])
-            .read_to_end(&mut raw)
-            .unwrap();
+        flate2::read::GzDecoder::new(&buf[..]).read_to_end(&mut raw).unwrap();
         let decoded = pb::Profile::decode(&raw[..]).unwrap();
         assert_eq!(decoded, build(&profile));
         assert_eq!(decoded.string_table[0], "");
@@ -239,24 +190,13 @@ mod tests {
         let cpu: i64 = decoded.sample.iter().map(|s| s.value[1]).sum();
         assert_eq!(cpu, 7 * 10_000_000);
         // Leaf first: the first sample's leaf is `hot`.
-        let leaf = decoded
-            .location
-            .iter()
-            .find(|l| l.id == decoded.sample[0].location_id[0])
-            .unwrap();
-        let func = decoded
-            .function
-            .iter()
-            .find(|f| f.id == leaf.line[0].function_id)
-            .unwrap();
+        let leaf = decoded.location.iter().find(|l| l.id == decoded.sample[0].location_id[0]).unwrap();
+        let func = decoded.function.iter().find(|f| f.id == leaf.line[0].function_id).unwrap();
         assert_eq!(decoded.string_table[func.name as usize], "hot");
         // Every location points at an existing mapping and function.
         for loc in &decoded.location {
             assert!(decoded.mapping.iter().any(|m| m.id == loc.mapping_id));
-            assert!(decoded
-                .function
-                .iter()
-                .any(|f| f.id == loc.line[0].function_id));
+            assert!(decoded.function.iter().any(|f| f.id == loc.line[0].function_id));
         }
     }
 }

@@ -17,11 +17,7 @@ pub fn report(profile: &Profile, top: usize) -> String {
         profile.frequency_hz,
         profile.lost_samples
     );
-    let _ = writeln!(
-        out,
-        "\nbusiest threads:\n  {:>7} {:>7} {:>8}  comm",
-        "pid", "tid", "samples"
-    );
+    let _ = writeln!(out, "\nbusiest threads:\n  {:>7} {:>7} {:>8}  comm", "pid", "tid", "samples");
     for t in profile.threads().iter().take(top) {
         let _ = writeln!(
             out,
@@ -41,19 +37,9 @@ pub fn report(profile: &Profile, top: usize) -> String {
     }
     let mut hot: Vec<_> = self_samples.into_iter().collect();
     hot.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let _ = writeln!(
-        out,
-        "\nhottest functions (self):\n  {:>8}  function",
-        "samples"
-    );
+    let _ = writeln!(out, "\nhottest functions (self):\n  {:>8}  function", "samples");
     for (name, n) in hot.iter().take(top) {
-        let _ = writeln!(
-            out,
-            "  {:>8}  {} ({:.1}%)",
-            n,
-            name,
-            100.0 * *n as f64 / total
-        );
+        let _ = writeln!(out, "  {:>8}  {} ({:.1}%)", n, name, 100.0 * *n as f64 / total);
     }
     out
 }
