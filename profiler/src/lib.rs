@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod capture;
 pub mod cli;
 pub mod error;
+pub mod kernel_btf;
 pub mod output;
 pub mod pprof_proto;
 pub mod preflight;
