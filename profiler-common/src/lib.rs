@@ -3,5 +3,7 @@
 #![no_std]
 
 pub mod sample;
+pub mod sched;
 
 pub use sample::*;
+pub use sched::*;

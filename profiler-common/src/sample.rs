@@ -41,10 +41,14 @@ pub enum Counter {
     UserStackErrors = 2,
     /// Samples of the idle task, which are not reported.
     IdleSamples = 3,
+    /// Threads not tracked because the thread map was full.
+    ThreadMapFull = 4,
+    /// Exited threads whose totals could not be handed over (ring full).
+    LostExits = 5,
 }
 
 /// Number of slots in [`COUNTERS_MAP`].
-pub const COUNTER_SLOTS: u32 = 4;
+pub const COUNTER_SLOTS: u32 = 6;
 
 /// One on-CPU sample: who ran and both stacks, innermost frame first.
 #[repr(C)]

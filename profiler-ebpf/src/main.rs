@@ -2,6 +2,8 @@
 #![no_main]
 
 mod on_cpu;
+mod sched;
+mod shared;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,18 +1,17 @@
 //! perf_event cpu-clock sampling: one record per sample with both stacks.
 
+use crate::shared::{bump, read_global};
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns,
     },
     macros::{map, perf_event},
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, RingBuf},
     programs::PerfEventContext,
     EbpfContext,
 };
-use profiler_common::{
-    Counter, SampleEvent, COUNTER_SLOTS, MAX_PID_FILTER, MAX_STACK_DEPTH, SEEN_PIDS_SLOTS, TASK_COMM_LEN,
-};
+use profiler_common::{Counter, SampleEvent, MAX_PID_FILTER, MAX_STACK_DEPTH, SEEN_PIDS_SLOTS, TASK_COMM_LEN};
 
 /// Set by user space before load; see `profiler_common::GLOBAL_*`.
 #[unsafe(no_mangle)]
@@ -25,9 +24,6 @@ static FILTER_COMM: [u8; TASK_COMM_LEN] = [0; TASK_COMM_LEN];
 /// Sized by user space from frequency and CPU count before load.
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
-
-#[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
 #[map]
 static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PID_FILTER, 0);
@@ -53,19 +49,6 @@ fn wakeup_flags(pid: u32) -> u64 {
     } else {
         BPF_RB_NO_WAKEUP as u64
     }
-}
-
-#[inline(always)]
-fn bump(counter: Counter) {
-    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
-        // Per-CPU slot: no other writer can race with us.
-        unsafe { *slot += 1 };
-    }
-}
-
-#[inline(always)]
-fn read_global<T: Copy>(global: &'static T) -> T {
-    unsafe { core::ptr::read_volatile(global) }
 }
 
 #[inline(always)]

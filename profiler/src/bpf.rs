@@ -2,12 +2,16 @@
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::perf_event::{PerfEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+    programs::{
+        perf_event::{PerfEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+        BtfTracePoint,
+    },
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Counter, SampleEvent, COUNTERS_MAP, EVENTS_MAP, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS,
-    MAX_PID_FILTER, PID_FILTER_MAP, TASK_COMM_LEN,
+    Counter, SampleEvent, ThreadTimes, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_COMM,
+    GLOBAL_FILTER_PIDS, GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_TGID_OFFSET, MAX_PID_FILTER, PID_FILTER_MAP, TASK_COMM_LEN,
+    THREADS_MAP,
 };
 
 use crate::{Error, Result};
@@ -23,6 +27,24 @@ pub struct SamplingConfig {
     pub pids: Vec<u32>,
     /// Exact thread name to restrict sampling to.
     pub comm: Option<String>,
+    /// Track every thread's on/off-CPU time with the scheduler hooks.
+    pub off_cpu: bool,
+    /// Byte offsets of task_struct.pid and .tgid in this kernel.
+    pub task_offsets: TaskOffsets,
+}
+
+/// Kernel struct layout the scheduler programs need, read from BTF.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskOffsets {
+    pub pid: u32,
+    pub tgid: u32,
+}
+
+impl TaskOffsets {
+    pub fn from_btf(btf: &crate::kernel_btf::KernelBtf) -> Result<Self> {
+        let off = |member: &str| btf.member_offset("task_struct", member).map_err(|e| Error::Load(e.to_string()));
+        Ok(Self { pid: off("pid")?, tgid: off("tgid")? })
+    }
 }
 
 /// Loaded and attached programs; dropping it detaches everything.
@@ -67,11 +89,16 @@ impl Loaded {
             .override_global(GLOBAL_FILTER_PIDS, &filter_pids, true)
             .override_global(GLOBAL_FILTER_BY_COMM, &filter_comm, true)
             .override_global(GLOBAL_FILTER_COMM, &comm, true)
+            .override_global(GLOBAL_TASK_PID_OFFSET, &config.task_offsets.pid, true)
+            .override_global(GLOBAL_TASK_TGID_OFFSET, &config.task_offsets.tgid, true)
             .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len()))
             .load(OBJECT)
             .map_err(|e| Error::load(&e))?;
         let mut loaded = Self { ebpf, cpus };
         loaded.fill_pid_filter(&config.pids)?;
+        if config.off_cpu {
+            loaded.attach_scheduler_hooks(btf)?;
+        }
         loaded.attach_sampler(config.frequency_hz)?;
         Ok(loaded)
     }
@@ -104,6 +131,46 @@ impl Loaded {
             .map_err(|e| Error::PerfEventOpen { cpu, reason: crate::error::format_chain(&e) })?;
         }
         Ok(())
+    }
+
+    fn attach_scheduler_hooks(&mut self, btf: Option<&Btf>) -> Result<()> {
+        let owned;
+        let btf = match btf {
+            Some(btf) => btf,
+            None => {
+                owned = Btf::from_sys_fs().map_err(|e| Error::load(&e))?;
+                &owned
+            }
+        };
+        for (program, tracepoint) in [
+            ("sched_switch", "sched_switch"),
+            ("sched_wakeup", "sched_wakeup"),
+            ("sched_wakeup_new", "sched_wakeup_new"),
+        ] {
+            let prog: &mut BtfTracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| Error::Load(format!("program {program} missing from the object")))?
+                .try_into()
+                .map_err(|e| Error::load(&e))?;
+            prog.load(tracepoint, btf)
+                .map_err(|e| Error::Hook { hook: tracepoint.into(), reason: crate::error::format_chain(&e) })?;
+            prog.attach()
+                .map_err(|e| Error::Hook { hook: tracepoint.into(), reason: crate::error::format_chain(&e) })?;
+        }
+        Ok(())
+    }
+
+    /// Take the exited-thread ring buffer out of the object.
+    pub fn take_exits(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map(EXITS_MAP).ok_or_else(|| Error::Load(format!("map {EXITS_MAP} missing")))?;
+        RingBuf::try_from(map).map_err(|e| Error::load(&e))
+    }
+
+    /// The thread map, for seeding and for the final read.
+    pub fn threads(&mut self) -> Result<HashMap<&mut MapData, u32, ThreadTimes>> {
+        let map = self.ebpf.map_mut(THREADS_MAP).ok_or_else(|| Error::Load(format!("map {THREADS_MAP} missing")))?;
+        HashMap::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// Take the sample ring buffer out of the object, for the reader task.

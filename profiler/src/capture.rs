@@ -1,17 +1,25 @@
 //! The capture loop: drain the sample ring buffer until the duration ends,
 //! Ctrl-C or SIGTERM, updating the progress line.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use aya::maps::{MapData, RingBuf};
-use profiler_common::SampleEvent;
+use profiler_common::{SampleEvent, ThreadTimes};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
     time::{interval, sleep_until, MissedTickBehavior},
 };
 
-use crate::{progress::Progress, stacks::StackAggregator, Error, Result};
+use crate::{
+    progress::Progress,
+    sched_times::{drain_exits, monotonic_ns},
+    stacks::StackAggregator,
+    Error, Result,
+};
 
 /// Why a capture ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +47,20 @@ fn drain(ring: &mut RingBuf<MapData>, agg: &mut StackAggregator, malformed: &mut
     }
 }
 
-/// Read samples for `duration`. Returns the aggregated stacks, the time
-/// actually captured and why it ended.
-pub async fn run(ring: RingBuf<MapData>, duration: Duration) -> Result<(StackAggregator, Duration, EndReason)> {
+/// What the capture loop gathered.
+pub struct Captured {
+    pub stacks: StackAggregator,
+    pub elapsed: Duration,
+    pub end: EndReason,
+    /// Final times of threads that exited, by tid.
+    pub exited: BTreeMap<u32, ThreadTimes>,
+    /// CLOCK_MONOTONIC ns when the loop stopped.
+    pub end_ns: u64,
+}
+
+/// Read samples (and exited threads' totals, if tracked) for `duration`.
+pub async fn run(ring: RingBuf<MapData>, mut exits: Option<RingBuf<MapData>>, duration: Duration) -> Result<Captured> {
+    let mut exited = BTreeMap::new();
     // SAFETY: the ring buffer owns its map fd, which stays open and is not
     // replaced while the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -69,18 +88,25 @@ pub async fn run(ring: RingBuf<MapData>, duration: Duration) -> Result<(StackAgg
             _ = sigterm.recv() => break EndReason::Interrupted,
             _ = tick.tick() => {
                 drain(ring.get_mut(), &mut agg, &mut malformed);
+                if let Some(exits) = exits.as_mut() {
+                    drain_exits(exits, &mut exited);
+                }
                 progress.update(duration.saturating_sub(start.elapsed()), agg.samples());
             }
         }
     };
+    let end_ns = monotonic_ns();
     let elapsed = start.elapsed().min(duration);
     // Whatever the kernel wrote before we stopped still counts.
     drain(ring.get_mut(), &mut agg, &mut malformed);
+    if let Some(exits) = exits.as_mut() {
+        drain_exits(exits, &mut exited);
+    }
     progress.finish();
     if malformed > 0 {
         tracing::warn!(malformed, "ignored ring buffer records too short to be samples");
     }
-    Ok((agg, elapsed, reason))
+    Ok(Captured { stacks: agg, elapsed, end: reason, exited, end_ns })
 }
 
 #[cfg(test)]

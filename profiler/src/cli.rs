@@ -44,6 +44,10 @@ pub struct RecordArgs {
     #[arg(short, long, default_value = "tailprof-out")]
     pub output: PathBuf,
 
+    /// Skip the scheduler hooks (on/off-CPU time of every thread) for the cheapest capture.
+    #[arg(long)]
+    pub no_off_cpu: bool,
+
     /// Kernel BTF to read kernel type layouts from.
     #[arg(long, default_value = crate::preflight::SYSFS_BTF)]
     pub btf: PathBuf,

@@ -37,6 +37,9 @@ pub enum Error {
     #[error("could not write {path}: {reason}")]
     WriteOutput { path: PathBuf, reason: String },
 
+    #[error("could not attach to the kernel hook {hook}: {reason}; this kernel may lack it (use --no-off-cpu to capture without scheduler hooks)")]
+    Hook { hook: String, reason: String },
+
     #[error("could not load the eBPF programs into the kernel: {0}")]
     Load(String),
 

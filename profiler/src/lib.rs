@@ -15,6 +15,7 @@ pub mod preflight;
 pub mod profile;
 pub mod progress;
 pub mod record;
+pub mod sched_times;
 pub mod stacks;
 pub mod symbolize;
 

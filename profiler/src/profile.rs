@@ -56,13 +56,27 @@ pub struct Stack {
     pub count: u64,
 }
 
-/// On-CPU samples of one thread.
+/// Exact off-CPU time of a thread by state, nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct OffCpuNs {
+    pub runnable: u64,
+    pub sleeping: u64,
+    pub disk: u64,
+    pub other: u64,
+}
+
+/// What is known of one thread.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ThreadTotal {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
     pub on_cpu_samples: u64,
+    /// Exact on-CPU time in the window (absent with --no-off-cpu).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_cpu_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub off_cpu_ns: Option<OffCpuNs>,
 }
 
 /// Everything a capture produced.
@@ -78,6 +92,15 @@ pub struct Profile {
     pub lost_samples: u64,
     pub modules: Vec<Module>,
     pub stacks: Vec<Stack>,
+    /// Threads not tracked or whose totals were lost (map full, ring full).
+    pub dropped_events: u64,
+    /// Accounting window in CLOCK_MONOTONIC ns.
+    pub window_start_ns: u64,
+    pub window_end_ns: u64,
+    /// Exact scheduler times by tid (empty with --no-off-cpu).
+    pub thread_times: BTreeMap<u32, profiler_common::ThreadTimes>,
+    /// Thread names for threads known only from their times.
+    pub comms: BTreeMap<u32, String>,
 }
 
 impl Profile {
@@ -98,10 +121,27 @@ impl Profile {
             .map(|((pid, tid), comms)| {
                 let total = comms.values().sum();
                 let comm = comms.iter().max_by_key(|(_, n)| **n).map(|(c, _)| c.to_string()).unwrap_or_default();
-                ThreadTotal { pid, tid, comm, on_cpu_samples: total }
+                ThreadTotal { pid, tid, comm, on_cpu_samples: total, on_cpu_ns: None, off_cpu_ns: None }
             })
             .collect();
-        out.sort_by(|a, b| b.on_cpu_samples.cmp(&a.on_cpu_samples).then(a.tid.cmp(&b.tid)));
+        // Threads that never ran during a sample still have exact times.
+        let sampled: std::collections::HashSet<u32> = out.iter().map(|t| t.tid).collect();
+        for (&tid, t) in &self.thread_times {
+            if !sampled.contains(&tid) {
+                let comm = self.comms.get(&tid).cloned().unwrap_or_default();
+                out.push(ThreadTotal { pid: t.tgid, tid, comm, on_cpu_samples: 0, on_cpu_ns: None, off_cpu_ns: None });
+            }
+        }
+        for thread in &mut out {
+            if let Some(t) = self.thread_times.get(&thread.tid) {
+                thread.on_cpu_ns = Some(t.on_cpu_ns);
+                let [runnable, sleeping, disk, other] = t.off_cpu_ns;
+                thread.off_cpu_ns = Some(OffCpuNs { runnable, sleeping, disk, other });
+            }
+        }
+        out.sort_by(|a, b| {
+            b.on_cpu_samples.cmp(&a.on_cpu_samples).then(b.on_cpu_ns.cmp(&a.on_cpu_ns)).then(a.tid.cmp(&b.tid))
+        });
         out
     }
 }

@@ -2,14 +2,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use profiler_common::Counter;
+use profiler_common::{Counter, ThreadTimes};
 
 use crate::{
-    bpf::{Loaded, SamplingConfig},
+    bpf::{Loaded, SamplingConfig, TaskOffsets},
     capture::{self, EndReason},
     cli::RecordArgs,
     output, preflight,
     profile::Profile,
+    sched_times,
     symbolize::symbolize,
     Result,
 };
@@ -25,6 +26,10 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     preflight::check_privileges()?;
     preflight::check_perf_events()?;
     let btf = preflight::check_btf(&args.btf)?;
+    let kernel_btf = crate::kernel_btf::KernelBtf::from_file(&args.btf)
+        .map_err(|e| crate::Error::MissingBtf { path: args.btf.clone(), reason: e.to_string() })?;
+    let task_offsets = TaskOffsets::from_btf(&kernel_btf)?;
+    drop(kernel_btf);
     let mut pids = Vec::with_capacity(args.pids.len());
     for &pid in &args.pids {
         pids.push(preflight::resolve_pid(pid)?);
@@ -34,12 +39,28 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     crate::atomic_file::prepare_output_dir(&args.output)?;
     preflight::raise_memlock_limit();
 
-    let config = SamplingConfig { frequency_hz: args.frequency, pids, comm: args.comm.clone() };
+    let off_cpu = !args.no_off_cpu;
+    let config = SamplingConfig { frequency_hz: args.frequency, pids, comm: args.comm.clone(), off_cpu, task_offsets };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
     let ring = loaded.take_events()?;
+    let exits = if off_cpu { Some(loaded.take_exits()?) } else { None };
+    let window_start_ns = if off_cpu { sched_times::seed(&mut loaded.threads()?) } else { sched_times::monotonic_ns() };
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
-    let (agg, elapsed, end) = capture::run(ring, args.duration).await?;
+    let captured = capture::run(ring, exits, args.duration).await?;
+    let (agg, elapsed, end) = (captured.stacks, captured.elapsed, captured.end);
+    let thread_times = if off_cpu {
+        sched_times::finish(&loaded.threads()?, captured.exited, captured.end_ns)
+    } else {
+        Default::default()
+    };
+    let dropped_events = loaded.counter(Counter::ThreadMapFull)? + loaded.counter(Counter::LostExits)?;
+    if dropped_events > 0 {
+        tracing::warn!(
+            dropped_events,
+            "some threads were not tracked: the thread map (65536 threads) was full or exits were lost"
+        );
+    }
     let lost_samples = loaded.counter(Counter::LostSamples)?;
     for (counter, what) in [(Counter::KernelStackErrors, "kernel"), (Counter::UserStackErrors, "user")] {
         let n = loaded.counter(counter)?;
@@ -55,6 +76,11 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         duration_ns: elapsed.as_nanos() as u64,
         frequency_hz: args.frequency,
         lost_samples,
+        dropped_events,
+        window_start_ns,
+        window_end_ns: captured.end_ns,
+        comms: thread_comms(&thread_times),
+        thread_times,
         ..Profile::default()
     };
     let started = std::time::Instant::now();
@@ -64,4 +90,16 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let files = output::write_all(&args.output, &profile)?;
     tracing::info!(elapsed = ?started.elapsed(), "wrote reports");
     Ok(Recording { profile, end, files })
+}
+
+/// Names of the threads that have times, read once at the end; exited
+/// threads keep the name their samples carried, if any.
+fn thread_comms(times: &std::collections::BTreeMap<u32, ThreadTimes>) -> std::collections::BTreeMap<u32, String> {
+    times
+        .iter()
+        .filter_map(|(tid, t)| {
+            let comm = std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", t.tgid)).ok()?;
+            Some((*tid, comm.trim_end().to_owned()))
+        })
+        .collect()
 }

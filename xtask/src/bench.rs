@@ -141,7 +141,8 @@ pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
         let out = scratch.join("tailprof");
         let mut start_tailprof = || {
             Command::new(bin)
-                .args(["record", "--duration", &format!("{seconds}s"), "--frequency", "99", "-o"])
+                // On-CPU sampling only, like `perf record -g`: the scheduler hooks are off.
+                .args(["record", "--no-off-cpu", "--duration", &format!("{seconds}s"), "--frequency", "99", "-o"])
                 .arg(&out)
                 .stdout(Stdio::null())
                 .spawn()
@@ -164,7 +165,7 @@ pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
             eprintln!("xtask bench: on-CPU sampling, repetition {} of {reps}", rep + 1);
             phases.push(measure("no profiler", seconds, cpus, None, None)?);
             phases.push(measure(
-                "tailprof record -F 99",
+                "tailprof record --no-off-cpu -F 99",
                 seconds,
                 cpus,
                 Some(&mut start_tailprof),
@@ -239,10 +240,10 @@ fn write_report(seconds: u64, cpus: usize, reps: usize, phases: &[Phase]) -> any
             p.throughput,
         );
     }
-    let tp = median(of(phases, "tailprof record -F 99").map(Phase::total_ms).collect());
-    let tp_bpf = median(of(phases, "tailprof record -F 99").map(|p| p.bpf_ns as f64 / 1e6).collect());
+    let tp = median(of(phases, "tailprof record --no-off-cpu -F 99").map(Phase::total_ms).collect());
+    let tp_bpf = median(of(phases, "tailprof record --no-off-cpu -F 99").map(|p| p.bpf_ns as f64 / 1e6).collect());
     let perf = median(of(phases, "perf record -F 99 -g -a").map(Phase::total_ms).collect());
-    let tp_tput = median(of(phases, "tailprof record -F 99").map(|p| p.throughput).collect());
+    let tp_tput = median(of(phases, "tailprof record --no-off-cpu -F 99").map(|p| p.throughput).collect());
     let perf_tput = median(of(phases, "perf record -F 99 -g -a").map(|p| p.throughput).collect());
     let _ = writeln!(md, "\n| median of {reps} | total CPU ms | workload throughput vs no profiler |");
     let _ = writeln!(md, "|---|---:|---:|");

@@ -13,6 +13,10 @@ pub struct Summary {
     pub frequency_hz: u64,
     pub samples: u64,
     pub lost_samples: u64,
+    pub dropped_events: u64,
+    /// Accounting window of the exact times, CLOCK_MONOTONIC ns.
+    pub window_start_ns: u64,
+    pub window_end_ns: u64,
     pub threads: Vec<ThreadTotal>,
 }
 
@@ -23,6 +27,9 @@ impl Summary {
             frequency_hz: profile.frequency_hz,
             samples: profile.samples,
             lost_samples: profile.lost_samples,
+            dropped_events: profile.dropped_events,
+            window_start_ns: profile.window_start_ns,
+            window_end_ns: profile.window_end_ns,
             threads: profile.threads(),
         }
     }
