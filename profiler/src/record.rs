@@ -26,10 +26,15 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     preflight::check_privileges()?;
     preflight::check_perf_events()?;
     let btf = preflight::check_btf(&args.btf)?;
-    let kernel_btf = crate::kernel_btf::KernelBtf::from_file(&args.btf)
-        .map_err(|e| crate::Error::MissingBtf { path: args.btf.clone(), reason: e.to_string() })?;
-    let task_offsets = TaskOffsets::from_btf(&kernel_btf)?;
-    drop(kernel_btf);
+    // Only the scheduler hooks need kernel struct offsets; reading all of
+    // the kernel's BTF costs tens of milliseconds.
+    let task_offsets = if args.no_off_cpu {
+        TaskOffsets::default()
+    } else {
+        let kernel_btf = crate::kernel_btf::KernelBtf::from_file(&args.btf)
+            .map_err(|e| crate::Error::MissingBtf { path: args.btf.clone(), reason: e.to_string() })?;
+        TaskOffsets::from_btf(&kernel_btf)?
+    };
     let mut pids = Vec::with_capacity(args.pids.len());
     for &pid in &args.pids {
         pids.push(preflight::resolve_pid(pid)?);
