@@ -54,11 +54,15 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
     let captured = capture::run(ring, exits, args.duration).await?;
     let (agg, elapsed, end) = (captured.stacks, captured.elapsed, captured.end);
-    let thread_times = if off_cpu {
+    let mut thread_times = if off_cpu {
         sched_times::finish(&loaded.threads()?, captured.exited, captured.end_ns)
     } else {
         Default::default()
     };
+    // --pid and --comm select what is reported, exact times included.
+    if !config.pids.is_empty() {
+        thread_times.retain(|_, t| config.pids.binary_search(&t.tgid).is_ok());
+    }
     let dropped_events = loaded.counter(Counter::ThreadMapFull)? + loaded.counter(Counter::LostExits)?;
     if dropped_events > 0 {
         tracing::warn!(
@@ -85,7 +89,13 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         window_start_ns,
         window_end_ns: captured.end_ns,
         comms: thread_comms(&thread_times),
-        thread_times,
+        thread_times: match &args.comm {
+            Some(comm) => {
+                let comms = thread_comms(&thread_times);
+                thread_times.into_iter().filter(|(tid, _)| comms.get(tid) == Some(comm)).collect()
+            }
+            None => thread_times,
+        },
         ..Profile::default()
     };
     let started = std::time::Instant::now();
