@@ -57,6 +57,24 @@ pub struct ThreadTimes {
     pub off_cpu_ns: [u64; OFF_CPU_STATES],
 }
 
+impl ThreadTimes {
+    /// Add the time from `since_ns` to `now` to the current state, and
+    /// restart the state's clock at `now`.
+    #[inline(always)]
+    pub fn account_until(&mut self, now: u64) {
+        let elapsed = now.saturating_sub(self.since_ns);
+        if self.state == STATE_RUNNING {
+            self.on_cpu_ns += elapsed;
+        } else {
+            let i = self.state.wrapping_sub(1) as usize;
+            if i < OFF_CPU_STATES {
+                self.off_cpu_ns[i] += elapsed;
+            }
+        }
+        self.since_ns = now;
+    }
+}
+
 /// Final times of a thread that exited during the capture.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -64,6 +82,23 @@ pub struct ThreadExit {
     pub tid: u32,
     pub _pad: u32,
     pub times: ThreadTimes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_goes_to_the_state_it_was_spent_in() {
+        let mut t = ThreadTimes { state: STATE_RUNNING, since_ns: 100, ..Default::default() };
+        t.account_until(150);
+        t.state = STATE_DISK;
+        t.account_until(400);
+        assert_eq!((t.on_cpu_ns, t.off_cpu_ns, t.since_ns), (50, [0, 0, 250, 0], 400));
+        assert_eq!(state_after_switch(0), STATE_RUNNABLE);
+        assert_eq!(state_after_switch(TASK_UNINTERRUPTIBLE | TASK_NOLOAD), STATE_SLEEPING);
+        assert_eq!(state_after_switch(TASK_UNINTERRUPTIBLE), STATE_DISK);
+    }
 }
 
 #[cfg(feature = "user")]

@@ -32,26 +32,12 @@ fn task_field(task: *const u8, offset: u32) -> Result<u32, i32> {
 }
 
 #[inline(always)]
-fn add_elapsed(t: &mut ThreadTimes, now: u64) {
-    let elapsed = now.saturating_sub(t.since_ns);
-    if t.state == STATE_RUNNING {
-        t.on_cpu_ns += elapsed;
-    } else {
-        let i = (t.state - 1) as usize;
-        if i < t.off_cpu_ns.len() {
-            t.off_cpu_ns[i] += elapsed;
-        }
-    }
-}
-
-#[inline(always)]
 fn enter_state(tid: u32, tgid: u32, state: u32, now: u64) {
     match THREADS.get_ptr_mut(&tid) {
         Some(t) => {
             let t = unsafe { &mut *t };
-            add_elapsed(t, now);
+            t.account_until(now);
             t.state = state;
-            t.since_ns = now;
             t.tgid = tgid;
         }
         None => {
@@ -68,7 +54,7 @@ fn enter_state(tid: u32, tgid: u32, state: u32, now: u64) {
 fn retire(tid: u32, now: u64) {
     let Some(t) = THREADS.get_ptr_mut(&tid) else { return };
     let t = unsafe { &mut *t };
-    add_elapsed(t, now);
+    t.account_until(now);
     match EXITS.reserve::<ThreadExit>(0) {
         Some(mut entry) => {
             entry.write(ThreadExit { tid, _pad: 0, times: *t });

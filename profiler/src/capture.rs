@@ -28,19 +28,24 @@ pub enum EndReason {
     Interrupted,
 }
 
-/// Decode one ring buffer record; `None` if it is too short to be a sample.
-pub fn decode_sample(bytes: &[u8]) -> Option<SampleEvent> {
-    if bytes.len() < size_of::<SampleEvent>() {
+/// Plain `#[repr(C)]` records that the programs write into ring buffers.
+pub trait Record: Copy {}
+impl Record for SampleEvent {}
+impl Record for profiler_common::ThreadExit {}
+
+/// Decode one ring buffer record; `None` if it is too short to be a `T`.
+pub fn decode<T: Record>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < size_of::<T>() {
         return None;
     }
-    // SAFETY: the length is checked; SampleEvent is plain old data for which
-    // every bit pattern is valid; the read tolerates any alignment.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<SampleEvent>()) })
+    // SAFETY: the length is checked; records are plain old data of integers
+    // for which every bit pattern is valid; the read tolerates any alignment.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
 fn drain(ring: &mut RingBuf<MapData>, agg: &mut StackAggregator, malformed: &mut u64) {
     while let Some(item) = ring.next() {
-        match decode_sample(&item) {
+        match decode::<SampleEvent>(&item) {
             Some(event) => agg.add(&event),
             None => *malformed += 1,
         }
@@ -115,9 +120,9 @@ mod tests {
 
     #[test]
     fn short_records_are_rejected() {
-        assert!(decode_sample(&[0u8; 16]).is_none());
+        assert!(decode::<SampleEvent>(&[0u8; 16]).is_none());
         let bytes = vec![0u8; size_of::<SampleEvent>()];
-        let ev = decode_sample(&bytes).unwrap();
+        let ev = decode::<SampleEvent>(&bytes).unwrap();
         assert_eq!(ev.kernel_frames().len(), 0);
     }
 }

@@ -8,7 +8,8 @@
 
 use std::{collections::HashMap, path::Path};
 
-const BTF_MAGIC: u16 = 0xeb9f;
+/// First two bytes of every BTF blob, in the producer's byte order.
+pub const BTF_MAGIC: u16 = 0xeb9f;
 
 const KIND_INT: u32 = 1;
 const KIND_ARRAY: u32 = 3;

@@ -44,8 +44,7 @@ pub fn check_btf(path: &Path) -> Result<Option<aya::Btf>> {
     std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .map_err(|e| err(e.to_string()))?;
-    // BTF_MAGIC 0xeB9F in the kernel's byte order.
-    if u16::from_ne_bytes(magic) != 0xeb9f {
+    if u16::from_ne_bytes(magic) != crate::kernel_btf::BTF_MAGIC {
         return Err(err("the file does not start with the BTF magic".into()));
     }
     Ok(None)

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use profiler_common::{Counter, ThreadTimes};
+use profiler_common::Counter;
 
 use crate::{
     bpf::{Loaded, SamplingConfig, TaskOffsets},
@@ -54,15 +54,13 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
     let captured = capture::run(ring, exits, args.duration).await?;
     let (agg, elapsed, end) = (captured.stacks, captured.elapsed, captured.end);
-    let mut thread_times = if off_cpu {
+    let thread_times = if off_cpu {
         sched_times::finish(&loaded.threads()?, captured.exited, captured.end_ns)
     } else {
         Default::default()
     };
     // --pid and --comm select what is reported, exact times included.
-    if !config.pids.is_empty() {
-        thread_times.retain(|_, t| config.pids.binary_search(&t.tgid).is_ok());
-    }
+    let (thread_times, comms) = sched_times::select(thread_times, &config.pids, args.comm.as_deref());
     let dropped_events = loaded.counter(Counter::ThreadMapFull)? + loaded.counter(Counter::LostExits)?;
     if dropped_events > 0 {
         tracing::warn!(
@@ -88,14 +86,8 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         dropped_events,
         window_start_ns,
         window_end_ns: captured.end_ns,
-        comms: thread_comms(&thread_times),
-        thread_times: match &args.comm {
-            Some(comm) => {
-                let comms = thread_comms(&thread_times);
-                thread_times.into_iter().filter(|(tid, _)| comms.get(tid) == Some(comm)).collect()
-            }
-            None => thread_times,
-        },
+        comms,
+        thread_times,
         ..Profile::default()
     };
     let started = std::time::Instant::now();
@@ -105,16 +97,4 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let files = output::write_all(&args.output, &profile)?;
     tracing::info!(elapsed = ?started.elapsed(), "wrote reports");
     Ok(Recording { profile, end, files })
-}
-
-/// Names of the threads that have times, read once at the end; exited
-/// threads keep the name their samples carried, if any.
-fn thread_comms(times: &std::collections::BTreeMap<u32, ThreadTimes>) -> std::collections::BTreeMap<u32, String> {
-    times
-        .iter()
-        .filter_map(|(tid, t)| {
-            let comm = std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", t.tgid)).ok()?;
-            Some((*tid, comm.trim_end().to_owned()))
-        })
-        .collect()
 }

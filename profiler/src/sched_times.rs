@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aya::maps::{HashMap, MapData, RingBuf};
 use profiler_common::{
-    ThreadExit, ThreadTimes, OFF_CPU_STATES, STATE_DISK, STATE_OTHER, STATE_RUNNABLE, STATE_RUNNING, STATE_SLEEPING,
+    ThreadExit, ThreadTimes, OFF_CPU_STATES, STATE_DISK, STATE_OTHER, STATE_RUNNING, STATE_SLEEPING,
 };
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns()`.
@@ -62,9 +62,7 @@ pub fn seed(threads: &mut HashMap<&mut MapData, u32, ThreadTimes>) -> u64 {
 /// Drain exit records into `exited`.
 pub fn drain_exits(ring: &mut RingBuf<MapData>, exited: &mut BTreeMap<u32, ThreadTimes>) {
     while let Some(item) = ring.next() {
-        if item.len() >= size_of::<ThreadExit>() {
-            // SAFETY: length checked; plain data.
-            let e = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<ThreadExit>()) };
+        if let Some(e) = crate::capture::decode::<ThreadExit>(&item) {
             exited.insert(e.tid, e.times);
         }
     }
@@ -78,16 +76,33 @@ pub fn finish(
     end_ns: u64,
 ) -> BTreeMap<u32, ThreadTimes> {
     for (tid, mut t) in threads.iter().flatten() {
-        let elapsed = end_ns.saturating_sub(t.since_ns);
-        match t.state {
-            STATE_RUNNING => t.on_cpu_ns += elapsed,
-            s @ STATE_RUNNABLE..=STATE_OTHER => t.off_cpu_ns[(s - 1) as usize] += elapsed,
-            _ => {}
-        }
-        t.since_ns = end_ns;
+        t.account_until(end_ns);
         exited.insert(tid, t);
     }
     exited
+}
+
+/// Keep the times of the threads `--pid` and `--comm` select; returns them
+/// with the names of those still alive (read once from procfs).
+pub fn select(
+    mut times: BTreeMap<u32, ThreadTimes>,
+    pids: &[u32],
+    comm: Option<&str>,
+) -> (BTreeMap<u32, ThreadTimes>, BTreeMap<u32, String>) {
+    if !pids.is_empty() {
+        times.retain(|_, t| pids.contains(&t.tgid));
+    }
+    let comms: BTreeMap<u32, String> = times
+        .iter()
+        .filter_map(|(tid, t)| {
+            let name = std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", t.tgid)).ok()?;
+            Some((*tid, name.trim_end().to_owned()))
+        })
+        .collect();
+    if let Some(comm) = comm {
+        times.retain(|tid, _| comms.get(tid).map(String::as_str) == Some(comm));
+    }
+    (times, comms)
 }
 
 /// Names of the off-CPU states in `ThreadTimes::off_cpu_ns` order.
