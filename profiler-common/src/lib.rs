@@ -4,6 +4,8 @@
 
 pub mod sample;
 pub mod sched;
+pub mod snapshot;
 
 pub use sample::*;
 pub use sched::*;
+pub use snapshot::*;

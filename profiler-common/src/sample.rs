@@ -45,10 +45,14 @@ pub enum Counter {
     ThreadMapFull = 4,
     /// Exited threads whose totals could not be handed over (ring full).
     LostExits = 5,
+    /// Blocking stacks not stored: the stack map's bucket was taken or it was full.
+    StackMapFull = 6,
+    /// Off-CPU intervals not aggregated because the off-CPU map was full.
+    OffCpuMapFull = 7,
 }
 
 /// Number of slots in [`COUNTERS_MAP`].
-pub const COUNTER_SLOTS: u32 = 6;
+pub const COUNTER_SLOTS: u32 = 8;
 
 /// One on-CPU sample: who ran and both stacks, innermost frame first.
 #[repr(C)]

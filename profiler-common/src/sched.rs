@@ -1,10 +1,28 @@
 //! Per-thread scheduler accounting kept by the sched_switch and
 //! sched_wakeup programs.
 
-/// Name of the hash map of [`ThreadTimes`] keyed by tid.
+/// Name of the hash map of [`ThreadRecord`] keyed by tid.
 pub const THREADS_MAP: &str = "THREADS";
-/// Default bound of [`THREADS_MAP`].
+/// Default bound of [`THREADS_MAP`] (`--max-threads`).
 pub const MAX_THREADS: u32 = 65536;
+/// Name of the stack trace map of blocking stacks captured at switch-out.
+pub const STACKS_MAP: &str = "STACKS";
+/// Default bound of [`STACKS_MAP`] (`--max-stacks`).
+pub const MAX_STACKS: u32 = 16384;
+/// Name of the hash map of [`OffCpuValue`] keyed by [`OffCpuKey`].
+pub const OFFCPU_MAP: &str = "OFFCPU";
+/// Default bound of [`OFFCPU_MAP`]: twice `--max-stacks`.
+pub const MAX_OFFCPU_KEYS: u32 = 2 * MAX_STACKS;
+/// A stack id that was not captured: the thread has not left a CPU since
+/// it was first seen, or it is a kernel thread (no user stack).
+pub const STACK_NONE: i32 = -1;
+/// A stack id that could not be stored (stack map bucket taken or full).
+pub const STACK_LOST: i32 = -2;
+/// Not in a system call.
+pub const NO_SYSCALL: i32 = -1;
+/// Waker of an interval nobody woke (a preempted thread waiting for a
+/// CPU). Tid 0 is a real waker: the idle task, i.e. an interrupt on an idle CPU.
+pub const NO_WAKER: u32 = u32::MAX;
 /// Ring buffer of [`ThreadExit`] records: totals of threads that exited.
 pub const EXITS_MAP: &str = "EXITS";
 
@@ -12,6 +30,11 @@ pub const EXITS_MAP: &str = "EXITS";
 /// read from its BTF by user space.
 pub const GLOBAL_TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
 pub const GLOBAL_TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
+/// Globals: offsets of `task_struct.__state`, `.on_cpu` and `.comm`, for the
+/// thread-state snapshot.
+pub const GLOBAL_TASK_STATE_OFFSET: &str = "TASK_STATE_OFFSET";
+pub const GLOBAL_TASK_ON_CPU_OFFSET: &str = "TASK_ON_CPU_OFFSET";
+pub const GLOBAL_TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
 
 /// Where a thread is. Off-CPU states index `ThreadTimes::off_cpu_ns` as `state - 1`.
 pub const STATE_RUNNING: u32 = 0;
@@ -32,9 +55,8 @@ pub const TASK_NOLOAD: u32 = 0x400;
 pub fn state_after_switch(prev_state: u32) -> u32 {
     if prev_state == 0 {
         STATE_RUNNABLE // preempted: still wants the CPU
-    } else if prev_state & TASK_NOLOAD != 0 {
-        STATE_SLEEPING // TASK_IDLE: an idle kernel thread, not a disk wait
-    } else if prev_state & TASK_INTERRUPTIBLE != 0 {
+    } else if prev_state & (TASK_INTERRUPTIBLE | TASK_NOLOAD) != 0 {
+        // TASK_NOLOAD (TASK_IDLE): an idle kernel thread, not a disk wait.
         STATE_SLEEPING
     } else if prev_state & TASK_UNINTERRUPTIBLE != 0 {
         STATE_DISK
@@ -75,6 +97,78 @@ impl ThreadTimes {
     }
 }
 
+/// Everything the scheduler and syscall hooks keep about one live thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadRecord {
+    pub times: ThreadTimes,
+    /// Stacks at the last switch-out, ids in [`STACKS_MAP`], or `STACK_*`.
+    pub kstack_id: i32,
+    pub ustack_id: i32,
+    /// System call the thread is in (`NO_SYSCALL` outside one).
+    pub syscall: i32,
+    /// Who woke the thread, from its wakeup to its next switch-out (`NO_WAKER`: none).
+    pub waker_tid: u32,
+    /// When `syscall` was entered, CLOCK_MONOTONIC ns.
+    pub syscall_start_ns: u64,
+    /// `RECORD_*` flags.
+    pub flags: u32,
+    pub _pad: u32,
+    pub waker_comm: [u8; crate::TASK_COMM_LEN],
+    /// The thread's own name at its last switch-out.
+    pub comm: [u8; crate::TASK_COMM_LEN],
+}
+
+/// The snapshot already handed user space this thread's kernel stack; it
+/// cannot change until the thread runs again.
+pub const RECORD_STACK_SENT: u32 = 1;
+
+impl ThreadRecord {
+    pub fn new(tgid: u32, state: u32, now: u64) -> Self {
+        Self {
+            times: ThreadTimes { tgid, state, since_ns: now, ..ThreadTimes::default() },
+            kstack_id: STACK_NONE,
+            ustack_id: STACK_NONE,
+            syscall: NO_SYSCALL,
+            waker_tid: NO_WAKER,
+            syscall_start_ns: 0,
+            flags: 0,
+            _pad: 0,
+            waker_comm: [0; crate::TASK_COMM_LEN],
+            comm: [0; crate::TASK_COMM_LEN],
+        }
+    }
+}
+
+/// What off-CPU time is aggregated by in the kernel: one thread in one
+/// state, blocked in one syscall at one stack, woken by one thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OffCpuKey {
+    pub tgid: u32,
+    pub tid: u32,
+    /// An off-CPU `STATE_*`.
+    pub state: u32,
+    pub syscall: i32,
+    pub kstack_id: i32,
+    pub ustack_id: i32,
+    pub waker_tid: u32,
+    pub _pad: u32,
+}
+
+/// Off-CPU time of one [`OffCpuKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffCpuValue {
+    pub ns: u64,
+    /// Number of off-CPU intervals added.
+    pub count: u64,
+    /// Name of the waker when last seen.
+    pub waker_comm: [u8; crate::TASK_COMM_LEN],
+    /// Name of the thread when last seen.
+    pub comm: [u8; crate::TASK_COMM_LEN],
+}
+
 /// Final times of a thread that exited during the capture.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -82,6 +176,8 @@ pub struct ThreadExit {
     pub tid: u32,
     pub _pad: u32,
     pub times: ThreadTimes,
+    /// Its name at its last switch.
+    pub comm: [u8; crate::TASK_COMM_LEN],
 }
 
 #[cfg(test)]
@@ -105,4 +201,7 @@ mod tests {
 mod user {
     // SAFETY: plain #[repr(C)] data without padding holes that matter; any bit pattern is valid.
     unsafe impl aya::Pod for super::ThreadTimes {}
+    unsafe impl aya::Pod for super::ThreadRecord {}
+    unsafe impl aya::Pod for super::OffCpuKey {}
+    unsafe impl aya::Pod for super::OffCpuValue {}
 }

@@ -4,6 +4,7 @@
 mod on_cpu;
 mod sched;
 mod shared;
+mod snapshot;
 
 #[cfg(not(test))]
 #[panic_handler]

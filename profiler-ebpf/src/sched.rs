@@ -1,68 +1,127 @@
 //! Exact per-thread scheduler accounting: sched_switch and sched_wakeup
 //! (tp_btf) move each thread between running, runnable and its off-CPU
-//! state, adding the time spent in the state it leaves.
+//! state, adding the time spent in the state it leaves. Off-CPU time is
+//! also aggregated in the kernel by (thread, state, syscall, blocking
+//! stacks, waker), like offcputime and offwaketime in one pass.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map},
-    maps::{HashMap, RingBuf},
-    programs::BtfTracePointContext,
+    maps::{HashMap, RingBuf, StackTrace},
+    programs::{tracing::StackIdContext, BtfTracePointContext},
 };
 use profiler_common::{
-    state_after_switch, Counter, ThreadExit, ThreadTimes, MAX_THREADS, STATE_RUNNABLE, STATE_RUNNING, TASK_DEAD,
+    state_after_switch, Counter, OffCpuKey, OffCpuValue, ThreadExit, ThreadRecord, MAX_OFFCPU_KEYS, MAX_STACKS,
+    MAX_THREADS, NO_WAKER, RECORD_STACK_SENT, STACK_LOST, STACK_NONE, STATE_RUNNABLE, STATE_RUNNING, STATE_SLEEPING,
+    TASK_DEAD,
 };
 
 use crate::shared::{bump, read_global};
 
 #[unsafe(no_mangle)]
-static TASK_PID_OFFSET: u32 = 0;
+pub(crate) static TASK_PID_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
-static TASK_TGID_OFFSET: u32 = 0;
+pub(crate) static TASK_TGID_OFFSET: u32 = 0;
 
+/// Sized by user space (`--max-threads`).
 #[map]
-static THREADS: HashMap<u32, ThreadTimes> = HashMap::with_max_entries(MAX_THREADS, 0);
+pub(crate) static THREADS: HashMap<u32, ThreadRecord> = HashMap::with_max_entries(MAX_THREADS, 0);
 
 #[map]
 static EXITS: RingBuf = RingBuf::with_byte_size(256 << 10, 0);
 
+/// Blocking stacks, kernel and user. Sized by user space (`--max-stacks`).
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
+
+/// Off-CPU ns by (thread, state, syscall, stacks, waker).
+#[map]
+static OFFCPU: HashMap<OffCpuKey, OffCpuValue> = HashMap::with_max_entries(MAX_OFFCPU_KEYS, 0);
+
 #[inline(always)]
-fn task_field(task: *const u8, offset: u32) -> Result<u32, i32> {
+pub(crate) fn task_field(task: *const u8, offset: u32) -> Result<u32, i32> {
     unsafe { bpf_probe_read_kernel(task.add(offset as usize).cast::<u32>()) }
 }
 
+/// The thread's record, created in `state` if it is new.
 #[inline(always)]
-fn enter_state(tid: u32, tgid: u32, state: u32, now: u64) {
-    match THREADS.get_ptr_mut(&tid) {
-        Some(t) => {
-            let t = unsafe { &mut *t };
-            t.account_until(now);
-            t.state = state;
-            t.tgid = tgid;
-        }
-        None => {
-            let t = ThreadTimes { tgid, state, since_ns: now, ..ThreadTimes::default() };
-            if THREADS.insert(&tid, &t, BPF_NOEXIST as u64).is_err() {
-                bump(Counter::ThreadMapFull);
-            }
-        }
+fn record(tid: u32, tgid: u32, state: u32, now: u64) -> Option<&'static mut ThreadRecord> {
+    if let Some(r) = THREADS.get_ptr_mut(&tid) {
+        return Some(unsafe { &mut *r });
     }
+    if THREADS.insert(&tid, &ThreadRecord::new(tgid, state, now), BPF_NOEXIST as u64).is_err() {
+        bump(Counter::ThreadMapFull);
+        return None;
+    }
+    THREADS.get_ptr_mut(&tid).map(|r| unsafe { &mut *r })
+}
+
+/// Add an off-CPU interval to its aggregate.
+#[inline(always)]
+fn aggregate(tid: u32, r: &ThreadRecord, ns: u64) {
+    let key = OffCpuKey {
+        tgid: r.times.tgid,
+        tid,
+        state: r.times.state,
+        syscall: r.syscall,
+        kstack_id: r.kstack_id,
+        ustack_id: r.ustack_id,
+        waker_tid: r.waker_tid,
+        _pad: 0,
+    };
+    if let Some(v) = OFFCPU.get_ptr_mut(&key) {
+        // Keys carry the tid and a thread's transitions are serialised by
+        // the scheduler, so no other CPU updates this value concurrently.
+        let v = unsafe { &mut *v };
+        v.ns += ns;
+        v.count += 1;
+        return;
+    }
+    let v = OffCpuValue { ns, count: 1, waker_comm: r.waker_comm, comm: r.comm };
+    if OFFCPU.insert(&key, &v, BPF_NOEXIST as u64).is_err() {
+        bump(Counter::OffCpuMapFull);
+    }
+}
+
+/// Move a thread to `state` at `now`, accounting the state it leaves.
+#[inline(always)]
+fn transition(tid: u32, r: &mut ThreadRecord, state: u32, now: u64) {
+    let elapsed = now.saturating_sub(r.times.since_ns);
+    if r.times.state != STATE_RUNNING && elapsed > 0 {
+        aggregate(tid, r, elapsed);
+    }
+    r.times.account_until(now);
+    r.times.state = state;
 }
 
 /// The thread's last switch: hand its totals to user space and forget it.
 #[inline(always)]
 fn retire(tid: u32, now: u64) {
-    let Some(t) = THREADS.get_ptr_mut(&tid) else { return };
-    let t = unsafe { &mut *t };
-    t.account_until(now);
+    let Some(r) = THREADS.get_ptr_mut(&tid) else { return };
+    let r = unsafe { &mut *r };
+    transition(tid, r, STATE_RUNNING, now);
     match EXITS.reserve::<ThreadExit>(0) {
         Some(mut entry) => {
-            entry.write(ThreadExit { tid, _pad: 0, times: *t });
+            entry.write(ThreadExit { tid, _pad: 0, times: r.times, comm: bpf_get_current_comm().unwrap_or_default() });
             entry.submit(0);
         }
         None => bump(Counter::LostExits),
     }
     let _ = THREADS.remove(&tid);
+}
+
+#[inline(always)]
+fn stack_id(ctx: &BtfTracePointContext, flags: u64) -> i32 {
+    match ctx.get_stackid(&STACKS, flags) {
+        Ok(id) => id as i32,
+        // No user stack: a kernel thread, or nothing readable.
+        Err(e) if e == -14 => STACK_NONE,
+        Err(_) => {
+            bump(Counter::StackMapFull);
+            STACK_LOST
+        }
+    }
 }
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -81,14 +140,22 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if prev_tid != 0 {
         if prev_state & TASK_DEAD != 0 {
             retire(prev_tid, now);
-        } else {
-            enter_state(prev_tid, prev_tgid, state_after_switch(prev_state), now);
+        } else if let Some(r) = record(prev_tid, prev_tgid, STATE_RUNNING, now) {
+            transition(prev_tid, r, state_after_switch(prev_state), now);
+            // Still `current`: these are the stacks it blocks or waits in.
+            r.kstack_id = stack_id(ctx, 0);
+            r.ustack_id = stack_id(ctx, BPF_F_USER_STACK as u64);
+            r.waker_tid = NO_WAKER;
+            r.comm = bpf_get_current_comm().unwrap_or_default();
+            r.flags &= !RECORD_STACK_SENT;
         }
     }
     let next_tid = task_field(next, read_global(&TASK_PID_OFFSET))?;
     if next_tid != 0 {
         let next_tgid = task_field(next, read_global(&TASK_TGID_OFFSET))?;
-        enter_state(next_tid, next_tgid, STATE_RUNNING, now);
+        if let Some(r) = record(next_tid, next_tgid, STATE_RUNNABLE, now) {
+            transition(next_tid, r, STATE_RUNNING, now);
+        }
     }
     Ok(())
 }
@@ -102,14 +169,16 @@ fn on_wakeup(ctx: &BtfTracePointContext) -> Result<(), i32> {
         return Ok(());
     }
     let tgid = task_field(task, read_global(&TASK_TGID_OFFSET))?;
+    let Some(r) = record(tid, tgid, STATE_SLEEPING, now) else { return Ok(()) };
     // A wakeup ends a sleep; a thread already running or runnable stays so.
-    if let Some(t) = THREADS.get_ptr_mut(&tid) {
-        let t = unsafe { &mut *t };
-        if t.state == STATE_RUNNING || t.state == STATE_RUNNABLE {
-            return Ok(());
-        }
+    if r.times.state == STATE_RUNNING || r.times.state == STATE_RUNNABLE {
+        return Ok(());
     }
-    enter_state(tid, tgid, STATE_RUNNABLE, now);
+    // The waker is the current task (in interrupt context, whichever task
+    // was interrupted; tid 0 is the idle task).
+    r.waker_tid = bpf_get_current_pid_tgid() as u32;
+    r.waker_comm = bpf_get_current_comm().unwrap_or_default();
+    transition(tid, r, STATE_RUNNABLE, now);
     Ok(())
 }
 
@@ -122,5 +191,28 @@ pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_wakeup_new")]
 pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
     let _ = on_wakeup(&ctx);
+    0
+}
+
+/// Entering a system call: remember which one and since when.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
+    // (struct pt_regs *regs, long id)
+    let id: i64 = ctx.arg(1);
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(r) = THREADS.get_ptr_mut(&tid) {
+        let r = unsafe { &mut *r };
+        r.syscall = id as i32;
+        r.syscall_start_ns = unsafe { bpf_ktime_get_ns() };
+    }
+    0
+}
+
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(_ctx: BtfTracePointContext) -> i32 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if let Some(r) = THREADS.get_ptr_mut(&tid) {
+        unsafe { (*r).syscall = profiler_common::NO_SYSCALL };
+    }
     0
 }

@@ -1,17 +1,21 @@
 //! Loading the embedded eBPF object and attaching its programs.
 
+use std::os::fd::OwnedFd;
+
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{
+        links::FdLink,
         perf_event::{PerfEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
-        BtfTracePoint,
+        BtfTracePoint, Iter,
     },
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Counter, SampleEvent, ThreadTimes, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_COMM,
-    GLOBAL_FILTER_PIDS, GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_TGID_OFFSET, MAX_PID_FILTER, PID_FILTER_MAP, TASK_COMM_LEN,
-    THREADS_MAP,
+    Counter, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP,
+    GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS, GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET,
+    GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_TGID_OFFSET, MAX_PID_FILTER, OFFCPU_MAP,
+    PID_FILTER_MAP, SNAPSHOT_PROGRAM, STACKS_MAP, TASK_COMM_LEN, THREADS_MAP,
 };
 
 use crate::{Error, Result};
@@ -29,21 +33,33 @@ pub struct SamplingConfig {
     pub comm: Option<String>,
     /// Track every thread's on/off-CPU time with the scheduler hooks.
     pub off_cpu: bool,
-    /// Byte offsets of task_struct.pid and .tgid in this kernel.
+    /// Byte offsets of task_struct fields in this kernel.
     pub task_offsets: TaskOffsets,
+    /// Bounds of the per-thread map and of the blocking-stack map.
+    pub max_threads: u32,
+    pub max_stacks: u32,
 }
 
-/// Kernel struct layout the scheduler programs need, read from BTF.
+/// Kernel struct layout the scheduler and snapshot programs need, read from BTF.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TaskOffsets {
     pub pid: u32,
     pub tgid: u32,
+    pub state: u32,
+    pub on_cpu: u32,
+    pub comm: u32,
 }
 
 impl TaskOffsets {
     pub fn from_btf(btf: &crate::kernel_btf::KernelBtf) -> Result<Self> {
         let off = |member: &str| btf.member_offset("task_struct", member).map_err(|e| Error::Load(e.to_string()));
-        Ok(Self { pid: off("pid")?, tgid: off("tgid")? })
+        Ok(Self {
+            pid: off("pid")?,
+            tgid: off("tgid")?,
+            state: off("__state")?,
+            on_cpu: off("on_cpu")?,
+            comm: off("comm")?,
+        })
     }
 }
 
@@ -91,7 +107,13 @@ impl Loaded {
             .override_global(GLOBAL_FILTER_COMM, &comm, true)
             .override_global(GLOBAL_TASK_PID_OFFSET, &config.task_offsets.pid, true)
             .override_global(GLOBAL_TASK_TGID_OFFSET, &config.task_offsets.tgid, true)
+            .override_global(GLOBAL_TASK_STATE_OFFSET, &config.task_offsets.state, true)
+            .override_global(GLOBAL_TASK_ON_CPU_OFFSET, &config.task_offsets.on_cpu, true)
+            .override_global(GLOBAL_TASK_COMM_OFFSET, &config.task_offsets.comm, true)
             .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len()))
+            .map_max_entries(THREADS_MAP, config.max_threads)
+            .map_max_entries(STACKS_MAP, config.max_stacks)
+            .map_max_entries(OFFCPU_MAP, config.max_stacks.saturating_mul(2))
             .load(OBJECT)
             .map_err(|e| Error::load(&e))?;
         let mut loaded = Self { ebpf, cpus };
@@ -146,6 +168,8 @@ impl Loaded {
             ("sched_switch", "sched_switch"),
             ("sched_wakeup", "sched_wakeup"),
             ("sched_wakeup_new", "sched_wakeup_new"),
+            ("sys_enter", "sys_enter"),
+            ("sys_exit", "sys_exit"),
         ] {
             let prog: &mut BtfTracePoint = self
                 .ebpf
@@ -161,6 +185,47 @@ impl Loaded {
         Ok(())
     }
 
+    /// Load and attach the thread-state snapshot iterator; returns a link fd
+    /// from which each snapshot is created (see `state_sampler`).
+    pub fn attach_snapshot_iterator(&mut self, btf: Option<&Btf>) -> Result<OwnedFd> {
+        let hook = |e: &(dyn std::error::Error + 'static)| Error::Hook {
+            hook: "iter/task".into(),
+            reason: crate::error::format_chain(e),
+        };
+        let owned;
+        let btf = match btf {
+            Some(btf) => btf,
+            None => {
+                owned = Btf::from_sys_fs().map_err(|e| Error::load(&e))?;
+                &owned
+            }
+        };
+        let prog: &mut Iter = self
+            .ebpf
+            .program_mut(SNAPSHOT_PROGRAM)
+            .ok_or_else(|| Error::Load(format!("program {SNAPSHOT_PROGRAM} missing from the object")))?
+            .try_into()
+            .map_err(|e| Error::load(&e))?;
+        prog.load("task", btf).map_err(|e| hook(&e))?;
+        let id = prog.attach().map_err(|e| hook(&e))?;
+        let link = FdLink::try_from(prog.take_link(id).map_err(|e| hook(&e))?).map_err(|e| hook(&e))?;
+        let link_id = link.info().map_err(|e| hook(&e))?.id();
+        // aya does not lend out a link's fd; take our own reference by id.
+        crate::state_sampler::link_fd_by_id(link_id).map_err(|e| hook(&e))
+    }
+
+    /// The off-CPU aggregation map, read at the end.
+    pub fn off_cpu_map(&self) -> Result<HashMap<&MapData, OffCpuKey, OffCpuValue>> {
+        let map = self.ebpf.map(OFFCPU_MAP).ok_or_else(|| Error::Read(format!("map {OFFCPU_MAP} missing")))?;
+        HashMap::try_from(map).map_err(|e| Error::Read(e.to_string()))
+    }
+
+    /// Take the blocking-stack map out of the object.
+    pub fn take_stacks(&mut self) -> Result<StackTraceMap<MapData>> {
+        let map = self.ebpf.take_map(STACKS_MAP).ok_or_else(|| Error::Read(format!("map {STACKS_MAP} missing")))?;
+        StackTraceMap::try_from(map).map_err(|e| Error::Read(e.to_string()))
+    }
+
     /// Take the exited-thread ring buffer out of the object.
     pub fn take_exits(&mut self) -> Result<RingBuf<MapData>> {
         let map = self.ebpf.take_map(EXITS_MAP).ok_or_else(|| Error::Load(format!("map {EXITS_MAP} missing")))?;
@@ -168,7 +233,7 @@ impl Loaded {
     }
 
     /// The thread map, for seeding and for the final read.
-    pub fn threads(&mut self) -> Result<HashMap<&mut MapData, u32, ThreadTimes>> {
+    pub fn threads(&mut self) -> Result<HashMap<&mut MapData, u32, ThreadRecord>> {
         let map = self.ebpf.map_mut(THREADS_MAP).ok_or_else(|| Error::Load(format!("map {THREADS_MAP} missing")))?;
         HashMap::try_from(map).map_err(|e| Error::load(&e))
     }

@@ -1,13 +1,10 @@
 //! The capture loop: drain the sample ring buffer until the duration ends,
 //! Ctrl-C or SIGTERM, updating the progress line.
 
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
-use profiler_common::{SampleEvent, ThreadTimes};
+use profiler_common::SampleEvent;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
@@ -15,9 +12,11 @@ use tokio::{
 };
 
 use crate::{
+    off_cpu::StackResolver,
     progress::Progress,
-    sched_times::{drain_exits, monotonic_ns},
+    sched_times::{drain_exits, monotonic_ns, Exited},
     stacks::StackAggregator,
+    state_sampler::StateSampler,
     Error, Result,
 };
 
@@ -32,6 +31,7 @@ pub enum EndReason {
 pub trait Record: Copy {}
 impl Record for SampleEvent {}
 impl Record for profiler_common::ThreadExit {}
+impl Record for profiler_common::StateRecord {}
 
 /// Decode one ring buffer record; `None` if it is too short to be a `T`.
 pub fn decode<T: Record>(bytes: &[u8]) -> Option<T> {
@@ -57,15 +57,40 @@ pub struct Captured {
     pub stacks: StackAggregator,
     pub elapsed: Duration,
     pub end: EndReason,
-    /// Final times of threads that exited, by tid.
-    pub exited: BTreeMap<u32, ThreadTimes>,
+    /// Final times and names of threads that exited.
+    pub exited: Exited,
     /// CLOCK_MONOTONIC ns when the loop stopped.
     pub end_ns: u64,
+    pub snapshots: Option<Snapshots>,
+}
+
+/// Thread-state snapshots taken during the capture, and the stack map
+/// whose user stacks they name (normalized while their process lives).
+pub struct Snapshots {
+    pub sampler: StateSampler,
+    pub stacks: StackResolver,
+    pub hz: u64,
+}
+
+impl Snapshots {
+    fn take(&mut self, agg: &mut StackAggregator) {
+        if let Err(err) = self.sampler.snapshot() {
+            tracing::warn!(%err, "a thread-state snapshot failed");
+        }
+        for (tgid, id) in std::mem::take(&mut self.sampler.new_user_stacks) {
+            self.stacks.user(tgid, id, agg);
+        }
+    }
 }
 
 /// Read samples (and exited threads' totals, if tracked) for `duration`.
-pub async fn run(ring: RingBuf<MapData>, mut exits: Option<RingBuf<MapData>>, duration: Duration) -> Result<Captured> {
-    let mut exited = BTreeMap::new();
+pub async fn run(
+    ring: RingBuf<MapData>,
+    mut exits: Option<RingBuf<MapData>>,
+    mut snapshots: Option<Snapshots>,
+    duration: Duration,
+) -> Result<Captured> {
+    let mut exited = Exited::default();
     // SAFETY: the ring buffer owns its map fd, which stays open and is not
     // replaced while the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -77,6 +102,9 @@ pub async fn run(ring: RingBuf<MapData>, mut exits: Option<RingBuf<MapData>>, du
     let deadline = tokio::time::Instant::from_std(start + duration);
     let mut tick = interval(Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let snapshot_period = Duration::from_nanos(1_000_000_000 / snapshots.as_ref().map_or(1, |s| s.hz.max(1)));
+    let mut snapshot_tick = interval(snapshot_period);
+    snapshot_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Read(e.to_string()))?;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -91,6 +119,11 @@ pub async fn run(ring: RingBuf<MapData>, mut exits: Option<RingBuf<MapData>>, du
             _ = sleep_until(deadline) => break EndReason::Elapsed,
             _ = &mut ctrl_c => break EndReason::Interrupted,
             _ = sigterm.recv() => break EndReason::Interrupted,
+            _ = snapshot_tick.tick(), if snapshots.is_some() => {
+                if let Some(s) = snapshots.as_mut() {
+                    s.take(&mut agg);
+                }
+            }
             _ = tick.tick() => {
                 drain(ring.get_mut(), &mut agg, &mut malformed);
                 if let Some(exits) = exits.as_mut() {
@@ -111,7 +144,7 @@ pub async fn run(ring: RingBuf<MapData>, mut exits: Option<RingBuf<MapData>>, du
     if malformed > 0 {
         tracing::warn!(malformed, "ignored ring buffer records too short to be samples");
     }
-    Ok(Captured { stacks: agg, elapsed, end: reason, exited, end_ns })
+    Ok(Captured { stacks: agg, elapsed, end: reason, exited, end_ns, snapshots })
 }
 
 #[cfg(test)]

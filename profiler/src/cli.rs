@@ -44,9 +44,24 @@ pub struct RecordArgs {
     #[arg(short, long, default_value = "tailprof-out")]
     pub output: PathBuf,
 
-    /// Skip the scheduler hooks (on/off-CPU time of every thread) for the cheapest capture.
+    /// Skip the scheduler hooks and thread-state snapshots (on/off-CPU time of every thread)
+    /// for the cheapest capture.
     #[arg(long)]
     pub no_off_cpu: bool,
+
+    /// Thread-state snapshots of every thread on the host per second (1..=1000) [default: 20].
+    #[arg(long, value_name = "HZ", value_parser = parse_state_hz)]
+    pub state_hz: Option<u64>,
+
+    /// Bound of the per-thread map; threads beyond it are counted in dropped_events.
+    #[arg(long, value_name = "N", default_value_t = profiler_common::MAX_THREADS,
+          value_parser = clap::value_parser!(u32).range(16..=4_194_304))]
+    pub max_threads: u32,
+
+    /// Bound of the blocking-stack map (the off-CPU aggregation map gets twice as many entries).
+    #[arg(long, value_name = "N", default_value_t = profiler_common::MAX_STACKS,
+          value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
+    pub max_stacks: u32,
 
     /// Kernel BTF to read kernel type layouts from.
     #[arg(long, default_value = crate::preflight::SYSFS_BTF)]
@@ -61,6 +76,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("'{s}' is zero; give a positive duration like 10s"));
     }
     Ok(d)
+}
+
+/// Default of `--state-hz`.
+pub const DEFAULT_STATE_HZ: u64 = 20;
+
+/// Snapshots per second: 1..=1000.
+pub fn parse_state_hz(s: &str) -> Result<u64, String> {
+    let hz: u64 = s.parse().map_err(|_| format!("'{s}' is not a whole number of snapshots per second"))?;
+    if hz == 0 || hz > 1000 {
+        return Err(format!(
+            "{hz} is out of range; --state-hz takes 1 to 1000 (use --no-off-cpu to turn snapshots off)"
+        ));
+    }
+    Ok(hz)
+}
+
+impl RecordArgs {
+    /// Snapshots per second, 0 when the off-CPU view is off. Rejects
+    /// combinations that cannot work.
+    pub fn state_hz(&self) -> Result<u64, String> {
+        match (self.no_off_cpu, self.state_hz) {
+            (true, Some(_)) => {
+                Err("--state-hz needs the scheduler hooks, which --no-off-cpu turns off; drop one of the two".into())
+            }
+            (true, None) => Ok(0),
+            (false, hz) => Ok(hz.unwrap_or(DEFAULT_STATE_HZ)),
+        }
+    }
 }
 
 /// Thread names are at most 15 bytes in the kernel; a longer name can never match.
@@ -89,6 +132,20 @@ mod tests {
         assert!(parse_duration("abc").unwrap_err().contains("not a duration"));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn state_hz_limits() {
+        assert_eq!(parse_state_hz("20"), Ok(20));
+        assert!(parse_state_hz("0").unwrap_err().contains("--state-hz"));
+        assert!(parse_state_hz("1001").unwrap_err().contains("--state-hz"));
+        assert!(parse_state_hz("x").is_err());
+        let args = |v: &[&str]| match Cli::parse_from([&["tailprof", "record"], v].concat()).command {
+            Command::Record(a) => a,
+        };
+        assert_eq!(args(&[]).state_hz(), Ok(DEFAULT_STATE_HZ));
+        assert_eq!(args(&["--no-off-cpu"]).state_hz(), Ok(0));
+        assert!(args(&["--no-off-cpu", "--state-hz", "5"]).state_hz().unwrap_err().contains("--no-off-cpu"));
     }
 
     #[test]

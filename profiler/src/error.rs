@@ -40,6 +40,10 @@ pub enum Error {
     #[error("could not attach to the kernel hook {hook}: {reason}; this kernel may lack it (use --no-off-cpu to capture without scheduler hooks)")]
     Hook { hook: String, reason: String },
 
+    /// A combination of options that cannot work; the text says which and what to do.
+    #[error("{0}")]
+    Usage(String),
+
     #[error("could not load the eBPF programs into the kernel: {0}")]
     Load(String),
 

@@ -9,6 +9,7 @@ pub mod capture;
 pub mod cli;
 pub mod error;
 pub mod kernel_btf;
+pub mod off_cpu;
 pub mod output;
 pub mod pprof_proto;
 pub mod preflight;
@@ -17,6 +18,7 @@ pub mod progress;
 pub mod record;
 pub mod sched_times;
 pub mod stacks;
+pub mod state_sampler;
 pub mod symbolize;
 
 pub use error::{Error, Result};

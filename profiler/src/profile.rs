@@ -56,8 +56,68 @@ pub struct Stack {
     pub count: u64,
 }
 
+/// Exact off-CPU time of one thread in one state, blocked at one stack in
+/// one syscall, woken by one waker.
+#[derive(Debug, Clone)]
+pub struct OffCpuStack {
+    pub pid: u32,
+    pub tid: u32,
+    /// An off-CPU `STATE_*`.
+    pub state: u32,
+    /// System call number (`NO_SYSCALL`: not in one).
+    pub syscall: i32,
+    /// `NO_WAKER` when nobody woke it (preempted).
+    pub waker_tid: u32,
+    pub waker_comm: String,
+    /// Outermost first: user frames, then kernel frames.
+    pub frames: Vec<Frame>,
+    /// The blocking stack could not be stored (stack map full).
+    pub stack_lost: bool,
+    pub ns: u64,
+    /// Off-CPU intervals summed into `ns`.
+    pub count: u64,
+}
+
+/// A bound that filled up during the capture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitHit {
+    pub what: &'static str,
+    pub bound: u32,
+    /// The option that raises the bound.
+    pub flag: &'static str,
+    /// Events dropped because of it.
+    pub dropped: u64,
+}
+
+/// Snapshots that saw a thread in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StateSamples {
+    pub running: u64,
+    pub runnable: u64,
+    pub sleeping: u64,
+    pub disk: u64,
+    pub other: u64,
+}
+
+/// Off-CPU time a thread spent blocked in one system call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SyscallWait {
+    pub name: String,
+    pub nr: i32,
+    pub off_cpu_ns: u64,
+}
+
+/// Off-CPU time that ended with a wakeup by one thread.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Waker {
+    pub tid: u32,
+    pub comm: String,
+    pub off_cpu_ns: u64,
+    pub wakeups: u64,
+}
+
 /// Exact off-CPU time of a thread by state, nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OffCpuNs {
     pub runnable: u64,
     pub sleeping: u64,
@@ -77,6 +137,13 @@ pub struct ThreadTotal {
     pub on_cpu_ns: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub off_cpu_ns: Option<OffCpuNs>,
+    /// Thread-state snapshots (absent with --no-off-cpu).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_samples: Option<StateSamples>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub top_syscalls: Vec<SyscallWait>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub top_wakers: Vec<Waker>,
 }
 
 /// Everything a capture produced.
@@ -101,6 +168,15 @@ pub struct Profile {
     pub thread_times: BTreeMap<u32, profiler_common::ThreadTimes>,
     /// Thread names for threads known only from their times.
     pub comms: BTreeMap<u32, String>,
+    /// Off-CPU time by thread, state, syscall, stack and waker.
+    pub off_cpu: Vec<OffCpuStack>,
+    /// Thread-state snapshots per second (0: off).
+    pub state_hz: u64,
+    /// Per thread: tgid and the snapshots that saw it in each state.
+    pub state_samples: BTreeMap<u32, (u32, StateSamples)>,
+    pub state_sampler: crate::state_sampler::SamplerStats,
+    /// Bounds that filled up (each warned about once).
+    pub limits_hit: Vec<LimitHit>,
 }
 
 impl Profile {
@@ -109,39 +185,120 @@ impl Profile {
         1_000_000_000 / self.frequency_hz.max(1)
     }
 
+    /// Keep only what `--pid` and `--comm` select, exact times included.
+    pub fn select(&mut self, pids: &[u32], comm: Option<&str>) {
+        let comms = &self.comms;
+        let keep = |tgid: u32, tid: u32| {
+            (pids.is_empty() || pids.contains(&tgid))
+                && comm.is_none_or(|c| comms.get(&tid).map(String::as_str) == Some(c))
+        };
+        self.thread_times.retain(|tid, t| keep(t.tgid, *tid));
+        self.off_cpu.retain(|s| keep(s.pid, s.tid));
+        self.state_samples.retain(|tid, (tgid, _)| keep(*tgid, *tid));
+    }
+
+    /// The name of a thread known from snapshots or procfs.
+    pub fn thread_name(&self, tid: u32) -> &str {
+        self.comms.get(&tid).map(String::as_str).unwrap_or("")
+    }
+
     /// Per-thread totals, busiest first. A thread that changed its name
     /// is listed under the name it had most often.
     pub fn threads(&self) -> Vec<ThreadTotal> {
-        let mut by_tid: BTreeMap<(u32, u32), BTreeMap<&str, u64>> = BTreeMap::new();
+        let mut by_tid: BTreeMap<u32, (u32, BTreeMap<&str, u64>)> = BTreeMap::new();
         for s in &self.stacks {
-            *by_tid.entry((s.pid, s.tid)).or_default().entry(&s.comm).or_default() += s.count;
+            *by_tid.entry(s.tid).or_insert((s.pid, BTreeMap::new())).1.entry(&s.comm).or_default() += s.count;
         }
+        // Threads that never ran during a sample still have exact times and snapshots.
+        for (&tid, t) in &self.thread_times {
+            by_tid.entry(tid).or_insert((t.tgid, BTreeMap::new()));
+        }
+        for (&tid, (tgid, _)) in &self.state_samples {
+            by_tid.entry(tid).or_insert((*tgid, BTreeMap::new()));
+        }
+        let mut waits = self.waits_by_thread();
         let mut out: Vec<ThreadTotal> = by_tid
             .into_iter()
-            .map(|((pid, tid), comms)| {
-                let total = comms.values().sum();
-                let comm = comms.iter().max_by_key(|(_, n)| **n).map(|(c, _)| c.to_string()).unwrap_or_default();
-                ThreadTotal { pid, tid, comm, on_cpu_samples: total, on_cpu_ns: None, off_cpu_ns: None }
+            .map(|(tid, (pid, comms))| {
+                let on_cpu_samples = comms.values().sum();
+                let comm = comms
+                    .iter()
+                    .max_by_key(|(_, n)| **n)
+                    .map(|(c, _)| c.to_string())
+                    .or_else(|| self.comms.get(&tid).cloned())
+                    .unwrap_or_default();
+                let times = self.thread_times.get(&tid);
+                let (top_syscalls, top_wakers) = waits.remove(&tid).unwrap_or_default();
+                ThreadTotal {
+                    pid,
+                    tid,
+                    comm,
+                    on_cpu_samples,
+                    on_cpu_ns: times.map(|t| t.on_cpu_ns),
+                    off_cpu_ns: times.map(|t| {
+                        let [runnable, sleeping, disk, other] = t.off_cpu_ns;
+                        OffCpuNs { runnable, sleeping, disk, other }
+                    }),
+                    state_samples: (self.state_hz > 0)
+                        .then(|| self.state_samples.get(&tid).map(|(_, s)| *s).unwrap_or_default()),
+                    top_syscalls,
+                    top_wakers,
+                }
             })
             .collect();
-        // Threads that never ran during a sample still have exact times.
-        let sampled: std::collections::HashSet<u32> = out.iter().map(|t| t.tid).collect();
-        for (&tid, t) in &self.thread_times {
-            if !sampled.contains(&tid) {
-                let comm = self.comms.get(&tid).cloned().unwrap_or_default();
-                out.push(ThreadTotal { pid: t.tgid, tid, comm, on_cpu_samples: 0, on_cpu_ns: None, off_cpu_ns: None });
-            }
-        }
-        for thread in &mut out {
-            if let Some(t) = self.thread_times.get(&thread.tid) {
-                thread.on_cpu_ns = Some(t.on_cpu_ns);
-                let [runnable, sleeping, disk, other] = t.off_cpu_ns;
-                thread.off_cpu_ns = Some(OffCpuNs { runnable, sleeping, disk, other });
-            }
-        }
         out.sort_by(|a, b| {
             b.on_cpu_samples.cmp(&a.on_cpu_samples).then(b.on_cpu_ns.cmp(&a.on_cpu_ns)).then(a.tid.cmp(&b.tid))
         });
         out
     }
+
+    /// Per thread, the syscalls it waited in and the threads that woke it,
+    /// by off-CPU time, largest first, at most [`TOP_WAITS`] of each.
+    fn waits_by_thread(&self) -> BTreeMap<u32, (Vec<SyscallWait>, Vec<Waker>)> {
+        let mut syscalls: BTreeMap<u32, BTreeMap<i32, u64>> = BTreeMap::new();
+        let mut wakers: BTreeMap<u32, BTreeMap<u32, (u64, u64, &str)>> = BTreeMap::new();
+        for s in &self.off_cpu {
+            if s.syscall >= 0 {
+                *syscalls.entry(s.tid).or_default().entry(s.syscall).or_default() += s.ns;
+            }
+            if s.waker_tid != profiler_common::NO_WAKER {
+                let w = wakers.entry(s.tid).or_default().entry(s.waker_tid).or_insert((0, 0, &s.waker_comm));
+                w.0 += s.ns;
+                // Each wakeup ends one sleeping/disk/other interval; the
+                // runnable interval after it has the same waker.
+                if s.state != profiler_common::STATE_RUNNABLE {
+                    w.1 += s.count;
+                }
+            }
+        }
+        let mut out: BTreeMap<u32, (Vec<SyscallWait>, Vec<Waker>)> = BTreeMap::new();
+        for (tid, by_nr) in syscalls {
+            let mut v: Vec<SyscallWait> =
+                by_nr.into_iter().map(|(nr, ns)| SyscallWait { name: syscall_name(nr), nr, off_cpu_ns: ns }).collect();
+            v.sort_by(|a, b| b.off_cpu_ns.cmp(&a.off_cpu_ns).then(a.nr.cmp(&b.nr)));
+            v.truncate(TOP_WAITS);
+            out.entry(tid).or_default().0 = v;
+        }
+        for (tid, by_waker) in wakers {
+            let mut v: Vec<Waker> = by_waker
+                .into_iter()
+                .map(|(wt, (ns, n, comm))| Waker { tid: wt, comm: comm.to_owned(), off_cpu_ns: ns, wakeups: n })
+                .collect();
+            v.sort_by(|a, b| b.off_cpu_ns.cmp(&a.off_cpu_ns).then(a.tid.cmp(&b.tid)));
+            v.truncate(TOP_WAITS);
+            out.entry(tid).or_default().1 = v;
+        }
+        out
+    }
+}
+
+/// Names of the `STATE_*` values, in order.
+pub const STATE_NAMES: [&str; 5] = ["running", "runnable", "sleeping", "disk", "other"];
+
+/// How many syscalls and wakers each thread lists.
+pub const TOP_WAITS: usize = 5;
+
+/// Name of a system call number of this machine's architecture.
+pub fn syscall_name(nr: i32) -> String {
+    syscall_numbers::native::sys_call_name(nr.into()).map(str::to_owned).unwrap_or_else(|| format!("syscall_{nr}"))
 }

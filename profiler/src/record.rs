@@ -6,11 +6,13 @@ use profiler_common::Counter;
 
 use crate::{
     bpf::{Loaded, SamplingConfig, TaskOffsets},
-    capture::{self, EndReason},
+    capture::{self, EndReason, Snapshots},
     cli::RecordArgs,
+    off_cpu::{self, StackResolver},
     output, preflight,
-    profile::Profile,
+    profile::{LimitHit, Profile, StateSamples},
     sched_times,
+    state_sampler::StateSampler,
     symbolize::symbolize,
     Result,
 };
@@ -23,6 +25,7 @@ pub struct Recording {
 }
 
 pub async fn record(args: &RecordArgs) -> Result<Recording> {
+    let state_hz = args.state_hz().map_err(crate::Error::Usage)?;
     preflight::check_privileges()?;
     preflight::check_perf_events()?;
     let btf = preflight::check_btf(&args.btf)?;
@@ -45,30 +48,75 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     preflight::raise_memlock_limit();
 
     let off_cpu = !args.no_off_cpu;
-    let config = SamplingConfig { frequency_hz: args.frequency, pids, comm: args.comm.clone(), off_cpu, task_offsets };
+    let config = SamplingConfig {
+        frequency_hz: args.frequency,
+        pids,
+        comm: args.comm.clone(),
+        off_cpu,
+        task_offsets,
+        max_threads: args.max_threads,
+        max_stacks: args.max_stacks,
+    };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
     let ring = loaded.take_events()?;
-    let exits = if off_cpu { Some(loaded.take_exits()?) } else { None };
+    let (exits, snapshots) = if off_cpu {
+        let link = loaded.attach_snapshot_iterator(btf.as_ref())?;
+        let snapshots = Snapshots {
+            sampler: StateSampler::new(link),
+            stacks: StackResolver::new(loaded.take_stacks()?),
+            hz: state_hz,
+        };
+        (Some(loaded.take_exits()?), Some(snapshots))
+    } else {
+        (None, None)
+    };
     let window_start_ns = if off_cpu { sched_times::seed(&mut loaded.threads()?) } else { sched_times::monotonic_ns() };
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
-    let captured = capture::run(ring, exits, args.duration).await?;
-    let (agg, elapsed, end) = (captured.stacks, captured.elapsed, captured.end);
-    let thread_times = if off_cpu {
-        sched_times::finish(&loaded.threads()?, captured.exited, captured.end_ns)
-    } else {
-        Default::default()
+    let captured = capture::run(ring, exits, snapshots, args.duration).await?;
+    let (mut agg, elapsed, end) = (captured.stacks, captured.elapsed, captured.end);
+
+    let mut profile = Profile {
+        start_unix_ns,
+        duration_ns: elapsed.as_nanos() as u64,
+        frequency_hz: args.frequency,
+        window_start_ns,
+        window_end_ns: captured.end_ns,
+        state_hz,
+        ..Profile::default()
     };
-    // --pid and --comm select what is reported, exact times included.
-    let (thread_times, comms) = sched_times::select(thread_times, &config.pids, args.comm.as_deref());
-    let dropped_events = loaded.counter(Counter::ThreadMapFull)? + loaded.counter(Counter::LostExits)?;
-    if dropped_events > 0 {
-        tracing::warn!(
-            dropped_events,
-            "some threads were not tracked: the thread map (65536 threads) was full or exits were lost"
+    let mut off_cpu_raw = Vec::new();
+    if let Some(mut snapshots) = captured.snapshots {
+        let live = sched_times::live(&loaded.threads()?);
+        off_cpu_raw = off_cpu::collect(
+            &loaded.off_cpu_map()?,
+            &live,
+            captured.end_ns,
+            &snapshots.sampler.kstacks,
+            &mut snapshots.stacks,
+            &mut agg,
         );
+        profile.thread_times = sched_times::finish(&live, captured.exited.times, captured.end_ns);
+        // Names, least to most recent: off-CPU records, exits, snapshots, procfs.
+        profile.comms.extend(off_cpu_raw.iter().filter(|s| !s.comm.is_empty()).map(|s| (s.tid, s.comm.clone())));
+        profile.comms.extend(captured.exited.names);
+        let sampler = snapshots.sampler;
+        profile.state_sampler = sampler.stats;
+        for (tid, t) in sampler.threads {
+            let [running, runnable, sleeping, disk, other] = t.states;
+            profile.state_samples.insert(tid, (t.tgid, StateSamples { running, runnable, sleeping, disk, other }));
+            profile.comms.insert(tid, t.comm);
+        }
+        // Names of live threads as they are now.
+        profile.comms.extend(sched_times::proc_names(profile.thread_times.iter().map(|(tid, t)| (t.tgid, *tid))));
     }
-    let lost_samples = loaded.counter(Counter::LostSamples)?;
+    let counter = |c| loaded.counter(c);
+    profile.lost_samples = counter(Counter::LostSamples)?;
+    profile.dropped_events = counter(Counter::ThreadMapFull)?
+        + counter(Counter::LostExits)?
+        + counter(Counter::StackMapFull)?
+        + counter(Counter::OffCpuMapFull)?;
+    profile.limits_hit = limits_hit(&loaded, &config)?;
     for (counter, what) in [(Counter::KernelStackErrors, "kernel"), (Counter::UserStackErrors, "user")] {
         let n = loaded.counter(counter)?;
         if n > 0 {
@@ -78,23 +126,32 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     drop(loaded);
 
     let (modules, stacks) = agg.finish();
-    let profile = Profile {
-        start_unix_ns,
-        duration_ns: elapsed.as_nanos() as u64,
-        frequency_hz: args.frequency,
-        lost_samples,
-        dropped_events,
-        window_start_ns,
-        window_end_ns: captured.end_ns,
-        comms,
-        thread_times,
-        ..Profile::default()
-    };
     let started = std::time::Instant::now();
-    let profile = symbolize(modules, stacks, profile);
+    let mut profile = symbolize(modules, stacks, off_cpu_raw, profile);
     tracing::info!(elapsed = ?started.elapsed(), "symbolized");
+    // --pid and --comm select what is reported, exact times included.
+    profile.select(&config.pids, args.comm.as_deref());
     let started = std::time::Instant::now();
     let files = output::write_all(&args.output, &profile)?;
     tracing::info!(elapsed = ?started.elapsed(), "wrote reports");
     Ok(Recording { profile, end, files })
+}
+
+/// Which bounds filled up during the capture, for a warning naming the flag.
+fn limits_hit(loaded: &Loaded, config: &SamplingConfig) -> Result<Vec<LimitHit>> {
+    let mut hits = Vec::new();
+    let threads = loaded.counter(Counter::ThreadMapFull)?;
+    if threads > 0 {
+        hits.push(LimitHit { what: "thread map", bound: config.max_threads, flag: "--max-threads", dropped: threads });
+    }
+    let stacks = loaded.counter(Counter::StackMapFull)?;
+    if stacks > 0 {
+        hits.push(LimitHit { what: "stack map", bound: config.max_stacks, flag: "--max-stacks", dropped: stacks });
+    }
+    let keys = loaded.counter(Counter::OffCpuMapFull)?;
+    if keys > 0 {
+        let bound = config.max_stacks.saturating_mul(2);
+        hits.push(LimitHit { what: "off-CPU map", bound, flag: "--max-stacks", dropped: keys });
+    }
+    Ok(hits)
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use aya::maps::{HashMap, MapData, RingBuf};
 use profiler_common::{
-    ThreadExit, ThreadTimes, OFF_CPU_STATES, STATE_DISK, STATE_OTHER, STATE_RUNNING, STATE_SLEEPING,
+    ThreadExit, ThreadRecord, ThreadTimes, NO_SYSCALL, OFF_CPU_STATES, STATE_DISK, STATE_OTHER, STATE_RUNNING,
+    STATE_SLEEPING,
 };
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns()`.
@@ -26,9 +27,27 @@ fn state_from_proc(letter: char) -> u32 {
     }
 }
 
+/// The system call a blocked thread is in, from /proc/PID/task/TID/syscall
+/// ("NR args…", or "running", or "-1 …" outside one).
+fn proc_syscall(task: &std::path::Path) -> i32 {
+    std::fs::read_to_string(task.join("syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|nr| nr.parse::<i32>().ok()))
+        .filter(|nr| *nr >= 0)
+        .unwrap_or(NO_SYSCALL)
+}
+
+/// A thread found in procfs.
+struct ProcThread {
+    pid: u32,
+    tid: u32,
+    state: char,
+    syscall: i32,
+}
+
 /// Every thread of the host with its state letter, from procfs. Threads
 /// that vanish while being read are skipped.
-fn proc_threads() -> Vec<(u32, u32, char)> {
+fn proc_threads() -> Vec<ProcThread> {
     let mut out = Vec::new();
     let Ok(procs) = std::fs::read_dir("/proc") else { return out };
     for p in procs.flatten() {
@@ -41,7 +60,9 @@ fn proc_threads() -> Vec<(u32, u32, char)> {
             let Some(letter) = stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next()) else {
                 continue;
             };
-            out.push((pid, tid, letter));
+            // Only a blocked thread's syscall stays put until the hooks see it.
+            let syscall = if letter == 'R' { NO_SYSCALL } else { proc_syscall(&t.path()) };
+            out.push(ProcThread { pid, tid, state: letter, syscall });
         }
     }
     out
@@ -49,60 +70,68 @@ fn proc_threads() -> Vec<(u32, u32, char)> {
 
 /// Insert threads the hooks have not seen yet, in their current state from
 /// now on. Returns the start of the accounting window.
-pub fn seed(threads: &mut HashMap<&mut MapData, u32, ThreadTimes>) -> u64 {
+pub fn seed(threads: &mut HashMap<&mut MapData, u32, ThreadRecord>) -> u64 {
     let now = monotonic_ns();
-    for (pid, tid, letter) in proc_threads() {
-        let t = ThreadTimes { tgid: pid, state: state_from_proc(letter), since_ns: now, ..Default::default() };
+    for t in proc_threads() {
+        let mut r = ThreadRecord::new(t.pid, state_from_proc(t.state), now);
+        r.syscall = t.syscall;
         // BPF_NOEXIST: a thread the hooks already track keeps its record.
-        let _ = threads.insert(tid, t, 1);
+        let _ = threads.insert(t.tid, r, 1);
     }
     now
 }
 
+/// Exited threads' final times and names, by tid.
+#[derive(Debug, Default)]
+pub struct Exited {
+    pub times: BTreeMap<u32, ThreadTimes>,
+    pub names: BTreeMap<u32, String>,
+}
+
 /// Drain exit records into `exited`.
-pub fn drain_exits(ring: &mut RingBuf<MapData>, exited: &mut BTreeMap<u32, ThreadTimes>) {
+pub fn drain_exits(ring: &mut RingBuf<MapData>, exited: &mut Exited) {
     while let Some(item) = ring.next() {
         if let Some(e) = crate::capture::decode::<ThreadExit>(&item) {
-            exited.insert(e.tid, e.times);
+            exited.times.insert(e.tid, e.times);
+            exited.names.insert(e.tid, comm_string(&e.comm));
         }
     }
+}
+
+/// A NUL-padded kernel comm as a string.
+pub fn comm_string(comm: &[u8; profiler_common::TASK_COMM_LEN]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+/// The records of the threads alive at the end.
+pub fn live(threads: &HashMap<&mut MapData, u32, ThreadRecord>) -> Vec<(u32, ThreadRecord)> {
+    threads.iter().flatten().collect()
 }
 
 /// Per-thread totals at `end_ns`: live threads get the time of their
 /// current state up to the end added.
 pub fn finish(
-    threads: &HashMap<&mut MapData, u32, ThreadTimes>,
+    live: &[(u32, ThreadRecord)],
     mut exited: BTreeMap<u32, ThreadTimes>,
     end_ns: u64,
 ) -> BTreeMap<u32, ThreadTimes> {
-    for (tid, mut t) in threads.iter().flatten() {
+    for (tid, r) in live {
+        let mut t = r.times;
         t.account_until(end_ns);
-        exited.insert(tid, t);
+        exited.insert(*tid, t);
     }
     exited
 }
 
-/// Keep the times of the threads `--pid` and `--comm` select; returns them
-/// with the names of those still alive (read once from procfs).
-pub fn select(
-    mut times: BTreeMap<u32, ThreadTimes>,
-    pids: &[u32],
-    comm: Option<&str>,
-) -> (BTreeMap<u32, ThreadTimes>, BTreeMap<u32, String>) {
-    if !pids.is_empty() {
-        times.retain(|_, t| pids.contains(&t.tgid));
-    }
-    let comms: BTreeMap<u32, String> = times
-        .iter()
-        .filter_map(|(tid, t)| {
-            let name = std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", t.tgid)).ok()?;
-            Some((*tid, name.trim_end().to_owned()))
+/// Names of these threads that are still alive, read once from procfs.
+pub fn proc_names(threads: impl Iterator<Item = (u32, u32)>) -> BTreeMap<u32, String> {
+    threads
+        .filter_map(|(tgid, tid)| {
+            let name = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm")).ok()?;
+            Some((tid, name.trim_end().to_owned()))
         })
-        .collect();
-    if let Some(comm) = comm {
-        times.retain(|tid, _| comms.get(tid).map(String::as_str) == Some(comm));
-    }
-    (times, comms)
+        .collect()
 }
 
 /// Names of the off-CPU states in `ThreadTimes::off_cpu_ns` order.

@@ -146,7 +146,8 @@ impl StackAggregator {
         self.stacks.insert(key, (user, 1));
     }
 
-    fn normalize(&mut self, pid: u32, ustack: &[u64]) -> Box<[UserFrame]> {
+    /// Normalize a user stack (innermost first) of a live process.
+    pub fn normalize(&mut self, pid: u32, ustack: &[u64]) -> Box<[UserFrame]> {
         if ustack.is_empty() {
             return Box::new([]);
         }
@@ -172,12 +173,12 @@ impl StackAggregator {
         let now = std::time::Instant::now();
         let may_refresh = self.last_fresh.get(&pid).is_none_or(|t| now.duration_since(*t) >= FRESH_MAP_INTERVAL);
         let bpid = blazesym::Pid::from(pid);
-        let output = match self.cached.normalize_user_addrs_opts(bpid, &addrs, &opts) {
+        let output = match self.cached.normalize_user_addrs_opts(bpid, addrs, &opts) {
             Ok(output) if !(may_refresh && misses(&output)) => Ok(output),
             cached => {
                 if may_refresh {
                     self.last_fresh.insert(pid, now);
-                    self.fresh.normalize_user_addrs_opts(bpid, &addrs, &opts)
+                    self.fresh.normalize_user_addrs_opts(bpid, addrs, &opts)
                 } else {
                     cached
                 }

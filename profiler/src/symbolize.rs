@@ -13,53 +13,101 @@ use blazesym::symbolize::{
 };
 
 use crate::{
-    profile::{Frame, FrameKind, Profile, Stack, UNKNOWN},
+    off_cpu::RawOffCpu,
+    profile::{Frame, FrameKind, OffCpuStack, Profile, Stack, UNKNOWN},
     stacks::{lookup_address, AggregatedStack, ModuleTable, UserFrame},
 };
 
-/// Build the symbolized [`Profile`] from aggregated stacks.
-pub fn symbolize(modules: ModuleTable, stacks: Vec<AggregatedStack>, mut profile: Profile) -> Profile {
-    let symbolizer = Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build();
-    let unknown: Arc<str> = Arc::from(UNKNOWN);
-
-    let kernel_names = symbolize_kernel(&symbolizer, &stacks, &unknown);
-    let user_names = symbolize_user(&symbolizer, &modules, &stacks, &unknown);
-
+/// Build the symbolized [`Profile`] from aggregated on-CPU and off-CPU stacks.
+pub fn symbolize(
+    modules: ModuleTable,
+    stacks: Vec<AggregatedStack>,
+    off_cpu: Vec<RawOffCpu>,
+    mut profile: Profile,
+) -> Profile {
+    let all =
+        || stacks.iter().map(|s| (&*s.kstack, &*s.ustack)).chain(off_cpu.iter().map(|s| (&*s.kstack, &*s.ustack)));
+    let symbols = Symbols::resolve(&modules, all);
     profile.samples = stacks.iter().map(|s| s.count).sum();
     profile.modules = modules.modules;
     profile.stacks = stacks
         .into_iter()
-        .map(|s| {
-            let mut frames = Vec::with_capacity(s.ustack.len() + s.kstack.len());
-            for f in s.ustack.iter().rev() {
-                frames.push(match f {
-                    UserFrame::InModule { module, offset } => Frame {
-                        name: user_names.get(&(*module, *offset)).cloned().unwrap_or_else(|| unknown.clone()),
-                        kind: FrameKind::User,
-                        module: Some(*module),
-                        address: *offset,
-                    },
-                    UserFrame::Named { name } => {
-                        Frame { name: name.clone(), kind: FrameKind::User, module: None, address: 0 }
-                    }
-                    UserFrame::Unknown { addr } => {
-                        Frame { name: unknown.clone(), kind: FrameKind::User, module: None, address: *addr }
-                    }
-                });
-            }
-            for (i, &addr) in s.kstack.iter().enumerate().rev() {
-                let addr = lookup_address(i, addr);
-                frames.push(Frame {
-                    name: kernel_names.get(&addr).cloned().unwrap_or_else(|| unknown.clone()),
-                    kind: FrameKind::Kernel,
-                    module: None,
-                    address: addr,
-                });
-            }
-            Stack { pid: s.pid, tid: s.tid, comm: s.comm, frames, count: s.count }
+        .map(|s| Stack {
+            frames: symbols.frames(&s.kstack, &s.ustack),
+            pid: s.pid,
+            tid: s.tid,
+            comm: s.comm,
+            count: s.count,
+        })
+        .collect();
+    profile.off_cpu = off_cpu
+        .into_iter()
+        .map(|s| OffCpuStack {
+            frames: symbols.frames(&s.kstack, &s.ustack),
+            pid: s.tgid,
+            tid: s.tid,
+            state: s.state,
+            syscall: s.syscall,
+            waker_tid: s.waker_tid,
+            waker_comm: s.waker_comm,
+            stack_lost: s.stack_lost,
+            ns: s.ns,
+            count: s.count,
         })
         .collect();
     profile
+}
+
+/// Names of every address the stacks hold, each looked up once.
+struct Symbols {
+    kernel: HashMap<u64, Arc<str>>,
+    user: HashMap<(usize, u64), Arc<str>>,
+    unknown: Arc<str>,
+}
+
+impl Symbols {
+    fn resolve<'a, I>(modules: &ModuleTable, stacks: impl Fn() -> I) -> Self
+    where
+        I: Iterator<Item = (&'a [u64], &'a [UserFrame])>,
+    {
+        let symbolizer = Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build();
+        let unknown: Arc<str> = Arc::from(UNKNOWN);
+        let kernel = symbolize_kernel(&symbolizer, stacks().map(|(k, _)| k), &unknown);
+        let user = symbolize_user(&symbolizer, modules, stacks().map(|(_, u)| u), &unknown);
+        Self { kernel, user, unknown }
+    }
+
+    /// Frames outermost first: user frames, then kernel frames.
+    fn frames(&self, kstack: &[u64], ustack: &[UserFrame]) -> Vec<Frame> {
+        let unknown = &self.unknown;
+        let mut frames = Vec::with_capacity(ustack.len() + kstack.len());
+        for f in ustack.iter().rev() {
+            frames.push(match f {
+                UserFrame::InModule { module, offset } => Frame {
+                    name: self.user.get(&(*module, *offset)).cloned().unwrap_or_else(|| unknown.clone()),
+                    kind: FrameKind::User,
+                    module: Some(*module),
+                    address: *offset,
+                },
+                UserFrame::Named { name } => {
+                    Frame { name: name.clone(), kind: FrameKind::User, module: None, address: 0 }
+                }
+                UserFrame::Unknown { addr } => {
+                    Frame { name: unknown.clone(), kind: FrameKind::User, module: None, address: *addr }
+                }
+            });
+        }
+        for (i, &addr) in kstack.iter().enumerate().rev() {
+            let addr = lookup_address(i, addr);
+            frames.push(Frame {
+                name: self.kernel.get(&addr).cloned().unwrap_or_else(|| unknown.clone()),
+                kind: FrameKind::Kernel,
+                module: None,
+                address: addr,
+            });
+        }
+        frames
+    }
 }
 
 fn name_of(sym: &Symbolized<'_>, unknown: &Arc<str>) -> Arc<str> {
@@ -69,10 +117,13 @@ fn name_of(sym: &Symbolized<'_>, unknown: &Arc<str>) -> Arc<str> {
     }
 }
 
-fn symbolize_kernel(symbolizer: &Symbolizer, stacks: &[AggregatedStack], unknown: &Arc<str>) -> HashMap<u64, Arc<str>> {
+fn symbolize_kernel<'a>(
+    symbolizer: &Symbolizer,
+    stacks: impl Iterator<Item = &'a [u64]>,
+    unknown: &Arc<str>,
+) -> HashMap<u64, Arc<str>> {
     let addrs: Vec<u64> = stacks
-        .iter()
-        .flat_map(|s| s.kstack.iter().enumerate().map(|(i, &a)| lookup_address(i, a)))
+        .flat_map(|s| s.iter().enumerate().map(|(i, &a)| lookup_address(i, a)))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
@@ -89,15 +140,15 @@ fn symbolize_kernel(symbolizer: &Symbolizer, stacks: &[AggregatedStack], unknown
     }
 }
 
-fn symbolize_user(
+fn symbolize_user<'a>(
     symbolizer: &Symbolizer,
     modules: &ModuleTable,
-    stacks: &[AggregatedStack],
+    stacks: impl Iterator<Item = &'a [UserFrame]>,
     unknown: &Arc<str>,
 ) -> HashMap<(usize, u64), Arc<str>> {
     let mut by_module: HashMap<usize, HashSet<u64>> = HashMap::new();
     for s in stacks {
-        for f in s.ustack.iter() {
+        for f in s.iter() {
             if let UserFrame::InModule { module, offset } = f {
                 by_module.entry(*module).or_default().insert(*offset);
             }

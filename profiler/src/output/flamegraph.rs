@@ -2,14 +2,34 @@
 
 use std::io::Write;
 
-use inferno::flamegraph::{self, color::MultiPalette, Options, Palette};
+use inferno::flamegraph::{
+    self,
+    color::{Color, MultiPalette, PaletteMap},
+    Options, Palette,
+};
 
 use super::folded::Folded;
 
-pub fn write(folded: &Folded, title: &str, w: &mut dyn Write) -> std::io::Result<()> {
+/// Colours of the `[state]` frames of wall-clock and off-CPU flamegraphs.
+const STATE_COLOURS: [(&str, (u8, u8, u8)); 6] = [
+    ("[running]", (80, 180, 80)),
+    ("[runnable]", (220, 70, 60)),
+    ("[sleeping]", (90, 130, 210)),
+    ("[disk]", (230, 150, 40)),
+    ("[other]", (150, 150, 150)),
+    ("[stack lost]", (60, 60, 60)),
+];
+
+/// `count_name`: what a folded count measures ("samples", "ns").
+pub fn write(folded: &Folded, title: &str, count_name: &str, w: &mut dyn Write) -> std::io::Result<()> {
+    let mut palette = PaletteMap::default();
+    for (frame, (r, g, b)) in STATE_COLOURS {
+        palette.insert(frame, Color { r, g, b });
+    }
     let mut options = Options::default();
     options.title = title.to_owned();
-    options.count_name = "samples".to_owned();
+    options.count_name = count_name.to_owned();
+    options.palette_map = Some(&mut palette);
     // The java palette colours `_[k]` kernel frames apart from user frames.
     options.colors = Palette::Multi(MultiPalette::Java);
     if folded.is_empty() {

@@ -9,7 +9,7 @@ use crate::profile::{Frame, FrameKind, Profile};
 pub type Folded = BTreeMap<String, u64>;
 
 /// Characters that would break the folded format are replaced.
-fn clean(s: &str) -> String {
+pub fn clean(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             ';' => ':',

@@ -6,6 +6,7 @@ pub mod folded;
 pub mod pprof;
 pub mod summary;
 pub mod text;
+pub mod wallclock;
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,10 @@ pub const FLAMEGRAPH_SVG: &str = "flamegraph.svg";
 pub const STACKS_FOLDED: &str = "stacks.folded";
 pub const PROFILE_PB_GZ: &str = "profile.pb.gz";
 pub const SUMMARY_JSON: &str = "summary.json";
+pub const WALLCLOCK_FOLDED: &str = "wallclock.folded";
+pub const WALLCLOCK_SVG: &str = "wallclock.svg";
+pub const OFFCPU_FOLDED: &str = "offcpu.folded";
+pub const OFFCPU_SVG: &str = "offcpu.svg";
 
 /// Write every report into `dir`; returns the paths written.
 pub fn write_all(dir: &Path, profile: &Profile) -> Result<Vec<PathBuf>> {
@@ -27,7 +32,16 @@ pub fn write_all(dir: &Path, profile: &Profile) -> Result<Vec<PathBuf>> {
         Ok::<_, crate::Error>(())
     };
     write(STACKS_FOLDED, &mut |w| folded::write(&folded, w))?;
-    write(FLAMEGRAPH_SVG, &mut |w| flamegraph::write(&folded, "tailprof: on-CPU samples", w))?;
+    write(FLAMEGRAPH_SVG, &mut |w| flamegraph::write(&folded, "tailprof: on-CPU samples", "samples", w))?;
+    // Without the scheduler hooks there is no off-CPU time to show.
+    if profile.state_hz > 0 {
+        let wall = wallclock::fold_wallclock(profile);
+        write(WALLCLOCK_FOLDED, &mut |w| folded::write(&wall, w))?;
+        write(WALLCLOCK_SVG, &mut |w| flamegraph::write(&wall, "tailprof: wall-clock time by state", "ns", w))?;
+        let off = wallclock::fold_offcpu(profile);
+        write(OFFCPU_FOLDED, &mut |w| folded::write(&off, w))?;
+        write(OFFCPU_SVG, &mut |w| flamegraph::write(&off, "tailprof: off-CPU time and wakers", "ns", w))?;
+    }
     write(PROFILE_PB_GZ, &mut |w| pprof::write(profile, w))?;
     write(SUMMARY_JSON, &mut |w| summary::write(profile, w))?;
     Ok(written)

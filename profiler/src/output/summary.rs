@@ -17,6 +17,9 @@ pub struct Summary {
     /// Accounting window of the exact times, CLOCK_MONOTONIC ns.
     pub window_start_ns: u64,
     pub window_end_ns: u64,
+    /// Thread-state snapshots per second (0 with --no-off-cpu).
+    pub state_hz: u64,
+    pub state_sampler: crate::state_sampler::SamplerStats,
     pub threads: Vec<ThreadTotal>,
 }
 
@@ -30,6 +33,8 @@ impl Summary {
             dropped_events: profile.dropped_events,
             window_start_ns: profile.window_start_ns,
             window_end_ns: profile.window_end_ns,
+            state_hz: profile.state_hz,
+            state_sampler: profile.state_sampler,
             threads: profile.threads(),
         }
     }

@@ -29,6 +29,41 @@ pub fn report(profile: &Profile, top: usize) -> String {
             100.0 * t.on_cpu_samples as f64 / total
         );
     }
+    if profile.state_hz > 0 {
+        let _ = writeln!(
+            out,
+            "\nwall-clock time by state (exact, s):\n  {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}  comm",
+            "pid", "tid", "running", "runnable", "sleeping", "disk", "other"
+        );
+        let s = |ns: u64| ns as f64 / 1e9;
+        let mut threads: Vec<_> = profile.threads().into_iter().filter(|t| t.on_cpu_ns.is_some()).collect();
+        // Most wanted CPU: running plus waiting for it.
+        threads.sort_by_key(|t| {
+            std::cmp::Reverse(t.on_cpu_ns.unwrap_or(0) + t.off_cpu_ns.map_or(0, |o| o.runnable + o.disk))
+        });
+        for t in threads.iter().take(top) {
+            let (on, off) = (t.on_cpu_ns.unwrap_or(0), t.off_cpu_ns.unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "  {:>7} {:>7} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}  {}",
+                t.pid,
+                t.tid,
+                s(on),
+                s(off.runnable),
+                s(off.sleeping),
+                s(off.disk),
+                s(off.other),
+                t.comm
+            );
+        }
+    }
+    for hit in &profile.limits_hit {
+        let _ = writeln!(
+            out,
+            "\nwarning: the {} filled up at its bound of {} entries; {} events were dropped (counted in dropped_events). Raise it with {}.",
+            hit.what, hit.bound, hit.dropped, hit.flag
+        );
+    }
     let mut self_samples: HashMap<String, u64> = HashMap::new();
     for stack in &profile.stacks {
         if let Some(leaf) = stack.frames.last() {
