@@ -13,8 +13,8 @@ use aya_ebpf::{
 };
 use profiler_common::{
     state_after_switch, Counter, OffCpuKey, OffCpuValue, ThreadExit, ThreadRecord, MAX_OFFCPU_KEYS, MAX_STACKS,
-    MAX_THREADS, NO_WAKER, RECORD_STACK_SENT, STACK_LOST, STACK_NONE, STATE_RUNNABLE, STATE_RUNNING, STATE_SLEEPING,
-    TASK_DEAD,
+    MAX_THREADS, NO_WAKER, RECORD_STACK_SENT, STACK_LOST, STACK_NONE, STACK_WALK_INTERVAL_NS, STATE_RUNNABLE,
+    STATE_RUNNING, STATE_SLEEPING, TASK_DEAD,
 };
 
 use crate::shared::{bump, read_global};
@@ -143,8 +143,16 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
         } else if let Some(r) = record(prev_tid, prev_tgid, STATE_RUNNING, now) {
             transition(prev_tid, r, state_after_switch(prev_state), now);
             // Still `current`: these are the stacks it blocks or waits in.
-            r.kstack_id = stack_id(ctx, 0);
-            r.ustack_id = stack_id(ctx, BPF_F_USER_STACK as u64);
+            // Walked at most every STACK_WALK_INTERVAL_NS per thread and syscall.
+            if r.kstack_id < 0
+                || r.syscall != r.stack_syscall
+                || now.saturating_sub(r.stack_walk_ns) >= STACK_WALK_INTERVAL_NS
+            {
+                r.kstack_id = stack_id(ctx, 0);
+                r.ustack_id = stack_id(ctx, BPF_F_USER_STACK as u64);
+                r.stack_walk_ns = now;
+                r.stack_syscall = r.syscall;
+            }
             r.waker_tid = NO_WAKER;
             r.comm = bpf_get_current_comm().unwrap_or_default();
             r.flags &= !RECORD_STACK_SENT;
