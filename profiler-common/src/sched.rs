@@ -11,8 +11,11 @@ pub const STACKS_MAP: &str = "STACKS";
 pub const MAX_STACKS: u32 = 16384;
 /// Name of the hash map of [`OffCpuValue`] keyed by [`OffCpuKey`].
 pub const OFFCPU_MAP: &str = "OFFCPU";
-/// Default bound of [`OFFCPU_MAP`]: twice `--max-stacks`.
-pub const MAX_OFFCPU_KEYS: u32 = 2 * MAX_STACKS;
+/// Bound of [`OFFCPU_MAP`] per stack-map entry: aggregates are per thread,
+/// and many threads share stacks.
+pub const OFFCPU_KEYS_PER_STACK: u32 = 4;
+/// Default bound of [`OFFCPU_MAP`].
+pub const MAX_OFFCPU_KEYS: u32 = OFFCPU_KEYS_PER_STACK * MAX_STACKS;
 /// A stack id that was not captured: the thread has not left a CPU since
 /// it was first seen, or it is a kernel thread (no user stack).
 pub const STACK_NONE: i32 = -1;

@@ -113,7 +113,7 @@ impl Loaded {
             .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len()))
             .map_max_entries(THREADS_MAP, config.max_threads)
             .map_max_entries(STACKS_MAP, config.max_stacks)
-            .map_max_entries(OFFCPU_MAP, config.max_stacks.saturating_mul(2))
+            .map_max_entries(OFFCPU_MAP, config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK))
             .load(OBJECT)
             .map_err(|e| Error::load(&e))?;
         let mut loaded = Self { ebpf, cpus };

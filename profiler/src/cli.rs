@@ -58,7 +58,7 @@ pub struct RecordArgs {
           value_parser = clap::value_parser!(u32).range(16..=4_194_304))]
     pub max_threads: u32,
 
-    /// Bound of the blocking-stack map (the off-CPU aggregation map gets twice as many entries).
+    /// Bound of the blocking-stack map (the off-CPU aggregation map gets four times as many entries).
     #[arg(long, value_name = "N", default_value_t = profiler_common::MAX_STACKS,
           value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
     pub max_stacks: u32,

@@ -175,6 +175,8 @@ pub struct Profile {
     /// Per thread: tgid and the snapshots that saw it in each state.
     pub state_samples: BTreeMap<u32, (u32, StateSamples)>,
     pub state_sampler: crate::state_sampler::SamplerStats,
+    /// Threads whose exact times were dropped: the hooks missed their switch-outs.
+    pub untrusted_times: Vec<u32>,
     /// Bounds that filled up (each warned about once).
     pub limits_hit: Vec<LimitHit>,
 }

@@ -97,6 +97,10 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
             &mut agg,
         );
         profile.thread_times = sched_times::finish(&live, captured.exited.times, captured.end_ns);
+        profile.untrusted_times = sched_times::missed_switch_outs(&live, captured.end_ns);
+        for tid in &profile.untrusted_times {
+            profile.thread_times.remove(tid);
+        }
         // Names, least to most recent: off-CPU records, exits, snapshots, procfs.
         profile.comms.extend(off_cpu_raw.iter().filter(|s| !s.comm.is_empty()).map(|s| (s.tid, s.comm.clone())));
         profile.comms.extend(captured.exited.names);
@@ -150,7 +154,7 @@ fn limits_hit(loaded: &Loaded, config: &SamplingConfig) -> Result<Vec<LimitHit>>
     }
     let keys = loaded.counter(Counter::OffCpuMapFull)?;
     if keys > 0 {
-        let bound = config.max_stacks.saturating_mul(2);
+        let bound = config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK);
         hits.push(LimitHit { what: "off-CPU map", bound, flag: "--max-stacks", dropped: keys });
     }
     Ok(hits)

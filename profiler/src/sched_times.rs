@@ -104,6 +104,25 @@ pub fn comm_string(comm: &[u8; profiler_common::TASK_COMM_LEN]) -> String {
     String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
+/// Threads whose record says they have been running for more than
+/// `SUSPECT_RUN_NS` at `end_ns` while procfs says they are not running: the
+/// hooks did not see them leave a CPU, so their exact times cannot be
+/// trusted. (Seen on this machine kind for the threads of pid 1.)
+pub fn missed_switch_outs(live: &[(u32, ThreadRecord)], end_ns: u64) -> Vec<u32> {
+    live.iter()
+        .filter(|(_, r)| r.times.state == STATE_RUNNING && end_ns.saturating_sub(r.times.since_ns) > SUSPECT_RUN_NS)
+        .filter(|(tid, r)| {
+            let stat = std::fs::read_to_string(format!("/proc/{}/task/{tid}/stat", r.times.tgid)).unwrap_or_default();
+            let letter = stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next());
+            matches!(letter, Some(c) if c != 'R')
+        })
+        .map(|(tid, _)| *tid)
+        .collect()
+}
+
+/// See [`missed_switch_outs`].
+const SUSPECT_RUN_NS: u64 = 100_000_000;
+
 /// The records of the threads alive at the end.
 pub fn live(threads: &HashMap<&mut MapData, u32, ThreadRecord>) -> Vec<(u32, ThreadRecord)> {
     threads.iter().flatten().collect()

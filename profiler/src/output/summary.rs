@@ -20,6 +20,8 @@ pub struct Summary {
     /// Thread-state snapshots per second (0 with --no-off-cpu).
     pub state_hz: u64,
     pub state_sampler: crate::state_sampler::SamplerStats,
+    /// Threads whose exact times were left out: the hooks missed their switch-outs.
+    pub untrusted_times: Vec<u32>,
     pub threads: Vec<ThreadTotal>,
 }
 
@@ -35,6 +37,7 @@ impl Summary {
             window_end_ns: profile.window_end_ns,
             state_hz: profile.state_hz,
             state_sampler: profile.state_sampler,
+            untrusted_times: profile.untrusted_times.clone(),
             threads: profile.threads(),
         }
     }

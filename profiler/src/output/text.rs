@@ -57,6 +57,14 @@ pub fn report(profile: &Profile, top: usize) -> String {
             );
         }
     }
+    if !profile.untrusted_times.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nwarning: sched_switch never showed {} thread(s) leaving a CPU although they are not running now (tids {:?}); their exact times are left out rather than reported wrong.",
+            profile.untrusted_times.len(),
+            profile.untrusted_times
+        );
+    }
     for hit in &profile.limits_hit {
         let _ = writeln!(
             out,
