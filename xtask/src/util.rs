@@ -43,7 +43,7 @@ pub fn run_tests(cmd: &mut Command, counts: &mut TestCounts) -> anyhow::Result<(
         println!("{line}");
         if let Some(rest) = line.strip_prefix("test result: ") {
             // "ok. 11 passed; 0 failed; 0 ignored; …"
-            for part in rest.split(|c| c == '.' || c == ';') {
+            for part in rest.split(['.', ';']) {
                 let mut words = part.split_whitespace();
                 match (words.next().and_then(|n| n.parse::<u64>().ok()), words.next()) {
                     (Some(n), Some("passed")) => counts.passed += n,
