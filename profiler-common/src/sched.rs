@@ -29,6 +29,16 @@ pub const NO_WAKER: u32 = u32::MAX;
 /// Ring buffer of [`ThreadExit`] records: totals of threads that exited.
 pub const EXITS_MAP: &str = "EXITS";
 
+/// Array map of one u64: the start of the accounting window
+/// (CLOCK_MONOTONIC ns), written by user space when it seeds the thread map.
+/// Time before it is not accounted. Zero until then.
+pub const WINDOW_MAP: &str = "WINDOW";
+/// Array map of one u32: the tid of the thread that takes snapshots.
+pub const SAMPLER_MAP: &str = "SAMPLER";
+/// Kernel frames of the tracing machinery on top of a stack taken in a
+/// tp_btf program (the program itself and `bpf_trace_run*`).
+pub const TRACE_FRAMES_TO_SKIP: u64 = 2;
+
 /// Globals: byte offsets of `task_struct.pid` and `.tgid` in this kernel,
 /// read from its BTF by user space.
 pub const GLOBAL_TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
@@ -87,6 +97,15 @@ impl ThreadTimes {
     /// restart the state's clock at `now`.
     #[inline(always)]
     pub fn account_until(&mut self, now: u64) {
+        self.account_between(0, now)
+    }
+
+    /// [`Self::account_until`], not counting time before `window_start`.
+    #[inline(always)]
+    pub fn account_between(&mut self, window_start: u64, now: u64) {
+        if self.since_ns < window_start {
+            self.since_ns = window_start;
+        }
         let elapsed = now.saturating_sub(self.since_ns);
         if self.state == STATE_RUNNING {
             self.on_cpu_ns += elapsed;

@@ -8,13 +8,13 @@ use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map},
-    maps::{HashMap, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{tracing::StackIdContext, BtfTracePointContext},
 };
 use profiler_common::{
     state_after_switch, Counter, OffCpuKey, OffCpuValue, ThreadExit, ThreadRecord, MAX_OFFCPU_KEYS, MAX_STACKS,
     MAX_THREADS, NO_WAKER, RECORD_STACK_SENT, STACK_LOST, STACK_NONE, STACK_WALK_INTERVAL_NS, STATE_RUNNABLE,
-    STATE_RUNNING, STATE_SLEEPING, TASK_DEAD,
+    STATE_RUNNING, STATE_SLEEPING, TASK_DEAD, TRACE_FRAMES_TO_SKIP,
 };
 
 use crate::shared::{bump, read_global};
@@ -27,6 +27,25 @@ pub(crate) static TASK_TGID_OFFSET: u32 = 0;
 /// Sized by user space (`--max-threads`).
 #[map]
 pub(crate) static THREADS: HashMap<u32, ThreadRecord> = HashMap::with_max_entries(MAX_THREADS, 0);
+
+/// Start of the accounting window, set by user space when it seeds THREADS.
+#[map]
+static WINDOW: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Tid of the thread that takes snapshots (set by user space).
+#[map]
+pub(crate) static SAMPLER: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Per CPU: the thread the snapshot taker last preempted there. A
+/// snapshot runs on a CPU, so that thread reads as not on a CPU although
+/// it was running until the snapshot began.
+#[map]
+pub(crate) static PREEMPTED_BY_SAMPLER: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn window_start() -> u64 {
+    WINDOW.get(0).copied().unwrap_or(0)
+}
 
 #[map]
 static EXITS: RingBuf = RingBuf::with_byte_size(256 << 10, 0);
@@ -87,6 +106,17 @@ fn aggregate(tid: u32, r: &ThreadRecord, ns: u64) {
 /// Move a thread to `state` at `now`, accounting the state it leaves.
 #[inline(always)]
 fn transition(tid: u32, r: &mut ThreadRecord, state: u32, now: u64) {
+    // Nothing counts before user space opens the window (after seeding);
+    // until then only the state is followed.
+    let start = window_start();
+    if start == 0 {
+        r.times.since_ns = now;
+        r.times.state = state;
+        return;
+    }
+    if r.times.since_ns < start {
+        r.times.since_ns = start;
+    }
     let elapsed = now.saturating_sub(r.times.since_ns);
     if r.times.state != STATE_RUNNING && elapsed > 0 {
         aggregate(tid, r, elapsed);
@@ -148,7 +178,7 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
                 || r.syscall != r.stack_syscall
                 || now.saturating_sub(r.stack_walk_ns) >= STACK_WALK_INTERVAL_NS
             {
-                r.kstack_id = stack_id(ctx, 0);
+                r.kstack_id = stack_id(ctx, TRACE_FRAMES_TO_SKIP);
                 r.ustack_id = stack_id(ctx, BPF_F_USER_STACK as u64);
                 r.stack_walk_ns = now;
                 r.stack_syscall = r.syscall;
@@ -159,6 +189,11 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
         }
     }
     let next_tid = task_field(next, read_global(&TASK_PID_OFFSET))?;
+    if next_tid != 0 && SAMPLER.get(0).is_some_and(|s| *s == next_tid) {
+        if let Some(slot) = PREEMPTED_BY_SAMPLER.get_ptr_mut(0) {
+            unsafe { *slot = if prev_state == 0 { prev_tid } else { 0 } };
+        }
+    }
     if next_tid != 0 {
         let next_tgid = task_field(next, read_global(&TASK_TGID_OFFSET))?;
         if let Some(r) = record(next_tid, next_tgid, STATE_RUNNABLE, now) {

@@ -19,7 +19,7 @@ use profiler_common::{
 };
 
 use crate::{
-    sched::{task_field, THREADS},
+    sched::{task_field, PREEMPTED_BY_SAMPLER, THREADS},
     shared::read_global,
 };
 
@@ -79,7 +79,8 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
     rec.tgid = task_field(t, read_global(&crate::sched::TASK_TGID_OFFSET))?;
     let state = task_field(t, read_global(&TASK_STATE_OFFSET))?;
     let on_cpu = task_field(t, read_global(&TASK_ON_CPU_OFFSET))?;
-    rec.state = if on_cpu != 0 {
+    let preempted_here = PREEMPTED_BY_SAMPLER.get(0).is_some_and(|t| *t == tid && tid != 0);
+    rec.state = if on_cpu != 0 || (state == 0 && preempted_here) {
         STATE_RUNNING
     } else if state == 0 {
         STATE_RUNNABLE

@@ -3,7 +3,7 @@
 use std::os::fd::OwnedFd;
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{
         links::FdLink,
         perf_event::{PerfEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
@@ -15,7 +15,7 @@ use profiler_common::{
     Counter, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP,
     GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS, GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET,
     GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_TGID_OFFSET, MAX_PID_FILTER, OFFCPU_MAP,
-    PID_FILTER_MAP, SNAPSHOT_PROGRAM, STACKS_MAP, TASK_COMM_LEN, THREADS_MAP,
+    PID_FILTER_MAP, SAMPLER_MAP, SNAPSHOT_PROGRAM, STACKS_MAP, TASK_COMM_LEN, THREADS_MAP, WINDOW_MAP,
 };
 
 use crate::{Error, Result};
@@ -212,6 +212,22 @@ impl Loaded {
         let link_id = link.info().map_err(|e| hook(&e))?.id();
         // aya does not lend out a link's fd; take our own reference by id.
         crate::state_sampler::link_fd_by_id(link_id).map_err(|e| hook(&e))
+    }
+
+    /// Start the accounting window: the hooks count no time before `ns`.
+    pub fn set_window_start(&mut self, ns: u64) -> Result<()> {
+        self.set_array(WINDOW_MAP, ns)
+    }
+
+    /// Tell the hooks which thread takes snapshots.
+    pub fn set_sampler_tid(&mut self, tid: u32) -> Result<()> {
+        self.set_array(SAMPLER_MAP, tid)
+    }
+
+    fn set_array<V: aya::Pod>(&mut self, name: &str, value: V) -> Result<()> {
+        let map = self.ebpf.map_mut(name).ok_or_else(|| Error::Load(format!("map {name} missing")))?;
+        let mut array: Array<_, V> = Array::try_from(map).map_err(|e| Error::load(&e))?;
+        array.set(0, value, 0).map_err(|e| Error::load(&e))
     }
 
     /// The off-CPU aggregation map, read at the end.

@@ -85,6 +85,7 @@ impl StackResolver {
 pub fn collect(
     aggregates: &HashMap<&MapData, OffCpuKey, OffCpuValue>,
     live: &[(u32, ThreadRecord)],
+    window_start_ns: u64,
     end_ns: u64,
     snapshot_kstacks: &FxHashMap<u32, Box<[u64]>>,
     stacks: &mut StackResolver,
@@ -95,7 +96,8 @@ pub fn collect(
         merged.insert(key, value);
     }
     for (tid, r) in live {
-        if r.times.state == STATE_RUNNING || end_ns <= r.times.since_ns {
+        let since = r.times.since_ns.max(window_start_ns);
+        if r.times.state == STATE_RUNNING || end_ns <= since {
             continue;
         }
         let key = OffCpuKey {
@@ -110,7 +112,7 @@ pub fn collect(
         };
         let v =
             merged.entry(key).or_insert(OffCpuValue { waker_comm: r.waker_comm, comm: r.comm, ..Default::default() });
-        v.ns += end_ns - r.times.since_ns;
+        v.ns += end_ns - since;
         v.count += 1;
     }
     merged

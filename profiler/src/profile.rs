@@ -78,6 +78,25 @@ pub struct OffCpuStack {
     pub count: u64,
 }
 
+/// Events dropped during the capture, by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Dropped {
+    /// Thread-map insertions refused (map full): those threads are not tracked.
+    pub threads: u64,
+    /// Exited threads whose totals were lost (exit ring full).
+    pub exits: u64,
+    /// Blocking stacks not stored (stack-map bucket taken or full).
+    pub stacks: u64,
+    /// Off-CPU intervals not aggregated (off-CPU map full).
+    pub off_cpu_aggregates: u64,
+}
+
+impl Dropped {
+    pub fn total(&self) -> u64 {
+        self.threads + self.exits + self.stacks + self.off_cpu_aggregates
+    }
+}
+
 /// A bound that filled up during the capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitHit {
@@ -161,6 +180,8 @@ pub struct Profile {
     pub stacks: Vec<Stack>,
     /// Threads not tracked or whose totals were lost (map full, ring full).
     pub dropped_events: u64,
+    /// `dropped_events` by cause.
+    pub dropped: Dropped,
     /// Accounting window in CLOCK_MONOTONIC ns.
     pub window_start_ns: u64,
     pub window_end_ns: u64,
@@ -197,6 +218,10 @@ impl Profile {
         self.thread_times.retain(|tid, t| keep(t.tgid, *tid));
         self.off_cpu.retain(|s| keep(s.pid, s.tid));
         self.state_samples.retain(|tid, (tgid, _)| keep(*tgid, *tid));
+        let selected: std::collections::HashSet<u32> = self.state_samples.keys().copied().collect();
+        if !pids.is_empty() || comm.is_some() {
+            self.untrusted_times.retain(|tid| selected.contains(tid));
+        }
     }
 
     /// The name of a thread known from snapshots or procfs.

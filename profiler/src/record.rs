@@ -10,7 +10,7 @@ use crate::{
     cli::RecordArgs,
     off_cpu::{self, StackResolver},
     output, preflight,
-    profile::{LimitHit, Profile, StateSamples},
+    profile::{Dropped, LimitHit, Profile, StateSamples},
     sched_times,
     state_sampler::StateSampler,
     symbolize::symbolize,
@@ -70,7 +70,14 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     } else {
         (None, None)
     };
-    let window_start_ns = if off_cpu { sched_times::seed(&mut loaded.threads()?) } else { sched_times::monotonic_ns() };
+    let window_start_ns = if off_cpu {
+        let start = sched_times::seed(&mut loaded.threads()?);
+        loaded.set_window_start(start)?;
+        loaded.set_sampler_tid(crate::state_sampler::gettid())?;
+        start
+    } else {
+        sched_times::monotonic_ns()
+    };
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
     let captured = capture::run(ring, exits, snapshots, args.duration).await?;
@@ -91,12 +98,13 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         off_cpu_raw = off_cpu::collect(
             &loaded.off_cpu_map()?,
             &live,
+            window_start_ns,
             captured.end_ns,
             &snapshots.sampler.kstacks,
             &mut snapshots.stacks,
             &mut agg,
         );
-        profile.thread_times = sched_times::finish(&live, captured.exited.times, captured.end_ns);
+        profile.thread_times = sched_times::finish(&live, captured.exited.times, window_start_ns, captured.end_ns);
         profile.untrusted_times = sched_times::missed_switch_outs(&live, captured.end_ns);
         for tid in &profile.untrusted_times {
             profile.thread_times.remove(tid);
@@ -116,10 +124,13 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     }
     let counter = |c| loaded.counter(c);
     profile.lost_samples = counter(Counter::LostSamples)?;
-    profile.dropped_events = counter(Counter::ThreadMapFull)?
-        + counter(Counter::LostExits)?
-        + counter(Counter::StackMapFull)?
-        + counter(Counter::OffCpuMapFull)?;
+    profile.dropped = Dropped {
+        threads: counter(Counter::ThreadMapFull)?,
+        exits: counter(Counter::LostExits)?,
+        stacks: counter(Counter::StackMapFull)?,
+        off_cpu_aggregates: counter(Counter::OffCpuMapFull)?,
+    };
+    profile.dropped_events = profile.dropped.total();
     profile.limits_hit = limits_hit(&loaded, &config)?;
     for (counter, what) in [(Counter::KernelStackErrors, "kernel"), (Counter::UserStackErrors, "user")] {
         let n = loaded.counter(counter)?;

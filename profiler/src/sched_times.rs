@@ -133,11 +133,12 @@ pub fn live(threads: &HashMap<&mut MapData, u32, ThreadRecord>) -> Vec<(u32, Thr
 pub fn finish(
     live: &[(u32, ThreadRecord)],
     mut exited: BTreeMap<u32, ThreadTimes>,
+    window_start_ns: u64,
     end_ns: u64,
 ) -> BTreeMap<u32, ThreadTimes> {
     for (tid, r) in live {
         let mut t = r.times;
-        t.account_until(end_ns);
+        t.account_between(window_start_ns, end_ns);
         exited.insert(*tid, t);
     }
     exited

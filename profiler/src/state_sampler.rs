@@ -69,6 +69,12 @@ pub struct StateSampler {
     seen_user_stacks: rustc_hash::FxHashSet<(u32, i32)>,
 }
 
+/// The calling thread's id (snapshots are taken on the thread that records).
+pub fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-pointer.

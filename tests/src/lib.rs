@@ -127,11 +127,18 @@ pub fn summary(dir: &Path) -> serde_json::Value {
 
 /// `stacks.folded` as (stack, count) pairs.
 pub fn folded(dir: &Path) -> Vec<(String, u64)> {
-    let text = std::fs::read_to_string(dir.join("stacks.folded")).expect("stacks.folded");
+    folded_file(dir, "stacks.folded")
+}
+
+/// Any folded file of `dir` (`stacks.folded`, `wallclock.folded`, `offcpu.folded`) as
+/// (stack, value) pairs. The value is the last space-separated word: frames may hold
+/// spaces (`[woken by tp-writer]`).
+pub fn folded_file(dir: &Path, name: &str) -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     text.lines()
         .map(|l| {
-            let (stack, count) = l.rsplit_once(' ').expect("folded line has a count");
-            (stack.to_owned(), count.parse().expect("count is a number"))
+            let (stack, count) = l.rsplit_once(' ').unwrap_or_else(|| panic!("{name}: line without a value: {l:?}"));
+            (stack.to_owned(), count.parse().unwrap_or_else(|_| panic!("{name}: value is not a number: {l:?}")))
         })
         .collect()
 }

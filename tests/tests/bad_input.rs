@@ -76,3 +76,18 @@ fn not_root() {
         .expect("setpriv (util-linux) runs the binary as nobody");
     assert_clean_failure(&o, "needs root");
 }
+
+#[test]
+fn bad_state_hz() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    for hz in ["0", "1001"] {
+        assert_clean_failure(&tailprof(&["record", "--state-hz", hz, "-d", "1s", "-o", out]), "--state-hz");
+    }
+    // Snapshots need the scheduler hooks that --no-off-cpu turns off.
+    assert_clean_failure(
+        &tailprof(&["record", "--no-off-cpu", "--state-hz", "50", "-d", "1s", "-o", out]),
+        "--no-off-cpu",
+    );
+}

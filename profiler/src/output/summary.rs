@@ -14,6 +14,7 @@ pub struct Summary {
     pub samples: u64,
     pub lost_samples: u64,
     pub dropped_events: u64,
+    pub dropped: crate::profile::Dropped,
     /// Accounting window of the exact times, CLOCK_MONOTONIC ns.
     pub window_start_ns: u64,
     pub window_end_ns: u64,
@@ -33,6 +34,7 @@ impl Summary {
             samples: profile.samples,
             lost_samples: profile.lost_samples,
             dropped_events: profile.dropped_events,
+            dropped: profile.dropped,
             window_start_ns: profile.window_start_ns,
             window_end_ns: profile.window_end_ns,
             state_hz: profile.state_hz,
