@@ -159,6 +159,21 @@ pub const STACK_WALK_INTERVAL_NS: u64 = 10_000_000;
 pub const RECORD_STACK_SENT: u32 = 1;
 
 impl ThreadRecord {
+    /// The aggregate the thread's current off-CPU interval belongs to.
+    #[inline(always)]
+    pub fn off_cpu_key(&self, tid: u32) -> OffCpuKey {
+        OffCpuKey {
+            tgid: self.times.tgid,
+            tid,
+            state: self.times.state,
+            syscall: self.syscall,
+            kstack_id: self.kstack_id,
+            ustack_id: self.ustack_id,
+            waker_tid: self.waker_tid,
+            _pad: 0,
+        }
+    }
+
     pub fn new(tgid: u32, state: u32, now: u64) -> Self {
         Self {
             times: ThreadTimes { tgid, state, since_ns: now, ..ThreadTimes::default() },

@@ -79,16 +79,7 @@ fn record(tid: u32, tgid: u32, state: u32, now: u64) -> Option<&'static mut Thre
 /// Add an off-CPU interval to its aggregate.
 #[inline(always)]
 fn aggregate(tid: u32, r: &ThreadRecord, ns: u64) {
-    let key = OffCpuKey {
-        tgid: r.times.tgid,
-        tid,
-        state: r.times.state,
-        syscall: r.syscall,
-        kstack_id: r.kstack_id,
-        ustack_id: r.ustack_id,
-        waker_tid: r.waker_tid,
-        _pad: 0,
-    };
+    let key = r.off_cpu_key(tid);
     if let Some(v) = OFFCPU.get_ptr_mut(&key) {
         // Keys carry the tid and a thread's transitions are serialised by
         // the scheduler, so no other CPU updates this value concurrently.

@@ -67,6 +67,8 @@ impl TaskOffsets {
 pub struct Loaded {
     ebpf: Ebpf,
     pub cpus: Vec<u32>,
+    /// Link of the snapshot iterator (with the scheduler hooks).
+    pub snapshot_link: Option<OwnedFd>,
 }
 
 /// Ring buffer size: about two seconds of samples at full rate on every
@@ -116,10 +118,19 @@ impl Loaded {
             .map_max_entries(OFFCPU_MAP, config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK))
             .load(OBJECT)
             .map_err(|e| Error::load(&e))?;
-        let mut loaded = Self { ebpf, cpus };
+        let mut loaded = Self { ebpf, cpus, snapshot_link: None };
         loaded.fill_pid_filter(&config.pids)?;
         if config.off_cpu {
+            let owned;
+            let btf = match btf {
+                Some(btf) => btf,
+                None => {
+                    owned = Btf::from_sys_fs().map_err(|e| Error::load(&e))?;
+                    &owned
+                }
+            };
             loaded.attach_scheduler_hooks(btf)?;
+            loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
         }
         loaded.attach_sampler(config.frequency_hz)?;
         Ok(loaded)
@@ -155,15 +166,7 @@ impl Loaded {
         Ok(())
     }
 
-    fn attach_scheduler_hooks(&mut self, btf: Option<&Btf>) -> Result<()> {
-        let owned;
-        let btf = match btf {
-            Some(btf) => btf,
-            None => {
-                owned = Btf::from_sys_fs().map_err(|e| Error::load(&e))?;
-                &owned
-            }
-        };
+    fn attach_scheduler_hooks(&mut self, btf: &Btf) -> Result<()> {
         for (program, tracepoint) in [
             ("sched_switch", "sched_switch"),
             ("sched_wakeup", "sched_wakeup"),
@@ -187,18 +190,10 @@ impl Loaded {
 
     /// Load and attach the thread-state snapshot iterator; returns a link fd
     /// from which each snapshot is created (see `state_sampler`).
-    pub fn attach_snapshot_iterator(&mut self, btf: Option<&Btf>) -> Result<OwnedFd> {
+    fn attach_snapshot_iterator(&mut self, btf: &Btf) -> Result<OwnedFd> {
         let hook = |e: &(dyn std::error::Error + 'static)| Error::Hook {
             hook: "iter/task".into(),
             reason: crate::error::format_chain(e),
-        };
-        let owned;
-        let btf = match btf {
-            Some(btf) => btf,
-            None => {
-                owned = Btf::from_sys_fs().map_err(|e| Error::load(&e))?;
-                &owned
-            }
         };
         let prog: &mut Iter = self
             .ebpf

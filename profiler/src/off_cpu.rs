@@ -100,16 +100,7 @@ pub fn collect(
         if r.times.state == STATE_RUNNING || end_ns <= since {
             continue;
         }
-        let key = OffCpuKey {
-            tgid: r.times.tgid,
-            tid: *tid,
-            state: r.times.state,
-            syscall: r.syscall,
-            kstack_id: r.kstack_id,
-            ustack_id: r.ustack_id,
-            waker_tid: r.waker_tid,
-            _pad: 0,
-        };
+        let key = r.off_cpu_key(*tid);
         let v =
             merged.entry(key).or_insert(OffCpuValue { waker_comm: r.waker_comm, comm: r.comm, ..Default::default() });
         v.ns += end_ns - since;

@@ -59,8 +59,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
     let ring = loaded.take_events()?;
-    let (exits, snapshots) = if off_cpu {
-        let link = loaded.attach_snapshot_iterator(btf.as_ref())?;
+    let (exits, snapshots) = if let Some(link) = loaded.snapshot_link.take() {
         let snapshots = Snapshots {
             sampler: StateSampler::new(link),
             stacks: StackResolver::new(loaded.take_stacks()?),
