@@ -6,6 +6,12 @@ pub const MAX_STACK_DEPTH: usize = 127;
 /// Length of a task's `comm` in the kernel, NUL included.
 pub const TASK_COMM_LEN: usize = 16;
 
+/// A NUL-padded kernel comm up to its first NUL.
+pub fn comm_bytes(comm: &[u8; TASK_COMM_LEN]) -> &[u8] {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(TASK_COMM_LEN);
+    &comm[..end]
+}
+
 /// Name of the ring buffer map that carries [`SampleEvent`]s.
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the per-CPU counter array, indexed by [`Counter`].
@@ -95,7 +101,6 @@ impl SampleEvent {
 
     /// The comm up to its first NUL.
     pub fn comm_bytes(&self) -> &[u8] {
-        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(TASK_COMM_LEN);
-        &self.comm[..end]
+        comm_bytes(&self.comm)
     }
 }

@@ -146,15 +146,23 @@ impl Loaded {
         Ok(())
     }
 
-    fn attach_sampler(&mut self, frequency_hz: u64) -> Result<()> {
-        let prog: &mut PerfEvent = self
-            .ebpf
-            .program_mut("on_cpu_sample")
-            .ok_or_else(|| Error::Load("program on_cpu_sample missing from the object".into()))?
+    /// A program of the object, as its type.
+    fn program<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        self.ebpf
+            .program_mut(name)
+            .ok_or_else(|| Error::Load(format!("program {name} missing from the object")))?
             .try_into()
-            .map_err(|e| Error::load(&e))?;
+            .map_err(|e| Error::load(&e))
+    }
+
+    fn attach_sampler(&mut self, frequency_hz: u64) -> Result<()> {
+        let cpus = self.cpus.clone();
+        let prog: &mut PerfEvent = self.program("on_cpu_sample")?;
         prog.load().map_err(|e| Error::load(&e))?;
-        for &cpu in &self.cpus {
+        for cpu in cpus {
             prog.attach(
                 PerfEventConfig::Software(SoftwareEvent::CpuClock),
                 PerfEventScope::AllProcessesOneCpu { cpu },
@@ -174,16 +182,9 @@ impl Loaded {
             ("sys_enter", "sys_enter"),
             ("sys_exit", "sys_exit"),
         ] {
-            let prog: &mut BtfTracePoint = self
-                .ebpf
-                .program_mut(program)
-                .ok_or_else(|| Error::Load(format!("program {program} missing from the object")))?
-                .try_into()
-                .map_err(|e| Error::load(&e))?;
-            prog.load(tracepoint, btf)
-                .map_err(|e| Error::Hook { hook: tracepoint.into(), reason: crate::error::format_chain(&e) })?;
-            prog.attach()
-                .map_err(|e| Error::Hook { hook: tracepoint.into(), reason: crate::error::format_chain(&e) })?;
+            let prog: &mut BtfTracePoint = self.program(program)?;
+            prog.load(tracepoint, btf).map_err(|e| Error::hook(tracepoint, &e))?;
+            prog.attach().map_err(|e| Error::hook(tracepoint, &e))?;
         }
         Ok(())
     }
@@ -191,16 +192,8 @@ impl Loaded {
     /// Load and attach the thread-state snapshot iterator; returns a link fd
     /// from which each snapshot is created (see `state_sampler`).
     fn attach_snapshot_iterator(&mut self, btf: &Btf) -> Result<OwnedFd> {
-        let hook = |e: &(dyn std::error::Error + 'static)| Error::Hook {
-            hook: "iter/task".into(),
-            reason: crate::error::format_chain(e),
-        };
-        let prog: &mut Iter = self
-            .ebpf
-            .program_mut(SNAPSHOT_PROGRAM)
-            .ok_or_else(|| Error::Load(format!("program {SNAPSHOT_PROGRAM} missing from the object")))?
-            .try_into()
-            .map_err(|e| Error::load(&e))?;
+        let hook = |e: &(dyn std::error::Error + 'static)| Error::hook("iter/task", e);
+        let prog: &mut Iter = self.program(SNAPSHOT_PROGRAM)?;
         prog.load("task", btf).map_err(|e| hook(&e))?;
         let id = prog.attach().map_err(|e| hook(&e))?;
         let link = FdLink::try_from(prog.take_link(id).map_err(|e| hook(&e))?).map_err(|e| hook(&e))?;

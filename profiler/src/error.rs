@@ -55,6 +55,10 @@ impl Error {
     pub(crate) fn load(err: &(dyn std::error::Error + 'static)) -> Self {
         Self::Load(format_chain(err))
     }
+
+    pub(crate) fn hook(hook: &str, err: &(dyn std::error::Error + 'static)) -> Self {
+        Self::Hook { hook: hook.into(), reason: format_chain(err) }
+    }
 }
 
 /// Render an error with its `source()` chain on one line: `a: b: c`.

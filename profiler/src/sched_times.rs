@@ -100,8 +100,7 @@ pub fn drain_exits(ring: &mut RingBuf<MapData>, exited: &mut Exited) {
 
 /// A NUL-padded kernel comm as a string.
 pub fn comm_string(comm: &[u8; profiler_common::TASK_COMM_LEN]) -> String {
-    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
-    String::from_utf8_lossy(&comm[..end]).into_owned()
+    String::from_utf8_lossy(profiler_common::comm_bytes(comm)).into_owned()
 }
 
 /// Threads whose record says they have been running for more than

@@ -204,16 +204,13 @@ impl StackAggregator {
         let stacks = self
             .stacks
             .into_iter()
-            .map(|(key, (ustack, count))| {
-                let end = key.comm.iter().position(|&b| b == 0).unwrap_or(TASK_COMM_LEN);
-                AggregatedStack {
-                    pid: key.pid,
-                    tid: key.tid,
-                    comm: String::from_utf8_lossy(&key.comm[..end]).into_owned(),
-                    kstack: key.kstack,
-                    ustack,
-                    count,
-                }
+            .map(|(key, (ustack, count))| AggregatedStack {
+                pid: key.pid,
+                tid: key.tid,
+                comm: crate::sched_times::comm_string(&key.comm),
+                kstack: key.kstack,
+                ustack,
+                count,
             })
             .collect();
         (self.modules, stacks)

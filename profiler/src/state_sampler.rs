@@ -10,7 +10,7 @@ use std::{
 
 use rustc_hash::FxHashMap;
 
-use profiler_common::{StateRecord, SNAPSHOT_STACK_DEPTH, TASK_COMM_LEN};
+use profiler_common::{StateRecord, SNAPSHOT_STACK_DEPTH};
 
 use crate::capture::decode;
 
@@ -128,9 +128,8 @@ impl StateSampler {
         }
         let t = self.threads.entry(rec.tid).or_default();
         t.tgid = rec.tgid;
-        let end = rec.comm.iter().position(|&b| b == 0).unwrap_or(TASK_COMM_LEN);
-        if t.comm.as_bytes() != &rec.comm[..end] {
-            t.comm = String::from_utf8_lossy(&rec.comm[..end]).into_owned();
+        if t.comm.as_bytes() != profiler_common::comm_bytes(&rec.comm) {
+            t.comm = crate::sched_times::comm_string(&rec.comm);
         }
         if let Some(n) = t.states.get_mut(rec.state as usize) {
             *n += 1;
