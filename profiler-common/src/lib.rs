@@ -2,10 +2,12 @@
 //! `#[repr(C)]`, `no_std`.
 #![no_std]
 
+pub mod process;
 pub mod sample;
 pub mod sched;
 pub mod snapshot;
 
+pub use process::*;
 pub use sample::*;
 pub use sched::*;
 pub use snapshot::*;

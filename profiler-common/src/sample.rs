@@ -34,6 +34,12 @@ pub const GLOBAL_FILTER_PIDS: &str = "FILTER_PIDS";
 pub const GLOBAL_FILTER_BY_COMM: &str = "FILTER_BY_COMM";
 /// Global: the comm to match, NUL padded.
 pub const GLOBAL_FILTER_COMM: &str = "FILTER_COMM";
+/// Global: non-zero when only threads in the cgroup v2 ids of [`CGROUP_FILTER_MAP`] are sampled.
+pub const GLOBAL_FILTER_CGROUPS: &str = "FILTER_CGROUPS";
+/// Name of the hash map of selected cgroup v2 ids (`--cgroup`, `--container`).
+pub const CGROUP_FILTER_MAP: &str = "CGROUP_FILTER";
+/// Bound of [`CGROUP_FILTER_MAP`].
+pub const MAX_CGROUP_FILTER: u32 = 16384;
 
 /// Slots of the per-CPU counter array.
 #[repr(u32)]
@@ -55,29 +61,36 @@ pub enum Counter {
     StackMapFull = 6,
     /// Off-CPU intervals not aggregated because the off-CPU map was full.
     OffCpuMapFull = 7,
+    /// Fork and exec records not delivered because the ring buffer was full.
+    LostProcessEvents = 8,
 }
 
 /// Number of slots in [`COUNTERS_MAP`].
-pub const COUNTER_SLOTS: u32 = 8;
+pub const COUNTER_SLOTS: u32 = 9;
 
 /// One on-CPU sample: who ran and both stacks, innermost frame first.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SampleEvent {
+    /// [`EVENT_SAMPLE`](crate::EVENT_SAMPLE): tells samples from process events in the ring.
+    pub kind: u32,
+    /// CPU the sample was taken on.
+    pub cpu: u32,
     /// `bpf_ktime_get_ns()` at the sample.
     pub ts_ns: u64,
     /// Process id (kernel tgid).
     pub pid: u32,
     /// Thread id (kernel pid).
     pub tid: u32,
-    /// CPU the sample was taken on.
-    pub cpu: u32,
     /// Valid entries in `kstack`.
     pub kstack_len: u32,
     /// Valid entries in `ustack`.
     pub ustack_len: u32,
+    /// System call the thread was in (`NO_SYSCALL`: none, or not tracked
+    /// because the scheduler hooks are off).
+    pub syscall: i32,
     /// Reserved, zero.
-    pub flags: u32,
+    pub _pad: u32,
     /// Thread comm, NUL padded.
     pub comm: [u8; TASK_COMM_LEN],
     /// Kernel instruction pointers, innermost first.

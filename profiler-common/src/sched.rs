@@ -48,6 +48,9 @@ pub const GLOBAL_TASK_TGID_OFFSET: &str = "TASK_TGID_OFFSET";
 pub const GLOBAL_TASK_STATE_OFFSET: &str = "TASK_STATE_OFFSET";
 pub const GLOBAL_TASK_ON_CPU_OFFSET: &str = "TASK_ON_CPU_OFFSET";
 pub const GLOBAL_TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
+/// Global: offset in `struct pt_regs` of a system call's first argument
+/// (`di` on x86_64, `regs[0]` on aarch64).
+pub const GLOBAL_PT_REGS_ARG0_OFFSET: &str = "PT_REGS_ARG0_OFFSET";
 
 /// Where a thread is. Off-CPU states index `ThreadTimes::off_cpu_ns` as `state - 1`.
 pub const STATE_RUNNING: u32 = 0;
@@ -135,7 +138,8 @@ pub struct ThreadRecord {
     pub syscall_start_ns: u64,
     /// `RECORD_*` flags.
     pub flags: u32,
-    pub _pad: u32,
+    /// First argument of `syscall` (a file descriptor for fd syscalls), truncated.
+    pub syscall_fd: i32,
     pub waker_comm: [u8; crate::TASK_COMM_LEN],
     /// The thread's own name at its last switch-out.
     pub comm: [u8; crate::TASK_COMM_LEN],
@@ -183,7 +187,7 @@ impl ThreadRecord {
             waker_tid: NO_WAKER,
             syscall_start_ns: 0,
             flags: 0,
-            _pad: 0,
+            syscall_fd: -1,
             waker_comm: [0; crate::TASK_COMM_LEN],
             comm: [0; crate::TASK_COMM_LEN],
             stack_walk_ns: 0,

@@ -27,6 +27,9 @@ pub struct StateRecord {
     pub flags: u32,
     /// When the syscall was entered, CLOCK_MONOTONIC ns (0 if unknown).
     pub syscall_start_ns: u64,
+    /// The syscall's first argument (a file descriptor for fd syscalls).
+    pub syscall_fd: i32,
+    pub _pad: u32,
     pub comm: [u8; TASK_COMM_LEN],
 }
 

@@ -2,6 +2,7 @@
 #![no_main]
 
 mod on_cpu;
+mod process;
 mod sched;
 mod shared;
 mod snapshot;

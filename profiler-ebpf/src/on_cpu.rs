@@ -4,14 +4,20 @@ use crate::shared::{bump, read_global};
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
+        bpf_get_stack, bpf_ktime_get_ns,
     },
     macros::{map, perf_event},
     maps::{HashMap, LruHashMap, RingBuf},
     programs::PerfEventContext,
     EbpfContext,
 };
-use profiler_common::{Counter, SampleEvent, MAX_PID_FILTER, MAX_STACK_DEPTH, SEEN_PIDS_SLOTS, TASK_COMM_LEN};
+use profiler_common::{
+    Counter, SampleEvent, EVENT_SAMPLE, MAX_CGROUP_FILTER, MAX_PID_FILTER, MAX_STACK_DEPTH, NO_SYSCALL,
+    SEEN_PIDS_SLOTS, TASK_COMM_LEN,
+};
+
+use crate::sched::THREADS;
 
 /// Set by user space before load; see `profiler_common::GLOBAL_*`.
 #[unsafe(no_mangle)]
@@ -20,13 +26,20 @@ static FILTER_PIDS: u8 = 0;
 static FILTER_BY_COMM: u8 = 0;
 #[unsafe(no_mangle)]
 static FILTER_COMM: [u8; TASK_COMM_LEN] = [0; TASK_COMM_LEN];
+#[unsafe(no_mangle)]
+static FILTER_CGROUPS: u8 = 0;
 
 /// Sized by user space from frequency and CPU count before load.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 #[map]
 static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PID_FILTER, 0);
+
+/// Cgroup v2 ids selected by `--cgroup` / `--container`; user space adds
+/// new matching cgroups while the capture runs.
+#[map]
+static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(MAX_CGROUP_FILTER, 0);
 
 /// Processes sampled recently. The first sample of a process wakes user
 /// space at once, so that it reads the process's memory map while the
@@ -34,7 +47,7 @@ static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PID_FILTER, 
 #[map]
 static SEEN_PIDS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(SEEN_PIDS_SLOTS, 0);
 
-/// Wake user space only for a new process or when the ring is a quarter
+/// Wake user space for a new process or when the ring is a quarter
 /// full; otherwise it drains on its own timer. This saves one wakeup per sample.
 #[inline(always)]
 fn wakeup_flags(pid: u32) -> u64 {
@@ -79,6 +92,12 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
     if read_global(&FILTER_PIDS) != 0 && unsafe { PID_FILTER.get(&pid) }.is_none() {
         return 0;
     }
+    if read_global(&FILTER_CGROUPS) != 0 {
+        let id = unsafe { bpf_get_current_cgroup_id() };
+        if unsafe { CGROUP_FILTER.get(&id) }.is_none() {
+            return 0;
+        }
+    }
     let comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
     if read_global(&FILTER_BY_COMM) != 0 && !comm_matches(&comm) {
         return 0;
@@ -91,11 +110,17 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
     let event = entry.as_mut_ptr();
     const STACK_BYTES: u32 = (MAX_STACK_DEPTH * 8) as u32;
     unsafe {
+        (*event).kind = EVENT_SAMPLE;
+        (*event).cpu = bpf_get_smp_processor_id();
         (*event).ts_ns = bpf_ktime_get_ns();
         (*event).pid = pid;
         (*event).tid = tid;
-        (*event).cpu = bpf_get_smp_processor_id();
-        (*event).flags = 0;
+        // The scheduler hooks know which syscall the thread is in (empty map without them).
+        (*event).syscall = match THREADS.get(&tid) {
+            Some(r) => r.syscall,
+            None => NO_SYSCALL,
+        };
+        (*event)._pad = 0;
         (*event).comm = comm;
 
         let n = bpf_get_stack(ctx.as_ptr(), (*event).kstack.as_mut_ptr().cast(), STACK_BYTES, 0);

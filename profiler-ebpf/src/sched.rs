@@ -23,6 +23,8 @@ use crate::shared::{bump, read_global};
 pub(crate) static TASK_PID_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static TASK_TGID_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static PT_REGS_ARG0_OFFSET: u32 = 0;
 
 /// Sized by user space (`--max-threads`).
 #[map]
@@ -237,6 +239,10 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
     if let Some(r) = THREADS.get_ptr_mut(&tid) {
         let r = unsafe { &mut *r };
         r.syscall = id as i32;
+        let regs: *const u8 = ctx.arg(0);
+        r.syscall_fd =
+            unsafe { bpf_probe_read_kernel(regs.add(read_global(&PT_REGS_ARG0_OFFSET) as usize).cast::<u64>()) }
+                .map_or(-1, |a| a as i32);
         r.syscall_start_ns = unsafe { bpf_ktime_get_ns() };
     }
     0

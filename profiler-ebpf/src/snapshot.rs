@@ -97,6 +97,7 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
         Some(r) => {
             rec.syscall = r.syscall;
             rec.syscall_start_ns = r.syscall_start_ns;
+            rec.syscall_fd = r.syscall_fd;
             rec.kstack_id = r.kstack_id;
             rec.ustack_id = r.ustack_id;
             if r.kstack_id != STACK_NONE {
@@ -109,6 +110,7 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
         None => {
             rec.syscall = NO_SYSCALL;
             rec.syscall_start_ns = 0;
+            rec.syscall_fd = -1;
             rec.kstack_id = STACK_NONE;
             rec.ustack_id = STACK_NONE;
             rec.flags |= SNAP_UNTRACKED;

@@ -12,10 +12,11 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Counter, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP,
-    GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS, GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET,
-    GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_TGID_OFFSET, MAX_PID_FILTER, OFFCPU_MAP,
-    PID_FILTER_MAP, SAMPLER_MAP, SNAPSHOT_PROGRAM, STACKS_MAP, TASK_COMM_LEN, THREADS_MAP, WINDOW_MAP,
+    Counter, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, CGROUP_FILTER_MAP, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP,
+    GLOBAL_BPRM_FILENAME_OFFSET, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_CGROUPS, GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS,
+    GLOBAL_PT_REGS_ARG0_OFFSET, GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET, GLOBAL_TASK_PID_OFFSET,
+    GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_TGID_OFFSET, MAX_PID_FILTER, OFFCPU_MAP, PID_FILTER_MAP, SAMPLER_MAP,
+    SNAPSHOT_PROGRAM, STACKS_MAP, TASK_COMM_LEN, THREADS_MAP, WINDOW_MAP,
 };
 
 use crate::{Error, Result};
@@ -34,34 +35,59 @@ pub struct SamplingConfig {
     /// Track every thread's on/off-CPU time with the scheduler hooks.
     pub off_cpu: bool,
     /// Byte offsets of task_struct fields in this kernel.
-    pub task_offsets: TaskOffsets,
+    pub offsets: KernelOffsets,
+    /// Cgroup v2 ids to restrict sampling to (`--cgroup`, `--container`), if
+    /// the filter can be applied in the kernel; more are added during the capture.
+    pub cgroup_filter: Option<Vec<u64>>,
     /// Bounds of the per-thread map and of the blocking-stack map.
     pub max_threads: u32,
     pub max_stacks: u32,
 }
 
-/// Kernel struct layout the scheduler and snapshot programs need, read from BTF.
+/// Kernel struct layout the programs need, read from BTF: `task_struct`
+/// fields, `linux_binprm.filename` and a syscall's first argument in `pt_regs`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TaskOffsets {
+pub struct KernelOffsets {
     pub pid: u32,
     pub tgid: u32,
     pub state: u32,
     pub on_cpu: u32,
     pub comm: u32,
+    pub bprm_filename: u32,
+    pub pt_regs_arg0: u32,
 }
 
-impl TaskOffsets {
+/// Member of `struct pt_regs` that holds a system call's first argument.
+#[cfg(target_arch = "x86_64")]
+const PT_REGS_ARG0: &str = "di";
+#[cfg(target_arch = "aarch64")]
+const PT_REGS_ARG0: &str = "regs";
+
+impl KernelOffsets {
     pub fn from_btf(btf: &crate::kernel_btf::KernelBtf) -> Result<Self> {
-        let off = |member: &str| btf.member_offset("task_struct", member).map_err(|e| Error::Load(e.to_string()));
+        let off =
+            |strukt: &str, member: &str| btf.member_offset(strukt, member).map_err(|e| Error::Load(e.to_string()));
+        let task = |member: &str| off("task_struct", member);
         Ok(Self {
-            pid: off("pid")?,
-            tgid: off("tgid")?,
-            state: off("__state")?,
-            on_cpu: off("on_cpu")?,
-            comm: off("comm")?,
+            pid: task("pid")?,
+            tgid: task("tgid")?,
+            state: task("__state")?,
+            on_cpu: task("on_cpu")?,
+            comm: task("comm")?,
+            bprm_filename: off("linux_binprm", "filename")?,
+            pt_regs_arg0: off("pt_regs", PT_REGS_ARG0)?,
         })
     }
 }
+
+/// The scheduler and syscall hooks: (program, tracepoint).
+const SCHEDULER_HOOKS: &[(&str, &str)] = &[
+    ("sched_switch", "sched_switch"),
+    ("sched_wakeup", "sched_wakeup"),
+    ("sched_wakeup_new", "sched_wakeup_new"),
+    ("sys_enter", "sys_enter"),
+    ("sys_exit", "sys_exit"),
+];
 
 /// Loaded and attached programs; dropping it detaches everything.
 pub struct Loaded {
@@ -84,6 +110,7 @@ impl Loaded {
     /// `btf`: kernel BTF read from a file given with --btf; `None` keeps
     /// the loader's own parse of /sys/kernel/btf/vmlinux.
     pub fn load(btf: Option<&Btf>, config: &SamplingConfig) -> Result<Self> {
+        let filter_cgroups = u8::from(config.cgroup_filter.is_some());
         let cpus = aya::util::online_cpus().map_err(|(what, e)| Error::Load(format!("{what}: {e}")))?;
         let filter_pids = u8::from(!config.pids.is_empty());
         let mut comm = [0u8; TASK_COMM_LEN];
@@ -107,11 +134,14 @@ impl Loaded {
             .override_global(GLOBAL_FILTER_PIDS, &filter_pids, true)
             .override_global(GLOBAL_FILTER_BY_COMM, &filter_comm, true)
             .override_global(GLOBAL_FILTER_COMM, &comm, true)
-            .override_global(GLOBAL_TASK_PID_OFFSET, &config.task_offsets.pid, true)
-            .override_global(GLOBAL_TASK_TGID_OFFSET, &config.task_offsets.tgid, true)
-            .override_global(GLOBAL_TASK_STATE_OFFSET, &config.task_offsets.state, true)
-            .override_global(GLOBAL_TASK_ON_CPU_OFFSET, &config.task_offsets.on_cpu, true)
-            .override_global(GLOBAL_TASK_COMM_OFFSET, &config.task_offsets.comm, true)
+            .override_global(GLOBAL_TASK_PID_OFFSET, &config.offsets.pid, true)
+            .override_global(GLOBAL_TASK_TGID_OFFSET, &config.offsets.tgid, true)
+            .override_global(GLOBAL_TASK_STATE_OFFSET, &config.offsets.state, true)
+            .override_global(GLOBAL_TASK_ON_CPU_OFFSET, &config.offsets.on_cpu, true)
+            .override_global(GLOBAL_TASK_COMM_OFFSET, &config.offsets.comm, true)
+            .override_global(GLOBAL_BPRM_FILENAME_OFFSET, &config.offsets.bprm_filename, true)
+            .override_global(GLOBAL_PT_REGS_ARG0_OFFSET, &config.offsets.pt_regs_arg0, true)
+            .override_global(GLOBAL_FILTER_CGROUPS, &filter_cgroups, true)
             .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len()))
             .map_max_entries(THREADS_MAP, config.max_threads)
             .map_max_entries(STACKS_MAP, config.max_stacks)
@@ -120,20 +150,38 @@ impl Loaded {
             .map_err(|e| Error::load(&e))?;
         let mut loaded = Self { ebpf, cpus, snapshot_link: None };
         loaded.fill_pid_filter(&config.pids)?;
+        let owned;
+        let btf = match btf {
+            Some(btf) => btf,
+            None => {
+                owned = Btf::from_sys_fs().map_err(|e| Error::load(&e))?;
+                &owned
+            }
+        };
+        loaded.attach_tracepoints(
+            btf,
+            &[("process_exec", "sched_process_exec"), ("process_fork", "sched_process_fork")],
+        )?;
         if config.off_cpu {
-            let owned;
-            let btf = match btf {
-                Some(btf) => btf,
-                None => {
-                    owned = Btf::from_sys_fs().map_err(|e| Error::load(&e))?;
-                    &owned
-                }
-            };
-            loaded.attach_scheduler_hooks(btf)?;
+            loaded.attach_tracepoints(btf, SCHEDULER_HOOKS)?;
             loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
         }
         loaded.attach_sampler(config.frequency_hz)?;
         Ok(loaded)
+    }
+
+    /// Take the cgroup filter map out of the object, filled with `ids`, so
+    /// that the capture loop can add cgroups created during the capture.
+    pub fn take_cgroup_filter(&mut self, ids: &[u64]) -> Result<HashMap<MapData, u64, u8>> {
+        let map = self
+            .ebpf
+            .take_map(CGROUP_FILTER_MAP)
+            .ok_or_else(|| Error::Load(format!("map {CGROUP_FILTER_MAP} missing")))?;
+        let mut filter: HashMap<MapData, u64, u8> = HashMap::try_from(map).map_err(|e| Error::load(&e))?;
+        for id in ids {
+            filter.insert(id, 1, 0).map_err(|e| Error::load(&e))?;
+        }
+        Ok(filter)
     }
 
     fn fill_pid_filter(&mut self, pids: &[u32]) -> Result<()> {
@@ -174,14 +222,9 @@ impl Loaded {
         Ok(())
     }
 
-    fn attach_scheduler_hooks(&mut self, btf: &Btf) -> Result<()> {
-        for (program, tracepoint) in [
-            ("sched_switch", "sched_switch"),
-            ("sched_wakeup", "sched_wakeup"),
-            ("sched_wakeup_new", "sched_wakeup_new"),
-            ("sys_enter", "sys_enter"),
-            ("sys_exit", "sys_exit"),
-        ] {
+    /// Load and attach tp_btf programs: (program, tracepoint) pairs.
+    fn attach_tracepoints(&mut self, btf: &Btf, hooks: &[(&str, &str)]) -> Result<()> {
+        for &(program, tracepoint) in hooks {
             let prog: &mut BtfTracePoint = self.program(program)?;
             prog.load(tracepoint, btf).map_err(|e| Error::hook(tracepoint, &e))?;
             prog.attach().map_err(|e| Error::hook(tracepoint, &e))?;

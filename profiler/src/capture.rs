@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
-use profiler_common::SampleEvent;
+use profiler_common::{ProcessEvent, SampleEvent, EVENT_EXEC, EVENT_FORK, EVENT_SAMPLE};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
@@ -12,6 +12,7 @@ use tokio::{
 };
 
 use crate::{
+    enrich::{cgroup_filter::CgroupFilter, processes::ProcessTable},
     off_cpu::StackResolver,
     progress::Progress,
     sched_times::{drain_exits, monotonic_ns, Exited},
@@ -32,6 +33,7 @@ pub trait Record: Copy {}
 impl Record for SampleEvent {}
 impl Record for profiler_common::ThreadExit {}
 impl Record for profiler_common::StateRecord {}
+impl Record for ProcessEvent {}
 
 /// Decode one ring buffer record; `None` if it is too short to be a `T`.
 pub fn decode<T: Record>(bytes: &[u8]) -> Option<T> {
@@ -43,11 +45,37 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Option<T> {
     Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
 }
 
-fn drain(ring: &mut RingBuf<MapData>, agg: &mut StackAggregator, malformed: &mut u64) {
-    while let Some(item) = ring.next() {
-        match decode::<SampleEvent>(&item) {
-            Some(event) => agg.add(&event),
-            None => *malformed += 1,
+/// The kind of a record of the sample ring (its first `u32`).
+fn kind(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?))
+}
+
+/// What the ring buffer readers update.
+pub struct Sinks {
+    pub stacks: StackAggregator,
+    pub processes: ProcessTable,
+    malformed: u64,
+}
+
+impl Sinks {
+    /// Samples and process events, in the order the kernel wrote them: an
+    /// exec is seen before the samples of the program it started.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+        while let Some(item) = ring.next() {
+            match kind(&item) {
+                Some(EVENT_SAMPLE) => match decode::<SampleEvent>(&item) {
+                    Some(event) => {
+                        let process = self.processes.current(event.pid);
+                        self.stacks.add(&event, process);
+                    }
+                    None => self.malformed += 1,
+                },
+                Some(EVENT_EXEC | EVENT_FORK) => match decode::<ProcessEvent>(&item) {
+                    Some(event) => self.processes.on_event(&event),
+                    None => self.malformed += 1,
+                },
+                _ => self.malformed += 1,
+            }
         }
     }
 }
@@ -55,6 +83,7 @@ fn drain(ring: &mut RingBuf<MapData>, agg: &mut StackAggregator, malformed: &mut
 /// What the capture loop gathered.
 pub struct Captured {
     pub stacks: StackAggregator,
+    pub processes: ProcessTable,
     pub elapsed: Duration,
     pub end: EndReason,
     /// Final times and names of threads that exited.
@@ -73,12 +102,16 @@ pub struct Snapshots {
 }
 
 impl Snapshots {
-    fn take(&mut self, agg: &mut StackAggregator) {
+    fn take(&mut self, sinks: &mut Sinks) {
         if let Err(err) = self.sampler.snapshot() {
             tracing::warn!(%err, "a thread-state snapshot failed");
         }
         for (tgid, id) in std::mem::take(&mut self.sampler.new_user_stacks) {
-            self.stacks.user(tgid, id, agg);
+            self.stacks.user(tgid, id, &mut sinks.stacks);
+        }
+        // Processes first seen by a snapshot are read now, while they live.
+        for tgid in std::mem::take(&mut self.sampler.new_processes) {
+            sinks.processes.current(tgid);
         }
     }
 }
@@ -88,6 +121,7 @@ pub async fn run(
     ring: RingBuf<MapData>,
     mut exits: Option<RingBuf<MapData>>,
     mut snapshots: Option<Snapshots>,
+    mut cgroup_filter: Option<CgroupFilter>,
     duration: Duration,
 ) -> Result<Captured> {
     let mut exited = Exited::default();
@@ -95,8 +129,7 @@ pub async fn run(
     // replaced while the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| Error::Read(e.to_string()))?;
-    let mut agg = StackAggregator::new();
-    let mut malformed = 0u64;
+    let mut sinks = Sinks { stacks: StackAggregator::new(), processes: ProcessTable::new(), malformed: 0 };
     let mut progress = Progress::new();
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + duration);
@@ -113,7 +146,7 @@ pub async fn run(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(|e| Error::Read(e.to_string()))?;
-                drain(guard.get_inner_mut(), &mut agg, &mut malformed);
+                sinks.drain(guard.get_inner_mut());
                 guard.clear_ready();
             }
             _ = sleep_until(deadline) => break EndReason::Elapsed,
@@ -121,30 +154,33 @@ pub async fn run(
             _ = sigterm.recv() => break EndReason::Interrupted,
             _ = snapshot_tick.tick(), if snapshots.is_some() => {
                 if let Some(s) = snapshots.as_mut() {
-                    s.take(&mut agg);
+                    s.take(&mut sinks);
                 }
             }
             _ = tick.tick() => {
-                drain(ring.get_mut(), &mut agg, &mut malformed);
+                sinks.drain(ring.get_mut());
                 if let Some(exits) = exits.as_mut() {
                     drain_exits(exits, &mut exited);
                 }
-                progress.update(duration.saturating_sub(start.elapsed()), agg.samples());
+                if let Some(filter) = cgroup_filter.as_mut() {
+                    filter.rescan_if_due();
+                }
+                progress.update(duration.saturating_sub(start.elapsed()), sinks.stacks.samples());
             }
         }
     };
     let end_ns = monotonic_ns();
     let elapsed = start.elapsed().min(duration);
     // Whatever the kernel wrote before we stopped still counts.
-    drain(ring.get_mut(), &mut agg, &mut malformed);
+    sinks.drain(ring.get_mut());
     if let Some(exits) = exits.as_mut() {
         drain_exits(exits, &mut exited);
     }
     progress.finish();
-    if malformed > 0 {
-        tracing::warn!(malformed, "ignored ring buffer records too short to be samples");
+    if sinks.malformed > 0 {
+        tracing::warn!(malformed = sinks.malformed, "ignored malformed ring buffer records");
     }
-    Ok(Captured { stacks: agg, elapsed, end: reason, exited, end_ns, snapshots })
+    Ok(Captured { stacks: sinks.stacks, processes: sinks.processes, elapsed, end: reason, exited, end_ns, snapshots })
 }
 
 #[cfg(test)]

@@ -20,6 +20,60 @@ pub struct Cli {
 pub enum Command {
     /// Capture on-CPU stacks of the whole host (or selected processes) and write reports.
     Record(RecordArgs),
+    /// Re-render the reports of a finished capture, sliced and filtered anew, without re-recording.
+    Report(ReportArgs),
+}
+
+/// What to report on and how to slice it; shared by `record` and `report`.
+#[derive(Debug, Clone, Args)]
+pub struct SliceArgs {
+    /// Only this process (all its threads); repeatable. A thread id selects its process.
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Only threads whose name (comm, at most 15 bytes) is exactly NAME.
+    #[arg(long, value_name = "NAME", value_parser = parse_comm)]
+    pub comm: Option<String>,
+
+    /// Only processes whose cgroup path (v2, or any v1 hierarchy) starts with PATH-PREFIX,
+    /// e.g. /system.slice/nginx.service or /kubepods.slice.
+    #[arg(long, value_name = "PATH-PREFIX", value_parser = parse_cgroup_prefix)]
+    pub cgroup: Option<String>,
+
+    /// Only processes in a container whose id starts with ID-PREFIX (docker, containerd, cri-o, podman).
+    #[arg(long, value_name = "ID-PREFIX", value_parser = parse_container_prefix)]
+    pub container: Option<String>,
+
+    /// Slice reports by these dimensions, outermost first: a comma list of comm, process, pid,
+    /// tid, user, cgroup, container, pod, unit, state, syscall [default: comm for record, the
+    /// capture's own for report].
+    #[arg(long, value_name = "DIMS", value_parser = crate::group::parse_group_by)]
+    pub group_by: Option<crate::group::GroupBy>,
+}
+
+impl SliceArgs {
+    /// The selection, with pids as given (thread ids not yet resolved).
+    pub fn selection(&self) -> crate::profile::Selection {
+        crate::profile::Selection {
+            pids: self.pids.clone(),
+            comm: self.comm.clone(),
+            cgroup: self.cgroup.clone(),
+            container: self.container.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A directory written by `tailprof record -o DIR`.
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub slice: SliceArgs,
+
+    /// Directory for the re-rendered reports [default: DIR itself; samples.jsonl.zst is never rewritten].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -32,13 +86,8 @@ pub struct RecordArgs {
     #[arg(short = 'F', long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub frequency: u64,
 
-    /// Only sample this process (all its threads); repeatable. A thread id selects its process.
-    #[arg(short, long = "pid", value_name = "PID")]
-    pub pids: Vec<u32>,
-
-    /// Only sample threads whose name (comm, at most 15 bytes) is exactly NAME.
-    #[arg(long, value_name = "NAME", value_parser = parse_comm)]
-    pub comm: Option<String>,
+    #[command(flatten)]
+    pub slice: SliceArgs,
 
     /// Directory for the reports; created if missing.
     #[arg(short, long, default_value = "tailprof-out")]
@@ -106,6 +155,26 @@ impl RecordArgs {
     }
 }
 
+/// A cgroup path prefix is absolute within its hierarchy.
+pub fn parse_cgroup_prefix(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err(format!(
+            "'{s}' is not a cgroup path; give it as in /proc/PID/cgroup, starting with '/', e.g. /system.slice"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// Container ids are lowercase hex.
+pub fn parse_container_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "'{s}' is not the start of a container id; give hex digits, e.g. the 12 `docker ps` shows"
+        ));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
 /// Thread names are at most 15 bytes in the kernel; a longer name can never match.
 pub fn parse_comm(s: &str) -> Result<String, String> {
     if s.is_empty() {
@@ -142,10 +211,19 @@ mod tests {
         assert!(parse_state_hz("x").is_err());
         let args = |v: &[&str]| match Cli::parse_from([&["tailprof", "record"], v].concat()).command {
             Command::Record(a) => a,
+            Command::Report(_) => unreachable!("parsed a record command"),
         };
         assert_eq!(args(&[]).state_hz(), Ok(DEFAULT_STATE_HZ));
         assert_eq!(args(&["--no-off-cpu"]).state_hz(), Ok(0));
         assert!(args(&["--no-off-cpu", "--state-hz", "5"]).state_hz().unwrap_err().contains("--no-off-cpu"));
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        assert!(parse_cgroup_prefix("/system.slice").is_ok());
+        assert!(parse_cgroup_prefix("system.slice").is_err());
+        assert_eq!(parse_container_prefix("3F4e").as_deref(), Ok("3f4e"));
+        assert!(parse_container_prefix("nginx").is_err());
     }
 
     #[test]

@@ -49,6 +49,12 @@ pub enum Error {
 
     #[error("could not read samples from the kernel: {0}")]
     Read(String),
+
+    #[error("{dir} is not a tailprof capture: {reason}; give a directory written by `tailprof record -o DIR`")]
+    NotACapture { dir: PathBuf, reason: String },
+
+    #[error("{path} is truncated or corrupt ({reason}); nothing was rendered; record the capture again")]
+    CorruptCapture { path: PathBuf, reason: String },
 }
 
 impl Error {

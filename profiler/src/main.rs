@@ -4,7 +4,7 @@ use clap::Parser;
 use tailprof::{
     capture::EndReason,
     cli::{Cli, Command},
-    output, record,
+    output, record, report,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -32,12 +32,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if recording.end == EndReason::Interrupted {
                 eprintln!("tailprof: interrupted; wrote what was captured");
             }
-            print!("{}", output::text::report(&recording.profile, 10));
-            println!("\nwrote:");
-            for f in &recording.files {
-                println!("  {}", f.display());
-            }
+            print_report(&recording.profile, &recording.files);
             Ok(())
         }
+        Command::Report(args) => {
+            let report = report::report(&args)?;
+            print_report(&report.profile, &report.files);
+            Ok(())
+        }
+    }
+}
+
+fn print_report(profile: &tailprof::profile::Profile, files: &[std::path::PathBuf]) {
+    print!("{}", output::text::report(profile, 10));
+    println!("\nwrote:");
+    for f in files {
+        println!("  {}", f.display());
     }
 }

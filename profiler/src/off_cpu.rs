@@ -17,6 +17,8 @@ use crate::{
 pub struct RawOffCpu {
     pub tgid: u32,
     pub tid: u32,
+    /// Process generation, filled in by the caller.
+    pub process: u32,
     pub state: u32,
     pub syscall: i32,
     pub waker_tid: u32,
@@ -117,6 +119,7 @@ pub fn collect(
             RawOffCpu {
                 tgid: k.tgid,
                 tid: k.tid,
+                process: u32::MAX,
                 state: k.state,
                 syscall: if k.syscall < 0 { NO_SYSCALL } else { k.syscall },
                 waker_tid: k.waker_tid,

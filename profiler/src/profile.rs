@@ -2,6 +2,11 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use crate::{
+    enrich::{fd_target::BlockedOn, process::ProcessInfo, processes::EnrichStats},
+    group::GroupBy,
+};
+
 /// Where a frame's code lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FrameKind {
@@ -32,7 +37,7 @@ impl Frame {
 pub const UNKNOWN: &str = "[unknown]";
 
 /// A binary or shared object that user frames point into.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Module {
     pub path: String,
     pub build_id: Option<String>,
@@ -45,12 +50,17 @@ impl Module {
     }
 }
 
-/// One unique (thread, stack) with the number of samples that hit it.
+/// One unique (process generation, thread, comm, syscall, stack) with
+/// the number of samples that hit it.
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
+    /// Index into [`Profile::processes`].
+    pub process: u32,
+    /// System call the thread was in when sampled (`NO_SYSCALL`: none or unknown).
+    pub syscall: i32,
     /// Outermost frame first: user frames, then kernel frames.
     pub frames: Vec<Frame>,
     pub count: u64,
@@ -62,6 +72,10 @@ pub struct Stack {
 pub struct OffCpuStack {
     pub pid: u32,
     pub tid: u32,
+    /// The thread's name when last seen.
+    pub comm: String,
+    /// Index into [`Profile::processes`] (the pid's latest generation).
+    pub process: u32,
     /// An off-CPU `STATE_*`.
     pub state: u32,
     /// System call number (`NO_SYSCALL`: not in one).
@@ -79,7 +93,7 @@ pub struct OffCpuStack {
 }
 
 /// Events dropped during the capture, by cause.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dropped {
     /// Thread-map insertions refused (map full): those threads are not tracked.
     pub threads: u64,
@@ -89,27 +103,37 @@ pub struct Dropped {
     pub stacks: u64,
     /// Off-CPU intervals not aggregated (off-CPU map full).
     pub off_cpu_aggregates: u64,
+    /// Fork and exec records lost (sample ring full): those processes'
+    /// samples may carry their previous program's metadata.
+    #[serde(default)]
+    pub process_events: u64,
 }
 
 impl Dropped {
     pub fn total(&self) -> u64 {
-        self.threads + self.exits + self.stacks + self.off_cpu_aggregates
+        self.threads + self.exits + self.stacks + self.off_cpu_aggregates + self.process_events
     }
 }
 
 /// A bound that filled up during the capture.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LimitHit {
-    pub what: &'static str,
+    pub what: String,
     pub bound: u32,
     /// The option that raises the bound.
-    pub flag: &'static str,
+    pub flag: String,
     /// Events dropped because of it.
     pub dropped: u64,
 }
 
+impl LimitHit {
+    pub fn new(what: &str, bound: u32, flag: &str, dropped: u64) -> Self {
+        Self { what: what.to_owned(), bound, flag: flag.to_owned(), dropped }
+    }
+}
+
 /// Snapshots that saw a thread in each state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateSamples {
     pub running: u64,
     pub runnable: u64,
@@ -124,6 +148,10 @@ pub struct SyscallWait {
     pub name: String,
     pub nr: i32,
     pub off_cpu_ns: u64,
+    /// The innermost kernel function it blocked in, below the scheduler
+    /// (like /proc/PID/wchan), from the blocking stack with the most time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_frame: Option<String>,
 }
 
 /// Off-CPU time that ended with a wakeup by one thread.
@@ -136,7 +164,7 @@ pub struct Waker {
 }
 
 /// Exact off-CPU time of a thread by state, nanoseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OffCpuNs {
     pub runnable: u64,
     pub sleeping: u64,
@@ -144,12 +172,14 @@ pub struct OffCpuNs {
     pub other: u64,
 }
 
-/// What is known of one thread.
+/// What is known of one thread in one process generation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ThreadTotal {
     pub pid: u32,
     pub tid: u32,
     pub comm: String,
+    /// Index into `processes`.
+    pub process: u32,
     pub on_cpu_samples: u64,
     /// Exact on-CPU time in the window (absent with --no-off-cpu).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,6 +193,8 @@ pub struct ThreadTotal {
     pub top_syscalls: Vec<SyscallWait>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub top_wakers: Vec<Waker>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked_on: Vec<BlockedOn>,
 }
 
 /// Everything a capture produced.
@@ -200,6 +232,18 @@ pub struct Profile {
     pub untrusted_times: Vec<u32>,
     /// Bounds that filled up (each warned about once).
     pub limits_hit: Vec<LimitHit>,
+    /// Process generations: what every sample belongs to.
+    pub processes: Vec<ProcessInfo>,
+    /// Per tid, the generation its exact times, snapshots and off-CPU
+    /// time are attributed to (its process's latest).
+    pub thread_process: BTreeMap<u32, u32>,
+    /// Per tid, what snapshots saw it blocked on.
+    pub blocked_on: BTreeMap<u32, Vec<BlockedOn>>,
+    pub enrichment: EnrichStats,
+    /// Machine architecture the capture was taken on (`std::env::consts::ARCH`).
+    pub arch: String,
+    /// How reports are sliced.
+    pub group_by: GroupBy,
 }
 
 impl Profile {
@@ -208,20 +252,28 @@ impl Profile {
         1_000_000_000 / self.frequency_hz.max(1)
     }
 
-    /// Keep only what `--pid` and `--comm` select, exact times included.
-    pub fn select(&mut self, pids: &[u32], comm: Option<&str>) {
-        let comms = &self.comms;
-        let keep = |tgid: u32, tid: u32| {
-            (pids.is_empty() || pids.contains(&tgid))
-                && comm.is_none_or(|c| comms.get(&tid).map(String::as_str) == Some(c))
-        };
-        self.thread_times.retain(|tid, t| keep(t.tgid, *tid));
-        self.off_cpu.retain(|s| keep(s.pid, s.tid));
-        self.state_samples.retain(|tid, (tgid, _)| keep(*tgid, *tid));
-        let selected: std::collections::HashSet<u32> = self.state_samples.keys().copied().collect();
-        if !pids.is_empty() || comm.is_some() {
-            self.untrusted_times.retain(|tid| selected.contains(tid));
+    /// Keep only what the selection picks, exact times included.
+    pub fn select(&mut self, sel: &Selection) {
+        if sel.is_empty() {
+            return;
         }
+        let processes = &self.processes;
+        let process = |id: Option<u32>| id.and_then(|id| processes.get(id as usize));
+        let comms = &self.comms;
+        let thread_process = &self.thread_process;
+        let keep_thread = |tgid: u32, tid: u32| {
+            let comm = comms.get(&tid).map(String::as_str).unwrap_or("");
+            sel.matches(process(thread_process.get(&tid).copied()), tgid, comm)
+        };
+        self.stacks.retain(|s| sel.matches(process(Some(s.process)), s.pid, &s.comm));
+        self.off_cpu.retain(|s| sel.matches(process(Some(s.process)), s.pid, &s.comm));
+        self.thread_times.retain(|tid, t| keep_thread(t.tgid, *tid));
+        self.state_samples.retain(|tid, (tgid, _)| keep_thread(*tgid, *tid));
+        let selected: std::collections::HashSet<u32> =
+            self.state_samples.keys().chain(self.thread_times.keys()).copied().collect();
+        self.untrusted_times.retain(|tid| selected.contains(tid));
+        self.blocked_on.retain(|tid, _| selected.contains(tid));
+        self.samples = self.stacks.iter().map(|s| s.count).sum();
     }
 
     /// The name of a thread known from snapshots or procfs.
@@ -229,24 +281,33 @@ impl Profile {
         self.comms.get(&tid).map(String::as_str).unwrap_or("")
     }
 
-    /// Per-thread totals, busiest first. A thread that changed its name
+    /// A process generation by id.
+    pub fn process(&self, id: u32) -> Option<&ProcessInfo> {
+        self.processes.get(id as usize)
+    }
+
+    /// Per-thread totals (one entry per thread and process generation),
+    /// busiest first. A thread that changed its name within a generation
     /// is listed under the name it had most often.
     pub fn threads(&self) -> Vec<ThreadTotal> {
-        let mut by_tid: BTreeMap<u32, (u32, BTreeMap<&str, u64>)> = BTreeMap::new();
+        type Entry<'a> = (u32, BTreeMap<&'a str, u64>);
+        let mut by_thread: BTreeMap<(u32, u32), Entry> = BTreeMap::new();
         for s in &self.stacks {
-            *by_tid.entry(s.tid).or_insert((s.pid, BTreeMap::new())).1.entry(&s.comm).or_default() += s.count;
+            let e = by_thread.entry((s.process, s.tid)).or_insert((s.pid, BTreeMap::new()));
+            *e.1.entry(&s.comm).or_default() += s.count;
         }
-        // Threads that never ran during a sample still have exact times and snapshots.
+        // Exact times, snapshots and waits belong to the thread's latest generation.
+        let latest = |tid: u32| self.thread_process.get(&tid).copied().unwrap_or(u32::MAX);
         for (&tid, t) in &self.thread_times {
-            by_tid.entry(tid).or_insert((t.tgid, BTreeMap::new()));
+            by_thread.entry((latest(tid), tid)).or_insert((t.tgid, BTreeMap::new()));
         }
         for (&tid, (tgid, _)) in &self.state_samples {
-            by_tid.entry(tid).or_insert((*tgid, BTreeMap::new()));
+            by_thread.entry((latest(tid), tid)).or_insert((*tgid, BTreeMap::new()));
         }
         let mut waits = self.waits_by_thread();
-        let mut out: Vec<ThreadTotal> = by_tid
+        let mut out: Vec<ThreadTotal> = by_thread
             .into_iter()
-            .map(|(tid, (pid, comms))| {
+            .map(|((process, tid), (pid, comms))| {
                 let on_cpu_samples = comms.values().sum();
                 let comm = comms
                     .iter()
@@ -254,27 +315,35 @@ impl Profile {
                     .map(|(c, _)| c.to_string())
                     .or_else(|| self.comms.get(&tid).cloned())
                     .unwrap_or_default();
-                let times = self.thread_times.get(&tid);
-                let (top_syscalls, top_wakers) = waits.remove(&tid).unwrap_or_default();
+                let is_latest = latest(tid) == process;
+                let times = self.thread_times.get(&tid).filter(|_| is_latest);
+                let (top_syscalls, top_wakers) =
+                    if is_latest { waits.remove(&tid).unwrap_or_default() } else { Default::default() };
                 ThreadTotal {
                     pid,
                     tid,
                     comm,
+                    process,
                     on_cpu_samples,
                     on_cpu_ns: times.map(|t| t.on_cpu_ns),
                     off_cpu_ns: times.map(|t| {
                         let [runnable, sleeping, disk, other] = t.off_cpu_ns;
                         OffCpuNs { runnable, sleeping, disk, other }
                     }),
-                    state_samples: (self.state_hz > 0)
+                    state_samples: (self.state_hz > 0 && is_latest)
                         .then(|| self.state_samples.get(&tid).map(|(_, s)| *s).unwrap_or_default()),
                     top_syscalls,
                     top_wakers,
+                    blocked_on: if is_latest { self.blocked_on.get(&tid).cloned().unwrap_or_default() } else { vec![] },
                 }
             })
             .collect();
         out.sort_by(|a, b| {
-            b.on_cpu_samples.cmp(&a.on_cpu_samples).then(b.on_cpu_ns.cmp(&a.on_cpu_ns)).then(a.tid.cmp(&b.tid))
+            b.on_cpu_samples
+                .cmp(&a.on_cpu_samples)
+                .then(b.on_cpu_ns.cmp(&a.on_cpu_ns))
+                .then(a.tid.cmp(&b.tid))
+                .then(a.process.cmp(&b.process))
         });
         out
     }
@@ -283,10 +352,16 @@ impl Profile {
     /// by off-CPU time, largest first, at most [`TOP_WAITS`] of each.
     fn waits_by_thread(&self) -> BTreeMap<u32, (Vec<SyscallWait>, Vec<Waker>)> {
         let mut syscalls: BTreeMap<u32, BTreeMap<i32, u64>> = BTreeMap::new();
+        // Per (thread, syscall): the blocking stack with the most time.
+        let mut deepest: BTreeMap<(u32, i32), (u64, Option<&str>)> = BTreeMap::new();
         let mut wakers: BTreeMap<u32, BTreeMap<u32, (u64, u64, &str)>> = BTreeMap::new();
         for s in &self.off_cpu {
             if s.syscall >= 0 {
                 *syscalls.entry(s.tid).or_default().entry(s.syscall).or_default() += s.ns;
+                let best = deepest.entry((s.tid, s.syscall)).or_insert((0, None));
+                if s.ns > best.0 && s.state != profiler_common::STATE_RUNNABLE {
+                    *best = (s.ns, wait_channel(&s.frames));
+                }
             }
             if s.waker_tid != profiler_common::NO_WAKER {
                 let w = wakers.entry(s.tid).or_default().entry(s.waker_tid).or_insert((0, 0, &s.waker_comm));
@@ -300,8 +375,15 @@ impl Profile {
         }
         let mut out: BTreeMap<u32, (Vec<SyscallWait>, Vec<Waker>)> = BTreeMap::new();
         for (tid, by_nr) in syscalls {
-            let mut v: Vec<SyscallWait> =
-                by_nr.into_iter().map(|(nr, ns)| SyscallWait { name: syscall_name(nr), nr, off_cpu_ns: ns }).collect();
+            let mut v: Vec<SyscallWait> = by_nr
+                .into_iter()
+                .map(|(nr, ns)| SyscallWait {
+                    name: syscall_name(nr),
+                    nr,
+                    off_cpu_ns: ns,
+                    kernel_frame: deepest.get(&(tid, nr)).and_then(|(_, f)| f.map(str::to_owned)),
+                })
+                .collect();
             v.sort_by(|a, b| b.off_cpu_ns.cmp(&a.off_cpu_ns).then(a.nr.cmp(&b.nr)));
             v.truncate(TOP_WAITS);
             out.entry(tid).or_default().0 = v;
@@ -327,5 +409,80 @@ pub const TOP_WAITS: usize = 5;
 
 /// Name of a system call number of this machine's architecture.
 pub fn syscall_name(nr: i32) -> String {
-    syscall_numbers::native::sys_call_name(nr.into()).map(str::to_owned).unwrap_or_else(|| format!("syscall_{nr}"))
+    syscall_name_of(std::env::consts::ARCH, nr)
+}
+
+/// Name of a system call number of `arch` (`x86_64` or `aarch64`; others
+/// use this machine's table). The tables are generated from the kernel's
+/// by the syscall-numbers crate.
+pub fn syscall_name_of(arch: &str, nr: i32) -> String {
+    let nr = nr.into();
+    let name = match arch {
+        "x86_64" => syscall_numbers::x86_64::sys_call_name(nr),
+        "aarch64" => syscall_numbers::aarch64::sys_call_name(nr),
+        _ => syscall_numbers::native::sys_call_name(nr),
+    };
+    name.map(str::to_owned).unwrap_or_else(|| format!("syscall_{nr}"))
+}
+
+/// Kernel functions of the scheduler itself, skipped to find where a
+/// thread blocked.
+const SCHEDULER_FRAMES: &[&str] = &[
+    "schedule",
+    "__schedule",
+    "schedule_timeout",
+    "schedule_hrtimeout_range",
+    "schedule_hrtimeout_range_clock",
+    "schedule_preempt_disabled",
+    "io_schedule",
+    "io_schedule_timeout",
+    "preempt_schedule",
+    "preempt_schedule_common",
+    "preempt_schedule_irq",
+    "__cond_resched",
+    "__traceiter_sched_switch",
+];
+
+/// The innermost kernel frame that is not the scheduler (frames are
+/// outermost first).
+pub fn wait_channel(frames: &[Frame]) -> Option<&str> {
+    frames
+        .iter()
+        .rev()
+        .take_while(|f| f.kind == FrameKind::Kernel)
+        .map(|f| &*f.name)
+        .find(|name| !SCHEDULER_FRAMES.contains(name) && !name.starts_with("bpf_") && *name != UNKNOWN)
+}
+
+/// What `--pid`, `--comm`, `--cgroup` and `--container` select.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub pids: Vec<u32>,
+    pub comm: Option<String>,
+    /// Prefix of a cgroup path (v2, or any v1 hierarchy).
+    pub cgroup: Option<String>,
+    /// Prefix of a container id.
+    pub container: Option<String>,
+}
+
+impl Selection {
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty() && self.comm.is_none() && self.cgroup.is_none() && self.container.is_none()
+    }
+
+    /// Whether a thread `comm` of process `tgid` (whose metadata is `process`) is selected.
+    pub fn matches(&self, process: Option<&ProcessInfo>, tgid: u32, comm: &str) -> bool {
+        let placement = process.map(|p| &p.placement);
+        (self.pids.is_empty() || self.pids.contains(&tgid))
+            && self.comm.as_deref().is_none_or(|c| c == comm)
+            && self.cgroup.as_deref().is_none_or(|prefix| {
+                placement.is_some_and(|p| {
+                    p.cgroup.as_deref().is_some_and(|c| c.starts_with(prefix))
+                        || p.cgroup_v1.values().any(|c| c.starts_with(prefix))
+                })
+            })
+            && self.container.as_deref().is_none_or(|prefix| {
+                placement.and_then(|p| p.container.as_ref()).is_some_and(|c| c.id.starts_with(prefix))
+            })
+    }
 }

@@ -5,9 +5,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use profiler_common::Counter;
 
 use crate::{
-    bpf::{Loaded, SamplingConfig, TaskOffsets},
+    bpf::{KernelOffsets, Loaded, SamplingConfig},
     capture::{self, EndReason, Snapshots},
     cli::RecordArgs,
+    enrich::cgroup_filter::{CgroupFilter, Plan},
     off_cpu::{self, StackResolver},
     output, preflight,
     profile::{Dropped, LimitHit, Profile, StateSamples},
@@ -29,21 +30,19 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     preflight::check_privileges()?;
     preflight::check_perf_events()?;
     let btf = preflight::check_btf(&args.btf)?;
-    // Only the scheduler hooks need kernel struct offsets; reading all of
-    // the kernel's BTF costs tens of milliseconds.
-    let task_offsets = if args.no_off_cpu {
-        TaskOffsets::default()
-    } else {
-        let kernel_btf = crate::kernel_btf::KernelBtf::from_file(&args.btf)
-            .map_err(|e| crate::Error::MissingBtf { path: args.btf.clone(), reason: e.to_string() })?;
-        TaskOffsets::from_btf(&kernel_btf)?
-    };
-    let mut pids = Vec::with_capacity(args.pids.len());
-    for &pid in &args.pids {
+    let kernel_btf = crate::kernel_btf::KernelBtf::from_file(&args.btf)
+        .map_err(|e| crate::Error::MissingBtf { path: args.btf.clone(), reason: e.to_string() })?;
+    let offsets = KernelOffsets::from_btf(&kernel_btf)?;
+    drop(kernel_btf);
+    let mut selection = args.slice.selection();
+    let mut pids = Vec::with_capacity(selection.pids.len());
+    for &pid in &selection.pids {
         pids.push(preflight::resolve_pid(pid)?);
     }
     pids.sort_unstable();
     pids.dedup();
+    selection.pids = pids.clone();
+    let cgroup_plan = Plan::for_selection(&selection);
     crate::atomic_file::prepare_output_dir(&args.output)?;
     preflight::raise_memlock_limit();
 
@@ -51,14 +50,19 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let config = SamplingConfig {
         frequency_hz: args.frequency,
         pids,
-        comm: args.comm.clone(),
+        comm: selection.comm.clone(),
+        cgroup_filter: cgroup_plan.as_ref().map(|p| p.ids.clone()),
         off_cpu,
-        task_offsets,
+        offsets,
         max_threads: args.max_threads,
         max_stacks: args.max_stacks,
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
     let ring = loaded.take_events()?;
+    let cgroup_filter = match cgroup_plan {
+        Some(plan) => Some(CgroupFilter::new(loaded.take_cgroup_filter(&plan.ids)?, plan)),
+        None => None,
+    };
     let (exits, snapshots) = if let Some(link) = loaded.snapshot_link.take() {
         let snapshots = Snapshots {
             sampler: StateSampler::new(link),
@@ -79,8 +83,9 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     };
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
-    let captured = capture::run(ring, exits, snapshots, args.duration).await?;
+    let captured = capture::run(ring, exits, snapshots, cgroup_filter, args.duration).await?;
     let (mut agg, elapsed, end) = (captured.stacks, captured.elapsed, captured.end);
+    let mut processes = captured.processes;
 
     let mut profile = Profile {
         start_unix_ns,
@@ -89,6 +94,8 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         window_start_ns,
         window_end_ns: captured.end_ns,
         state_hz,
+        arch: std::env::consts::ARCH.to_owned(),
+        group_by: args.slice.group_by.clone().unwrap_or_default(),
         ..Profile::default()
     };
     let mut off_cpu_raw = Vec::new();
@@ -120,6 +127,23 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         }
         // Names of live threads as they are now.
         profile.comms.extend(sched_times::proc_names(profile.thread_times.iter().map(|(tid, t)| (t.tgid, *tid))));
+        profile.blocked_on = sampler.fd_waits.finish();
+        // Exact times, snapshots and off-CPU time go to each process's
+        // latest generation; processes not seen yet are read now.
+        let threads = profile.thread_times.iter().map(|(tid, t)| (*tid, t.tgid));
+        let sampled = profile.state_samples.iter().map(|(tid, (tgid, _))| (*tid, *tgid));
+        let off = off_cpu_raw.iter().map(|s| (s.tid, s.tgid));
+        let pairs: Vec<(u32, u32)> = threads.chain(sampled).chain(off).collect();
+        for (tid, tgid) in pairs {
+            let id = processes.current(tgid);
+            profile.thread_process.insert(tid, id);
+        }
+        for s in &mut off_cpu_raw {
+            s.process = profile.thread_process.get(&s.tid).copied().unwrap_or(u32::MAX);
+            if s.comm.is_empty() {
+                s.comm = profile.thread_name(s.tid).to_owned();
+            }
+        }
     }
     let counter = |c| loaded.counter(c);
     profile.lost_samples = counter(Counter::LostSamples)?;
@@ -128,6 +152,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         exits: counter(Counter::LostExits)?,
         stacks: counter(Counter::StackMapFull)?,
         off_cpu_aggregates: counter(Counter::OffCpuMapFull)?,
+        process_events: counter(Counter::LostProcessEvents)?,
     };
     profile.dropped_events = profile.dropped.total();
     profile.limits_hit = limits_hit(&loaded, &config)?;
@@ -140,13 +165,32 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     drop(loaded);
 
     let (modules, stacks) = agg.finish();
+    // A process gone before it could be read is named after its main thread.
+    for s in &stacks {
+        if s.tid == s.pid {
+            processes.name_if_unknown(s.process, &s.comm);
+        }
+    }
+    for (&tid, comm) in &profile.comms {
+        if let Some(&id) = profile.thread_process.get(&tid) {
+            if profile.thread_times.get(&tid).is_some_and(|t| t.tgid == tid) {
+                processes.name_if_unknown(id, comm);
+            }
+        }
+    }
+    (profile.processes, profile.enrichment) = processes.finish();
     let started = std::time::Instant::now();
     let mut profile = symbolize(modules, stacks, off_cpu_raw, profile);
     tracing::info!(elapsed = ?started.elapsed(), "symbolized");
-    // --pid and --comm select what is reported, exact times included.
-    profile.select(&config.pids, args.comm.as_deref());
+    let untrusted: std::collections::HashSet<u32> = profile.untrusted_times.iter().copied().collect();
+    profile.off_cpu.retain(|s| !untrusted.contains(&s.tid));
+    // The selection applies to what is reported, exact times included.
+    profile.select(&selection);
     let started = std::time::Instant::now();
-    let files = output::write_all(&args.output, &profile)?;
+    let mut files = output::write_all(&args.output, &profile)?;
+    let samples = args.output.join(crate::samples_file::SAMPLES_FILE);
+    crate::atomic_file::write_atomically(&samples, |w| crate::samples_file::write(&profile, w))?;
+    files.push(samples);
     tracing::info!(elapsed = ?started.elapsed(), "wrote reports");
     Ok(Recording { profile, end, files })
 }
@@ -156,16 +200,16 @@ fn limits_hit(loaded: &Loaded, config: &SamplingConfig) -> Result<Vec<LimitHit>>
     let mut hits = Vec::new();
     let threads = loaded.counter(Counter::ThreadMapFull)?;
     if threads > 0 {
-        hits.push(LimitHit { what: "thread map", bound: config.max_threads, flag: "--max-threads", dropped: threads });
+        hits.push(LimitHit::new("thread map", config.max_threads, "--max-threads", threads));
     }
     let stacks = loaded.counter(Counter::StackMapFull)?;
     if stacks > 0 {
-        hits.push(LimitHit { what: "stack map", bound: config.max_stacks, flag: "--max-stacks", dropped: stacks });
+        hits.push(LimitHit::new("stack map", config.max_stacks, "--max-stacks", stacks));
     }
     let keys = loaded.counter(Counter::OffCpuMapFull)?;
     if keys > 0 {
         let bound = config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK);
-        hits.push(LimitHit { what: "off-CPU map", bound, flag: "--max-stacks", dropped: keys });
+        hits.push(LimitHit::new("off-CPU map", bound, "--max-stacks", keys));
     }
     Ok(hits)
 }

@@ -27,14 +27,16 @@ fn state_from_proc(letter: char) -> u32 {
     }
 }
 
-/// The system call a blocked thread is in, from /proc/PID/task/TID/syscall
-/// ("NR args…", or "running", or "-1 …" outside one).
-fn proc_syscall(task: &std::path::Path) -> i32 {
-    std::fs::read_to_string(task.join("syscall"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|nr| nr.parse::<i32>().ok()))
-        .filter(|nr| *nr >= 0)
-        .unwrap_or(NO_SYSCALL)
+/// The system call a blocked thread is in and its first argument, from
+/// /proc/PID/task/TID/syscall ("NR ARG0 ARG1 …" with hex arguments, or
+/// "running", or "-1 …" outside one).
+fn proc_syscall(task: &std::path::Path) -> (i32, i32) {
+    let text = std::fs::read_to_string(task.join("syscall")).unwrap_or_default();
+    let mut words = text.split_whitespace();
+    let nr = words.next().and_then(|nr| nr.parse::<i32>().ok()).filter(|nr| *nr >= 0).unwrap_or(NO_SYSCALL);
+    let arg0 =
+        words.next().and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok()).map_or(-1, |a| a as i32);
+    (nr, if nr == NO_SYSCALL { -1 } else { arg0 })
 }
 
 /// A thread found in procfs.
@@ -43,6 +45,8 @@ struct ProcThread {
     tid: u32,
     state: char,
     syscall: i32,
+    /// The syscall's first argument (an fd for fd syscalls).
+    syscall_fd: i32,
 }
 
 /// Every thread of the host with its state letter, from procfs. Threads
@@ -61,8 +65,8 @@ fn proc_threads() -> Vec<ProcThread> {
                 continue;
             };
             // Only a blocked thread's syscall stays put until the hooks see it.
-            let syscall = if letter == 'R' { NO_SYSCALL } else { proc_syscall(&t.path()) };
-            out.push(ProcThread { pid, tid, state: letter, syscall });
+            let (syscall, syscall_fd) = if letter == 'R' { (NO_SYSCALL, -1) } else { proc_syscall(&t.path()) };
+            out.push(ProcThread { pid, tid, state: letter, syscall, syscall_fd });
         }
     }
     out
@@ -75,6 +79,7 @@ pub fn seed(threads: &mut HashMap<&mut MapData, u32, ThreadRecord>) -> u64 {
     for t in proc_threads() {
         let mut r = ThreadRecord::new(t.pid, state_from_proc(t.state), now);
         r.syscall = t.syscall;
+        r.syscall_fd = t.syscall_fd;
         // BPF_NOEXIST: a thread the hooks already track keeps its record.
         let _ = threads.insert(t.tid, r, 1);
     }

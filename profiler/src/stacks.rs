@@ -51,6 +51,8 @@ impl ModuleTable {
 struct RawKey {
     pid: u32,
     tid: u32,
+    process: u32,
+    syscall: i32,
     comm: [u8; TASK_COMM_LEN],
     kstack: Box<[u64]>,
     ustack: Box<[u64]>,
@@ -62,6 +64,9 @@ struct RawKey {
 pub struct AggregatedStack {
     pub pid: u32,
     pub tid: u32,
+    /// Process generation (see `enrich::processes`).
+    pub process: u32,
+    pub syscall: i32,
     pub comm: String,
     pub kstack: Box<[u64]>,
     pub ustack: Box<[UserFrame]>,
@@ -129,11 +134,14 @@ impl StackAggregator {
         self.samples
     }
 
-    pub fn add(&mut self, event: &SampleEvent) {
+    /// Count a sample of process generation `process`.
+    pub fn add(&mut self, event: &SampleEvent, process: u32) {
         self.samples += 1;
         let key = RawKey {
             pid: event.pid,
             tid: event.tid,
+            process,
+            syscall: event.syscall,
             comm: event.comm,
             kstack: event.kernel_frames().into(),
             ustack: event.user_frames().into(),
@@ -207,6 +215,8 @@ impl StackAggregator {
             .map(|(key, (ustack, count))| AggregatedStack {
                 pid: key.pid,
                 tid: key.tid,
+                process: key.process,
+                syscall: key.syscall,
                 comm: crate::sched_times::comm_string(&key.comm),
                 kstack: key.kstack,
                 ustack,

@@ -46,7 +46,7 @@ pub struct ThreadSamples {
 }
 
 /// Cost and volume of the snapshots.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SamplerStats {
     pub snapshots: u64,
     /// Thread records read over all snapshots.
@@ -67,6 +67,11 @@ pub struct StateSampler {
     /// normalizing user stacks while their process lives.
     pub new_user_stacks: Vec<(u32, i32)>,
     seen_user_stacks: rustc_hash::FxHashSet<(u32, i32)>,
+    /// Processes seen for the first time, in order, for the process table.
+    pub new_processes: Vec<u32>,
+    seen_processes: rustc_hash::FxHashSet<u32>,
+    /// What off-CPU threads in fd syscalls wait on.
+    pub fd_waits: crate::enrich::fd_target::FdWaits,
 }
 
 /// The calling thread's id (snapshots are taken on the thread that records).
@@ -92,6 +97,9 @@ impl StateSampler {
             kstacks: FxHashMap::default(),
             new_user_stacks: Vec::new(),
             seen_user_stacks: Default::default(),
+            new_processes: Vec::new(),
+            seen_processes: Default::default(),
+            fd_waits: crate::enrich::fd_target::FdWaits::new(),
         }
     }
 
@@ -125,6 +133,12 @@ impl StateSampler {
         self.stats.records += 1;
         if self.stats.snapshots == 0 {
             tracing::trace!(tid = rec.tid, tgid = rec.tgid, state = rec.state, "snapshot record");
+        }
+        if rec.tgid != 0 && self.seen_processes.insert(rec.tgid) {
+            self.new_processes.push(rec.tgid);
+        }
+        if rec.state != profiler_common::STATE_RUNNING && rec.syscall >= 0 {
+            self.fd_waits.observe(rec.tgid, rec.tid, rec.syscall, rec.syscall_fd);
         }
         let t = self.threads.entry(rec.tid).or_default();
         t.tgid = rec.tgid;

@@ -37,6 +37,8 @@ pub fn symbolize(
             pid: s.pid,
             tid: s.tid,
             comm: s.comm,
+            process: s.process,
+            syscall: s.syscall,
             count: s.count,
         })
         .collect();
@@ -46,6 +48,8 @@ pub fn symbolize(
             frames: symbols.frames(&s.kstack, &s.ustack),
             pid: s.tgid,
             tid: s.tid,
+            comm: s.comm,
+            process: s.process,
             state: s.state,
             syscall: s.syscall,
             waker_tid: s.waker_tid,

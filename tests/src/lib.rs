@@ -159,3 +159,69 @@ pub fn partial_files(dir: &Path) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Run `tailprof report ARGS` and insist that it succeeded.
+pub fn report_ok(args: &[&str]) -> Output {
+    let mut all = vec!["report"];
+    all.extend_from_slice(args);
+    let out = tailprof(&all);
+    assert!(out.status.success(), "tailprof {all:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// One line of /proc/self/mountinfo: where a file system is mounted, its type
+/// and its super-block options (for cgroup v1: the controllers, `name=systemd`).
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub mount_point: PathBuf,
+    pub fstype: String,
+    pub super_options: Vec<String>,
+}
+
+/// The mounts of this process's mount namespace, from /proc/self/mountinfo.
+pub fn mounts() -> Vec<Mount> {
+    // Octal escapes (`\040` for a space) in paths.
+    fn unescape(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    let text = std::fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
+    text.lines()
+        .filter_map(|line| {
+            // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS
+            let (before, after) = line.split_once(" - ")?;
+            let mount_point = before.split(' ').nth(4)?;
+            let mut after = after.split(' ');
+            let fstype = after.next()?.to_owned();
+            let _source = after.next()?;
+            let super_options = after.next().unwrap_or("").split(',').map(str::to_owned).collect();
+            Some(Mount { mount_point: PathBuf::from(unescape(mount_point)), fstype, super_options })
+        })
+        .collect()
+}
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on a pure v2
+/// host, `/sys/fs/cgroup/unified` on a hybrid one), if it is.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    mounts().into_iter().find(|m| m.fstype == "cgroup2").map(|m| m.mount_point)
+}
+
+/// Where the cgroup v1 hierarchy holding `controller` (`cpu`, `memory`,
+/// `name=systemd`) is mounted, if it is.
+pub fn cgroup1_mount(controller: &str) -> Option<PathBuf> {
+    mounts()
+        .into_iter()
+        .find(|m| m.fstype == "cgroup" && m.super_options.iter().any(|o| o == controller))
+        .map(|m| m.mount_point)
+}

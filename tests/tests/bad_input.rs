@@ -91,3 +91,77 @@ fn bad_state_hz() {
         "--no-off-cpu",
     );
 }
+
+#[test]
+fn unknown_group_by_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = tailprof(&["record", "--group-by", "comm,bogus", "-d", "1s", "-o", out.to_str().unwrap()]);
+    assert_clean_failure(&o, "unknown --group-by dimension 'bogus'");
+    assert_clean_failure(&o, "valid: comm, process, pid");
+    assert!(!out.exists(), "an output directory was created for a run that could not start");
+}
+
+/// Names of the files in `dir` (none when it does not exist).
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn report_on_a_directory_that_is_not_a_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_clean_failure(&tailprof(&["report", dir.path().to_str().unwrap()]), "samples.jsonl.zst");
+    let left = files_in(dir.path());
+    assert!(left.is_empty(), "a failed report wrote into the directory: {left:?}");
+}
+
+/// Record a short capture, copy it, let `damage` spoil the copy's
+/// samples.jsonl.zst, and expect `report COPY -o OUT` to refuse it and write nothing.
+fn report_on_damaged_samples(damage: impl FnOnce(&std::path::Path)) {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let (orig, copy, out) = (tmp.path().join("orig"), tmp.path().join("copy"), tmp.path().join("out"));
+    record_ok(&orig, &["-d", "1s", "--no-off-cpu"]);
+    std::fs::create_dir(&copy).unwrap();
+    for e in std::fs::read_dir(&orig).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    let samples = copy.join("samples.jsonl.zst");
+    assert!(samples.exists(), "record wrote no samples.jsonl.zst: {:?}", files_in(&orig));
+    damage(&samples);
+    let o = tailprof(&["report", copy.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_clean_failure(&o, "samples.jsonl.zst");
+    assert_clean_failure(&o, "truncated or corrupt");
+    let left = files_in(&out);
+    assert!(left.is_empty(), "a failed report left files in its output directory: {left:?}");
+}
+
+#[test]
+fn report_on_a_truncated_samples_file() {
+    report_on_damaged_samples(|samples| {
+        let len = std::fs::metadata(samples).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(samples).unwrap().set_len(len / 2).unwrap();
+    });
+}
+
+#[test]
+fn report_on_a_corrupt_samples_file() {
+    report_on_damaged_samples(|samples| {
+        let mut bytes = std::fs::read(samples).unwrap();
+        // A one-second host-wide capture holds stacks and symbols: kilobytes.
+        assert!(bytes.len() >= 256, "samples.jsonl.zst is only {} bytes", bytes.len());
+        let mid = bytes.len() / 2 - 32;
+        let mut x: u32 = 0x9e37_79b9;
+        for b in &mut bytes[mid..mid + 64] {
+            // xorshift32: fixed garbage, the same every run.
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        std::fs::write(samples, bytes).unwrap();
+    });
+}

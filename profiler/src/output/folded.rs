@@ -3,7 +3,10 @@
 
 use std::{collections::BTreeMap, io::Write};
 
-use crate::profile::{Frame, FrameKind, Profile};
+use crate::{
+    group::Attrs,
+    profile::{Frame, FrameKind, Profile, Stack},
+};
 
 /// Folded lines, merged and sorted: stack text to sample count.
 pub type Folded = BTreeMap<String, u64>;
@@ -32,13 +35,22 @@ pub fn frame_label(frame: &Frame, profile: &Profile) -> String {
     }
 }
 
+/// The `--group-by` root frames of an on-CPU stack.
+pub fn stack_root(profile: &Profile, stack: &Stack) -> String {
+    profile.group_by.frames(&Attrs {
+        process: profile.process(stack.process),
+        pid: stack.pid,
+        tid: stack.tid,
+        comm: &stack.comm,
+        state: profiler_common::STATE_RUNNING,
+        syscall: stack.syscall,
+    })
+}
+
 pub fn fold(profile: &Profile) -> Folded {
     let mut out = Folded::new();
     for stack in &profile.stacks {
-        let mut line = clean(&stack.comm);
-        if line.is_empty() {
-            line.push_str("[unknown]");
-        }
+        let mut line = stack_root(profile, stack);
         for frame in &stack.frames {
             line.push(';');
             line.push_str(&frame_label(frame, profile));
@@ -60,7 +72,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::profile::{Module, Stack};
+    use crate::profile::Module;
 
     #[test]
     fn kernel_frames_are_suffixed_and_unknowns_keep_their_module() {
@@ -70,6 +82,8 @@ mod tests {
                 pid: 1,
                 tid: 1,
                 comm: "a;b".into(),
+                process: 0,
+                syscall: -1,
                 frames: vec![
                     Frame { name: Arc::from("main"), kind: FrameKind::User, module: Some(0), address: 1 },
                     Frame { name: Arc::from("[unknown]"), kind: FrameKind::User, module: Some(0), address: 0x10 },

@@ -38,6 +38,12 @@ impl Strings {
 
 const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
 
+/// Dimensions every sample carries as a pprof label (when they apply).
+const LABEL_DIMENSIONS: [crate::group::Dimension; 7] = {
+    use crate::group::Dimension::*;
+    [Process, User, Cgroup, Container, Pod, Unit, Syscall]
+};
+
 /// Build the pprof message. Sample values are `[samples, cpu ns]`; locations
 /// of user frames use file offsets as addresses, so that one module has one
 /// mapping whatever address each process loaded it at.
@@ -108,14 +114,32 @@ pub fn build(profile: &Profile) -> pb::Profile {
             ids.push(id);
         }
         let thread = strings.get(&stack.comm);
+        let mut label = vec![
+            pb::Label { key: k_pid, num: stack.pid as i64, ..Default::default() },
+            pb::Label { key: k_tid, num: stack.tid as i64, ..Default::default() },
+            pb::Label { key: k_thread, str: thread, ..Default::default() },
+        ];
+        // What the sample belongs to, as string labels pprof can filter and group by.
+        let attrs = crate::group::Attrs {
+            process: profile.process(stack.process),
+            pid: stack.pid,
+            tid: stack.tid,
+            comm: &stack.comm,
+            state: profiler_common::STATE_RUNNING,
+            syscall: stack.syscall,
+        };
+        for d in LABEL_DIMENSIONS {
+            if let Some(v) = attrs.value(d) {
+                label.push(pb::Label { key: strings.get(d.name()), str: strings.get(&v), ..Default::default() });
+            }
+        }
+        if let Some(exe) = profile.process(stack.process).and_then(|p| p.exe.as_deref()) {
+            label.push(pb::Label { key: strings.get("exe"), str: strings.get(exe), ..Default::default() });
+        }
         samples.push(pb::Sample {
             location_id: ids,
             value: vec![stack.count as i64, stack.count as i64 * period],
-            label: vec![
-                pb::Label { key: k_pid, num: stack.pid as i64, ..Default::default() },
-                pb::Label { key: k_tid, num: stack.tid as i64, ..Default::default() },
-                pb::Label { key: k_thread, str: thread, ..Default::default() },
-            ],
+            label,
         });
     }
 
@@ -160,6 +184,8 @@ mod tests {
                     pid: 10,
                     tid: 11,
                     comm: "app".into(),
+                    process: 0,
+                    syscall: -1,
                     frames: vec![f("main", FrameKind::User, Some(0)), f("hot", FrameKind::User, Some(0))],
                     count: 5,
                 },
@@ -167,6 +193,8 @@ mod tests {
                     pid: 10,
                     tid: 12,
                     comm: "app".into(),
+                    process: 0,
+                    syscall: -1,
                     frames: vec![f("main", FrameKind::User, Some(0)), f("schedule", FrameKind::Kernel, None)],
                     count: 2,
                 },

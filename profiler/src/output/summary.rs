@@ -23,7 +23,12 @@ pub struct Summary {
     pub state_sampler: crate::state_sampler::SamplerStats,
     /// Threads whose exact times were left out: the hooks missed their switch-outs.
     pub untrusted_times: Vec<u32>,
+    /// Cost and volume of process metadata lookups.
+    pub enrichment: crate::enrich::processes::EnrichStats,
+    pub group_by: Vec<crate::group::Dimension>,
+    pub groups: Vec<crate::group::GroupTotal>,
     pub threads: Vec<ThreadTotal>,
+    pub processes: Vec<crate::enrich::process::ProcessInfo>,
 }
 
 impl Summary {
@@ -40,7 +45,11 @@ impl Summary {
             state_hz: profile.state_hz,
             state_sampler: profile.state_sampler,
             untrusted_times: profile.untrusted_times.clone(),
+            enrichment: profile.enrichment,
+            group_by: profile.group_by.0.clone(),
+            groups: crate::group::groups(profile),
             threads: profile.threads(),
+            processes: profile.processes.clone(),
         }
     }
 }

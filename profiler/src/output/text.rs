@@ -5,6 +5,59 @@ use std::{collections::HashMap, fmt::Write as _};
 use super::folded::frame_label;
 use crate::profile::Profile;
 
+/// Where a process runs, for a thread row: its program, and its
+/// container, pod or systemd unit when it has one.
+fn placement(profile: &Profile, process: u32) -> String {
+    let Some(p) = profile.process(process) else { return String::new() };
+    let mut parts = Vec::new();
+    if let Some(exe) = p.exe.as_deref() {
+        parts.push(exe.to_owned());
+    }
+    if let Some(c) = &p.placement.container {
+        parts.push(format!("{} {}", c.runtime, &c.id[..c.id.len().min(12)]));
+    }
+    if let Some(pod) = &p.placement.pod {
+        parts.push(format!("pod {}", pod.uid));
+    }
+    if let Some(unit) = p.placement.unit.as_deref().or(p.placement.slice.as_deref()) {
+        parts.push(unit.to_owned());
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", parts.join(", "))
+    }
+}
+
+/// The busiest `--group-by` groups.
+fn groups_table(profile: &Profile, top: usize, out: &mut String) {
+    let dims: Vec<&str> = profile.group_by.0.iter().map(|d| d.name()).collect();
+    let _ = writeln!(
+        out,
+        "\nby {} (s):\n  {:>8} {:>8} {:>8} {:>8}  group",
+        dims.join(", "),
+        "on-CPU",
+        "runnable",
+        "blocked",
+        "samples"
+    );
+    let s = |ns: u64| ns as f64 / 1e9;
+    for g in crate::group::groups(profile).iter().take(top) {
+        let off = g.off_cpu_ns.unwrap_or_default();
+        let on = g.on_cpu_ns.unwrap_or(g.on_cpu_samples * profile.period_ns());
+        let key: Vec<&str> = dims.iter().map(|d| g.key.get(*d).and_then(|v| v.as_str()).unwrap_or("")).collect();
+        let _ = writeln!(
+            out,
+            "  {:>8.3} {:>8.3} {:>8.3} {:>8}  {}",
+            s(on),
+            s(off.runnable),
+            s(off.sleeping + off.disk + off.other),
+            g.on_cpu_samples,
+            key.join(" / ")
+        );
+    }
+}
+
 /// Busiest threads and hottest functions (self samples), as text.
 pub fn report(profile: &Profile, top: usize) -> String {
     let mut out = String::new();
@@ -17,17 +70,21 @@ pub fn report(profile: &Profile, top: usize) -> String {
         profile.frequency_hz,
         profile.lost_samples
     );
-    let _ = writeln!(out, "\nbusiest threads:\n  {:>7} {:>7} {:>8}  comm", "pid", "tid", "samples");
+    let _ = writeln!(out, "\nbusiest threads:\n  {:>7} {:>7} {:>8}  comm (where)", "pid", "tid", "samples");
     for t in profile.threads().iter().take(top) {
         let _ = writeln!(
             out,
-            "  {:>7} {:>7} {:>8}  {} ({:.1}%)",
+            "  {:>7} {:>7} {:>8}  {} ({:.1}%){}",
             t.pid,
             t.tid,
             t.on_cpu_samples,
             t.comm,
-            100.0 * t.on_cpu_samples as f64 / total
+            100.0 * t.on_cpu_samples as f64 / total,
+            placement(profile, t.process)
         );
+    }
+    if profile.group_by != crate::group::GroupBy::default() {
+        groups_table(profile, top, &mut out);
     }
     if profile.state_hz > 0 {
         let _ = writeln!(

@@ -5,29 +5,39 @@
 //! time exact from the scheduler hooks. `offcpu.folded`: exact off-CPU
 //! time only, with the waker as the last frame: `…;[woken by COMM]`.
 
-use crate::profile::{Profile, STATE_NAMES};
+use crate::{
+    group::{Attrs, Dimension},
+    profile::{Profile, STATE_NAMES},
+};
 
-use super::folded::{clean, frame_label, Folded};
+use super::folded::{clean, frame_label, stack_root, Folded};
 
 fn state_frame(state: u32) -> String {
     let name = STATE_NAMES.get(state as usize).copied().unwrap_or("other");
     format!("[{name}]")
 }
 
-fn thread_root(comm: &str) -> String {
-    if comm.is_empty() {
-        "[unknown]".to_owned()
+/// Root frames, then the state frame unless it is one of them.
+fn root_and_state(profile: &Profile, root: String, state: u32) -> String {
+    if profile.group_by.has(Dimension::State) {
+        root
     } else {
-        clean(comm)
+        format!("{root};{}", state_frame(state))
     }
 }
 
 /// Off-CPU lines, optionally with the waker frame.
 fn fold_off_cpu(profile: &Profile, with_waker: bool, out: &mut Folded) {
     for s in &profile.off_cpu {
-        let mut line = thread_root(profile.thread_name(s.tid));
-        line.push(';');
-        line.push_str(&state_frame(s.state));
+        let root = profile.group_by.frames(&Attrs {
+            process: profile.process(s.process),
+            pid: s.pid,
+            tid: s.tid,
+            comm: &s.comm,
+            state: s.state,
+            syscall: s.syscall,
+        });
+        let mut line = root_and_state(profile, root, s.state);
         if s.stack_lost {
             line.push_str(";[stack lost]");
         }
@@ -48,8 +58,7 @@ pub fn fold_wallclock(profile: &Profile) -> Folded {
     let mut out = Folded::new();
     let period = profile.period_ns();
     for stack in &profile.stacks {
-        let mut line = thread_root(&stack.comm);
-        line.push_str(";[running]");
+        let mut line = root_and_state(profile, stack_root(profile, stack), profiler_common::STATE_RUNNING);
         for frame in &stack.frames {
             line.push(';');
             line.push_str(&frame_label(frame, profile));

@@ -1,0 +1,156 @@
+//! What is known of one process: identity, program, owner and placement,
+//! read from procfs once per process generation (a pid between a fork or
+//! exec and the next one).
+//!
+//! Reads go through one open `/proc/PID` directory (the `procfs` crate keeps
+//! its fd): if the process exits while it is read, the remaining reads fail
+//! rather than return a recycled pid's data, and the info keeps what was
+//! read before.
+
+use std::io::Read;
+
+use serde::{Deserialize, Serialize};
+
+use super::cgroup::{parse_proc_cgroup, Placement};
+
+/// Longest command line kept, in bytes.
+pub const CMDLINE_MAX: usize = 4096;
+
+/// How a process's metadata was obtained.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Read from procfs while the process lived.
+    #[default]
+    Procfs,
+    /// From the exec event only (the process was gone before procfs was read).
+    Exec,
+    /// Inherited from the parent at fork (never read on its own).
+    Fork,
+}
+
+/// One process generation. Serialized as a `processes[]` entry of
+/// summary.json and a `process` record of the samples file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Index in the capture's process table.
+    pub id: u32,
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    /// The process's (group leader's) comm.
+    pub comm: String,
+    pub exe: Option<String>,
+    /// Arguments joined by spaces, at most [`CMDLINE_MAX`] bytes.
+    pub cmdline: Option<String>,
+    pub uid: Option<u32>,
+    pub user: Option<String>,
+    pub start_time_unix_ns: Option<u64>,
+    #[serde(flatten)]
+    pub placement: Placement,
+    /// CLOCK_MONOTONIC ns at which this generation began (its fork or exec
+    /// during the capture); 0 if it existed before.
+    pub since_ns: u64,
+    pub source: Source,
+}
+
+/// What procfs said of a process; each field is `None` if its read failed.
+#[derive(Debug, Default)]
+pub struct ProcRead {
+    pub comm: Option<String>,
+    pub ppid: Option<u32>,
+    /// Start time after boot, ns (CLOCK_BOOTTIME).
+    pub start_boot_ns: Option<u64>,
+    pub exe: Option<String>,
+    pub cmdline: Option<String>,
+    pub uid: Option<u32>,
+    pub placement: Option<Placement>,
+}
+
+impl ProcRead {
+    /// Read `/proc/PID`. `None` if the process is gone.
+    pub fn read(pid: u32) -> Option<Self> {
+        let p = procfs::process::Process::new(pid as i32).ok()?;
+        let mut r = ProcRead::default();
+        // Stat first: it names the process every later read must be.
+        let stat = p.stat().ok()?;
+        r.comm = Some(stat.comm);
+        r.ppid = u32::try_from(stat.ppid).ok();
+        let tps = procfs::ticks_per_second().max(1);
+        r.start_boot_ns = Some(stat.starttime.saturating_mul(1_000_000_000) / tps);
+        r.uid = p.uid().ok();
+        r.exe = p.exe().ok().map(|e| e.to_string_lossy().into_owned());
+        r.cmdline = p.cmdline().ok().filter(|a| !a.is_empty()).map(|args| bounded(&args.join(" "), CMDLINE_MAX));
+        r.placement = p.open_relative("cgroup").ok().and_then(|mut f| {
+            let mut text = String::new();
+            f.read_to_string(&mut text).ok()?;
+            Some(parse_proc_cgroup(&text))
+        });
+        Some(r)
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Converts boot-relative times (procfs start times) to Unix time.
+#[derive(Debug, Clone, Copy)]
+pub struct BootClock {
+    /// Unix ns at boot.
+    boot_unix_ns: u64,
+}
+
+impl BootClock {
+    pub fn now() -> Self {
+        let boot_unix_ns = clock_ns(libc::CLOCK_REALTIME).saturating_sub(clock_ns(libc::CLOCK_BOOTTIME));
+        Self { boot_unix_ns }
+    }
+
+    pub fn unix_ns(&self, boot_ns: u64) -> u64 {
+        self.boot_unix_ns + boot_ns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_our_own_process() {
+        let me = ProcRead::read(std::process::id()).expect("we are alive");
+        assert!(me.exe.as_deref().is_some_and(|e| e.contains("tailprof")), "{:?}", me.exe);
+        assert!(me.cmdline.is_some());
+        assert!(me.start_boot_ns.is_some());
+        assert!(me.placement.is_some_and(|p| p.cgroup.is_some() || !p.cgroup_v1.is_empty()));
+        let start = BootClock::now().unix_ns(me.start_boot_ns.unwrap_or(0));
+        let now = clock_ns(libc::CLOCK_REALTIME);
+        assert!(start <= now && now - start < 3_600_000_000_000, "start {start} now {now}");
+    }
+
+    #[test]
+    fn a_gone_process_reads_as_none() {
+        // pid_max is at most 2^22: this pid never exists.
+        assert!(ProcRead::read(u32::MAX / 2).is_none());
+    }
+
+    #[test]
+    fn bounded_cuts_at_char_boundaries() {
+        assert_eq!(bounded("héllo", 2), "h");
+        assert_eq!(bounded("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,482 @@
+//! `samples.jsonl.zst`: everything a capture measured, so that `tailprof
+//! report` can re-slice it without re-recording.
+//!
+//! Format (documented in docs/samples-file.md): a zstd stream (with a
+//! content checksum) of JSON lines, one record each, `{"KIND": {...}}`:
+//! first a `header`, then `module`, `process`, `frame` (interned: stacks
+//! refer to frames by their order), `stack`, `off_cpu` and `thread`
+//! records, and last an `end` record with the number of records before
+//! it. On-CPU samples are kept aggregated by (process generation, thread,
+//! comm, syscall, stack), which is every attribute a `--group-by`
+//! dimension can ask for; off-CPU time as the kernel aggregated it.
+//! A stream that ends early, fails its checksum, or lacks its header or
+//! end record is refused as a whole.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    enrich::{fd_target::BlockedOn, process::ProcessInfo, processes::EnrichStats},
+    group::GroupBy,
+    profile::{Dropped, Frame, FrameKind, LimitHit, Module, OffCpuStack, Profile, Stack, StateSamples},
+    state_sampler::SamplerStats,
+    Error, Result,
+};
+
+pub const SAMPLES_FILE: &str = "samples.jsonl.zst";
+const FORMAT: &str = "tailprof-samples";
+const VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+    arch: String,
+    start_unix_ns: u64,
+    duration_ns: u64,
+    frequency_hz: u64,
+    samples: u64,
+    lost_samples: u64,
+    dropped_events: u64,
+    dropped: Dropped,
+    window_start_ns: u64,
+    window_end_ns: u64,
+    state_hz: u64,
+    state_sampler: SamplerStats,
+    untrusted_times: Vec<u32>,
+    limits_hit: Vec<LimitHit>,
+    enrichment: EnrichStats,
+    group_by: GroupBy,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FrameRec {
+    name: String,
+    kernel: bool,
+    module: Option<usize>,
+    address: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StackRec {
+    pid: u32,
+    tid: u32,
+    comm: String,
+    process: u32,
+    syscall: i32,
+    count: u64,
+    /// Frame ids, outermost first.
+    frames: Vec<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OffCpuRec {
+    pid: u32,
+    tid: u32,
+    comm: String,
+    process: u32,
+    state: u32,
+    syscall: i32,
+    waker_tid: u32,
+    waker_comm: String,
+    stack_lost: bool,
+    ns: u64,
+    count: u64,
+    frames: Vec<u32>,
+}
+
+/// Exact times of a thread (`profiler_common::ThreadTimes`).
+#[derive(Debug, Serialize, Deserialize)]
+struct TimesRec {
+    tgid: u32,
+    state: u32,
+    since_ns: u64,
+    on_cpu_ns: u64,
+    off_cpu_ns: [u64; profiler_common::OFF_CPU_STATES],
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ThreadRec {
+    tid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    comm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    process: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    times: Option<TimesRec>,
+    /// (tgid, snapshots by state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state_samples: Option<(u32, StateSamples)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    blocked_on: Vec<BlockedOn>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Record {
+    Header(Box<Header>),
+    Module(Module),
+    Process(Box<ProcessInfo>),
+    Frame(FrameRec),
+    Stack(StackRec),
+    OffCpu(OffCpuRec),
+    Thread(ThreadRec),
+    End { records: u64 },
+}
+
+/// The writer: counts records and interns frames (ids are the order of first use).
+struct Out<'a> {
+    z: zstd::Encoder<'static, &'a mut dyn Write>,
+    records: u64,
+    frame_ids: HashMap<(Arc<str>, bool, Option<usize>, u64), u32>,
+}
+
+impl Out<'_> {
+    fn put(&mut self, r: &Record) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.z, r)?;
+        self.z.write_all(b"\n")?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Frame ids of a stack, writing frames not seen before.
+    fn frames(&mut self, list: &[Frame]) -> std::io::Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(list.len());
+        for f in list {
+            let kernel = f.kind == FrameKind::Kernel;
+            let next = self.frame_ids.len() as u32;
+            let id = *self.frame_ids.entry((f.name.clone(), kernel, f.module, f.address)).or_insert(next);
+            if id == next {
+                let rec = FrameRec { name: f.name.to_string(), kernel, module: f.module, address: f.address };
+                self.put(&Record::Frame(rec))?;
+            }
+            out.push(id);
+        }
+        Ok(out)
+    }
+}
+
+/// Write `profile` as a samples file into `w`.
+pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
+    let mut z = zstd::Encoder::new(w, 3)?;
+    z.include_checksum(true)?;
+    let mut out = Out { z, records: 0, frame_ids: HashMap::new() };
+    let p = profile;
+    out.put(&Record::Header(Box::new(Header {
+        format: FORMAT.into(),
+        version: VERSION,
+        arch: p.arch.clone(),
+        start_unix_ns: p.start_unix_ns,
+        duration_ns: p.duration_ns,
+        frequency_hz: p.frequency_hz,
+        samples: p.samples,
+        lost_samples: p.lost_samples,
+        dropped_events: p.dropped_events,
+        dropped: p.dropped,
+        window_start_ns: p.window_start_ns,
+        window_end_ns: p.window_end_ns,
+        state_hz: p.state_hz,
+        state_sampler: p.state_sampler,
+        untrusted_times: p.untrusted_times.clone(),
+        limits_hit: p.limits_hit.clone(),
+        enrichment: p.enrichment,
+        group_by: p.group_by.clone(),
+    })))?;
+    for m in &p.modules {
+        out.put(&Record::Module(m.clone()))?;
+    }
+    for info in &p.processes {
+        out.put(&Record::Process(Box::new(info.clone())))?;
+    }
+    for s in &p.stacks {
+        let frames = out.frames(&s.frames)?;
+        let rec = StackRec {
+            pid: s.pid,
+            tid: s.tid,
+            comm: s.comm.clone(),
+            process: s.process,
+            syscall: s.syscall,
+            count: s.count,
+            frames,
+        };
+        out.put(&Record::Stack(rec))?;
+    }
+    for s in &p.off_cpu {
+        let frames = out.frames(&s.frames)?;
+        let rec = OffCpuRec {
+            pid: s.pid,
+            tid: s.tid,
+            comm: s.comm.clone(),
+            process: s.process,
+            state: s.state,
+            syscall: s.syscall,
+            waker_tid: s.waker_tid,
+            waker_comm: s.waker_comm.clone(),
+            stack_lost: s.stack_lost,
+            ns: s.ns,
+            count: s.count,
+            frames,
+        };
+        out.put(&Record::OffCpu(rec))?;
+    }
+    let tids: BTreeSet<u32> = p
+        .comms
+        .keys()
+        .chain(p.thread_process.keys())
+        .chain(p.thread_times.keys())
+        .chain(p.state_samples.keys())
+        .chain(p.blocked_on.keys())
+        .copied()
+        .collect();
+    for tid in tids {
+        let rec = ThreadRec {
+            tid,
+            comm: p.comms.get(&tid).cloned(),
+            process: p.thread_process.get(&tid).copied(),
+            times: p.thread_times.get(&tid).map(|t| TimesRec {
+                tgid: t.tgid,
+                state: t.state,
+                since_ns: t.since_ns,
+                on_cpu_ns: t.on_cpu_ns,
+                off_cpu_ns: t.off_cpu_ns,
+            }),
+            state_samples: p.state_samples.get(&tid).copied(),
+            blocked_on: p.blocked_on.get(&tid).cloned().unwrap_or_default(),
+        };
+        out.put(&Record::Thread(rec))?;
+    }
+    let end = Record::End { records: out.records };
+    out.put(&end)?;
+    out.z.finish()?;
+    Ok(())
+}
+
+/// Read the samples file of capture directory `dir`.
+pub fn read(dir: &Path) -> Result<Profile> {
+    let path = dir.join(SAMPLES_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let reason = if dir.is_dir() { format!("it has no {SAMPLES_FILE}") } else { "no such directory".into() };
+            return Err(Error::NotACapture { dir: dir.to_owned(), reason });
+        }
+        Err(e) => return Err(Error::NotACapture { dir: dir.to_owned(), reason: format!("{SAMPLES_FILE}: {e}") }),
+    };
+    let corrupt = |reason: String| Error::CorruptCapture { path: path.clone(), reason };
+    let decoder = zstd::Decoder::new(file).map_err(|e| corrupt(e.to_string()))?;
+    let mut profile = Profile::default();
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut header_seen = false;
+    let mut ended = false;
+    let resolve = |frames: &[Frame], ids: &[u32]| -> Result<Vec<Frame>, String> {
+        ids.iter()
+            .map(|&i| frames.get(i as usize).cloned().ok_or_else(|| format!("frame {i} is not defined")))
+            .collect()
+    };
+    for (n, line) in BufReader::new(decoder).lines().enumerate() {
+        // Records before this one.
+        let records = n as u64;
+        let line = line.map_err(|e| corrupt(e.to_string()))?;
+        if ended {
+            return Err(corrupt(format!("line {}: data after the end record", n + 1)));
+        }
+        let record: Record = serde_json::from_str(&line).map_err(|e| corrupt(format!("line {}: {e}", n + 1)))?;
+        if !header_seen && !matches!(record, Record::Header(_)) {
+            return Err(corrupt("it does not start with a header".into()));
+        }
+        match record {
+            Record::Header(h) => {
+                if header_seen {
+                    return Err(corrupt(format!("line {}: a second header", n + 1)));
+                }
+                if h.format != FORMAT || h.version != VERSION {
+                    return Err(corrupt(format!(
+                        "it is {} version {}, this tailprof reads {FORMAT} version {VERSION}",
+                        h.format, h.version
+                    )));
+                }
+                header_seen = true;
+                profile = Profile {
+                    arch: h.arch,
+                    start_unix_ns: h.start_unix_ns,
+                    duration_ns: h.duration_ns,
+                    frequency_hz: h.frequency_hz,
+                    samples: h.samples,
+                    lost_samples: h.lost_samples,
+                    dropped_events: h.dropped_events,
+                    dropped: h.dropped,
+                    window_start_ns: h.window_start_ns,
+                    window_end_ns: h.window_end_ns,
+                    state_hz: h.state_hz,
+                    state_sampler: h.state_sampler,
+                    untrusted_times: h.untrusted_times,
+                    limits_hit: h.limits_hit,
+                    enrichment: h.enrichment,
+                    group_by: h.group_by,
+                    ..Profile::default()
+                };
+            }
+            Record::Module(m) => profile.modules.push(m),
+            Record::Process(p) => profile.processes.push(*p),
+            Record::Frame(f) => frames.push(Frame {
+                name: Arc::from(f.name),
+                kind: if f.kernel { FrameKind::Kernel } else { FrameKind::User },
+                module: f.module,
+                address: f.address,
+            }),
+            Record::Stack(s) => profile.stacks.push(Stack {
+                frames: resolve(&frames, &s.frames).map_err(corrupt)?,
+                pid: s.pid,
+                tid: s.tid,
+                comm: s.comm,
+                process: s.process,
+                syscall: s.syscall,
+                count: s.count,
+            }),
+            Record::OffCpu(s) => profile.off_cpu.push(OffCpuStack {
+                frames: resolve(&frames, &s.frames).map_err(corrupt)?,
+                pid: s.pid,
+                tid: s.tid,
+                comm: s.comm,
+                process: s.process,
+                state: s.state,
+                syscall: s.syscall,
+                waker_tid: s.waker_tid,
+                waker_comm: s.waker_comm,
+                stack_lost: s.stack_lost,
+                ns: s.ns,
+                count: s.count,
+            }),
+            Record::Thread(t) => {
+                if let Some(c) = t.comm {
+                    profile.comms.insert(t.tid, c);
+                }
+                if let Some(p) = t.process {
+                    profile.thread_process.insert(t.tid, p);
+                }
+                if let Some(x) = t.times {
+                    let times = profiler_common::ThreadTimes {
+                        tgid: x.tgid,
+                        state: x.state,
+                        since_ns: x.since_ns,
+                        on_cpu_ns: x.on_cpu_ns,
+                        off_cpu_ns: x.off_cpu_ns,
+                    };
+                    profile.thread_times.insert(t.tid, times);
+                }
+                if let Some(s) = t.state_samples {
+                    profile.state_samples.insert(t.tid, s);
+                }
+                if !t.blocked_on.is_empty() {
+                    profile.blocked_on.insert(t.tid, t.blocked_on);
+                }
+            }
+            Record::End { records: expected } => {
+                if expected != records {
+                    return Err(corrupt(format!("the end record counts {expected} records, the file has {records}")));
+                }
+                ended = true;
+            }
+        }
+    }
+    if !ended {
+        return Err(corrupt("it ends before its end record".into()));
+    }
+    let processes = profile.processes.len() as u32;
+    let bad = profile.stacks.iter().map(|s| s.process).chain(profile.off_cpu.iter().map(|s| s.process));
+    if let Some(id) = bad.filter(|&id| id != u32::MAX).find(|&id| id >= processes) {
+        return Err(corrupt(format!("a stack refers to process {id}, which is not defined")));
+    }
+    Ok(profile)
+}
+
+/// Samples file records as a map, for tests.
+#[cfg(test)]
+fn kinds(bytes: &[u8]) -> std::collections::BTreeMap<String, usize> {
+    let text = zstd::decode_all(bytes).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for line in String::from_utf8(text).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let kind = v.as_object().unwrap().keys().next().unwrap().clone();
+        *out.entry(kind).or_default() += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Profile {
+        let f = |name: &str, kind| Frame { name: Arc::from(name), kind, module: None, address: 1 };
+        let mut p = Profile {
+            arch: "x86_64".into(),
+            frequency_hz: 99,
+            samples: 3,
+            state_hz: 20,
+            processes: vec![ProcessInfo { pid: 5, comm: "app".into(), ..Default::default() }],
+            stacks: vec![Stack {
+                pid: 5,
+                tid: 6,
+                comm: "app".into(),
+                process: 0,
+                syscall: -1,
+                count: 3,
+                frames: vec![f("main", FrameKind::User), f("do_sys", FrameKind::Kernel)],
+            }],
+            ..Profile::default()
+        };
+        p.comms.insert(6, "app".into());
+        p.thread_process.insert(6, 0);
+        p
+    }
+
+    fn bytes(p: &Profile) -> Vec<u8> {
+        let mut out = Vec::new();
+        write(p, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = sample();
+        let b = bytes(&p);
+        assert_eq!(kinds(&b).get("frame"), Some(&2));
+        std::fs::write(dir.path().join(SAMPLES_FILE), &b).unwrap();
+        let back = read(dir.path()).unwrap();
+        assert_eq!(back.stacks[0].frames, p.stacks[0].frames);
+        assert_eq!(back.processes, p.processes);
+        assert_eq!(back.comms, p.comms);
+        assert_eq!((back.samples, back.state_hz), (3, 20));
+    }
+
+    #[test]
+    fn refuses_truncated_corrupt_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is not a tailprof capture") && err.contains(SAMPLES_FILE), "{err}");
+        let b = bytes(&sample());
+        std::fs::write(dir.path().join(SAMPLES_FILE), &b[..b.len() / 2]).unwrap();
+        let err = read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("truncated or corrupt"), "{err}");
+        let mut bad = b.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        std::fs::write(dir.path().join(SAMPLES_FILE), &bad).unwrap();
+        assert!(read(dir.path()).unwrap_err().to_string().contains("truncated or corrupt"));
+        // A valid stream of JSON without an end record.
+        let mut z = zstd::Encoder::new(Vec::new(), 3).unwrap();
+        let text = zstd::decode_all(&b[..]).unwrap();
+        let cut = text.iter().rposition(|&c| c == b'{').unwrap();
+        z.write_all(&text[..cut]).unwrap();
+        std::fs::write(dir.path().join(SAMPLES_FILE), z.finish().unwrap()).unwrap();
+        assert!(read(dir.path()).unwrap_err().to_string().contains("truncated or corrupt"));
+    }
+}
