@@ -89,6 +89,10 @@ const SCHEDULER_HOOKS: &[(&str, &str)] = &[
     ("sys_exit", "sys_exit"),
 ];
 
+/// Process lifecycle hooks, always attached: (program, tracepoint).
+const PROCESS_HOOKS: &[(&str, &str)] =
+    &[("process_exec", "sched_process_exec"), ("process_fork", "sched_process_fork")];
+
 /// Loaded and attached programs; dropping it detaches everything.
 pub struct Loaded {
     ebpf: Ebpf,
@@ -158,12 +162,9 @@ impl Loaded {
                 &owned
             }
         };
-        loaded.attach_tracepoints(
-            btf,
-            &[("process_exec", "sched_process_exec"), ("process_fork", "sched_process_fork")],
-        )?;
+        loaded.attach_tracepoints(btf, PROCESS_HOOKS, false)?;
         if config.off_cpu {
-            loaded.attach_tracepoints(btf, SCHEDULER_HOOKS)?;
+            loaded.attach_tracepoints(btf, SCHEDULER_HOOKS, true)?;
             loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
         }
         loaded.attach_sampler(config.frequency_hz)?;
@@ -223,11 +224,12 @@ impl Loaded {
     }
 
     /// Load and attach tp_btf programs: (program, tracepoint) pairs.
-    fn attach_tracepoints(&mut self, btf: &Btf, hooks: &[(&str, &str)]) -> Result<()> {
+    /// `optional`: the capture can do without them (--no-off-cpu).
+    fn attach_tracepoints(&mut self, btf: &Btf, hooks: &[(&str, &str)], optional: bool) -> Result<()> {
         for &(program, tracepoint) in hooks {
             let prog: &mut BtfTracePoint = self.program(program)?;
-            prog.load(tracepoint, btf).map_err(|e| Error::hook(tracepoint, &e))?;
-            prog.attach().map_err(|e| Error::hook(tracepoint, &e))?;
+            prog.load(tracepoint, btf).map_err(|e| Error::hook(tracepoint, optional, &e))?;
+            prog.attach().map_err(|e| Error::hook(tracepoint, optional, &e))?;
         }
         Ok(())
     }
@@ -235,7 +237,7 @@ impl Loaded {
     /// Load and attach the thread-state snapshot iterator; returns a link fd
     /// from which each snapshot is created (see `state_sampler`).
     fn attach_snapshot_iterator(&mut self, btf: &Btf) -> Result<OwnedFd> {
-        let hook = |e: &(dyn std::error::Error + 'static)| Error::hook("iter/task", e);
+        let hook = |e: &(dyn std::error::Error + 'static)| Error::hook("iter/task", true, e);
         let prog: &mut Iter = self.program(SNAPSHOT_PROGRAM)?;
         prog.load("task", btf).map_err(|e| hook(&e))?;
         let id = prog.attach().map_err(|e| hook(&e))?;

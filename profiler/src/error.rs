@@ -37,8 +37,8 @@ pub enum Error {
     #[error("could not write {path}: {reason}")]
     WriteOutput { path: PathBuf, reason: String },
 
-    #[error("could not attach to the kernel hook {hook}: {reason}; this kernel may lack it (use --no-off-cpu to capture without scheduler hooks)")]
-    Hook { hook: String, reason: String },
+    #[error("could not attach to the kernel hook {hook}: {reason}; this kernel may lack it{}", if *.optional { " (use --no-off-cpu to capture without scheduler hooks)" } else { " (tailprof needs it to tell processes apart)" })]
+    Hook { hook: String, reason: String, optional: bool },
 
     /// A combination of options that cannot work; the text says which and what to do.
     #[error("{0}")]
@@ -62,8 +62,9 @@ impl Error {
         Self::Load(format_chain(err))
     }
 
-    pub(crate) fn hook(hook: &str, err: &(dyn std::error::Error + 'static)) -> Self {
-        Self::Hook { hook: hook.into(), reason: format_chain(err) }
+    /// A hook that would not attach; `optional`: --no-off-cpu does without it.
+    pub(crate) fn hook(hook: &str, optional: bool, err: &(dyn std::error::Error + 'static)) -> Self {
+        Self::Hook { hook: hook.into(), reason: format_chain(err), optional }
     }
 }
 

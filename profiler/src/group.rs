@@ -146,6 +146,26 @@ impl Attrs<'_> {
     }
 }
 
+impl<'a> Attrs<'a> {
+    /// What an on-CPU stack of `profile` belongs to.
+    pub fn of_stack(profile: &'a crate::profile::Profile, s: &'a crate::profile::Stack) -> Self {
+        let state = profiler_common::STATE_RUNNING;
+        Self { process: profile.process(s.process), pid: s.pid, tid: s.tid, comm: &s.comm, state, syscall: s.syscall }
+    }
+
+    /// What an off-CPU aggregate of `profile` belongs to.
+    pub fn of_off_cpu(profile: &'a crate::profile::Profile, s: &'a crate::profile::OffCpuStack) -> Self {
+        Self {
+            process: profile.process(s.process),
+            pid: s.pid,
+            tid: s.tid,
+            comm: &s.comm,
+            state: s.state,
+            syscall: s.syscall,
+        }
+    }
+}
+
 impl GroupBy {
     pub fn has(&self, d: Dimension) -> bool {
         self.0.contains(&d)
@@ -268,25 +288,11 @@ pub fn groups(profile: &crate::profile::Profile) -> Vec<GroupTotal> {
     let mut totals: Totals = BTreeMap::new();
     let per_thread = exact && !by_syscall;
     for s in &profile.stacks {
-        let a = Attrs {
-            process: profile.process(s.process),
-            pid: s.pid,
-            tid: s.tid,
-            comm: &s.comm,
-            state: STATE_RUNNING,
-            syscall: s.syscall,
-        };
+        let a = Attrs::of_stack(profile, s);
         group_entry(&mut totals, g, per_thread, exact, &a).on_cpu_samples += s.count;
     }
     for s in &profile.off_cpu {
-        let a = Attrs {
-            process: profile.process(s.process),
-            pid: s.pid,
-            tid: s.tid,
-            comm: &s.comm,
-            state: s.state,
-            syscall: s.syscall,
-        };
+        let a = Attrs::of_off_cpu(profile, s);
         if let Some(off) = group_entry(&mut totals, g, per_thread, exact, &a).off_cpu_ns.as_mut() {
             match s.state {
                 STATE_RUNNABLE => off.runnable += s.ns,

@@ -225,3 +225,28 @@ pub fn cgroup1_mount(controller: &str) -> Option<PathBuf> {
         .find(|m| m.fstype == "cgroup" && m.super_options.iter().any(|o| o == controller))
         .map(|m| m.mount_point)
 }
+
+/// Failed checks, gathered so that one run reports all of them.
+#[derive(Default)]
+pub struct Checks(Vec<String>);
+
+impl Checks {
+    pub fn check(&mut self, ok: bool, msg: impl FnOnce() -> String) {
+        if !ok {
+            let m = msg();
+            println!("FAILED: {m}");
+            self.0.push(m);
+        }
+    }
+
+    pub fn finish(self) {
+        assert!(self.0.is_empty(), "{} checks failed:\n  {}", self.0.len(), self.0.join("\n  "));
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of the window in summary.json.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

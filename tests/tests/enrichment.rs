@@ -31,30 +31,6 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Failed checks, gathered so that one run reports all of them.
-#[derive(Default)]
-struct Checks(Vec<String>);
-
-impl Checks {
-    fn check(&mut self, ok: bool, msg: impl FnOnce() -> String) {
-        if !ok {
-            let m = msg();
-            println!("FAILED: {m}");
-            self.0.push(m);
-        }
-    }
-
-    fn finish(self) {
-        assert!(self.0.is_empty(), "{} checks failed:\n  {}", self.0.len(), self.0.join("\n  "));
-    }
-}
-
 /// `n` lowercase hex digits from a splitmix64 stream: ids unique per run.
 fn random_hex(n: usize, state: &mut u64) -> String {
     let mut s = String::with_capacity(n + 16);

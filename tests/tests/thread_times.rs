@@ -50,12 +50,6 @@ const FSYNC_BLOCK: usize = 256 * 1024;
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// (run ns, wait ns) from /proc/PID/task/TID/schedstat.
 fn schedstat(pid: u32, tid: u32) -> Option<(u64, u64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
@@ -107,24 +101,6 @@ fn num(v: &Value, path: &[&str], what: &str) -> u64 {
     }
     cur.as_u64()
         .unwrap_or_else(|| panic!("{what}: summary.json field {} missing or not an integer: {v}", path.join(".")))
-}
-
-/// Failed checks, gathered so that one run reports all of them.
-#[derive(Default)]
-struct Checks(Vec<String>);
-
-impl Checks {
-    fn check(&mut self, ok: bool, msg: impl FnOnce() -> String) {
-        if !ok {
-            let m = msg();
-            println!("FAILED: {m}");
-            self.0.push(m);
-        }
-    }
-
-    fn finish(self) {
-        assert!(self.0.is_empty(), "{} checks failed:\n  {}", self.0.len(), self.0.join("\n  "));
-    }
 }
 
 /// What the poller saw of one thread.

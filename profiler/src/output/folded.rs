@@ -37,14 +37,7 @@ pub fn frame_label(frame: &Frame, profile: &Profile) -> String {
 
 /// The `--group-by` root frames of an on-CPU stack.
 pub fn stack_root(profile: &Profile, stack: &Stack) -> String {
-    profile.group_by.frames(&Attrs {
-        process: profile.process(stack.process),
-        pid: stack.pid,
-        tid: stack.tid,
-        comm: &stack.comm,
-        state: profiler_common::STATE_RUNNING,
-        syscall: stack.syscall,
-    })
+    profile.group_by.frames(&Attrs::of_stack(profile, stack))
 }
 
 pub fn fold(profile: &Profile) -> Folded {

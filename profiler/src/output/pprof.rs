@@ -120,14 +120,7 @@ pub fn build(profile: &Profile) -> pb::Profile {
             pb::Label { key: k_thread, str: thread, ..Default::default() },
         ];
         // What the sample belongs to, as string labels pprof can filter and group by.
-        let attrs = crate::group::Attrs {
-            process: profile.process(stack.process),
-            pid: stack.pid,
-            tid: stack.tid,
-            comm: &stack.comm,
-            state: profiler_common::STATE_RUNNING,
-            syscall: stack.syscall,
-        };
+        let attrs = crate::group::Attrs::of_stack(profile, stack);
         for d in LABEL_DIMENSIONS {
             if let Some(v) = attrs.value(d) {
                 label.push(pb::Label { key: strings.get(d.name()), str: strings.get(&v), ..Default::default() });

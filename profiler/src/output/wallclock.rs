@@ -29,14 +29,7 @@ fn root_and_state(profile: &Profile, root: String, state: u32) -> String {
 /// Off-CPU lines, optionally with the waker frame.
 fn fold_off_cpu(profile: &Profile, with_waker: bool, out: &mut Folded) {
     for s in &profile.off_cpu {
-        let root = profile.group_by.frames(&Attrs {
-            process: profile.process(s.process),
-            pid: s.pid,
-            tid: s.tid,
-            comm: &s.comm,
-            state: s.state,
-            syscall: s.syscall,
-        });
+        let root = profile.group_by.frames(&Attrs::of_off_cpu(profile, s));
         let mut line = root_and_state(profile, root, s.state);
         if s.stack_lost {
             line.push_str(";[stack lost]");
