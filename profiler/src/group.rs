@@ -123,6 +123,8 @@ pub struct Attrs<'a> {
     pub state: u32,
     /// `NO_SYSCALL` outside one.
     pub syscall: i32,
+    /// Architecture whose table names `syscall`.
+    pub arch: &'a str,
 }
 
 impl Attrs<'_> {
@@ -150,7 +152,8 @@ impl<'a> Attrs<'a> {
     /// What an on-CPU stack of `profile` belongs to.
     pub fn of_stack(profile: &'a crate::profile::Profile, s: &'a crate::profile::Stack) -> Self {
         let state = profiler_common::STATE_RUNNING;
-        Self { process: profile.process(s.process), pid: s.pid, tid: s.tid, comm: &s.comm, state, syscall: s.syscall }
+        let (pid, tid, syscall, arch) = (s.pid, s.tid, s.syscall, profile.arch.as_str());
+        Self { process: profile.process(s.process), pid, tid, comm: &s.comm, state, syscall, arch }
     }
 
     /// What an off-CPU aggregate of `profile` belongs to.
@@ -162,6 +165,7 @@ impl<'a> Attrs<'a> {
             comm: &s.comm,
             state: s.state,
             syscall: s.syscall,
+            arch: &profile.arch,
         }
     }
 }
@@ -217,7 +221,7 @@ mod tests {
         let mut p = ProcessInfo { pid: 7, comm: "nginx".into(), ..Default::default() };
         p.placement.container =
             Some(crate::enrich::cgroup::Container { id: "0123456789abcdef".into(), runtime: "docker".into() });
-        let a = Attrs { process: Some(&p), pid: 7, tid: 8, comm: "worker;1", state: 2, syscall: -1 };
+        let a = Attrs { process: Some(&p), pid: 7, tid: 8, comm: "worker;1", state: 2, syscall: -1, arch: "x86_64" };
         let g = parse_group_by("container,pod,state,comm,syscall,pid").unwrap();
         assert_eq!(g.frames(&a), "container=0123456789ab;pod=[none];[sleeping];worker:1;syscall=[none];pid=7");
         assert_eq!(g.key(&a), vec!["0123456789abcdef", NONE, "sleeping", "worker;1", NONE, "7"]);
@@ -310,6 +314,7 @@ pub fn groups(profile: &crate::profile::Profile) -> Vec<GroupTotal> {
             comm: profile.thread_name(tid),
             state,
             syscall: NO_SYSCALL,
+            arch: &profile.arch,
         };
         for (&tid, t) in &profile.thread_times {
             if let Some(ns) =
