@@ -138,7 +138,7 @@ impl StateSampler {
             self.new_processes.push(rec.tgid);
         }
         if rec.state != profiler_common::STATE_RUNNING && rec.syscall >= 0 {
-            self.fd_waits.observe(rec.tgid, rec.tid, rec.syscall, rec.syscall_fd);
+            self.fd_waits.observe(rec.tgid, rec.tid, rec.syscall, rec.syscall_fd, rec.syscall_start_ns);
         }
         let t = self.threads.entry(rec.tid).or_default();
         t.tgid = rec.tgid;

@@ -6,9 +6,13 @@
 //! - `on-cpu`: on-CPU sampling cost against `perf record -F 99 -g -a`;
 //! - `sched-pipe`: scheduler-hook overhead on `perf bench sched pipe` against
 //!   `perf record -e sched:sched_switch -g` and a bpftrace off-CPU one-liner;
-//! - `snapshot`: cost of one thread-state snapshot at 100 to 10,000 threads.
+//! - `snapshot`: cost of one thread-state snapshot at 100 to 10,000 threads;
+//! - `enrichment`: CPU per new process under an exec storm against
+//!   `perf record -a -g`, per-sample process lookup, memory per 1,000
+//!   tracked processes.
 
 mod common;
+mod enrichment;
 mod on_cpu;
 mod sched_pipe;
 mod snapshot;
@@ -31,16 +35,18 @@ enum Section {
     OnCpu,
     SchedPipe,
     Snapshot,
+    Enrichment,
 }
 
 impl Section {
-    const ALL: [Section; 3] = [Section::OnCpu, Section::SchedPipe, Section::Snapshot];
+    const ALL: [Section; 4] = [Section::OnCpu, Section::SchedPipe, Section::Snapshot, Section::Enrichment];
 
     fn key(self) -> &'static str {
         match self {
             Section::OnCpu => "on-cpu",
             Section::SchedPipe => "sched-pipe",
             Section::Snapshot => "snapshot",
+            Section::Enrichment => "enrichment",
         }
     }
 
@@ -122,6 +128,7 @@ pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
             Section::OnCpu => on_cpu::run(bin, &guard.scratch, seconds, reps)?,
             Section::SchedPipe => sched_pipe::run(bin, &guard.scratch, reps)?,
             Section::Snapshot => snapshot::run(bin, &guard.scratch, reps)?,
+            Section::Enrichment => enrichment::run(bin, &guard.scratch, reps)?,
         };
         written.push((*section, md));
     }
@@ -141,7 +148,7 @@ fn header() -> String {
     let _ = writeln!(
         md,
         "Written by `cargo xtask bench` (do not edit by hand; `{ONLY_ENV}=sched-pipe` or a comma-separated list of \
-         `on-cpu`, `sched-pipe`, `snapshot` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
+         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
         machine(),
         common::kernel_release()
     );

@@ -3,11 +3,12 @@
 //! epoll_wait, …), the target of that descriptor.
 //!
 //! Covered, and cheap: the fd is the syscall's first argument, recorded by
-//! the sys_enter hook; it is resolved by `readlink(/proc/PID/fd/N)` at most
-//! once per (process, fd) per [`RESOLVE_INTERVAL`] (a thread that blocks on
-//! the same fd thousands of times a second costs one readlink a second; an
-//! fd closed and reopened on another file within that second is reported
-//! under the old name). Files and named pipes give their path;
+//! the sys_enter hook; it is resolved by `readlink(/proc/PID/fd/N)` once
+//! per blocking call a snapshot sees (a thread blocked in one call for the
+//! whole capture costs one readlink), and at most once per (process, fd)
+//! per [`RESOLVE_INTERVAL`] (a thread that blocks on the same fd thousands
+//! of times a second costs one readlink a second; an fd closed and reopened
+//! on another file within that second is reported under the old name). Files and named pipes give their path;
 //! anonymous pipes `pipe:[INODE]`; sockets `socket:[INODE]`, which the end
 //! of the capture turns into `tcp LOCAL -> REMOTE`, `udp LOCAL -> REMOTE`
 //! or `unix PATH` from the process's own /proc/PID/net tables (its network
@@ -77,11 +78,16 @@ pub struct BlockedOn {
     pub snapshots: u64,
 }
 
+/// One blocking call of a thread: (syscall start ns, syscall, fd).
+type Call = (u64, i32, i32);
+
 /// Blocking calls seen by snapshots, with their targets.
 pub struct FdWaits {
     fd_syscalls: FxHashSet<i32>,
     /// Per (tgid, fd): its target (`None`: unreadable) and when it was read.
     resolved: FxHashMap<(u32, i32), (Option<u32>, std::time::Instant)>,
+    /// Per thread: the call last seen, (syscall start, syscall, fd), and its target.
+    calls: FxHashMap<u32, (Call, Option<u32>)>,
     targets: Vec<String>,
     target_ids: FxHashMap<String, u32>,
     /// (tgid, tid, syscall, target) to snapshots.
@@ -102,6 +108,7 @@ impl FdWaits {
         Self {
             fd_syscalls,
             resolved: FxHashMap::default(),
+            calls: FxHashMap::default(),
             targets: Vec::new(),
             target_ids: FxHashMap::default(),
             counts: FxHashMap::default(),
@@ -119,13 +126,30 @@ impl FdWaits {
         id
     }
 
-    /// A snapshot saw thread `tid` of `tgid` off-CPU in `syscall(fd, …)`.
-    pub fn observe(&mut self, tgid: u32, tid: u32, syscall: i32, fd: i32) {
+    /// A snapshot saw thread `tid` of `tgid` off-CPU in `syscall(fd, …)`,
+    /// entered at `start_ns`.
+    pub fn observe(&mut self, tgid: u32, tid: u32, syscall: i32, fd: i32, start_ns: u64) {
         if fd < 0 || !self.fd_syscalls.contains(&syscall) {
             return;
         }
+        let call = (start_ns, syscall, fd);
+        let target = match self.calls.get(&tid) {
+            Some((c, target)) if *c == call => *target,
+            _ => {
+                let target = self.resolve(tgid, fd);
+                self.calls.insert(tid, (call, target));
+                target
+            }
+        };
+        if let Some(target) = target {
+            *self.counts.entry((tgid, tid, syscall, target)).or_default() += 1;
+        }
+    }
+
+    /// The target of `fd` in `tgid`, read again if older than [`RESOLVE_INTERVAL`].
+    fn resolve(&mut self, tgid: u32, fd: i32) -> Option<u32> {
         let now = std::time::Instant::now();
-        let target = match self.resolved.get(&(tgid, fd)) {
+        match self.resolved.get(&(tgid, fd)) {
             Some((target, at)) if now.duration_since(*at) < RESOLVE_INTERVAL => *target,
             _ => {
                 self.resolutions += 1;
@@ -134,9 +158,6 @@ impl FdWaits {
                 self.resolved.insert((tgid, fd), (target, now));
                 target
             }
-        };
-        if let Some(target) = target {
-            *self.counts.entry((tgid, tid, syscall, target)).or_default() += 1;
         }
     }
 
@@ -199,14 +220,16 @@ mod tests {
         let read = (0..MAX_SYSCALL_NR).find(|&nr| syscall_name(nr) == "read").unwrap();
         let me = std::process::id();
         let mut w = FdWaits::new();
-        w.observe(me, me, read, fd);
-        w.observe(me, me, read, fd);
-        w.observe(me, me, read, 9999);
-        w.observe(me, me, read, 9999);
+        w.observe(me, me, read, fd, 1);
+        w.observe(me, me, read, fd, 1);
+        // A new call on the same fd within RESOLVE_INTERVAL reuses the target.
+        w.observe(me, me, read, fd, 2);
+        w.observe(me, me, read, 9999, 3);
+        w.observe(me, me, read, 9999, 3);
         assert_eq!(w.resolutions, 2, "one readlink per fd, unreadable ones included");
         let blocked = w.finish();
         let want = file.path().to_string_lossy().into_owned();
-        assert_eq!(blocked[&me], vec![BlockedOn { syscall: "read".into(), target: want, snapshots: 2 }]);
+        assert_eq!(blocked[&me], vec![BlockedOn { syscall: "read".into(), target: want, snapshots: 3 }]);
     }
 
     #[test]
@@ -216,7 +239,7 @@ mod tests {
         let accept = (0..MAX_SYSCALL_NR).find(|&nr| syscall_name(nr) == "accept4").unwrap();
         let me = std::process::id();
         let mut w = FdWaits::new();
-        w.observe(me, me, accept, fd);
+        w.observe(me, me, accept, fd, 1);
         let blocked = w.finish();
         let addr = listener.local_addr().unwrap();
         assert!(blocked[&me][0].target.starts_with(&format!("tcp {addr} -> ")), "{:?}", blocked[&me]);
