@@ -295,7 +295,11 @@ pub fn groups(profile: &crate::profile::Profile) -> Vec<GroupTotal> {
         let a = Attrs::of_stack(profile, s);
         group_entry(&mut totals, g, per_thread, exact, &a).on_cpu_samples += s.count;
     }
-    for s in &profile.off_cpu {
+    // Grouped by thread-level dimensions only, off-CPU time comes from the
+    // per-thread totals, so that groups add up to `threads[]` exactly; by
+    // state or syscall, from the kernel's aggregates, which split it so.
+    let thread_level = per_thread && !g.has(Dimension::State);
+    for s in profile.off_cpu.iter().filter(|_| !thread_level) {
         let a = Attrs::of_off_cpu(profile, s);
         if let Some(off) = group_entry(&mut totals, g, per_thread, exact, &a).off_cpu_ns.as_mut() {
             match s.state {
@@ -317,10 +321,16 @@ pub fn groups(profile: &crate::profile::Profile) -> Vec<GroupTotal> {
             arch: &profile.arch,
         };
         for (&tid, t) in &profile.thread_times {
-            if let Some(ns) =
-                group_entry(&mut totals, g, per_thread, exact, &thread(tid, t.tgid, STATE_RUNNING)).on_cpu_ns.as_mut()
-            {
+            let e = group_entry(&mut totals, g, per_thread, exact, &thread(tid, t.tgid, STATE_RUNNING));
+            if let Some(ns) = e.on_cpu_ns.as_mut() {
                 *ns += t.on_cpu_ns;
+            }
+            if let (true, Some(off)) = (thread_level, e.off_cpu_ns.as_mut()) {
+                let [runnable, sleeping, disk, other] = t.off_cpu_ns;
+                off.runnable += runnable;
+                off.sleeping += sleeping;
+                off.disk += disk;
+                off.other += other;
             }
         }
         for (&tid, (tgid, s)) in &profile.state_samples {
