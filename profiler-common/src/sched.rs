@@ -29,10 +29,16 @@ pub const NO_WAKER: u32 = u32::MAX;
 /// Ring buffer of [`ThreadExit`] records: totals of threads that exited.
 pub const EXITS_MAP: &str = "EXITS";
 
-/// Array map of one u64: the start of the accounting window
-/// (CLOCK_MONOTONIC ns), written by user space when it seeds the thread map.
-/// Time before it is not accounted. Zero until then.
+/// Array map of two u64: the start and end of the accounting window
+/// (CLOCK_MONOTONIC ns). User space writes the start when it has seeded the
+/// thread map (time before it is not accounted; zero until then) and the
+/// end when the capture stops, before it reads the maps: time after it is
+/// not accounted either, so that exact times and off-CPU aggregates read a
+/// moment apart still cover the same window (zero: still open).
 pub const WINDOW_MAP: &str = "WINDOW";
+/// Index of the window's start and end in [`WINDOW_MAP`].
+pub const WINDOW_START: u32 = 0;
+pub const WINDOW_END: u32 = 1;
 /// Array map of one u32: the tid of the thread that takes snapshots.
 pub const SAMPLER_MAP: &str = "SAMPLER";
 /// Kernel frames of the tracing machinery on top of a stack taken in a

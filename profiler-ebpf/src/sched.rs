@@ -32,7 +32,7 @@ pub(crate) static THREADS: HashMap<u32, ThreadRecord> = HashMap::with_max_entrie
 
 /// Start of the accounting window, set by user space when it seeds THREADS.
 #[map]
-static WINDOW: Array<u64> = Array::with_max_entries(1, 0);
+static WINDOW: Array<u64> = Array::with_max_entries(2, 0);
 
 /// Tid of the thread that takes snapshots (set by user space).
 #[map]
@@ -46,7 +46,7 @@ pub(crate) static PREEMPTED_BY_SAMPLER: PerCpuArray<u32> = PerCpuArray::with_max
 
 #[inline(always)]
 fn window_start() -> u64 {
-    WINDOW.get(0).copied().unwrap_or(0)
+    WINDOW.get(profiler_common::WINDOW_START).copied().unwrap_or(0)
 }
 
 #[map]
@@ -107,6 +107,9 @@ fn transition(tid: u32, r: &mut ThreadRecord, state: u32, now: u64) {
         r.times.state = state;
         return;
     }
+    // After the window closes, nothing more is accounted.
+    let end = WINDOW.get(profiler_common::WINDOW_END).copied().unwrap_or(0);
+    let now = if end != 0 && now > end { end } else { now };
     if r.times.since_ns < start {
         r.times.since_ns = start;
     }

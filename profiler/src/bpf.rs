@@ -249,18 +249,24 @@ impl Loaded {
 
     /// Start the accounting window: the hooks count no time before `ns`.
     pub fn set_window_start(&mut self, ns: u64) -> Result<()> {
-        self.set_array(WINDOW_MAP, ns)
+        self.set_array(WINDOW_MAP, profiler_common::WINDOW_START, ns)
+    }
+
+    /// Close the window: the hooks count no time after `ns`. Done before
+    /// the maps are read, so that what is read a moment apart agrees.
+    pub fn set_window_end(&mut self, ns: u64) -> Result<()> {
+        self.set_array(WINDOW_MAP, profiler_common::WINDOW_END, ns)
     }
 
     /// Tell the hooks which thread takes snapshots.
     pub fn set_sampler_tid(&mut self, tid: u32) -> Result<()> {
-        self.set_array(SAMPLER_MAP, tid)
+        self.set_array(SAMPLER_MAP, 0, tid)
     }
 
-    fn set_array<V: aya::Pod>(&mut self, name: &str, value: V) -> Result<()> {
+    fn set_array<V: aya::Pod>(&mut self, name: &str, index: u32, value: V) -> Result<()> {
         let map = self.ebpf.map_mut(name).ok_or_else(|| Error::Load(format!("map {name} missing")))?;
         let mut array: Array<_, V> = Array::try_from(map).map_err(|e| Error::load(&e))?;
-        array.set(0, value, 0).map_err(|e| Error::load(&e))
+        array.set(index, value, 0).map_err(|e| Error::load(&e))
     }
 
     /// The off-CPU aggregation map, read at the end.

@@ -88,6 +88,8 @@ pub struct Captured {
     pub end: EndReason,
     /// Final times and names of threads that exited.
     pub exited: Exited,
+    /// The exit ring, to drain once more after the window is closed.
+    pub exits: Option<RingBuf<MapData>>,
     /// CLOCK_MONOTONIC ns when the loop stopped.
     pub end_ns: u64,
     pub snapshots: Option<Snapshots>,
@@ -180,7 +182,16 @@ pub async fn run(
     if sinks.malformed > 0 {
         tracing::warn!(malformed = sinks.malformed, "ignored malformed ring buffer records");
     }
-    Ok(Captured { stacks: sinks.stacks, processes: sinks.processes, elapsed, end: reason, exited, end_ns, snapshots })
+    Ok(Captured {
+        stacks: sinks.stacks,
+        processes: sinks.processes,
+        elapsed,
+        end: reason,
+        exited,
+        exits,
+        end_ns,
+        snapshots,
+    })
 }
 
 #[cfg(test)]

@@ -83,7 +83,14 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     };
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
-    let captured = capture::run(ring, exits, snapshots, cgroup_filter, args.duration).await?;
+    let mut captured = capture::run(ring, exits, snapshots, cgroup_filter, args.duration).await?;
+    if off_cpu {
+        loaded.set_window_end(captured.end_ns)?;
+        // Threads that exited before the window closed.
+        if let Some(ring) = captured.exits.as_mut() {
+            sched_times::drain_exits(ring, &mut captured.exited);
+        }
+    }
     let (mut agg, elapsed, end) = (captured.stacks, captured.elapsed, captured.end);
     let mut processes = captured.processes;
 
