@@ -193,6 +193,55 @@ pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default()
 }
 
+/// Per-program run statistics gained between two readings, by program name.
+pub fn prog_deltas(
+    before: &BTreeMap<u32, ProgStats>,
+    after: &BTreeMap<u32, ProgStats>,
+    names: &BTreeMap<u32, String>,
+) -> BTreeMap<String, ProgStats> {
+    let mut by_name: BTreeMap<String, ProgStats> = BTreeMap::new();
+    for (id, a) in after {
+        let b = before.get(id).copied().unwrap_or_default();
+        let name = names.get(id).cloned().unwrap_or_else(|| format!("prog {id}"));
+        let e = by_name.entry(name).or_default();
+        e.run_time_ns += a.run_time_ns.saturating_sub(b.run_time_ns);
+        e.run_cnt += a.run_cnt.saturating_sub(b.run_cnt);
+    }
+    by_name
+}
+
+/// Start a workload helper (`idle_threads N`, `idle_procs N`) and wait for
+/// its "ready". It exits when the returned child's stdin is closed
+/// (dropping it or [`stop_ready_helper`]).
+pub fn start_ready_helper(bin: &Path, n: usize) -> anyhow::Result<Child> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(bin)
+        .arg(n.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {}", bin.display()))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().context("the helper has no stdout")?).read_line(&mut line)?;
+    if line.trim() != "ready" {
+        drop(child.stdin.take());
+        let out = child.wait_with_output()?;
+        bail!("{} {n} did not get ready: {}", bin.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(child)
+}
+
+/// Close a helper's stdin and check that it exited cleanly.
+pub fn stop_ready_helper(mut child: Child) -> anyhow::Result<()> {
+    drop(child.stdin.take());
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{status} from a benchmark helper");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

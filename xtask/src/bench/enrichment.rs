@@ -16,7 +16,6 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     fs::File,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread::sleep,
@@ -26,8 +25,8 @@ use std::{
 use anyhow::{bail, Context};
 
 use super::common::{
-    bpf_prog_names, bpf_progs_of, interrupt, median, ms, perf_event_fds, process_cpu_ns, wait_with_cost, Cost,
-    ProgStats,
+    bpf_prog_names, bpf_progs_of, interrupt, median, ms, perf_event_fds, process_cpu_ns, prog_deltas,
+    start_ready_helper, stop_ready_helper, wait_with_cost, Cost, ProgStats,
 };
 use crate::util::{cargo, output, root, run as run_cmd};
 
@@ -270,22 +269,6 @@ fn spawn_tool(tool: Tool, bin: &Path, out: &Path, stderr: &Path) -> anyhow::Resu
         .with_context(|| format!("could not start {}", tool.label()))
 }
 
-/// Per-program run statistics accumulated between two readings, by name.
-fn prog_deltas(
-    before: &BTreeMap<u32, ProgStats>,
-    after: &BTreeMap<u32, ProgStats>,
-    names: &BTreeMap<u32, String>,
-) -> BTreeMap<String, ProgStats> {
-    let mut out: BTreeMap<String, ProgStats> = BTreeMap::new();
-    for (id, a) in after {
-        let b = before.get(id).copied().unwrap_or_default();
-        let e = out.entry(names.get(id).cloned().unwrap_or_else(|| format!("prog {id}"))).or_default();
-        e.run_time_ns += a.run_time_ns.saturating_sub(b.run_time_ns);
-        e.run_cnt += a.run_cnt.saturating_sub(b.run_cnt);
-    }
-    out
-}
-
 fn measure_storm(
     tool: Tool,
     storm: bool,
@@ -374,35 +357,6 @@ fn measure_storm(
     })
 }
 
-/// Start `processes` idle processes and wait for "ready"; they exit when
-/// the returned child's stdin is closed.
-fn start_idle(helper: &Path, processes: usize) -> anyhow::Result<Child> {
-    let mut child = Command::new(helper)
-        .arg(processes.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("could not start {}", helper.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().context("idle_procs has no stdout")?).read_line(&mut line)?;
-    if line.trim() != "ready" {
-        drop(child.stdin.take());
-        let out = child.wait_with_output()?;
-        bail!("idle_procs {processes} did not get ready: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(child)
-}
-
-fn stop_idle(mut child: Child) -> anyhow::Result<()> {
-    drop(child.stdin.take());
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("idle_procs failed: {status}");
-    }
-    Ok(())
-}
-
 /// VmRSS, RssAnon and VmHWM (peak RSS) of `pid`, KiB; zeros once it is gone.
 fn rss_kib(pid: u32) -> (u64, u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -465,7 +419,7 @@ fn measure_memory(
     processes: usize,
     micro: Option<&Path>,
 ) -> anyhow::Result<(MemRun, Vec<Micro>)> {
-    let idle = start_idle(helper, processes)?;
+    let idle = start_ready_helper(helper, processes)?;
     let out = scratch.join(format!("enrich-mem-{processes}"));
     let stderr = out.with_extension("stderr");
     let child = Command::new(bin)
@@ -513,7 +467,7 @@ fn measure_memory(
         micros.push(run_micro(micro, Some(1_000))?);
         micros.push(run_micro(micro, None)?);
     }
-    stop_idle(idle)?;
+    stop_ready_helper(idle)?;
     let run = MemRun {
         processes,
         tracked,

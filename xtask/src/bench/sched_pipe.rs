@@ -19,8 +19,8 @@ use std::{
 use anyhow::Context;
 
 use super::common::{
-    bpf_prog_names, bpf_progs_of, interrupt, median, ms, perf_event_fds, process_cpu_ns, set_bpf_stats, wait_ready,
-    wait_with_cost, Cost, ProgStats,
+    bpf_prog_names, bpf_progs_of, interrupt, median, ms, perf_event_fds, process_cpu_ns, prog_deltas, set_bpf_stats,
+    wait_ready, wait_with_cost, Cost, ProgStats,
 };
 use crate::util::output;
 
@@ -237,23 +237,6 @@ fn run_load() -> anyhow::Result<Load> {
             .with_context(|| format!("no {unit} in the output of perf bench sched pipe:\n{text}"))
     };
     Ok(Load { usecs_per_op: value("usecs/op")?, ops_per_sec: value("ops/sec")?, switches, wall })
-}
-
-/// Per-program run statistics gained between two readings, by program name.
-fn prog_deltas(
-    before: &BTreeMap<u32, ProgStats>,
-    after: &BTreeMap<u32, ProgStats>,
-    names: &BTreeMap<u32, String>,
-) -> BTreeMap<String, ProgStats> {
-    let mut by_name: BTreeMap<String, ProgStats> = BTreeMap::new();
-    for (id, a) in after {
-        let b = before.get(id).copied().unwrap_or_default();
-        let name = names.get(id).cloned().unwrap_or_else(|| format!("prog {id}"));
-        let e = by_name.entry(name).or_default();
-        e.run_time_ns += a.run_time_ns.saturating_sub(b.run_time_ns);
-        e.run_cnt += a.run_cnt.saturating_sub(b.run_cnt);
-    }
-    by_name
 }
 
 /// Lines where the tool reports losing data, or tailprof's loss counters.

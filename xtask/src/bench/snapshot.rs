@@ -5,16 +5,18 @@
 use std::{
     fmt::Write as _,
     fs::File,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
 
-use super::common::{bpf_prog_names, bpf_progs_of, median, ms, set_bpf_stats, wait_with_cost, Cost, ProgStats};
+use super::common::{
+    bpf_prog_names, bpf_progs_of, median, ms, set_bpf_stats, start_ready_helper, stop_ready_helper, wait_with_cost,
+    Cost, ProgStats,
+};
 use crate::util::{output, root};
 
 const THREADS: [usize; 3] = [100, 1_000, 10_000];
@@ -67,35 +69,6 @@ fn build_helper(scratch: &Path) -> anyhow::Result<PathBuf> {
     output(Command::new("gcc").args(["-O2", "-Wall", "-pthread", "-o"]).arg(&bin).arg(&src))
         .with_context(|| format!("could not compile {}", src.display()))?;
     Ok(bin)
-}
-
-/// Start `threads` idle threads and wait for "ready". They exit when the
-/// returned child's stdin is closed (dropping it or `stop_helper`).
-fn start_helper(bin: &Path, threads: usize) -> anyhow::Result<Child> {
-    let mut child = Command::new(bin)
-        .arg(threads.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("could not start {}", bin.display()))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().context("idle_threads has no stdout")?).read_line(&mut line)?;
-    if line.trim() != "ready" {
-        drop(child.stdin.take());
-        let out = child.wait_with_output()?;
-        bail!("idle_threads {threads} did not get ready: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(child)
-}
-
-fn stop_helper(mut child: Child) -> anyhow::Result<()> {
-    drop(child.stdin.take());
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("idle_threads failed: {status}");
-    }
-    Ok(())
 }
 
 fn host_threads() -> u64 {
@@ -162,7 +135,7 @@ fn state_sampler(out: &Path) -> anyhow::Result<(u64, u64, u64)> {
 
 fn measure(bin: &Path, helper: &Path, scratch: &Path, threads: usize, bpf_stats: bool) -> anyhow::Result<Snap> {
     set_bpf_stats(bpf_stats)?;
-    let idle = start_helper(helper, threads)?;
+    let idle = start_ready_helper(helper, threads)?;
     let host_threads = host_threads();
     let out = scratch.join(format!("snapshot-{threads}"));
     let stderr = scratch.join(format!("snapshot-{threads}.stderr"));
@@ -179,7 +152,7 @@ fn measure(bin: &Path, helper: &Path, scratch: &Path, threads: usize, bpf_stats:
         let said = std::fs::read_to_string(&stderr).unwrap_or_default();
         e.context(format!("tailprof record --state-hz failed; it said: {}", said.trim()))
     });
-    stop_helper(idle)?;
+    stop_ready_helper(idle)?;
     let (iter, whole) = (iter?, whole?);
     let (snapshots, records, cpu_ns) = state_sampler(&out)?;
     let _ = std::fs::remove_dir_all(&out);
