@@ -119,9 +119,11 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         );
         profile.thread_times = sched_times::finish(&live, captured.exited.times, window_start_ns, captured.end_ns);
         profile.untrusted_times = sched_times::missed_switch_outs(&live, captured.end_ns);
+        // Neither their exact times nor their off-CPU time can be trusted.
         for tid in &profile.untrusted_times {
             profile.thread_times.remove(tid);
         }
+        off_cpu_raw.retain(|s| !profile.untrusted_times.contains(&s.tid));
         // Names, least to most recent: off-CPU records, exits, snapshots, procfs.
         profile.comms.extend(off_cpu_raw.iter().filter(|s| !s.comm.is_empty()).map(|s| (s.tid, s.comm.clone())));
         profile.comms.extend(captured.exited.names);
@@ -189,8 +191,6 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let started = std::time::Instant::now();
     let mut profile = symbolize(modules, stacks, off_cpu_raw, profile);
     tracing::info!(elapsed = ?started.elapsed(), "symbolized");
-    let untrusted: std::collections::HashSet<u32> = profile.untrusted_times.iter().copied().collect();
-    profile.off_cpu.retain(|s| !untrusted.contains(&s.tid));
     // The selection applies to what is reported, exact times included.
     profile.select(&selection);
     let started = std::time::Instant::now();

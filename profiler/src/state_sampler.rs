@@ -81,10 +81,7 @@ pub fn gettid() -> u32 {
 }
 
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 impl StateSampler {

@@ -151,16 +151,9 @@ pub fn parse_proc_cgroup(text: &str) -> Placement {
 pub fn cgroup_label(placement: &Placement) -> Option<&str> {
     // On hybrid hosts the v2 hierarchy often holds everything at its root:
     // a more specific v1 path says more.
-    let specific = |p: &&str| *p != "/";
-    placement
-        .cgroup
-        .as_deref()
-        .filter(specific)
-        .or_else(|| systemd_v1(placement).filter(specific))
-        .or_else(|| cpu_v1(placement).filter(specific))
-        .or(placement.cgroup.as_deref())
-        .or_else(|| systemd_v1(placement))
-        .or_else(|| cpu_v1(placement))
+    let candidates = [placement.cgroup.as_deref(), systemd_v1(placement), cpu_v1(placement)];
+    let known = || candidates.into_iter().flatten();
+    known().find(|p| *p != "/").or_else(|| known().next())
 }
 
 /// The container named by one cgroup path (absolute within its

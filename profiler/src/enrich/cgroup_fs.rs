@@ -381,14 +381,9 @@ mod tests {
         assert!(!v1_has_match(&Mounts::default(), &CgroupMatch::PathPrefix("/".into())));
     }
 
-    /// Needs the real cgroup mounts and (for reading every cgroup) root.
+    /// Reads the real cgroup mounts (cgroup directories are world-readable).
     #[test]
     fn real_mountinfo_has_a_v2_mount() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: needs root");
-            return;
-        }
         let m = mounts();
         let v2 = m.v2.expect("a cgroup2 mount");
         let ids = v2_ids(&v2, &CgroupMatch::PathPrefix("/".into()));

@@ -12,6 +12,7 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::{parse_proc_cgroup, Placement};
+use crate::sched_times::clock_ns;
 
 /// Longest command line kept, in bytes.
 pub const CMDLINE_MAX: usize = 4096;
@@ -99,13 +100,6 @@ pub fn bounded(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_owned()
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Converts boot-relative times (procfs start times) to Unix time.
