@@ -58,6 +58,11 @@ fn main() -> anyhow::Result<()> {
             let unit = ["test", "--release", "-p", "tailprof", "-p", "profiler-common", "-p", "xtask"];
             util::run_tests(util::cargo().args(unit), &mut counts)?;
             // End-to-end tests load real programs and measure the whole host: one at a time.
+            // Build them first and flush the build's dirty pages, so that writeback does not
+            // stall the workloads whose disk waits (fdatasync) the tests time.
+            util::run(util::cargo().args(["test", "--release", "-p", "tailprof-e2e", "--no-run"]))?;
+            // SAFETY: sync has no preconditions.
+            unsafe { libc::sync() };
             let e2e = ["test", "--release", "-p", "tailprof-e2e", "--", "--test-threads=1"];
             util::run_tests(util::cargo().args(e2e).env("TAILPROF_BIN", &bin), &mut counts)?;
             println!("{} passed, {} failed", counts.passed, counts.failed);
