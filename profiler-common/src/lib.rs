@@ -6,8 +6,10 @@ pub mod process;
 pub mod sample;
 pub mod sched;
 pub mod snapshot;
+pub mod unwind;
 
 pub use process::*;
 pub use sample::*;
 pub use sched::*;
 pub use snapshot::*;
+pub use unwind::*;

@@ -63,10 +63,12 @@ pub enum Counter {
     OffCpuMapFull = 7,
     /// Fork and exec records not delivered because the ring buffer was full.
     LostProcessEvents = 8,
+    /// Samples whose user stack copy failed (`--unwind dwarf|auto`).
+    UserStackCopyErrors = 9,
 }
 
 /// Number of slots in [`COUNTERS_MAP`].
-pub const COUNTER_SLOTS: u32 = 9;
+pub const COUNTER_SLOTS: u32 = 10;
 
 /// One on-CPU sample: who ran and both stacks, innermost frame first.
 #[repr(C)]

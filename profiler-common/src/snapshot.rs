@@ -1,7 +1,7 @@
 //! Thread-state snapshot records written by the task iterator: one per
 //! thread on the host, each optionally followed by its kernel stack.
 
-use crate::TASK_COMM_LEN;
+use crate::{UserRegs, TASK_COMM_LEN};
 
 /// Name of the task iterator program.
 pub const SNAPSHOT_PROGRAM: &str = "thread_snapshot";
@@ -31,6 +31,10 @@ pub struct StateRecord {
     pub syscall_fd: i32,
     pub _pad: u32,
     pub comm: [u8; TASK_COMM_LEN],
+    /// User registers saved when the thread entered the kernel, for
+    /// unwinding its user stack from user space; zero for running threads
+    /// and kernel threads.
+    pub regs: UserRegs,
 }
 
 /// The thread's kernel stack was taken by an earlier snapshot and has not
