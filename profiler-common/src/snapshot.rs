@@ -35,6 +35,10 @@ pub struct StateRecord {
     /// unwinding its user stack from user space; zero for running threads
     /// and kernel threads.
     pub regs: UserRegs,
+    /// The thread's total CPU time (`se.sum_exec_runtime`, as the first
+    /// field of /proc/PID/task/TID/schedstat) at the snapshot: unchanged
+    /// later means it has not run since.
+    pub sum_exec_ns: u64,
 }
 
 /// The thread's kernel stack was taken by an earlier snapshot and has not

@@ -6,6 +6,7 @@ mod process;
 mod sched;
 mod shared;
 mod snapshot;
+mod user_stack;
 
 #[cfg(not(test))]
 #[panic_handler]

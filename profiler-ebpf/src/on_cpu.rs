@@ -4,8 +4,8 @@ use crate::shared::{bump, read_global};
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
-        bpf_get_stack, bpf_ktime_get_ns,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
+        bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns,
     },
     macros::{map, perf_event},
     maps::{HashMap, LruHashMap, RingBuf},
@@ -13,11 +13,15 @@ use aya_ebpf::{
     EbpfContext,
 };
 use profiler_common::{
-    Counter, SampleEvent, EVENT_SAMPLE, MAX_CGROUP_FILTER, MAX_PID_FILTER, MAX_STACK_DEPTH, NO_SYSCALL,
-    SEEN_PIDS_SLOTS, TASK_COMM_LEN,
+    Counter, SampleEvent, StackSample, UserRegs, EVENT_SAMPLE, EVENT_SAMPLE_STACK, MAX_CGROUP_FILTER, MAX_PID_FILTER,
+    MAX_STACK_DEPTH, MAX_USER_STACK_BYTES, NO_SYSCALL, SEEN_PIDS_SLOTS, STACK_COPY_FAILED, STACK_COPY_SHORT,
+    STACK_SAMPLE_HEADER, TASK_COMM_LEN,
 };
 
-use crate::sched::THREADS;
+use crate::{
+    sched::THREADS,
+    user_stack::{copy_stack, user_regs, wants_copy, USER_STACK_BYTES},
+};
 
 /// Set by user space before load; see `profiler_common::GLOBAL_*`.
 #[unsafe(no_mangle)]
@@ -103,14 +107,72 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
         return 0;
     }
 
+    if wants_copy(pid) {
+        sample_with_stack(&ctx, pid, tid, &comm);
+        return 0;
+    }
     let Some(mut entry) = EVENTS.reserve::<SampleEvent>(0) else {
         bump(Counter::LostSamples);
         return 0;
     };
-    let event = entry.as_mut_ptr();
+    unsafe { fill(&ctx, entry.as_mut_ptr(), EVENT_SAMPLE, pid, tid, &comm) };
+    entry.submit(wakeup_flags(pid));
+    0
+}
+
+/// A sample with the user registers and a copy of the top of the user
+/// stack. The record's size is fixed at load (`USER_STACK_BYTES` is a
+/// read-only global, a constant to the verifier); user space reads only
+/// the `stack_len` bytes that were copied.
+#[inline(always)]
+fn sample_with_stack(ctx: &PerfEventContext, pid: u32, tid: u32, comm: &[u8; TASK_COMM_LEN]) {
+    let want = read_global(&USER_STACK_BYTES);
+    let want = if want as usize > MAX_USER_STACK_BYTES { MAX_USER_STACK_BYTES as u32 } else { want };
+    let Some(mut buf) = EVENTS.reserve_bytes(STACK_SAMPLE_HEADER + want as usize, 0) else {
+        bump(Counter::LostSamples);
+        return;
+    };
+    let rec = buf.as_mut_ptr().cast::<StackSample>();
+    unsafe {
+        fill(ctx, &raw mut (*rec).sample, EVENT_SAMPLE_STACK, pid, tid, comm);
+        let task = bpf_get_current_task_btf();
+        match user_regs(task) {
+            Some(regs) => {
+                (*rec).regs = regs;
+                let (len, short) = copy_stack(tid, (&raw mut (*rec).stack).cast::<u8>(), regs.sp, want);
+                (*rec).stack_len = len;
+                (*rec).flags = if len == 0 {
+                    bump(Counter::UserStackCopyErrors);
+                    STACK_COPY_FAILED
+                } else if short {
+                    STACK_COPY_SHORT
+                } else {
+                    0
+                };
+            }
+            None => {
+                (*rec).regs = UserRegs::default();
+                (*rec).stack_len = 0;
+                (*rec).flags = 0;
+            }
+        }
+    }
+    buf.submit(wakeup_flags(pid));
+}
+
+/// Fill a sample's header and both frame-pointer stacks.
+#[inline(always)]
+unsafe fn fill(
+    ctx: &PerfEventContext,
+    event: *mut SampleEvent,
+    kind: u32,
+    pid: u32,
+    tid: u32,
+    comm: &[u8; TASK_COMM_LEN],
+) {
     const STACK_BYTES: u32 = (MAX_STACK_DEPTH * 8) as u32;
     unsafe {
-        (*event).kind = EVENT_SAMPLE;
+        (*event).kind = kind;
         (*event).cpu = bpf_get_smp_processor_id();
         (*event).ts_ns = bpf_ktime_get_ns();
         (*event).pid = pid;
@@ -121,7 +183,7 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
             None => NO_SYSCALL,
         };
         (*event)._pad = 0;
-        (*event).comm = comm;
+        (*event).comm = *comm;
 
         let n = bpf_get_stack(ctx.as_ptr(), (*event).kstack.as_mut_ptr().cast(), STACK_BYTES, 0);
         (*event).kstack_len = if n > 0 { (n / 8) as u32 } else { 0 };
@@ -134,6 +196,4 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
             bump(Counter::UserStackErrors);
         }
     }
-    entry.submit(wakeup_flags(pid));
-    0
 }

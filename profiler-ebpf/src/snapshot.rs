@@ -14,13 +14,14 @@ use aya_ebpf::{
     maps::PerCpuArray,
 };
 use profiler_common::{
-    state_after_switch, StateRecord, NO_SYSCALL, RECORD_STACK_SENT, SNAPSHOT_STACK_DEPTH, SNAP_STACK_SENT_BEFORE,
-    SNAP_UNTRACKED, STACK_NONE, STATE_RUNNABLE, STATE_RUNNING, TASK_COMM_LEN,
+    state_after_switch, StateRecord, UserRegs, NO_SYSCALL, RECORD_STACK_SENT, SNAPSHOT_STACK_DEPTH,
+    SNAP_STACK_SENT_BEFORE, SNAP_UNTRACKED, STACK_NONE, STATE_RUNNABLE, STATE_RUNNING, TASK_COMM_LEN,
 };
 
 use crate::{
     sched::{task_field, PREEMPTED_BY_SAMPLER, THREADS},
     shared::read_global,
+    user_stack::{copies_stacks, user_regs},
 };
 
 #[unsafe(no_mangle)]
@@ -29,6 +30,8 @@ static TASK_STATE_OFFSET: u32 = 0;
 static TASK_ON_CPU_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static TASK_COMM_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static TASK_SUM_EXEC_OFFSET: u32 = 0;
 
 /// A record and room for its stack: too big for the BPF stack.
 #[repr(C)]
@@ -91,6 +94,14 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
         unsafe { bpf_probe_read_kernel(t.add(read_global(&TASK_COMM_OFFSET) as usize).cast::<[u8; TASK_COMM_LEN]>()) }?;
     rec.kstack_len = 0;
     rec.flags = 0;
+    // A thread off CPU keeps its user registers and stack as they were:
+    // user space can copy and unwind that stack while it stays blocked.
+    rec.regs = match rec.state != STATE_RUNNING && copies_stacks() {
+        true => user_regs(task).unwrap_or_default(),
+        false => UserRegs::default(),
+    };
+    rec.sum_exec_ns =
+        unsafe { bpf_probe_read_kernel(t.add(read_global(&TASK_SUM_EXEC_OFFSET) as usize).cast::<u64>()) }.unwrap_or(0);
     let thread = THREADS.get_ptr_mut(&tid).map(|r| unsafe { &mut *r });
     let mut want_stack = rec.state != STATE_RUNNING;
     match &thread {

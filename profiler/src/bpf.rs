@@ -13,9 +13,11 @@ use aya::{
 };
 use profiler_common::{
     Counter, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, CGROUP_FILTER_MAP, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP,
-    GLOBAL_BPRM_FILENAME_OFFSET, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_CGROUPS, GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS,
-    GLOBAL_PT_REGS_ARG0_OFFSET, GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET, GLOBAL_TASK_PID_OFFSET,
-    GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_TGID_OFFSET, MAX_PID_FILTER, OFFCPU_MAP, PID_FILTER_MAP, SAMPLER_MAP,
+    FP_PIDS_MAP, GLOBAL_BPRM_FILENAME_OFFSET, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_CGROUPS, GLOBAL_FILTER_COMM,
+    GLOBAL_FILTER_PIDS, GLOBAL_PT_REGS_ARG0_OFFSET, GLOBAL_PT_REGS_FP_OFFSET, GLOBAL_PT_REGS_IP_OFFSET,
+    GLOBAL_PT_REGS_LR_OFFSET, GLOBAL_PT_REGS_SP_OFFSET, GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET,
+    GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_SUM_EXEC_OFFSET, GLOBAL_TASK_TGID_OFFSET,
+    GLOBAL_UNWIND_MODE, GLOBAL_USER_STACK_BYTES, MAX_PID_FILTER, OFFCPU_MAP, PID_FILTER_MAP, SAMPLER_MAP,
     SNAPSHOT_PROGRAM, STACKS_MAP, TASK_COMM_LEN, THREADS_MAP, WINDOW_MAP,
 };
 
@@ -42,6 +44,20 @@ pub struct SamplingConfig {
     /// Bounds of the per-thread map and of the blocking-stack map.
     pub max_threads: u32,
     pub max_stacks: u32,
+    /// How user stacks are walked (`--unwind`).
+    pub unwind: crate::cli::UnwindMethod,
+    /// Bytes of user stack copied per sample when unwinding from copies.
+    pub user_stack_bytes: u32,
+}
+
+impl SamplingConfig {
+    /// Bytes one sample record takes in the ring buffer.
+    fn record_bytes(&self) -> u64 {
+        match self.unwind {
+            crate::cli::UnwindMethod::Fp => size_of::<SampleEvent>() as u64,
+            _ => (profiler_common::STACK_SAMPLE_HEADER as u64) + u64::from(self.user_stack_bytes),
+        }
+    }
 }
 
 /// Kernel struct layout the programs need, read from BTF: `task_struct`
@@ -55,6 +71,13 @@ pub struct KernelOffsets {
     pub comm: u32,
     pub bprm_filename: u32,
     pub pt_regs_arg0: u32,
+    /// User registers in `pt_regs`: instruction, stack and frame pointers,
+    /// link register (aarch64; 0 elsewhere).
+    pub pt_regs_ip: u32,
+    pub pt_regs_sp: u32,
+    pub pt_regs_fp: u32,
+    pub pt_regs_lr: u32,
+    pub sum_exec: u32,
 }
 
 /// Member of `struct pt_regs` that holds a system call's first argument.
@@ -63,11 +86,22 @@ const PT_REGS_ARG0: &str = "di";
 #[cfg(target_arch = "aarch64")]
 const PT_REGS_ARG0: &str = "regs";
 
+/// `pt_regs` members of the user registers an unwinder starts from, and
+/// the byte offsets to add: (ip, sp, fp, lr).
+#[cfg(target_arch = "x86_64")]
+const PT_REGS_USER: [(&str, u32); 4] = [("ip", 0), ("sp", 0), ("bp", 0), ("", 0)];
+#[cfg(target_arch = "aarch64")]
+const PT_REGS_USER: [(&str, u32); 4] = [("pc", 0), ("sp", 0), ("regs", 29 * 8), ("regs", 30 * 8)];
+
 impl KernelOffsets {
     pub fn from_btf(btf: &crate::kernel_btf::KernelBtf) -> Result<Self> {
         let off =
             |strukt: &str, member: &str| btf.member_offset(strukt, member).map_err(|e| Error::Load(e.to_string()));
         let task = |member: &str| off("task_struct", member);
+        let user_reg = |i: usize| match PT_REGS_USER[i] {
+            ("", _) => Ok(0),
+            (member, extra) => off("pt_regs", member).map(|o| o + extra),
+        };
         Ok(Self {
             pid: task("pid")?,
             tgid: task("tgid")?,
@@ -76,6 +110,11 @@ impl KernelOffsets {
             comm: task("comm")?,
             bprm_filename: off("linux_binprm", "filename")?,
             pt_regs_arg0: off("pt_regs", PT_REGS_ARG0)?,
+            pt_regs_ip: user_reg(0)?,
+            pt_regs_sp: user_reg(1)?,
+            pt_regs_fp: user_reg(2)?,
+            pt_regs_lr: user_reg(3)?,
+            sum_exec: task("se.sum_exec_runtime")?,
         })
     }
 }
@@ -104,8 +143,8 @@ pub struct Loaded {
 /// Ring buffer size: about two seconds of samples at full rate on every
 /// CPU, so that a stalled reader loses nothing for a while, bounded to
 /// 1..=64 MiB and a power of two as the kernel requires.
-pub fn ring_buffer_bytes(frequency_hz: u64, cpus: usize) -> u32 {
-    let per_second = frequency_hz.saturating_mul(cpus as u64).saturating_mul(size_of::<SampleEvent>() as u64 + 8);
+pub fn ring_buffer_bytes(frequency_hz: u64, cpus: usize, record_bytes: u64) -> u32 {
+    let per_second = frequency_hz.saturating_mul(cpus as u64).saturating_mul(record_bytes + 8);
     let want = per_second.saturating_mul(2).clamp(1 << 20, 64 << 20);
     want.next_power_of_two().min(64 << 20) as u32
 }
@@ -146,7 +185,14 @@ impl Loaded {
             .override_global(GLOBAL_BPRM_FILENAME_OFFSET, &config.offsets.bprm_filename, true)
             .override_global(GLOBAL_PT_REGS_ARG0_OFFSET, &config.offsets.pt_regs_arg0, true)
             .override_global(GLOBAL_FILTER_CGROUPS, &filter_cgroups, true)
-            .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len()))
+            .override_global(GLOBAL_TASK_SUM_EXEC_OFFSET, &config.offsets.sum_exec, true)
+            .override_global(GLOBAL_UNWIND_MODE, &config.unwind.mode(), true)
+            .override_global(GLOBAL_USER_STACK_BYTES, &config.user_stack_bytes, true)
+            .override_global(GLOBAL_PT_REGS_IP_OFFSET, &config.offsets.pt_regs_ip, true)
+            .override_global(GLOBAL_PT_REGS_SP_OFFSET, &config.offsets.pt_regs_sp, true)
+            .override_global(GLOBAL_PT_REGS_FP_OFFSET, &config.offsets.pt_regs_fp, true)
+            .override_global(GLOBAL_PT_REGS_LR_OFFSET, &config.offsets.pt_regs_lr, true)
+            .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len(), config.record_bytes()))
             .map_max_entries(THREADS_MAP, config.max_threads)
             .map_max_entries(STACKS_MAP, config.max_stacks)
             .map_max_entries(OFFCPU_MAP, config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK))
@@ -279,6 +325,13 @@ impl Loaded {
     pub fn take_stacks(&mut self) -> Result<StackTraceMap<MapData>> {
         let map = self.ebpf.take_map(STACKS_MAP).ok_or_else(|| Error::Read(format!("map {STACKS_MAP} missing")))?;
         StackTraceMap::try_from(map).map_err(|e| Error::Read(e.to_string()))
+    }
+
+    /// Take the map of processes whose stacks frame pointers walk
+    /// completely (`--unwind auto`: their samples carry no stack copy).
+    pub fn take_fp_pids(&mut self) -> Result<HashMap<MapData, u32, u8>> {
+        let map = self.ebpf.take_map(FP_PIDS_MAP).ok_or_else(|| Error::Load(format!("map {FP_PIDS_MAP} missing")))?;
+        HashMap::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// Take the exited-thread ring buffer out of the object.

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
-use profiler_common::{ProcessEvent, SampleEvent, EVENT_EXEC, EVENT_FORK, EVENT_SAMPLE};
+use profiler_common::{ProcessEvent, SampleEvent, EVENT_EXEC, EVENT_FORK, EVENT_SAMPLE, EVENT_SAMPLE_STACK};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
@@ -12,12 +12,14 @@ use tokio::{
 };
 
 use crate::{
+    blocked_stacks::BlockedStacks,
     enrich::{cgroup_filter::CgroupFilter, processes::ProcessTable},
     off_cpu::StackResolver,
     progress::Progress,
     sched_times::{drain_exits, monotonic_ns, Exited},
     stacks::StackAggregator,
     state_sampler::StateSampler,
+    unwinding::{decode_stack_record, SampleUnwinder},
     Error, Result,
 };
 
@@ -34,6 +36,7 @@ impl Record for SampleEvent {}
 impl Record for profiler_common::ThreadExit {}
 impl Record for profiler_common::StateRecord {}
 impl Record for ProcessEvent {}
+impl Record for profiler_common::UserRegs {}
 
 /// Decode one ring buffer record; `None` if it is too short to be a `T`.
 pub fn decode<T: Record>(bytes: &[u8]) -> Option<T> {
@@ -54,6 +57,8 @@ fn kind(bytes: &[u8]) -> Option<u32> {
 pub struct Sinks {
     pub stacks: StackAggregator,
     pub processes: ProcessTable,
+    /// With `--unwind dwarf|auto`.
+    pub unwinder: Option<SampleUnwinder>,
     malformed: u64,
 }
 
@@ -65,13 +70,32 @@ impl Sinks {
             match kind(&item) {
                 Some(EVENT_SAMPLE) => match decode::<SampleEvent>(&item) {
                     Some(event) => {
+                        if let Some(u) = self.unwinder.as_mut() {
+                            u.count_frame_pointer_sample();
+                        }
                         let process = self.processes.current(event.pid);
                         self.stacks.add(&event, process);
                     }
                     None => self.malformed += 1,
                 },
+                Some(EVENT_SAMPLE_STACK) => match (decode_stack_record(&item), self.unwinder.as_mut()) {
+                    (Some(rec), Some(u)) => {
+                        // The process table reads a new process before its
+                        // first stack is unwound, while it still lives.
+                        let process = self.processes.current(rec.sample.pid);
+                        let event = u.apply(rec);
+                        self.stacks.add(&event, process);
+                    }
+                    _ => self.malformed += 1,
+                },
                 Some(EVENT_EXEC | EVENT_FORK) => match decode::<ProcessEvent>(&item) {
-                    Some(event) => self.processes.on_event(&event),
+                    Some(event) => {
+                        if let Some(u) = self.unwinder.as_mut() {
+                            // New code (exec), or a pid that may be reused (fork).
+                            u.forget(event.pid);
+                        }
+                        self.processes.on_event(&event);
+                    }
                     None => self.malformed += 1,
                 },
                 _ => self.malformed += 1,
@@ -84,6 +108,7 @@ impl Sinks {
 pub struct Captured {
     pub stacks: StackAggregator,
     pub processes: ProcessTable,
+    pub unwinder: Option<SampleUnwinder>,
     pub elapsed: Duration,
     pub end: EndReason,
     /// Final times and names of threads that exited.
@@ -101,6 +126,8 @@ pub struct Snapshots {
     pub sampler: StateSampler,
     pub stacks: StackResolver,
     pub hz: u64,
+    /// Complete user stacks of blocked threads (`--unwind dwarf|auto`).
+    pub blocked: Option<BlockedStacks>,
 }
 
 impl Snapshots {
@@ -111,6 +138,16 @@ impl Snapshots {
         for (tgid, id) in std::mem::take(&mut self.sampler.new_user_stacks) {
             self.stacks.user(tgid, id, &mut sinks.stacks);
         }
+        let blocked = std::mem::take(&mut self.sampler.blocked);
+        if let (Some(stacks), Some(u)) = (self.blocked.as_mut(), sinks.unwinder.as_mut()) {
+            for t in &blocked {
+                if !u.walks_with_frame_pointers(t.tgid) {
+                    stacks.observe(t, &mut u.unwinder, &mut sinks.stacks);
+                }
+            }
+        }
+        self.sampler.blocked = blocked;
+        self.sampler.blocked.clear();
         // Processes first seen by a snapshot are read now, while they live.
         for tgid in std::mem::take(&mut self.sampler.new_processes) {
             sinks.processes.current(tgid);
@@ -124,6 +161,7 @@ pub async fn run(
     mut exits: Option<RingBuf<MapData>>,
     mut snapshots: Option<Snapshots>,
     mut cgroup_filter: Option<CgroupFilter>,
+    unwinder: Option<SampleUnwinder>,
     duration: Duration,
 ) -> Result<Captured> {
     let mut exited = Exited::default();
@@ -131,7 +169,7 @@ pub async fn run(
     // replaced while the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| Error::Read(e.to_string()))?;
-    let mut sinks = Sinks { stacks: StackAggregator::new(), processes: ProcessTable::new(), malformed: 0 };
+    let mut sinks = Sinks { stacks: StackAggregator::new(), processes: ProcessTable::new(), unwinder, malformed: 0 };
     let mut progress = Progress::new();
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + duration);
@@ -185,6 +223,7 @@ pub async fn run(
     Ok(Captured {
         stacks: sinks.stacks,
         processes: sinks.processes,
+        unwinder: sinks.unwinder,
         elapsed,
         end: reason,
         exited,

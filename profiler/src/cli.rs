@@ -112,9 +112,53 @@ pub struct RecordArgs {
           value_parser = clap::value_parser!(u32).range(16..=1_048_576))]
     pub max_stacks: u32,
 
+    /// How user stacks are walked: fp (frame pointers, in the kernel), dwarf (copy the top of
+    /// the user stack and unwind it with .eh_frame/.debug_frame), auto (dwarf except for
+    /// processes whose code all keeps frame pointers).
+    #[arg(long, value_enum, default_value_t = UnwindMethod::Auto)]
+    pub unwind: UnwindMethod,
+
+    /// Bytes of user stack copied per sample for dwarf unwinding (multiple of 8, 512..=65528).
+    #[arg(long, value_name = "BYTES", default_value_t = profiler_common::DEFAULT_USER_STACK_BYTES,
+          value_parser = parse_user_stack_size)]
+    pub user_stack_size: u32,
+
     /// Kernel BTF to read kernel type layouts from.
     #[arg(long, default_value = crate::preflight::SYSFS_BTF)]
     pub btf: PathBuf,
+}
+
+/// How user stacks are walked (`--unwind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnwindMethod {
+    /// DWARF where a process's code lacks frame pointers, frame pointers elsewhere.
+    Auto,
+    /// Frame pointers, walked in the kernel.
+    Fp,
+    /// Copy the user stack and unwind it with the modules' CFI.
+    Dwarf,
+}
+
+impl UnwindMethod {
+    /// The kernel's `UNWIND_*` value.
+    pub fn mode(self) -> u8 {
+        match self {
+            Self::Auto => profiler_common::UNWIND_AUTO,
+            Self::Fp => profiler_common::UNWIND_FP,
+            Self::Dwarf => profiler_common::UNWIND_DWARF,
+        }
+    }
+}
+
+/// `--user-stack-size`: bytes, a multiple of 8 in 512..=65528.
+pub fn parse_user_stack_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a whole number of bytes"))?;
+    let max = profiler_common::MAX_USER_STACK_BYTES as u32;
+    if !(512..=max).contains(&n) || n % 8 != 0 {
+        return Err(format!("{n} is not a multiple of 8 between 512 and {max}"));
+    }
+    Ok(n)
 }
 
 /// Parse `10s`, `500ms`, `2m`, `1h30m`; zero is rejected.

@@ -4,6 +4,7 @@
 //! parses the command line and turns errors into one sentence.
 
 pub mod atomic_file;
+pub mod blocked_stacks;
 pub mod bpf;
 pub mod capture;
 pub mod cli;
@@ -24,5 +25,7 @@ pub mod sched_times;
 pub mod stacks;
 pub mod state_sampler;
 pub mod symbolize;
+pub mod unwind;
+pub mod unwinding;
 
 pub use error::{Error, Result};

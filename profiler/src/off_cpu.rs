@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 use profiler_common::{OffCpuKey, OffCpuValue, ThreadRecord, NO_SYSCALL, NO_WAKER, STACK_LOST, STATE_RUNNING};
 
 use crate::{
+    blocked_stacks::BlockedStacks,
     sched_times::comm_string,
     stacks::{StackAggregator, UserFrame},
 };
@@ -80,6 +81,20 @@ impl StackResolver {
     }
 }
 
+/// Where off-CPU user stacks came from (`--unwind dwarf|auto`), ns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OffCpuUnwind {
+    /// Time whose blocking key snapshots saw with one complete user stack.
+    pub unwound_ns: u64,
+    /// Time whose key snapshots saw with several complete stacks, split
+    /// between them in proportion to the snapshots that saw each.
+    pub estimated_ns: u64,
+    /// Time no snapshot unwound (intervals shorter than the snapshot
+    /// period, or processes walked with frame pointers): the
+    /// frame-pointer walk from the switch-out is reported.
+    pub frame_pointer_ns: u64,
+}
+
 /// Everything off-CPU: the kernel's aggregates, then the interval each
 /// live off-CPU thread is in at `end_ns`. `snapshot_kstacks` gives the
 /// kernel stack of threads that never left a CPU since they were first
@@ -92,7 +107,8 @@ pub fn collect(
     snapshot_kstacks: &FxHashMap<u32, Box<[u64]>>,
     stacks: &mut StackResolver,
     agg: &mut StackAggregator,
-) -> Vec<RawOffCpu> {
+    blocked: Option<&BlockedStacks>,
+) -> (Vec<RawOffCpu>, OffCpuUnwind) {
     let mut merged: FxHashMap<OffCpuKey, OffCpuValue> = FxHashMap::default();
     for (key, value) in aggregates.iter().flatten() {
         merged.insert(key, value);
@@ -108,29 +124,67 @@ pub fn collect(
         v.ns += end_ns - since;
         v.count += 1;
     }
-    merged
-        .into_iter()
-        .map(|(k, v)| {
-            let kstack = match (k.kstack_id, snapshot_kstacks.get(&k.tid)) {
-                (id, _) if id >= 0 => stacks.kernel(id),
-                (profiler_common::STACK_NONE, Some(s)) => s.clone(),
-                _ => Box::new([]),
-            };
-            RawOffCpu {
-                tgid: k.tgid,
-                tid: k.tid,
-                process: u32::MAX,
-                state: k.state,
-                syscall: if k.syscall < 0 { NO_SYSCALL } else { k.syscall },
-                waker_tid: k.waker_tid,
-                waker_comm: if k.waker_tid == NO_WAKER { String::new() } else { comm_string(&v.waker_comm) },
-                comm: comm_string(&v.comm),
-                kstack,
-                ustack: stacks.user(k.tgid, k.ustack_id, agg),
-                stack_lost: k.kstack_id == STACK_LOST,
-                ns: v.ns,
-                count: v.count,
+    let mut unwind = OffCpuUnwind::default();
+    let mut out = Vec::with_capacity(merged.len());
+    for (k, v) in merged {
+        let kstack = match (k.kstack_id, snapshot_kstacks.get(&k.tid)) {
+            (id, _) if id >= 0 => stacks.kernel(id),
+            (profiler_common::STACK_NONE, Some(s)) => s.clone(),
+            _ => Box::new([]),
+        };
+        let raw = RawOffCpu {
+            tgid: k.tgid,
+            tid: k.tid,
+            process: u32::MAX,
+            state: k.state,
+            syscall: if k.syscall < 0 { NO_SYSCALL } else { k.syscall },
+            waker_tid: k.waker_tid,
+            waker_comm: if k.waker_tid == NO_WAKER { String::new() } else { comm_string(&v.waker_comm) },
+            comm: comm_string(&v.comm),
+            kstack,
+            ustack: stacks.user(k.tgid, k.ustack_id, agg),
+            stack_lost: k.kstack_id == STACK_LOST,
+            ns: v.ns,
+            count: v.count,
+        };
+        let shares = blocked.map(|b| b.shares(&(k.tid, k.kstack_id, k.ustack_id))).unwrap_or_default();
+        match shares.as_slice() {
+            [] => {
+                unwind.frame_pointer_ns += raw.ns;
+                out.push(raw);
             }
+            [(frames, _)] => {
+                unwind.unwound_ns += raw.ns;
+                out.push(RawOffCpu { ustack: (*frames).into(), ..raw });
+            }
+            _ => {
+                unwind.estimated_ns += raw.ns;
+                out.extend(split(&raw, &shares));
+            }
+        }
+    }
+    (out, unwind)
+}
+
+/// Split one aggregate between complete user stacks by their shares; the
+/// last takes what rounding leaves, so the totals are kept exactly.
+fn split(raw: &RawOffCpu, shares: &[(&[UserFrame], f64)]) -> Vec<RawOffCpu> {
+    let (mut ns_left, mut count_left) = (raw.ns, raw.count);
+    let last = shares.len().saturating_sub(1);
+    shares
+        .iter()
+        .enumerate()
+        .map(|(i, (frames, share))| {
+            let (ns, count) = if i == last {
+                (ns_left, count_left)
+            } else {
+                let ns = ((raw.ns as f64 * share).round() as u64).min(ns_left);
+                let count = ((raw.count as f64 * share).round() as u64).min(count_left);
+                (ns, count)
+            };
+            ns_left -= ns;
+            count_left -= count;
+            RawOffCpu { ustack: (*frames).into(), ns, count, ..raw.clone() }
         })
         .collect()
 }

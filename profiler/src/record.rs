@@ -15,6 +15,7 @@ use crate::{
     sched_times,
     state_sampler::StateSampler,
     symbolize::symbolize,
+    unwinding::SampleUnwinder,
     Result,
 };
 
@@ -56,6 +57,8 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         offsets,
         max_threads: args.max_threads,
         max_stacks: args.max_stacks,
+        unwind: args.unwind,
+        user_stack_bytes: args.user_stack_size,
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
     let ring = loaded.take_events()?;
@@ -68,6 +71,8 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
             sampler: StateSampler::new(link),
             stacks: StackResolver::new(loaded.take_stacks()?),
             hz: state_hz,
+            blocked: (args.unwind != crate::cli::UnwindMethod::Fp)
+                .then(|| crate::blocked_stacks::BlockedStacks::new(args.user_stack_size)),
         };
         (Some(loaded.take_exits()?), Some(snapshots))
     } else {
@@ -83,13 +88,21 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     };
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
-    let mut captured = capture::run(ring, exits, snapshots, cgroup_filter, args.duration).await?;
+    let unwinder = match args.unwind {
+        crate::cli::UnwindMethod::Fp => None,
+        crate::cli::UnwindMethod::Dwarf => Some(SampleUnwinder::new(None)),
+        crate::cli::UnwindMethod::Auto => Some(SampleUnwinder::new(Some(loaded.take_fp_pids()?))),
+    };
+    let mut captured = capture::run(ring, exits, snapshots, cgroup_filter, unwinder, args.duration).await?;
     if off_cpu {
         loaded.set_window_end(captured.end_ns)?;
         // Threads that exited before the window closed.
         if let Some(ring) = captured.exits.as_mut() {
             sched_times::drain_exits(ring, &mut captured.exited);
         }
+    }
+    if let Some(u) = &captured.unwinder {
+        tracing::info!(usage = ?u.usage, "user stacks");
     }
     let (mut agg, elapsed, end) = (captured.stacks, captured.elapsed, captured.end);
     let mut processes = captured.processes;
@@ -108,7 +121,8 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let mut off_cpu_raw = Vec::new();
     if let Some(mut snapshots) = captured.snapshots {
         let live = sched_times::live(&loaded.threads()?);
-        off_cpu_raw = off_cpu::collect(
+        let unwind;
+        (off_cpu_raw, unwind) = off_cpu::collect(
             &loaded.off_cpu_map()?,
             &live,
             window_start_ns,
@@ -116,7 +130,11 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
             &snapshots.sampler.kstacks,
             &mut snapshots.stacks,
             &mut agg,
+            snapshots.blocked.as_ref(),
         );
+        if let Some(b) = &snapshots.blocked {
+            tracing::info!(stats = ?b.stats, ?unwind, "blocked stacks");
+        }
         profile.thread_times = sched_times::finish(&live, captured.exited.times, window_start_ns, captured.end_ns);
         profile.untrusted_times = sched_times::missed_switch_outs(&live, captured.end_ns);
         // Neither their exact times nor their off-CPU time can be trusted.

@@ -72,6 +72,9 @@ pub struct StateSampler {
     seen_processes: rustc_hash::FxHashSet<u32>,
     /// What off-CPU threads in fd syscalls wait on.
     pub fd_waits: crate::enrich::fd_target::FdWaits,
+    /// Off-CPU threads with user registers (`--unwind dwarf|auto`), to
+    /// copy and unwind their stacks while they stay blocked.
+    pub blocked: Vec<crate::blocked_stacks::BlockedThread>,
 }
 
 /// The calling thread's id (snapshots are taken on the thread that records).
@@ -97,6 +100,7 @@ impl StateSampler {
             new_processes: Vec::new(),
             seen_processes: Default::default(),
             fd_waits: crate::enrich::fd_target::FdWaits::new(),
+            blocked: Vec::new(),
         }
     }
 
@@ -149,6 +153,9 @@ impl StateSampler {
             let frames: Box<[u64]> =
                 stack.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect();
             self.kstacks.insert(rec.tid, frames);
+        }
+        if let Some(b) = crate::blocked_stacks::BlockedThread::of(rec) {
+            self.blocked.push(b);
         }
         if rec.ustack_id >= 0 && self.seen_user_stacks.insert((rec.tgid, rec.ustack_id)) {
             self.new_user_stacks.push((rec.tgid, rec.ustack_id));

@@ -1,0 +1,198 @@
+//! Turning stack-copy samples into complete user stacks (`--unwind
+//! dwarf|auto`): each sample's copy is unwound with the modules' CFI by
+//! [`Unwinder`] and the result replaces the frame-pointer walk the kernel
+//! also sent. With `auto`, processes whose code all keeps frame pointers
+//! are told to the kernel, which then stops copying their stacks.
+
+use aya::maps::{HashMap, MapData};
+use profiler_common::{SampleEvent, StackSample, UserRegs, MAX_STACK_DEPTH, STACK_COPY_FAILED, STACK_SAMPLE_HEADER};
+use rustc_hash::FxHashSet;
+
+use crate::{
+    capture::decode,
+    unwind::{StopReason, Unwinder},
+};
+
+/// How the user stacks of a capture were obtained, for summary.json.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnwindUse {
+    /// Samples that carried a stack copy.
+    pub copied: u64,
+    /// Of those, unwound from the copy to the outermost frame.
+    pub complete: u64,
+    /// Unwound from the copy, but the copy ended first and the kernel's
+    /// frame-pointer walk continued from the same frame.
+    pub spliced: u64,
+    /// Unwound from the copy, stopped early (see `unwind.stops`).
+    pub partial: u64,
+    /// The copy was unreadable or gave nothing: the frame-pointer walk is used.
+    pub fell_back: u64,
+    /// Samples without a copy: frame pointers only (`fp`, or `auto` for
+    /// processes in `fp_pids`), and kernel threads.
+    pub frame_pointers: u64,
+    /// Processes `auto` walks with frame pointers only.
+    pub fp_pids: u64,
+}
+
+/// A stack-copy record split into its sample, registers and copied bytes.
+pub struct StackRecord<'a> {
+    pub sample: SampleEvent,
+    pub regs: UserRegs,
+    pub flags: u32,
+    pub stack: &'a [u8],
+}
+
+/// Decode an `EVENT_SAMPLE_STACK` record; `None` if it is malformed.
+pub fn decode_stack_record(bytes: &[u8]) -> Option<StackRecord<'_>> {
+    let head = bytes.get(..STACK_SAMPLE_HEADER)?;
+    let sample = decode::<SampleEvent>(head)?;
+    let regs_at = std::mem::offset_of!(StackSample, regs);
+    let regs = decode::<UserRegs>(head.get(regs_at..)?)?;
+    let word = |at: usize| Some(u32::from_ne_bytes(head.get(at..at + 4)?.try_into().ok()?));
+    let len = word(std::mem::offset_of!(StackSample, stack_len))? as usize;
+    let flags = word(std::mem::offset_of!(StackSample, flags))?;
+    let stack = bytes.get(STACK_SAMPLE_HEADER..STACK_SAMPLE_HEADER.checked_add(len)?)?;
+    Some(StackRecord { sample, regs, flags, stack })
+}
+
+/// Unwinds stack copies as they arrive; owns the unwinder's caches.
+pub struct SampleUnwinder {
+    pub unwinder: Unwinder,
+    /// `auto` only: the kernel's map of processes walked with frame pointers.
+    fp_pids: Option<HashMap<MapData, u32, u8>>,
+    /// Processes `auto` has judged since their last exec.
+    judged: FxHashSet<u32>,
+    /// Of those, the ones walked with frame pointers.
+    fp_ok: FxHashSet<u32>,
+    pub usage: UnwindUse,
+    out: Vec<u64>,
+}
+
+impl SampleUnwinder {
+    /// `fp_pids`: given for `--unwind auto`.
+    pub fn new(fp_pids: Option<HashMap<MapData, u32, u8>>) -> Self {
+        Self {
+            unwinder: Unwinder::new(),
+            fp_pids,
+            judged: FxHashSet::default(),
+            fp_ok: FxHashSet::default(),
+            usage: UnwindUse::default(),
+            out: vec![0; MAX_STACK_DEPTH],
+        }
+    }
+
+    /// A sample without a copy.
+    pub fn count_frame_pointer_sample(&mut self) {
+        self.usage.frame_pointers += 1;
+    }
+
+    /// Replace `rec.sample`'s user stack with the one unwound from its copy
+    /// and return the sample.
+    pub fn apply(&mut self, rec: StackRecord<'_>) -> SampleEvent {
+        let mut event = rec.sample;
+        if rec.regs.sp == 0 {
+            // A kernel thread: no user stack at all.
+            self.usage.frame_pointers += 1;
+            return event;
+        }
+        self.usage.copied += 1;
+        self.judge(event.pid);
+        if rec.flags & STACK_COPY_FAILED != 0 || rec.stack.is_empty() {
+            self.usage.fell_back += 1;
+            return event;
+        }
+        let unwound = self.unwinder.unwind(event.pid, &rec.regs, rec.stack, &mut self.out);
+        let n = unwound.frames.min(self.out.len());
+        if n <= 1 && event.ustack_len > 1 {
+            self.usage.fell_back += 1;
+            return event;
+        }
+        let mut frames: Vec<u64> = self.out[..n].to_vec();
+        match unwound.stop {
+            StopReason::Complete => self.usage.complete += 1,
+            StopReason::StackCopyEnd if splice(&mut frames, event.user_frames()) => self.usage.spliced += 1,
+            _ => self.usage.partial += 1,
+        }
+        let len = frames.len().min(MAX_STACK_DEPTH);
+        event.ustack[..len].copy_from_slice(&frames[..len]);
+        event.ustack_len = len as u32;
+        event
+    }
+
+    /// `auto`: when a process is first sampled, tell the kernel whether
+    /// frame pointers walk its stacks completely.
+    fn judge(&mut self, pid: u32) {
+        let Some(map) = self.fp_pids.as_mut() else { return };
+        if !self.judged.insert(pid) {
+            return;
+        }
+        if self.unwinder.frame_pointers_suffice(pid) == Some(true) {
+            match map.insert(pid, 1, 0) {
+                Ok(()) => {
+                    self.usage.fp_pids += 1;
+                    self.fp_ok.insert(pid);
+                }
+                Err(err) => tracing::debug!(pid, %err, "could not mark a process for frame-pointer walks"),
+            }
+        }
+    }
+
+    /// `auto` walks this process with frame pointers only.
+    pub fn walks_with_frame_pointers(&self, pid: u32) -> bool {
+        self.fp_ok.contains(&pid)
+    }
+
+    /// A process exec'd or a pid was reused: its code changed.
+    pub fn forget(&mut self, pid: u32) {
+        self.unwinder.forget(pid);
+        self.fp_ok.remove(&pid);
+        if self.judged.remove(&pid) {
+            if let Some(map) = self.fp_pids.as_mut() {
+                let _ = map.remove(&pid);
+            }
+        }
+    }
+}
+
+/// The copy ended before the outermost frame: if the kernel's
+/// frame-pointer walk passed through the last frame the copy reached,
+/// continue with the frames the walk found beyond it. Returns whether it did.
+fn splice(frames: &mut Vec<u64>, fp: &[u64]) -> bool {
+    let Some(&last) = frames.last() else { return false };
+    if frames.len() < 2 {
+        return false;
+    }
+    match fp.iter().skip(1).position(|&a| a == last) {
+        Some(i) if i + 2 < fp.len() => {
+            frames.extend_from_slice(&fp[i + 2..]);
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splice_continues_past_the_shared_frame() {
+        let mut frames = vec![0x10, 0x20, 0x30];
+        assert!(splice(&mut frames, &[0x11, 0x99, 0x30, 0x40, 0x50]));
+        assert_eq!(frames, vec![0x10, 0x20, 0x30, 0x40, 0x50]);
+        let mut frames = vec![0x10, 0x20, 0x30];
+        assert!(!splice(&mut frames, &[0x11, 0x99]));
+        assert_eq!(frames.len(), 3);
+    }
+
+    #[test]
+    fn records_are_checked_against_their_length() {
+        let mut bytes = vec![0u8; STACK_SAMPLE_HEADER + 64];
+        let at = std::mem::offset_of!(StackSample, stack_len);
+        bytes[at..at + 4].copy_from_slice(&64u32.to_ne_bytes());
+        assert_eq!(decode_stack_record(&bytes).map(|r| r.stack.len()), Some(64));
+        bytes[at..at + 4].copy_from_slice(&65u32.to_ne_bytes());
+        assert!(decode_stack_record(&bytes).is_none());
+        assert!(decode_stack_record(&bytes[..100]).is_none());
+    }
+}
