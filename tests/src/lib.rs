@@ -250,3 +250,54 @@ pub fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// Compile `workloads/SRC.c` like [`build_c_workload`] (its flags come after
+/// the defaults, so `-fomit-frame-pointer` wins), into a binary named `out`:
+/// one source, several builds.
+pub fn build_c_workload_as(src: &str, out: &str, extra_flags: &[&str]) -> PathBuf {
+    let src_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads").join(format!("{src}.c"));
+    let out_path = workload_dir().join(out);
+    let status = Command::new("gcc")
+        .args(["-O2", "-g", "-fno-omit-frame-pointer", "-fno-ipa-icf", "-pthread", "-o"])
+        .arg(&out_path)
+        .arg(&src_path)
+        .args(extra_flags)
+        .status()
+        .expect("gcc must be installed (cargo xtask setup installs it)");
+    assert!(status.success(), "gcc {extra_flags:?} failed on {}", src_path.display());
+    out_path
+}
+
+/// Build the standalone cargo project `workloads/DIR` (its own workspace, no
+/// dependencies) in release mode with `rustflags`, and return its binary
+/// `bin`. The target directory is a fixed cache under the temp dir, keyed by
+/// the flags, so later runs only relink what changed. Flags inherited from the
+/// cargo that runs the tests are dropped: the test decides how it is built.
+pub fn build_cargo_workload(dir: &str, bin: &str, rustflags: &str) -> PathBuf {
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads").join(dir);
+    let key: String = rustflags.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let target = std::env::temp_dir().join("tailprof-e2e-cargo").join(format!("{dir}-{key}"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--release", "--offline", "--quiet", "--manifest-path"])
+        .arg(project.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(&project)
+        .env("RUSTFLAGS", rustflags)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .expect("run cargo to build a workload");
+    assert!(
+        out.status.success(),
+        "cargo build of workloads/{dir} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = target.join("release").join(bin);
+    assert!(bin.exists(), "cargo built workloads/{dir} but {} is missing", bin.display());
+    bin
+}
