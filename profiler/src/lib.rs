@@ -24,5 +24,6 @@ pub mod sched_times;
 pub mod stacks;
 pub mod state_sampler;
 pub mod symbolize;
+pub mod unwind;
 
 pub use error::{Error, Result};
