@@ -84,6 +84,8 @@ struct Last {
 
 pub struct BlockedStacks {
     bytes: usize,
+    /// `--pid`: only these processes' threads are copied (empty: all).
+    pids: rustc_hash::FxHashSet<u32>,
     last: FxHashMap<u32, Last>,
     /// Complete user stacks seen per blocking key, with snapshot counts.
     pub observed: FxHashMap<BlockKey, FxHashMap<Box<[UserFrame]>, u64>>,
@@ -93,10 +95,12 @@ pub struct BlockedStacks {
 }
 
 impl BlockedStacks {
-    /// `bytes`: how much stack to copy (`--user-stack-size`).
-    pub fn new(bytes: u32) -> Self {
+    /// `bytes`: how much stack to copy (`--user-stack-size`); `pids`:
+    /// the selected processes (empty: all).
+    pub fn new(bytes: u32, pids: &[u32]) -> Self {
         Self {
             bytes: bytes as usize,
+            pids: pids.iter().copied().collect(),
             last: FxHashMap::default(),
             observed: FxHashMap::default(),
             stats: BlockedStackStats::default(),
@@ -107,7 +111,15 @@ impl BlockedStacks {
 
     /// Count one snapshot of a blocked thread, copying and unwinding its
     /// stack unless it is still where an earlier snapshot saw it.
+    /// Whether `tgid` is one of the selected processes.
+    pub fn selected(&self, tgid: u32) -> bool {
+        self.pids.is_empty() || self.pids.contains(&tgid)
+    }
+
     pub fn observe(&mut self, t: &BlockedThread, unwinder: &mut Unwinder, agg: &mut StackAggregator) {
+        if !self.selected(t.tgid) {
+            return;
+        }
         self.stats.observed += 1;
         let started = crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         let same = self.last.get(&t.tid).is_some_and(|l| l.regs == t.regs && l.sum_exec_ns == t.sum_exec_ns);

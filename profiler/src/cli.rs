@@ -155,7 +155,7 @@ impl UnwindMethod {
 pub fn parse_user_stack_size(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a whole number of bytes"))?;
     let max = profiler_common::MAX_USER_STACK_BYTES as u32;
-    if !(512..=max).contains(&n) || n % 8 != 0 {
+    if !(512..=max).contains(&n) || !n.is_multiple_of(8) {
         return Err(format!("{n} is not a multiple of 8 between 512 and {max}"));
     }
     Ok(n)

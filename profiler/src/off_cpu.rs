@@ -102,8 +102,7 @@ pub struct OffCpuUnwind {
 pub fn collect(
     aggregates: &HashMap<&MapData, OffCpuKey, OffCpuValue>,
     live: &[(u32, ThreadRecord)],
-    window_start_ns: u64,
-    end_ns: u64,
+    window: std::ops::Range<u64>,
     snapshot_kstacks: &FxHashMap<u32, Box<[u64]>>,
     stacks: &mut StackResolver,
     agg: &mut StackAggregator,
@@ -114,6 +113,7 @@ pub fn collect(
         merged.insert(key, value);
     }
     for (tid, r) in live {
+        let (window_start_ns, end_ns) = (window.start, window.end);
         let since = r.times.since_ns.max(window_start_ns);
         if r.times.state == STATE_RUNNING || end_ns <= since {
             continue;
@@ -150,7 +150,9 @@ pub fn collect(
         let shares = blocked.map(|b| b.shares(&(k.tid, k.kstack_id, k.ustack_id))).unwrap_or_default();
         match shares.as_slice() {
             [] => {
-                unwind.frame_pointer_ns += raw.ns;
+                if blocked.is_some_and(|b| b.selected(k.tgid)) {
+                    unwind.frame_pointer_ns += raw.ns;
+                }
                 out.push(raw);
             }
             [(frames, _)] => {

@@ -72,7 +72,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
             stacks: StackResolver::new(loaded.take_stacks()?),
             hz: state_hz,
             blocked: (args.unwind != crate::cli::UnwindMethod::Fp)
-                .then(|| crate::blocked_stacks::BlockedStacks::new(args.user_stack_size)),
+                .then(|| crate::blocked_stacks::BlockedStacks::new(args.user_stack_size, &config.pids)),
         };
         (Some(loaded.take_exits()?), Some(snapshots))
     } else {
@@ -125,8 +125,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         (off_cpu_raw, unwind) = off_cpu::collect(
             &loaded.off_cpu_map()?,
             &live,
-            window_start_ns,
-            captured.end_ns,
+            window_start_ns..captured.end_ns,
             &snapshots.sampler.kstacks,
             &mut snapshots.stacks,
             &mut agg,
