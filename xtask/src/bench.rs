@@ -9,13 +9,17 @@
 //! - `snapshot`: cost of one thread-state snapshot at 100 to 10,000 threads;
 //! - `enrichment`: CPU per new process under an exec storm against
 //!   `perf record -a -g`, per-sample process lookup, memory per 1,000
-//!   tracked processes.
+//!   tracked processes;
+//! - `unwind`: CPU of a capture with `--unwind dwarf` against
+//!   `perf record --call-graph dwarf` + `perf script` on code without frame
+//!   pointers, the stacks both produce, the unwinder's own statistics.
 
 mod common;
 mod enrichment;
 mod on_cpu;
 mod sched_pipe;
 mod snapshot;
+mod unwind;
 
 use std::{
     fmt::Write as _,
@@ -36,10 +40,12 @@ enum Section {
     SchedPipe,
     Snapshot,
     Enrichment,
+    Unwind,
 }
 
 impl Section {
-    const ALL: [Section; 4] = [Section::OnCpu, Section::SchedPipe, Section::Snapshot, Section::Enrichment];
+    const ALL: [Section; 5] =
+        [Section::OnCpu, Section::SchedPipe, Section::Snapshot, Section::Enrichment, Section::Unwind];
 
     fn key(self) -> &'static str {
         match self {
@@ -47,6 +53,7 @@ impl Section {
             Section::SchedPipe => "sched-pipe",
             Section::Snapshot => "snapshot",
             Section::Enrichment => "enrichment",
+            Section::Unwind => "unwind",
         }
     }
 
@@ -129,6 +136,7 @@ pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
             Section::SchedPipe => sched_pipe::run(bin, &guard.scratch, reps)?,
             Section::Snapshot => snapshot::run(bin, &guard.scratch, reps)?,
             Section::Enrichment => enrichment::run(bin, &guard.scratch, reps)?,
+            Section::Unwind => unwind::run(bin, &guard.scratch, seconds, reps)?,
         };
         written.push((*section, md));
     }
@@ -148,7 +156,7 @@ fn header() -> String {
     let _ = writeln!(
         md,
         "Written by `cargo xtask bench` (do not edit by hand; `{ONLY_ENV}=sched-pipe` or a comma-separated list of \
-         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
+         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment`, `unwind` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
         machine(),
         common::kernel_release()
     );
