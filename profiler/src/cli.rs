@@ -74,6 +74,11 @@ pub struct ReportArgs {
     /// Directory for the re-rendered reports [default: DIR itself; samples.jsonl.zst is never rewritten].
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+
+    /// Show the source file and line of user frames (from DWARF) in the reports
+    /// [default: as the capture was recorded].
+    #[arg(long)]
+    pub lines: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -122,6 +127,11 @@ pub struct RecordArgs {
     #[arg(long, value_name = "BYTES", default_value_t = profiler_common::DEFAULT_USER_STACK_BYTES,
           value_parser = parse_user_stack_size)]
     pub user_stack_size: u32,
+
+    /// Show the source file and line of user frames in the reports, as `function (file.c:42)`,
+    /// where DWARF (in the binary or an installed debug file) gives them.
+    #[arg(long)]
+    pub lines: bool,
 
     /// Kernel BTF to read kernel type layouts from.
     #[arg(long, default_value = crate::preflight::SYSFS_BTF)]

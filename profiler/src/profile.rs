@@ -12,6 +12,24 @@ use crate::{
 pub enum FrameKind {
     Kernel,
     User,
+    /// Just-in-time compiled code, named from the process's perf map.
+    Jit,
+}
+
+/// Source location of a frame, from DWARF.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceLine {
+    /// The source file, with its directory when DWARF gives one.
+    pub file: Arc<str>,
+    /// 0 when unknown.
+    pub line: u32,
+}
+
+impl SourceLine {
+    /// The file name without its directory, as perf shows it.
+    pub fn file_name(&self) -> &str {
+        self.file.rsplit('/').next().unwrap_or(&self.file)
+    }
 }
 
 /// One symbolized frame.
@@ -23,11 +41,21 @@ pub struct Frame {
     /// Index into [`Profile::modules`] for user frames whose module is known.
     pub module: Option<usize>,
     /// File offset within the module for user frames, the kernel address for
-    /// kernel frames, the raw address for unknown user frames.
+    /// kernel frames, the raw address for unknown user frames and JIT frames.
     pub address: u64,
+    /// A function inlined into the frame before it (its caller), at the
+    /// same address. Inlined frames follow their caller, innermost last.
+    pub inlined: bool,
+    /// Where in the source the frame was, when DWARF says.
+    pub line: Option<SourceLine>,
 }
 
 impl Frame {
+    /// A frame without inlining or source information.
+    pub fn new(name: Arc<str>, kind: FrameKind, module: Option<usize>, address: u64) -> Self {
+        Self { name, kind, module, address, inlined: false, line: None }
+    }
+
     pub fn is_unknown(&self) -> bool {
         &*self.name == UNKNOWN
     }
@@ -36,17 +64,125 @@ impl Frame {
 /// Name of a frame whose function could not be determined.
 pub const UNKNOWN: &str = "[unknown]";
 
-/// A binary or shared object that user frames point into.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A binary or shared object that user frames point into, and how well
+/// it could be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Module {
     pub path: String,
     pub build_id: Option<String>,
+    /// The separate debug file its frames were named with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug_file: Option<String>,
+    /// Why it could not be read; its frames show as `module+0xOFFSET`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    /// Why its debug information could not be read; its frames were named
+    /// from its symbol table only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug_info_unreadable: Option<String>,
 }
 
 impl Module {
+    pub fn new(path: String, build_id: Option<String>) -> Self {
+        Self { path, build_id, ..Self::default() }
+    }
+
     /// The file name, for compact display.
     pub fn short_name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// A module whose frames could not be named, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModuleProblem {
+    pub path: String,
+    pub reason: String,
+}
+
+/// What symbolization achieved (`summary.json`: `symbolization`), over
+/// the stacks reported. Frame counts are of distinct addresses, not of
+/// samples.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SymbolizationStats {
+    /// Modules user frames point into.
+    pub modules: u64,
+    /// Modules that could not be read at all (permissions, gone, not an
+    /// ELF file): their frames show as `module+0xOFFSET`.
+    pub modules_unreadable: Vec<ModuleProblem>,
+    /// Modules whose debug information (DWARF, separate debug file) could
+    /// not be read: named from their symbol tables only.
+    pub debug_info_unreadable: Vec<ModuleProblem>,
+    /// Modules named with a separate debug file.
+    pub debug_files: u64,
+    /// User addresses (module, offset) named.
+    pub frames_named: u64,
+    /// Inlined function frames DWARF added at those addresses.
+    pub frames_inlined: u64,
+    /// User addresses in a module that no symbol covers (`module+0xOFFSET`).
+    pub frames_unnamed: u64,
+    /// User addresses (per process) outside any module named from the
+    /// process's perf map (JIT code).
+    pub frames_jit: u64,
+    /// User addresses (per process) outside any module and not in a perf
+    /// map: `[unknown]`.
+    pub frames_unknown: u64,
+    /// Wall time spent naming user and kernel frames at the end of the
+    /// recording, ns (all processes, before any selection).
+    pub ns: u64,
+}
+
+impl SymbolizationStats {
+    pub fn of(profile: &Profile) -> Self {
+        use std::collections::HashSet;
+        let mut modules = HashSet::new();
+        let (mut named, mut inlined, mut unnamed) = (HashSet::new(), HashSet::new(), HashSet::new());
+        let (mut jit, mut unknown) = (HashSet::new(), HashSet::new());
+        let stacks = profile.stacks.iter().map(|s| (s.pid, &s.frames));
+        for (pid, frames) in stacks.chain(profile.off_cpu.iter().map(|s| (s.pid, &s.frames))) {
+            for f in frames {
+                match (f.kind, f.module) {
+                    (FrameKind::Kernel, _) => {}
+                    (FrameKind::Jit, _) => {
+                        jit.insert((pid, f.address));
+                    }
+                    (FrameKind::User, Some(m)) => {
+                        modules.insert(m);
+                        if f.inlined {
+                            inlined.insert((m, f.address, f.name.clone()));
+                        } else if f.is_unknown() {
+                            unnamed.insert((m, f.address));
+                        } else {
+                            named.insert((m, f.address));
+                        }
+                    }
+                    (FrameKind::User, None) if f.is_unknown() => {
+                        unknown.insert((pid, f.address));
+                    }
+                    (FrameKind::User, None) => {}
+                }
+            }
+        }
+        let mut modules: Vec<&Module> = modules.into_iter().filter_map(|m| profile.modules.get(m)).collect();
+        modules.sort_by(|a, b| a.path.cmp(&b.path));
+        let problems = |why: fn(&Module) -> Option<&String>| {
+            modules
+                .iter()
+                .filter_map(|m| why(m).map(|r| ModuleProblem { path: m.path.clone(), reason: r.clone() }))
+                .collect()
+        };
+        Self {
+            modules: modules.len() as u64,
+            modules_unreadable: problems(|m| m.unreadable.as_ref()),
+            debug_info_unreadable: problems(|m| m.debug_info_unreadable.as_ref()),
+            debug_files: modules.iter().filter(|m| m.debug_file.is_some()).count() as u64,
+            frames_named: named.len() as u64,
+            frames_inlined: inlined.len() as u64,
+            frames_unnamed: unnamed.len() as u64,
+            frames_jit: jit.len() as u64,
+            frames_unknown: unknown.len() as u64,
+            ns: profile.symbolize_ns,
+        }
     }
 }
 
@@ -244,6 +380,10 @@ pub struct Profile {
     pub arch: String,
     /// How reports are sliced.
     pub group_by: GroupBy,
+    /// Reports show the source file and line of user frames (`--lines`).
+    pub lines: bool,
+    /// Wall time symbolization took at the end of the recording, ns.
+    pub symbolize_ns: u64,
 }
 
 impl Profile {

@@ -116,6 +116,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         state_hz,
         arch: std::env::consts::ARCH.to_owned(),
         group_by: args.slice.group_by.clone().unwrap_or_default(),
+        lines: args.lines,
         ..Profile::default()
     };
     let mut off_cpu_raw = Vec::new();

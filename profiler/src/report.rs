@@ -19,6 +19,7 @@ pub fn report(args: &ReportArgs) -> Result<Report> {
     if let Some(g) = &args.slice.group_by {
         profile.group_by = g.clone();
     }
+    profile.lines |= args.lines;
     profile.select(&args.slice.selection());
     let files = output::write_all(&out, &profile)?;
     Ok(Report { profile, files })

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     enrich::{fd_target::BlockedOn, process::ProcessInfo, processes::EnrichStats},
     group::GroupBy,
-    profile::{Dropped, Frame, FrameKind, LimitHit, Module, OffCpuStack, Profile, Stack, StateSamples},
+    profile::{Dropped, Frame, FrameKind, LimitHit, Module, OffCpuStack, Profile, SourceLine, Stack, StateSamples},
     state_sampler::SamplerStats,
     Error, Result,
 };
@@ -53,6 +53,12 @@ struct Header {
     limits_hit: Vec<LimitHit>,
     enrichment: EnrichStats,
     group_by: GroupBy,
+    /// `--lines` at record time (absent in older files).
+    #[serde(default)]
+    lines: bool,
+    /// Absent in older files.
+    #[serde(default)]
+    symbolize_ns: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -61,6 +67,25 @@ struct FrameRec {
     kernel: bool,
     module: Option<usize>,
     address: u64,
+    /// Named from a perf map. The fields below are absent when false or
+    /// unknown (and in older files).
+    #[serde(default, skip_serializing_if = "is_false")]
+    jit: bool,
+    /// Inlined into the frame before it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    inlined: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    line: u32,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -134,7 +159,7 @@ enum Record {
 struct Out<'a> {
     z: zstd::Encoder<'static, &'a mut dyn Write>,
     records: u64,
-    frame_ids: HashMap<(Arc<str>, bool, Option<usize>, u64), u32>,
+    frame_ids: HashMap<Frame, u32>,
 }
 
 impl Out<'_> {
@@ -149,11 +174,19 @@ impl Out<'_> {
     fn frames(&mut self, list: &[Frame]) -> std::io::Result<Vec<u32>> {
         let mut out = Vec::with_capacity(list.len());
         for f in list {
-            let kernel = f.kind == FrameKind::Kernel;
             let next = self.frame_ids.len() as u32;
-            let id = *self.frame_ids.entry((f.name.clone(), kernel, f.module, f.address)).or_insert(next);
+            let id = *self.frame_ids.entry(f.clone()).or_insert(next);
             if id == next {
-                let rec = FrameRec { name: f.name.to_string(), kernel, module: f.module, address: f.address };
+                let rec = FrameRec {
+                    name: f.name.to_string(),
+                    kernel: f.kind == FrameKind::Kernel,
+                    module: f.module,
+                    address: f.address,
+                    jit: f.kind == FrameKind::Jit,
+                    inlined: f.inlined,
+                    file: f.line.as_ref().map(|l| l.file.to_string()),
+                    line: f.line.as_ref().map_or(0, |l| l.line),
+                };
                 self.put(&Record::Frame(rec))?;
             }
             out.push(id);
@@ -187,6 +220,8 @@ pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
         limits_hit: p.limits_hit.clone(),
         enrichment: p.enrichment,
         group_by: p.group_by.clone(),
+        lines: p.lines,
+        symbolize_ns: p.symbolize_ns,
     })))?;
     for m in &p.modules {
         out.put(&Record::Module(m.clone()))?;
@@ -319,6 +354,8 @@ pub fn read(dir: &Path) -> Result<Profile> {
                     limits_hit: h.limits_hit,
                     enrichment: h.enrichment,
                     group_by: h.group_by,
+                    lines: h.lines,
+                    symbolize_ns: h.symbolize_ns,
                     ..Profile::default()
                 };
             }
@@ -326,9 +363,15 @@ pub fn read(dir: &Path) -> Result<Profile> {
             Record::Process(p) => profile.processes.push(*p),
             Record::Frame(f) => frames.push(Frame {
                 name: Arc::from(f.name),
-                kind: if f.kernel { FrameKind::Kernel } else { FrameKind::User },
+                kind: match (f.kernel, f.jit) {
+                    (true, _) => FrameKind::Kernel,
+                    (false, true) => FrameKind::Jit,
+                    (false, false) => FrameKind::User,
+                },
                 module: f.module,
                 address: f.address,
+                inlined: f.inlined,
+                line: f.file.map(|file| SourceLine { file: Arc::from(file), line: f.line }),
             }),
             Record::Stack(s) => profile.stacks.push(Stack {
                 frames: resolve(&frames, &s.frames).map_err(corrupt)?,
@@ -414,7 +457,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Profile {
-        let f = |name: &str, kind| Frame { name: Arc::from(name), kind, module: None, address: 1 };
+        let f = |name: &str, kind| Frame::new(Arc::from(name), kind, None, 1);
         let mut p = Profile {
             arch: "x86_64".into(),
             frequency_hz: 99,
@@ -428,7 +471,16 @@ mod tests {
                 process: 0,
                 syscall: -1,
                 count: 3,
-                frames: vec![f("main", FrameKind::User), f("do_sys", FrameKind::Kernel)],
+                frames: vec![
+                    f("main", FrameKind::User),
+                    Frame {
+                        inlined: true,
+                        line: Some(SourceLine { file: Arc::from("/src/a.c"), line: 7 }),
+                        ..f("helper", FrameKind::User)
+                    },
+                    f("LazyCompile:*hot", FrameKind::Jit),
+                    f("do_sys", FrameKind::Kernel),
+                ],
             }],
             ..Profile::default()
         };
@@ -448,13 +500,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = sample();
         let b = bytes(&p);
-        assert_eq!(kinds(&b).get("frame"), Some(&2));
+        assert_eq!(kinds(&b).get("frame"), Some(&4));
         std::fs::write(dir.path().join(SAMPLES_FILE), &b).unwrap();
         let back = read(dir.path()).unwrap();
         assert_eq!(back.stacks[0].frames, p.stacks[0].frames);
         assert_eq!(back.processes, p.processes);
         assert_eq!(back.comms, p.comms);
         assert_eq!((back.samples, back.state_hz), (3, 20));
+    }
+
+    #[test]
+    fn reads_frames_written_before_inlining_and_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = bytes(&sample());
+        // Strip the new fields, as an older tailprof wrote them.
+        let text = String::from_utf8(zstd::decode_all(&b[..]).unwrap()).unwrap();
+        let old: String = text
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                if let Some(f) = v.get_mut("frame").and_then(|f| f.as_object_mut()) {
+                    for k in ["jit", "inlined", "file", "line"] {
+                        f.remove(k);
+                    }
+                }
+                if let Some(h) = v.get_mut("header").and_then(|h| h.as_object_mut()) {
+                    h.remove("lines");
+                    h.remove("symbolize_ns");
+                }
+                format!("{v}\n")
+            })
+            .collect();
+        assert!(old.len() < text.len());
+        std::fs::write(dir.path().join(SAMPLES_FILE), zstd::encode_all(old.as_bytes(), 3).unwrap()).unwrap();
+        let back = read(dir.path()).unwrap();
+        let names: Vec<&str> = back.stacks[0].frames.iter().map(|f| &*f.name).collect();
+        assert_eq!(names, ["main", "helper", "LazyCompile:*hot", "do_sys"]);
+        assert!(back.stacks[0].frames.iter().all(|f| !f.inlined && f.line.is_none()));
     }
 
     #[test]

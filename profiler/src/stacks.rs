@@ -1,50 +1,38 @@
 //! Aggregation of raw samples as they arrive. User addresses are
 //! normalized to (module, file offset) the first time a stack is seen,
 //! while its process still lives, so that processes which exit during the
-//! capture can still be symbolized at the end.
+//! capture can still be symbolized at the end: the process's executable
+//! mappings are read from `/proc/PID/maps`, modules are interned (and held
+//! open when deleted or replaced, see [`ModuleTable`]), and a process with
+//! addresses outside any module gets its perf map opened for JIT names.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc};
+mod maps;
+mod modules;
+mod perf_map;
+
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use rustc_hash::FxHashMap;
 
 use blazesym::normalize::{NormalizeOpts, Normalizer, UserMeta};
 use profiler_common::{SampleEvent, TASK_COMM_LEN};
 
-use crate::profile::Module;
+pub use maps::{AddressSpace, Mapping, MappingKind};
+pub use modules::ModuleTable;
+#[cfg(test)]
+pub(crate) use perf_map::ns_pid;
+pub use perf_map::{PerfMap, PerfMapError, PerfMaps};
 
 /// A user frame after normalization.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UserFrame {
     /// Inside a known ELF module at this file offset.
     InModule { module: usize, offset: u64 },
-    /// Named directly by the normalizer (for example the vDSO).
+    /// Named directly by the normalizer (the vDSO).
     Named { name: Arc<str> },
-    /// The address belongs to no mapping we could read.
+    /// In anonymous executable memory (JIT code), or in no mapping: named
+    /// from the process's perf map at the end, if it has one.
     Unknown { addr: u64 },
-}
-
-/// Modules seen so far, interned by path.
-#[derive(Debug, Default)]
-pub struct ModuleTable {
-    by_path: HashMap<PathBuf, usize>,
-    pub modules: Vec<Module>,
-}
-
-impl ModuleTable {
-    /// The module's id; its build id is read once, when first seen.
-    fn intern(&mut self, path: &std::path::Path) -> usize {
-        if let Some(&id) = self.by_path.get(path) {
-            return id;
-        }
-        let build_id = blazesym::helper::read_elf_build_id(path)
-            .ok()
-            .flatten()
-            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect());
-        let id = self.modules.len();
-        self.modules.push(Module { path: path.to_string_lossy().into_owned(), build_id });
-        self.by_path.insert(path.to_owned(), id);
-        id
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,23 +63,33 @@ pub struct AggregatedStack {
 
 /// Collects samples into unique stacks.
 pub struct StackAggregator {
-    /// Reads each process's memory map once and keeps it for the capture.
-    cached: Normalizer,
-    /// Reads the map afresh: used when the cached map misses an address
-    /// (a library loaded after the process was first seen).
-    fresh: Normalizer,
+    /// Names vDSO addresses (it reads the vDSO image from the process).
+    vdso: Normalizer,
     modules: ModuleTable,
-    /// When each process's map was last read afresh; bounds re-reads to
-    /// one per process per [`FRESH_MAP_INTERVAL`], since stacks of code
-    /// without frame pointers often hold addresses no map contains.
-    last_fresh: HashMap<u32, std::time::Instant>,
-    /// Normalized frames by (pid, lookup address): most stacks share their
-    /// callers, so only new addresses reach the normalizer.
-    frames: FxHashMap<(u32, u64), UserFrame>,
+    /// Per live process: its mappings and normalized frames.
+    procs: FxHashMap<u32, ProcState>,
     /// Keyed by whole raw stacks: a fast non-cryptographic hash matters here.
     stacks: FxHashMap<RawKey, (Box<[UserFrame]>, u64)>,
     samples: u64,
 }
+
+/// What is known of one process's address space.
+struct ProcState {
+    /// The process generation it was read for; a new one (exec, or the pid
+    /// reused) starts afresh.
+    generation: u32,
+    space: AddressSpace,
+    /// When the map was last read; bounds re-reads to one per process per
+    /// [`FRESH_MAP_INTERVAL`], since stacks of code without frame pointers
+    /// often hold addresses no map contains.
+    read_at: Option<Instant>,
+    /// Normalized frames by lookup address: most stacks share their
+    /// callers, so only new addresses are looked up.
+    frames: FxHashMap<u64, UserFrame>,
+}
+
+/// Generation of a process known only from its pid (off-CPU stacks).
+const ANY_GENERATION: u32 = u32::MAX;
 
 /// Minimum time between two fresh reads of one process's memory map.
 const FRESH_MAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -115,16 +113,10 @@ pub fn lookup_address(index: usize, addr: u64) -> u64 {
 
 impl StackAggregator {
     pub fn new() -> Self {
-        // Build ids are read once per module by `ModuleTable::intern`.
-        let builder = || Normalizer::builder().enable_build_ids(false);
-        let cached = builder().enable_vma_caching(true).build();
-        let fresh = builder().build();
         Self {
-            cached,
-            fresh,
-            last_fresh: HashMap::new(),
-            frames: FxHashMap::default(),
+            vdso: Normalizer::builder().enable_build_ids(false).build(),
             modules: ModuleTable::default(),
+            procs: FxHashMap::default(),
             stacks: FxHashMap::default(),
             samples: 0,
         }
@@ -150,65 +142,41 @@ impl StackAggregator {
             *count += 1;
             return;
         }
-        let user = self.normalize(event.pid, &key.ustack);
+        let user = self.normalize_in(event.pid, process, &key.ustack);
         self.stacks.insert(key, (user, 1));
     }
 
     /// Normalize a user stack (innermost first) of a live process.
     pub fn normalize(&mut self, pid: u32, ustack: &[u64]) -> Box<[UserFrame]> {
+        self.normalize_in(pid, ANY_GENERATION, ustack)
+    }
+
+    fn normalize_in(&mut self, pid: u32, generation: u32, ustack: &[u64]) -> Box<[UserFrame]> {
         if ustack.is_empty() {
             return Box::new([]);
         }
+        let state = self.procs.entry(pid).or_insert_with(|| ProcState::new(generation));
+        if generation != ANY_GENERATION && state.generation != generation {
+            if state.generation != ANY_GENERATION {
+                // Another program now: its mappings and frames are new.
+                *state = ProcState::new(generation);
+            }
+            state.generation = generation;
+        }
         let addrs: Vec<u64> = ustack.iter().enumerate().map(|(i, &a)| lookup_address(i, a)).collect();
-        let mut new: Vec<u64> = addrs.iter().copied().filter(|a| !self.frames.contains_key(&(pid, *a))).collect();
+        let mut new: Vec<u64> = addrs.iter().copied().filter(|a| !state.frames.contains_key(a)).collect();
         if !new.is_empty() {
             new.sort_unstable();
             new.dedup();
-            // Unknown frames are kept too: `normalize_addrs` has already
-            // re-read the map once for them, if the rate limit allowed.
-            let frames = self.normalize_addrs(pid, &new);
-            self.frames.extend(new.iter().map(|&a| (pid, a)).zip(frames));
+            let frames = normalize_addrs(pid, state, &mut self.modules, &self.vdso, &new);
+            state.frames.extend(new.into_iter().zip(frames));
         }
-        addrs.iter().map(|a| self.frames.get(&(pid, *a)).cloned().unwrap_or(UserFrame::Unknown { addr: *a })).collect()
+        addrs.iter().map(|a| state.frames.get(a).cloned().unwrap_or(UserFrame::Unknown { addr: *a })).collect()
     }
 
-    /// Normalize sorted, unique addresses of one process.
-    fn normalize_addrs(&mut self, pid: u32, addrs: &[u64]) -> Vec<UserFrame> {
-        let opts = NormalizeOpts { sorted_addrs: true, map_files: false, ..Default::default() };
-        let misses = |o: &blazesym::normalize::UserOutput<'_>| {
-            o.outputs.iter().any(|&(_, m)| matches!(o.meta.get(m), Some(UserMeta::Unknown(_)) | None))
-        };
-        let now = std::time::Instant::now();
-        let may_refresh = self.last_fresh.get(&pid).is_none_or(|t| now.duration_since(*t) >= FRESH_MAP_INTERVAL);
-        let bpid = blazesym::Pid::from(pid);
-        let output = match self.cached.normalize_user_addrs_opts(bpid, addrs, &opts) {
-            Ok(output) if !(may_refresh && misses(&output)) => Ok(output),
-            cached => {
-                if may_refresh {
-                    self.last_fresh.insert(pid, now);
-                    self.fresh.normalize_user_addrs_opts(bpid, addrs, &opts)
-                } else {
-                    cached
-                }
-            }
-        };
-        let output = match output {
-            Ok(output) => output,
-            Err(err) => {
-                tracing::debug!(%pid, %err, "could not normalize user stack");
-                return addrs.iter().map(|&addr| UserFrame::Unknown { addr }).collect();
-            }
-        };
-        let frames =
-            output.outputs.iter().zip(addrs).map(|(&(offset, meta_idx), &addr)| match output.meta.get(meta_idx) {
-                Some(UserMeta::Elf(elf)) => UserFrame::InModule { module: self.modules.intern(&elf.path), offset },
-                Some(UserMeta::Sym(sym)) => UserFrame::Named { name: Arc::from(&*sym.name) },
-                _ => UserFrame::Unknown { addr },
-            });
-        frames.collect()
-    }
     /// All unique stacks and the modules they reference.
-    pub fn finish(self) -> (ModuleTable, Vec<AggregatedStack>) {
+    pub fn finish(mut self) -> (ModuleTable, Vec<AggregatedStack>) {
+        self.modules.seal();
         let stacks = self
             .stacks
             .into_iter()
@@ -224,5 +192,95 @@ impl StackAggregator {
             })
             .collect();
         (self.modules, stacks)
+    }
+}
+
+impl ProcState {
+    fn new(generation: u32) -> Self {
+        Self { generation, space: AddressSpace::default(), read_at: None, frames: FxHashMap::default() }
+    }
+
+    /// Re-read the map unless it was read less than [`FRESH_MAP_INTERVAL`] ago.
+    fn refresh(&mut self, pid: u32) -> bool {
+        let now = Instant::now();
+        if self.read_at.is_some_and(|t| now.duration_since(t) < FRESH_MAP_INTERVAL) {
+            return false;
+        }
+        self.read_at = Some(now);
+        match AddressSpace::read(pid) {
+            Ok(space) => self.space = space,
+            Err(err) => tracing::debug!(pid, %err, "could not read the memory map"),
+        }
+        true
+    }
+}
+
+/// Normalize sorted, unique addresses of one process.
+fn normalize_addrs(
+    pid: u32,
+    state: &mut ProcState,
+    modules: &mut ModuleTable,
+    vdso: &Normalizer,
+    addrs: &[u64],
+) -> Vec<UserFrame> {
+    // An address in no mapping may be in one mapped since the last read.
+    if state.read_at.is_none() || addrs.iter().any(|&a| state.space.find(a).is_none()) {
+        state.refresh(pid);
+    }
+    let mut vdso_addrs = Vec::new();
+    let mut frames: Vec<UserFrame> = addrs
+        .iter()
+        .map(|&addr| {
+            let Some(m) = state.space.find(addr) else {
+                modules.perf_maps.ensure(pid);
+                return UserFrame::Unknown { addr };
+            };
+            match &m.kind {
+                MappingKind::File { .. } => match modules.intern(pid, m) {
+                    Some(module) => UserFrame::InModule { module, offset: m.file_offset(addr) },
+                    None => UserFrame::Unknown { addr },
+                },
+                MappingKind::Vdso => {
+                    vdso_addrs.push(addr);
+                    UserFrame::Unknown { addr }
+                }
+                MappingKind::Anonymous => {
+                    modules.perf_maps.ensure(pid);
+                    UserFrame::Unknown { addr }
+                }
+                MappingKind::Other => UserFrame::Unknown { addr },
+            }
+        })
+        .collect();
+    if !vdso_addrs.is_empty() {
+        let named = name_vdso(vdso, pid, &vdso_addrs);
+        for f in frames.iter_mut() {
+            if let UserFrame::Unknown { addr } = f {
+                if let Some(name) = named.get(addr) {
+                    *f = UserFrame::Named { name: name.clone() };
+                }
+            }
+        }
+    }
+    frames
+}
+
+/// Names of vDSO addresses (sorted), by address.
+fn name_vdso(vdso: &Normalizer, pid: u32, addrs: &[u64]) -> HashMap<u64, Arc<str>> {
+    let opts = NormalizeOpts { sorted_addrs: true, ..Default::default() };
+    match vdso.normalize_user_addrs_opts(blazesym::Pid::from(pid), addrs, &opts) {
+        Ok(out) => out
+            .outputs
+            .iter()
+            .zip(addrs)
+            .filter_map(|(&(_, meta), &addr)| match out.meta.get(meta) {
+                Some(UserMeta::Sym(sym)) => Some((addr, Arc::from(&*sym.name))),
+                _ => None,
+            })
+            .collect(),
+        Err(err) => {
+            tracing::debug!(pid, %err, "could not name vDSO frames");
+            HashMap::new()
+        }
     }
 }

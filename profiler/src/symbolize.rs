@@ -1,6 +1,11 @@
 //! Naming addresses at the end of a capture: kernel frames from kallsyms,
-//! user frames from their ELF files (symbol tables, DWARF when present),
-//! demangled. Each unique address is looked up once.
+//! user frames from their ELF files (symbol tables; DWARF, from the module
+//! or a separate debug file, for inlined functions and source lines),
+//! demangled, JIT frames from perf maps. Each unique address is looked up
+//! once.
+
+mod elf_file;
+mod user;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -8,9 +13,12 @@ use std::{
 };
 
 use blazesym::symbolize::{
-    source::{Elf, Kernel, Source},
+    source::{Kernel, Source},
     Input, Symbolized, Symbolizer,
 };
+
+pub use elf_file::{ElfError, ElfFile};
+pub use user::{debug_file_by_build_id, default_debug_dirs};
 
 use crate::{
     off_cpu::RawOffCpu,
@@ -25,15 +33,21 @@ pub fn symbolize(
     off_cpu: Vec<RawOffCpu>,
     mut profile: Profile,
 ) -> Profile {
-    let all =
-        || stacks.iter().map(|s| (&*s.kstack, &*s.ustack)).chain(off_cpu.iter().map(|s| (&*s.kstack, &*s.ustack)));
-    let symbols = Symbols::resolve(&modules, all);
+    let started = std::time::Instant::now();
+    let all = || {
+        stacks
+            .iter()
+            .map(|s| (s.pid, &*s.kstack, &*s.ustack))
+            .chain(off_cpu.iter().map(|s| (s.tgid, &*s.kstack, &*s.ustack)))
+    };
+    let mut modules = modules;
+    let symbols = Symbols::resolve(&mut modules, &default_debug_dirs(), all);
     profile.samples = stacks.iter().map(|s| s.count).sum();
-    profile.modules = modules.modules;
+    profile.modules = std::mem::take(&mut modules.modules);
     profile.stacks = stacks
         .into_iter()
         .map(|s| Stack {
-            frames: symbols.frames(&s.kstack, &s.ustack),
+            frames: symbols.frames(s.pid, &s.kstack, &s.ustack),
             pid: s.pid,
             tid: s.tid,
             comm: s.comm,
@@ -45,7 +59,7 @@ pub fn symbolize(
     profile.off_cpu = off_cpu
         .into_iter()
         .map(|s| OffCpuStack {
-            frames: symbols.frames(&s.kstack, &s.ustack),
+            frames: symbols.frames(s.tgid, &s.kstack, &s.ustack),
             pid: s.tgid,
             tid: s.tid,
             comm: s.comm,
@@ -59,59 +73,82 @@ pub fn symbolize(
             count: s.count,
         })
         .collect();
+    profile.symbolize_ns = started.elapsed().as_nanos() as u64;
     profile
 }
 
 /// Names of every address the stacks hold, each looked up once.
 struct Symbols {
     kernel: HashMap<u64, Arc<str>>,
-    user: HashMap<(usize, u64), Arc<str>>,
+    user: user::UserNames,
+    /// JIT frames by (pid, address), from perf maps.
+    jit: HashMap<(u32, u64), Arc<str>>,
     unknown: Arc<str>,
 }
 
 impl Symbols {
-    fn resolve<'a, I>(modules: &ModuleTable, stacks: impl Fn() -> I) -> Self
+    fn resolve<'a, I>(modules: &mut ModuleTable, debug_dirs: &[std::path::PathBuf], stacks: impl Fn() -> I) -> Self
     where
-        I: Iterator<Item = (&'a [u64], &'a [UserFrame])>,
+        I: Iterator<Item = (u32, &'a [u64], &'a [UserFrame])>,
     {
-        let symbolizer = Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build();
         let unknown: Arc<str> = Arc::from(UNKNOWN);
-        let kernel = symbolize_kernel(&symbolizer, stacks().map(|(k, _)| k), &unknown);
-        let user = symbolize_user(&symbolizer, modules, stacks().map(|(_, u)| u), &unknown);
-        Self { kernel, user, unknown }
+        let symbolizer = Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build();
+        let kernel = symbolize_kernel(&symbolizer, stacks().map(|(_, k, _)| k), &unknown);
+        let mut wanted: HashMap<usize, HashSet<u64>> = HashMap::new();
+        let mut anonymous: HashSet<(u32, u64)> = HashSet::new();
+        for (pid, _, ustack) in stacks() {
+            for f in ustack {
+                match f {
+                    UserFrame::InModule { module, offset } => {
+                        wanted.entry(*module).or_default().insert(*offset);
+                    }
+                    UserFrame::Unknown { addr } => {
+                        anonymous.insert((pid, *addr));
+                    }
+                    UserFrame::Named { .. } => {}
+                }
+            }
+        }
+        let wanted = wanted.into_iter().map(|(m, o)| (m, sorted(o))).collect();
+        let user = user::name_modules(modules, wanted, debug_dirs);
+        let jit = anonymous
+            .into_iter()
+            .filter_map(|(pid, addr)| Some(((pid, addr), modules.perf_maps.lookup(pid, addr)?)))
+            .collect();
+        tracing::debug!(perf_maps = modules.perf_maps.count(), "JIT frames named");
+        Self { kernel, user, jit, unknown }
     }
 
-    /// Frames outermost first: user frames, then kernel frames.
-    fn frames(&self, kstack: &[u64], ustack: &[UserFrame]) -> Vec<Frame> {
+    /// Frames of process `pid`, outermost first: user frames, then kernel frames.
+    fn frames(&self, pid: u32, kstack: &[u64], ustack: &[UserFrame]) -> Vec<Frame> {
         let unknown = &self.unknown;
         let mut frames = Vec::with_capacity(ustack.len() + kstack.len());
         for f in ustack.iter().rev() {
-            frames.push(match f {
-                UserFrame::InModule { module, offset } => Frame {
-                    name: self.user.get(&(*module, *offset)).cloned().unwrap_or_else(|| unknown.clone()),
-                    kind: FrameKind::User,
-                    module: Some(*module),
-                    address: *offset,
+            match f {
+                UserFrame::InModule { module, offset } => match self.user.get(&(*module, *offset)) {
+                    Some(named) => frames.extend(named.iter().cloned()),
+                    None => frames.push(Frame::new(unknown.clone(), FrameKind::User, Some(*module), *offset)),
                 },
-                UserFrame::Named { name } => {
-                    Frame { name: name.clone(), kind: FrameKind::User, module: None, address: 0 }
-                }
-                UserFrame::Unknown { addr } => {
-                    Frame { name: unknown.clone(), kind: FrameKind::User, module: None, address: *addr }
-                }
-            });
+                UserFrame::Named { name } => frames.push(Frame::new(name.clone(), FrameKind::User, None, 0)),
+                UserFrame::Unknown { addr } => frames.push(match self.jit.get(&(pid, *addr)) {
+                    Some(name) => Frame::new(name.clone(), FrameKind::Jit, None, *addr),
+                    None => Frame::new(unknown.clone(), FrameKind::User, None, *addr),
+                }),
+            }
         }
         for (i, &addr) in kstack.iter().enumerate().rev() {
             let addr = lookup_address(i, addr);
-            frames.push(Frame {
-                name: self.kernel.get(&addr).cloned().unwrap_or_else(|| unknown.clone()),
-                kind: FrameKind::Kernel,
-                module: None,
-                address: addr,
-            });
+            let name = self.kernel.get(&addr).cloned().unwrap_or_else(|| unknown.clone());
+            frames.push(Frame::new(name, FrameKind::Kernel, None, addr));
         }
         frames
     }
+}
+
+fn sorted(set: HashSet<u64>) -> Vec<u64> {
+    let mut v: Vec<u64> = set.into_iter().collect();
+    v.sort_unstable();
+    v
 }
 
 fn name_of(sym: &Symbolized<'_>, unknown: &Arc<str>) -> Arc<str> {
@@ -144,54 +181,80 @@ fn symbolize_kernel<'a>(
     }
 }
 
-fn symbolize_user<'a>(
-    symbolizer: &Symbolizer,
-    modules: &ModuleTable,
-    stacks: impl Iterator<Item = &'a [UserFrame]>,
-    unknown: &Arc<str>,
-) -> HashMap<(usize, u64), Arc<str>> {
-    let mut by_module: HashMap<usize, HashSet<u64>> = HashMap::new();
-    for s in stacks {
-        for f in s.iter() {
-            if let UserFrame::InModule { module, offset } = f {
-                by_module.entry(*module).or_default().insert(*offset);
-            }
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::stacks::StackAggregator;
+
+    /// Removes the perf map it names when dropped.
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
         }
     }
-    let mut names = HashMap::new();
-    for (module, offsets) in by_module {
-        let Some(info) = modules.modules.get(module) else {
-            continue;
+
+    #[test]
+    fn names_own_code_and_jit_code_from_a_perf_map_appended_during_the_run() {
+        // Anonymous executable memory, where a JIT puts its code.
+        // SAFETY: a fresh private anonymous mapping; only its address is used.
+        let jit = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
         };
-        // The symbol table is cheap to read and names most frames; DWARF
-        // (including separate debug files) is read only for what it missed.
-        let mut left: Vec<u64> = offsets.into_iter().collect();
-        for debug_syms in [false, true] {
-            if left.is_empty() {
-                break;
-            }
-            let mut src = Elf::new(&info.path);
-            src.debug_syms = debug_syms;
-            match symbolizer.symbolize(&Source::Elf(src), Input::FileOffset(&left)) {
-                Ok(syms) => {
-                    let mut missed = Vec::new();
-                    for (offset, sym) in left.iter().zip(syms.iter()) {
-                        match sym {
-                            Symbolized::Sym(_) => {
-                                names.insert((module, *offset), name_of(sym, unknown));
-                            }
-                            Symbolized::Unknown(_) => missed.push(*offset),
-                        }
-                    }
-                    left = missed;
-                }
-                Err(err) => {
-                    // Anonymous executable memory (memfd, JIT) has no file to read.
-                    tracing::debug!(module = %info.path, %err, "could not read symbols; its frames show as [unknown]");
-                    break;
-                }
-            }
-        }
+        assert_ne!(jit, libc::MAP_FAILED);
+        let jit = jit as u64;
+        let pid = std::process::id();
+        let ns_pid = crate::stacks::ns_pid(pid).unwrap_or(pid);
+        let map_path = std::path::PathBuf::from(format!("/tmp/perf-{ns_pid}.map"));
+        let _cleanup = Cleanup(map_path.clone());
+        let mut map = std::fs::File::create(&map_path).unwrap();
+        writeln!(map, "{:x} 10 JS:*early /app.js:1", jit + 0x100).unwrap();
+
+        let here = names_own_code_and_jit_code_from_a_perf_map_appended_during_the_run as *const () as u64;
+        let mut agg = StackAggregator::new();
+        // Innermost first; the caller's return address is looked up one byte before.
+        let ustack = agg.normalize(pid, &[jit + 0x10, jit + 0x105, here + 1]);
+        // The runtime compiles more while the capture runs.
+        writeln!(map, "{:x} 40 JS:*veryHot /app.js:7", jit).unwrap();
+        let (modules, _) = agg.finish();
+        let stack = AggregatedStack {
+            pid,
+            tid: pid,
+            process: 0,
+            syscall: -1,
+            comm: "test".into(),
+            kstack: Box::new([]),
+            ustack,
+            count: 1,
+        };
+        let profile = symbolize(modules, vec![stack], vec![], Profile::default());
+        let frames = &profile.stacks[0].frames;
+        let own = &frames[0];
+        assert!(own.name.contains("names_own_code_and_jit_code_from_a_perf_map"), "{own:?}");
+        assert_eq!((own.kind, own.inlined), (FrameKind::User, false));
+        assert!(profile.modules[own.module.unwrap()]
+            .path
+            .ends_with(std::fs::canonicalize("/proc/self/exe").unwrap().file_name().unwrap().to_str().unwrap()));
+        let jit_frames: Vec<(&str, FrameKind, u64)> =
+            frames[frames.len() - 2..].iter().map(|f| (&*f.name, f.kind, f.address)).collect();
+        assert_eq!(
+            jit_frames,
+            [
+                ("JS:*early /app.js:1", FrameKind::Jit, jit + 0x104),
+                ("JS:*veryHot /app.js:7", FrameKind::Jit, jit + 0x10)
+            ]
+        );
+        let stats = crate::profile::SymbolizationStats::of(&profile);
+        assert_eq!((stats.frames_jit, stats.frames_unknown), (2, 0));
+        assert!(stats.frames_named >= 1);
     }
-    names
 }

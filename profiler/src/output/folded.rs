@@ -1,5 +1,6 @@
 //! Folded stacks (`comm;outermost;…;innermost COUNT`), the input format of
-//! FlameGraph and inferno. Kernel frames carry the `_[k]` suffix.
+//! FlameGraph and inferno. Kernel frames carry the `_[k]` suffix, inlined
+//! functions `_[i]`, JIT frames `_[j]`.
 
 use std::{collections::BTreeMap, io::Write};
 
@@ -22,17 +23,38 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
-/// How a frame is written in folded stacks and flamegraphs.
-pub fn frame_label(frame: &Frame, profile: &Profile) -> String {
+/// The name of a frame without annotations: its function, or for a user
+/// frame no symbol covers, `module+0xOFFSET` (file name, hex file offset).
+pub fn frame_name(frame: &Frame, profile: &Profile) -> String {
     let module = frame.module.and_then(|m| profile.modules.get(m));
-    let name = match (frame.is_unknown(), module) {
-        (true, Some(module)) => format!("[unknown]({}+{:#x})", module.short_name(), frame.address),
+    match (frame.is_unknown(), module) {
+        (true, Some(module)) => format!("{}+{:#x}", module.short_name(), frame.address),
         _ => frame.name.to_string(),
-    };
-    match frame.kind {
-        FrameKind::Kernel => format!("{}_[k]", clean(&name)),
-        FrameKind::User => clean(&name),
     }
+}
+
+/// How a frame is written in folded stacks, flamegraphs and the text
+/// report: its name, ` (file:line)` with `--lines` when DWARF gave one, and
+/// the suffix FlameGraph and inferno colour by: `_[k]` kernel, `_[j]` JIT
+/// (perf map), `_[i]` inlined.
+pub fn frame_label(frame: &Frame, profile: &Profile) -> String {
+    let mut label = frame_name(frame, profile);
+    if profile.lines {
+        if let Some(src) = &frame.line {
+            match src.line {
+                0 => label.push_str(&format!(" ({})", src.file_name())),
+                n => label.push_str(&format!(" ({}:{n})", src.file_name())),
+            }
+        }
+    }
+    let mut label = clean(&label);
+    match frame.kind {
+        FrameKind::Kernel => label.push_str("_[k]"),
+        FrameKind::Jit => label.push_str("_[j]"),
+        FrameKind::User if frame.inlined => label.push_str("_[i]"),
+        FrameKind::User => {}
+    }
+    label
 }
 
 /// The `--group-by` root frames of an on-CPU stack.
@@ -65,31 +87,50 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::profile::Module;
+    use crate::profile::{Module, SourceLine};
+
+    fn profile(frames: Vec<Frame>) -> Profile {
+        Profile {
+            modules: vec![Module::new("/usr/lib/libc.so.6".into(), None)],
+            stacks: vec![Stack { pid: 1, tid: 1, comm: "a;b".into(), process: 0, syscall: -1, frames, count: 3 }],
+            ..Profile::default()
+        }
+    }
 
     #[test]
-    fn kernel_frames_are_suffixed_and_unknowns_keep_their_module() {
-        let profile = Profile {
-            modules: vec![Module { path: "/usr/lib/libc.so.6".into(), build_id: None }],
-            stacks: vec![Stack {
-                pid: 1,
-                tid: 1,
-                comm: "a;b".into(),
-                process: 0,
-                syscall: -1,
-                frames: vec![
-                    Frame { name: Arc::from("main"), kind: FrameKind::User, module: Some(0), address: 1 },
-                    Frame { name: Arc::from("[unknown]"), kind: FrameKind::User, module: Some(0), address: 0x10 },
-                    Frame { name: Arc::from("do_syscall_64"), kind: FrameKind::Kernel, module: None, address: 2 },
-                ],
-                count: 3,
-            }],
-            ..Profile::default()
-        };
+    fn kernel_frames_are_suffixed_and_unnamed_frames_show_module_and_offset() {
+        let profile = profile(vec![
+            Frame::new(Arc::from("main"), FrameKind::User, Some(0), 1),
+            Frame::new(Arc::from("[unknown]"), FrameKind::User, Some(0), 0x10),
+            Frame::new(Arc::from("[unknown]"), FrameKind::User, None, 0x7f00),
+            Frame::new(Arc::from("LazyCompile:*hot /a.js:1"), FrameKind::Jit, None, 0x7f10),
+            Frame::new(Arc::from("do_syscall_64"), FrameKind::Kernel, None, 2),
+            Frame::new(Arc::from("[unknown]"), FrameKind::Kernel, None, 3),
+        ]);
         let folded = fold(&profile);
         assert_eq!(
             folded.iter().next().unwrap(),
-            (&"a:b;main;[unknown](libc.so.6+0x10);do_syscall_64_[k]".to_string(), &3)
+            (
+                &"a:b;main;libc.so.6+0x10;[unknown];LazyCompile:*hot /a.js:1_[j];do_syscall_64_[k];[unknown]_[k]"
+                    .to_string(),
+                &3
+            )
         );
+    }
+
+    #[test]
+    fn inlined_frames_and_lines() {
+        let line = |file: &str, line| Some(SourceLine { file: Arc::from(file), line });
+        let mut profile = profile(vec![
+            Frame { line: line("/src/app/main.c", 12), ..Frame::new(Arc::from("main"), FrameKind::User, Some(0), 1) },
+            Frame {
+                inlined: true,
+                line: line("util.h", 0),
+                ..Frame::new(Arc::from("helper"), FrameKind::User, Some(0), 1)
+            },
+        ]);
+        assert_eq!(fold(&profile).keys().next().unwrap(), "a:b;main;helper_[i]");
+        profile.lines = true;
+        assert_eq!(fold(&profile).keys().next().unwrap(), "a:b;main (main.c:12);helper (util.h)_[i]");
     }
 }

@@ -8,7 +8,7 @@ use prost::Message;
 
 use crate::{
     pprof_proto as pb,
-    profile::{FrameKind, Profile},
+    profile::{Frame, FrameKind, Profile},
 };
 
 /// Interns strings into the profile's string table (index 0 is "").
@@ -46,7 +46,11 @@ const LABEL_DIMENSIONS: [crate::group::Dimension; 7] = {
 
 /// Build the pprof message. Sample values are `[samples, cpu ns]`; locations
 /// of user frames use file offsets as addresses, so that one module has one
-/// mapping whatever address each process loaded it at.
+/// mapping whatever address each process loaded it at. Functions inlined at
+/// an address are lines of its location (innermost first), with their
+/// source file and line when DWARF gave them, whatever `--lines` says:
+/// `pprof -lines` chooses at view time. Kernel functions keep the `_[k]`
+/// suffix; JIT frames have no mapping.
 pub fn build(profile: &Profile) -> pb::Profile {
     let mut strings = Strings::new();
     let period = profile.period_ns() as i64;
@@ -78,35 +82,51 @@ pub fn build(profile: &Profile) -> pb::Profile {
     });
 
     let mut functions: Vec<pb::Function> = Vec::new();
-    let mut function_ids: HashMap<String, u64> = HashMap::new();
+    let mut function_ids: HashMap<(String, i64), u64> = HashMap::new();
     let mut locations: Vec<pb::Location> = Vec::new();
-    let mut location_ids: HashMap<(u64, u64, String), u64> = HashMap::new();
+    // By (mapping, address, (function, line) innermost first).
+    type LocationKey = (u64, u64, Vec<(u64, i64)>);
+    let mut location_ids: HashMap<LocationKey, u64> = HashMap::new();
     let mut samples = Vec::with_capacity(profile.stacks.len());
     let (k_pid, k_tid, k_thread) = (strings.get("pid"), strings.get("tid"), strings.get("thread"));
 
     for stack in &profile.stacks {
         let mut ids = Vec::with_capacity(stack.frames.len());
-        // pprof wants the leaf first.
-        for frame in stack.frames.iter().rev() {
-            let mapping_id = match frame.kind {
+        // pprof wants the leaf first; a location holds a frame and the
+        // functions inlined into it, innermost first.
+        for group in locations_of(&stack.frames).iter().rev() {
+            let head = &group[0];
+            let mapping_id = match head.kind {
                 FrameKind::Kernel => kernel_mapping_id,
-                FrameKind::User => frame.module.map_or(0, |m| m as u64 + 1),
+                FrameKind::User => head.module.map_or(0, |m| m as u64 + 1),
+                FrameKind::Jit => 0,
             };
-            let name = super::folded::frame_label(frame, profile);
-            let key = (mapping_id, frame.address, name);
+            let lines: Vec<pb::Line> = group
+                .iter()
+                .rev()
+                .map(|frame| {
+                    let mut name = super::folded::frame_name(frame, profile);
+                    if frame.kind == FrameKind::Kernel {
+                        name.push_str("_[k]");
+                    }
+                    let file = frame.line.as_ref().map_or(0, |l| strings.get(&l.file));
+                    let function_id = *function_ids.entry((name, file)).or_insert_with_key(|(name, file)| {
+                        let id = functions.len() as u64 + 1;
+                        let n = strings.get(name);
+                        functions.push(pb::Function { id, name: n, system_name: n, filename: *file, start_line: 0 });
+                        id
+                    });
+                    pb::Line { function_id, line: frame.line.as_ref().map_or(0, |l| l.line.into()) }
+                })
+                .collect();
             let next_id = locations.len() as u64 + 1;
-            let id = *location_ids.entry(key.clone()).or_insert_with(|| {
-                let fid = *function_ids.entry(key.2.clone()).or_insert_with(|| {
-                    let id = functions.len() as u64 + 1;
-                    let n = strings.get(&key.2);
-                    functions.push(pb::Function { id, name: n, system_name: n, ..Default::default() });
-                    id
-                });
+            let key = lines.iter().map(|l| (l.function_id, l.line)).collect();
+            let id = *location_ids.entry((mapping_id, head.address, key)).or_insert_with(|| {
                 locations.push(pb::Location {
                     id: next_id,
                     mapping_id,
-                    address: frame.address,
-                    line: vec![pb::Line { function_id: fid, line: 0 }],
+                    address: head.address,
+                    line: lines,
                     is_folded: false,
                 });
                 next_id
@@ -151,6 +171,24 @@ pub fn build(profile: &Profile) -> pb::Profile {
     }
 }
 
+/// Frames (outermost first) cut into locations: each frame with the
+/// frames inlined into it.
+fn locations_of(frames: &[Frame]) -> Vec<&[Frame]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=frames.len() {
+        let ends = frames.get(i).is_none_or(|f| {
+            let head = &frames[start];
+            !f.inlined || f.module != head.module || f.address != head.address
+        });
+        if ends {
+            out.push(&frames[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
 pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
     let bytes = build(profile).encode_to_vec();
     let mut gz = GzEncoder::new(w, Compression::default());
@@ -164,14 +202,14 @@ mod tests {
     use std::{io::Read, sync::Arc};
 
     use super::*;
-    use crate::profile::{Frame, Module, Stack};
+    use crate::profile::{Module, SourceLine, Stack};
 
     fn sample_profile() -> Profile {
-        let f = |name: &str, kind, module| Frame { name: Arc::from(name), kind, module, address: 0x42 };
+        let f = |name: &str, kind, module| Frame::new(Arc::from(name), kind, module, 0x42);
         Profile {
             frequency_hz: 100,
             duration_ns: 1_000_000_000,
-            modules: vec![Module { path: "/bin/app".into(), build_id: Some("abcd".into()) }],
+            modules: vec![Module::new("/bin/app".into(), Some("abcd".into()))],
             stacks: vec![
                 Stack {
                     pid: 10,
@@ -219,5 +257,33 @@ mod tests {
             assert!(decoded.mapping.iter().any(|m| m.id == loc.mapping_id));
             assert!(decoded.function.iter().any(|f| f.id == loc.line[0].function_id));
         }
+    }
+
+    #[test]
+    fn inlined_functions_share_their_callers_location() {
+        let mut profile = sample_profile();
+        let src = |line| Some(SourceLine { file: Arc::from("/src/app.c"), line });
+        profile.stacks[0].frames = vec![
+            Frame { line: src(10), ..Frame::new(Arc::from("main"), FrameKind::User, Some(0), 0x10) },
+            Frame { line: src(20), ..Frame::new(Arc::from("outer"), FrameKind::User, Some(0), 0x42) },
+            Frame { inlined: true, line: src(30), ..Frame::new(Arc::from("inner"), FrameKind::User, Some(0), 0x42) },
+            Frame::new(Arc::from("[unknown]"), FrameKind::User, Some(0), 0x99),
+            Frame::new(Arc::from("LazyCompile:*hot"), FrameKind::Jit, None, 0x7f00),
+        ];
+        let p = build(&profile);
+        let st = |i: i64| p.string_table[i as usize].as_str();
+        let loc = |id: u64| p.location.iter().find(|l| l.id == id).unwrap();
+        let func = |id: u64| p.function.iter().find(|f| f.id == id).unwrap();
+        let leaf_first = &p.sample[0].location_id;
+        assert_eq!(leaf_first.len(), 4, "{p:#?}");
+        let jit = loc(leaf_first[0]);
+        assert_eq!((jit.mapping_id, jit.address), (0, 0x7f00));
+        assert_eq!(st(func(jit.line[0].function_id).name), "LazyCompile:*hot");
+        assert_eq!(st(func(loc(leaf_first[1]).line[0].function_id).name), "app+0x99");
+        let inl = loc(leaf_first[2]);
+        let names: Vec<(&str, i64)> = inl.line.iter().map(|l| (st(func(l.function_id).name), l.line)).collect();
+        assert_eq!(names, [("inner", 30), ("outer", 20)]);
+        assert_eq!(st(func(inl.line[0].function_id).filename), "/src/app.c");
+        assert_eq!((inl.mapping_id, inl.address), (1, 0x42));
     }
 }

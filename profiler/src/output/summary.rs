@@ -25,6 +25,8 @@ pub struct Summary {
     pub untrusted_times: Vec<u32>,
     /// Cost and volume of process metadata lookups.
     pub enrichment: crate::enrich::processes::EnrichStats,
+    /// How frames were named, and what could not be read.
+    pub symbolization: crate::profile::SymbolizationStats,
     pub group_by: Vec<crate::group::Dimension>,
     pub groups: Vec<crate::group::GroupTotal>,
     pub threads: Vec<ThreadTotal>,
@@ -46,6 +48,7 @@ impl Summary {
             state_sampler: profile.state_sampler,
             untrusted_times: profile.untrusted_times.clone(),
             enrichment: profile.enrichment,
+            symbolization: crate::profile::SymbolizationStats::of(profile),
             group_by: profile.group_by.0.clone(),
             groups: crate::group::groups(profile),
             threads: profile.threads(),

@@ -129,6 +129,17 @@ pub fn report(profile: &Profile, top: usize) -> String {
             hit.what, hit.bound, hit.dropped, hit.flag
         );
     }
+    let unreadable = crate::profile::SymbolizationStats::of(profile).modules_unreadable;
+    if !unreadable.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nwarning: {} module(s) could not be read; their frames show as module+0xOFFSET:",
+            unreadable.len()
+        );
+        for m in unreadable.iter().take(top) {
+            let _ = writeln!(out, "  {}: {}", m.path, m.reason);
+        }
+    }
     let mut self_samples: HashMap<String, u64> = HashMap::new();
     for stack in &profile.stacks {
         if let Some(leaf) = stack.frames.last() {

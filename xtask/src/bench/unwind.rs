@@ -348,7 +348,7 @@ fn measure(s: &Setup, tool: Tool) -> anyhow::Result<Run> {
         .with_context(|| format!("{} is not JSON", summary.display()))?;
         run.samples = json["samples"].as_u64().unwrap_or(0);
         run.lost = json["lost_samples"].as_u64();
-        run.unwind = json["unwind"].clone();
+        run.unwind = json["unwind"]["unwinder"].clone();
         (run.qsort, run.py) = folded_stacks(&out.join("stacks.folded"))?;
         let _ = std::fs::remove_dir_all(&out);
     }
