@@ -384,6 +384,8 @@ pub struct Profile {
     pub lines: bool,
     /// Wall time symbolization took at the end of the recording, ns.
     pub symbolize_ns: u64,
+    /// How user stacks were unwound (`None`: `--unwind fp`).
+    pub unwind: Option<crate::unwinding::UnwindReport>,
 }
 
 impl Profile {

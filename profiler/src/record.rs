@@ -101,9 +101,13 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
             sched_times::drain_exits(ring, &mut captured.exited);
         }
     }
-    if let Some(u) = &captured.unwinder {
-        tracing::info!(usage = ?u.usage, "user stacks");
-    }
+    let mut unwind_report = captured.unwinder.as_ref().map(|u| crate::unwinding::UnwindReport {
+        method: format!("{:?}", args.unwind).to_lowercase(),
+        user_stack_bytes: args.user_stack_size,
+        samples: u.usage,
+        unwinder: u.unwinder.stats(),
+        ..Default::default()
+    });
     let (mut agg, elapsed, end) = (captured.stacks, captured.elapsed, captured.end);
     let mut processes = captured.processes;
 
@@ -132,8 +136,9 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
             &mut agg,
             snapshots.blocked.as_ref(),
         );
-        if let Some(b) = &snapshots.blocked {
-            tracing::info!(stats = ?b.stats, ?unwind, "blocked stacks");
+        if let (Some(report), Some(b)) = (unwind_report.as_mut(), &snapshots.blocked) {
+            report.blocked = b.stats;
+            report.off_cpu = unwind;
         }
         profile.thread_times = sched_times::finish(&live, captured.exited.times, window_start_ns, captured.end_ns);
         profile.untrusted_times = sched_times::missed_switch_outs(&live, captured.end_ns);
@@ -183,6 +188,10 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     };
     profile.dropped_events = profile.dropped.total();
     profile.limits_hit = limits_hit(&loaded, &config)?;
+    if let Some(report) = unwind_report.as_mut() {
+        report.copy_errors = counter(Counter::UserStackCopyErrors)?;
+    }
+    profile.unwind = unwind_report;
     for (counter, what) in [(Counter::KernelStackErrors, "kernel"), (Counter::UserStackErrors, "user")] {
         let n = loaded.counter(counter)?;
         if n > 0 {

@@ -59,6 +59,9 @@ struct Header {
     /// Absent in older files.
     #[serde(default)]
     symbolize_ns: u64,
+    /// Absent in older files and with `--unwind fp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unwind: Option<crate::unwinding::UnwindReport>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -222,6 +225,7 @@ pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
         group_by: p.group_by.clone(),
         lines: p.lines,
         symbolize_ns: p.symbolize_ns,
+        unwind: p.unwind.clone(),
     })))?;
     for m in &p.modules {
         out.put(&Record::Module(m.clone()))?;
@@ -356,6 +360,7 @@ pub fn read(dir: &Path) -> Result<Profile> {
                     group_by: h.group_by,
                     lines: h.lines,
                     symbolize_ns: h.symbolize_ns,
+                    unwind: h.unwind,
                     ..Profile::default()
                 };
             }

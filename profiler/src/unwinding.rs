@@ -34,6 +34,26 @@ pub struct UnwindUse {
     pub fp_pids: u64,
 }
 
+/// Everything about how user stacks were unwound: `unwind` in summary.json.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UnwindReport {
+    /// `--unwind`: auto, fp or dwarf.
+    pub method: String,
+    /// `--user-stack-size` (0 with `fp`).
+    pub user_stack_bytes: u32,
+    /// How each on-CPU sample's user stack was obtained.
+    pub samples: UnwindUse,
+    /// Samples whose user stack copy the kernel could not read.
+    pub copy_errors: u64,
+    /// The unwinder: samples and blocked stacks unwound, why unwinds
+    /// stopped, modules loaded and failed, time and cache memory.
+    pub unwinder: crate::unwind::UnwindStats,
+    /// Blocked threads' stacks copied from user space by the snapshots.
+    pub blocked: crate::blocked_stacks::BlockedStackStats,
+    /// Where the off-CPU time's user stacks came from.
+    pub off_cpu: crate::off_cpu::OffCpuUnwind,
+}
+
 /// A stack-copy record split into its sample, registers and copied bytes.
 pub struct StackRecord<'a> {
     pub sample: SampleEvent,

@@ -27,6 +27,9 @@ pub struct Summary {
     pub enrichment: crate::enrich::processes::EnrichStats,
     /// How frames were named, and what could not be read.
     pub symbolization: crate::profile::SymbolizationStats,
+    /// How user stacks were unwound (absent with `--unwind fp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unwind: Option<crate::unwinding::UnwindReport>,
     pub group_by: Vec<crate::group::Dimension>,
     pub groups: Vec<crate::group::GroupTotal>,
     pub threads: Vec<ThreadTotal>,
@@ -49,6 +52,7 @@ impl Summary {
             untrusted_times: profile.untrusted_times.clone(),
             enrichment: profile.enrichment,
             symbolization: crate::profile::SymbolizationStats::of(profile),
+            unwind: profile.unwind.clone(),
             group_by: profile.group_by.0.clone(),
             groups: crate::group::groups(profile),
             threads: profile.threads(),

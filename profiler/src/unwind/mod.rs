@@ -67,7 +67,7 @@ pub struct Unwound {
 }
 
 /// Unwinds by [`StopReason`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StopCounts {
     pub complete: u64,
     pub stack_copy_end: u64,
@@ -92,7 +92,7 @@ impl StopCounts {
 }
 
 /// What the unwinder did; `"unwind"` in summary.json.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct UnwindStats {
     /// Calls to [`Unwinder::unwind`].
     pub samples: u64,

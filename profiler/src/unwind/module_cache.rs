@@ -51,7 +51,7 @@ const MAX_FAILURES: usize = 1024;
 
 /// A module that could not be used for unwinding; its frames are unwound
 /// with frame pointers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub struct ModuleFailure {
     pub path: String,
     /// One line.
