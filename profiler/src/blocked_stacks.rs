@@ -56,6 +56,11 @@ impl BlockedThread {
     }
 }
 
+/// Most stacks copied per snapshot: on a host with thousands of blocked
+/// threads the first snapshots would otherwise copy them all at once.
+/// Threads left over are copied by later snapshots if still blocked.
+pub const COPIES_PER_SNAPSHOT: u32 = 128;
+
 /// Key of off-CPU time: thread and its frame-pointer blocking stacks.
 pub type BlockKey = (u32, i32, i32);
 
@@ -71,6 +76,9 @@ pub struct BlockedStackStats {
     pub stale: u64,
     /// Copies that could not be read (process gone, unmapped).
     pub read_errors: u64,
+    /// Observations not copied because the snapshot had used its budget
+    /// ([`COPIES_PER_SNAPSHOT`]).
+    pub deferred: u64,
     /// CPU time spent copying and unwinding, ns.
     pub cpu_ns: u64,
 }
@@ -90,6 +98,8 @@ pub struct BlockedStacks {
     /// Complete user stacks seen per blocking key, with snapshot counts.
     pub observed: FxHashMap<BlockKey, FxHashMap<Box<[UserFrame]>, u64>>,
     pub stats: BlockedStackStats,
+    /// Copies left in the current snapshot.
+    budget: u32,
     buf: Vec<u8>,
     out: Vec<u64>,
 }
@@ -104,6 +114,7 @@ impl BlockedStacks {
             last: FxHashMap::default(),
             observed: FxHashMap::default(),
             stats: BlockedStackStats::default(),
+            budget: COPIES_PER_SNAPSHOT,
             buf: vec![0; bytes as usize],
             out: vec![0; MAX_STACK_DEPTH],
         }
@@ -111,6 +122,11 @@ impl BlockedStacks {
 
     /// Count one snapshot of a blocked thread, copying and unwinding its
     /// stack unless it is still where an earlier snapshot saw it.
+    /// A new snapshot: the copy budget starts afresh.
+    pub fn start_snapshot(&mut self) {
+        self.budget = COPIES_PER_SNAPSHOT;
+    }
+
     /// Whether `tgid` is one of the selected processes.
     pub fn selected(&self, tgid: u32) -> bool {
         self.pids.is_empty() || self.pids.contains(&tgid)
@@ -124,6 +140,13 @@ impl BlockedStacks {
         let started = crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         let same = self.last.get(&t.tid).is_some_and(|l| l.regs == t.regs && l.sum_exec_ns == t.sum_exec_ns);
         if !same {
+            if self.budget == 0 {
+                self.stats.deferred += 1;
+                self.stats.cpu_ns +=
+                    crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
+                return;
+            }
+            self.budget -= 1;
             let frames = self.unwind(t, unwinder, agg);
             self.last.insert(t.tid, Last { regs: t.regs, sum_exec_ns: t.sum_exec_ns, frames });
         }

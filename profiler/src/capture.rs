@@ -140,6 +140,7 @@ impl Snapshots {
         }
         let blocked = std::mem::take(&mut self.sampler.blocked);
         if let (Some(stacks), Some(u)) = (self.blocked.as_mut(), sinks.unwinder.as_mut()) {
+            stacks.start_snapshot();
             for t in &blocked {
                 if !u.walks_with_frame_pointers(t.tgid) {
                     stacks.observe(t, &mut u.unwinder, &mut sinks.stacks);

@@ -445,7 +445,10 @@ fn corrupt_modules_mapped_executable_are_recorded_not_fatal() {
     for ip in [junk_map.start + 0x10, bad_map.start + 0x10] {
         let r = unwinder.unwind(pid, &UserRegs { ip, ..regs }, &stack, &mut out);
         assert!(r.frames >= 1);
-        assert_ne!(r.stop, StopReason::NotMapped, "{r:?}");
+        assert_eq!(out[0], ip, "{r:?}");
+        // How far the frame-pointer fallback gets depends on whether this
+        // test binary keeps frame pointers (debug) or not (release): a
+        // garbage return address ends the walk as `NotMapped`, which is fine.
     }
     // Unknown while a module is unreadable, unless another module (this
     // Debian's libc) says no.
