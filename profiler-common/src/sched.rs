@@ -56,6 +56,8 @@ pub const GLOBAL_TASK_ON_CPU_OFFSET: &str = "TASK_ON_CPU_OFFSET";
 pub const GLOBAL_TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
 /// Global: byte offset of `task_struct.se.sum_exec_runtime`.
 pub const GLOBAL_TASK_SUM_EXEC_OFFSET: &str = "TASK_SUM_EXEC_OFFSET";
+/// Global: byte offset of `task_struct.sched_info.pcount`.
+pub const GLOBAL_TASK_PCOUNT_OFFSET: &str = "TASK_PCOUNT_OFFSET";
 /// Global: offset in `struct pt_regs` of a system call's first argument
 /// (`di` on x86_64, `regs[0]` on aarch64).
 pub const GLOBAL_PT_REGS_ARG0_OFFSET: &str = "PT_REGS_ARG0_OFFSET";

@@ -39,6 +39,10 @@ pub struct StateRecord {
     /// field of /proc/PID/task/TID/schedstat) at the snapshot: unchanged
     /// later means it has not run since.
     pub sum_exec_ns: u64,
+    /// Times the thread was switched in (`sched_info.pcount`, the third
+    /// field of schedstat) at the snapshot. Both counters are read before
+    /// the registers.
+    pub pcount: u64,
 }
 
 /// The thread's kernel stack was taken by an earlier snapshot and has not

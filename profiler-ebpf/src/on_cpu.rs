@@ -108,8 +108,11 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
     }
 
     if wants_copy(pid) {
-        sample_with_stack(&ctx, pid, tid, &comm);
-        return 0;
+        // Kernel threads have no user registers: they take the small record.
+        if let Some(regs) = user_regs(unsafe { bpf_get_current_task_btf() }) {
+            sample_with_stack(&ctx, pid, tid, &comm, regs);
+            return 0;
+        }
     }
     let Some(mut entry) = EVENTS.reserve::<SampleEvent>(0) else {
         bump(Counter::LostSamples);
@@ -125,7 +128,7 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
 /// read-only global, a constant to the verifier); user space reads only
 /// the `stack_len` bytes that were copied.
 #[inline(always)]
-fn sample_with_stack(ctx: &PerfEventContext, pid: u32, tid: u32, comm: &[u8; TASK_COMM_LEN]) {
+fn sample_with_stack(ctx: &PerfEventContext, pid: u32, tid: u32, comm: &[u8; TASK_COMM_LEN], regs: UserRegs) {
     let want = read_global(&USER_STACK_BYTES);
     let want = if want as usize > MAX_USER_STACK_BYTES { MAX_USER_STACK_BYTES as u32 } else { want };
     let Some(mut buf) = EVENTS.reserve_bytes(STACK_SAMPLE_HEADER + want as usize, 0) else {
@@ -135,27 +138,17 @@ fn sample_with_stack(ctx: &PerfEventContext, pid: u32, tid: u32, comm: &[u8; TAS
     let rec = buf.as_mut_ptr().cast::<StackSample>();
     unsafe {
         fill(ctx, &raw mut (*rec).sample, EVENT_SAMPLE_STACK, pid, tid, comm);
-        let task = bpf_get_current_task_btf();
-        match user_regs(task) {
-            Some(regs) => {
-                (*rec).regs = regs;
-                let (len, short) = copy_stack(tid, (&raw mut (*rec).stack).cast::<u8>(), regs.sp, want);
-                (*rec).stack_len = len;
-                (*rec).flags = if len == 0 {
-                    bump(Counter::UserStackCopyErrors);
-                    STACK_COPY_FAILED
-                } else if short {
-                    STACK_COPY_SHORT
-                } else {
-                    0
-                };
-            }
-            None => {
-                (*rec).regs = UserRegs::default();
-                (*rec).stack_len = 0;
-                (*rec).flags = 0;
-            }
-        }
+        (*rec).regs = regs;
+        let (len, short) = copy_stack(tid, (&raw mut (*rec).stack).cast::<u8>(), regs.sp, want);
+        (*rec).stack_len = len;
+        (*rec).flags = if len == 0 {
+            bump(Counter::UserStackCopyErrors);
+            STACK_COPY_FAILED
+        } else if short {
+            STACK_COPY_SHORT
+        } else {
+            0
+        };
     }
     buf.submit(wakeup_flags(pid));
 }

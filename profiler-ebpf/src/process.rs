@@ -47,6 +47,8 @@ pub fn process_exec(ctx: BtfTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tid, pid) = (pid_tgid as u32, (pid_tgid >> 32) as u32);
     let bprm: *const u8 = ctx.arg(2);
+    // New code: `auto` judges it afresh (user space may miss this record).
+    crate::user_stack::forget_process(pid);
     let Some(mut entry) = reserve(EVENT_EXEC, pid, tid, 0) else { return 0 };
     let e = entry.as_mut_ptr();
     unsafe {
@@ -75,6 +77,8 @@ pub fn process_fork(ctx: BtfTracePointContext) -> i32 {
     if tid != tgid {
         return 0;
     }
+    // A reused pid: whatever was judged of the old process does not hold.
+    crate::user_stack::forget_process(tgid);
     let pid_tgid = bpf_get_current_pid_tgid();
     if let Some(entry) = reserve(EVENT_FORK, tgid, pid_tgid as u32, (pid_tgid >> 32) as u32) {
         entry.submit(BPF_RB_NO_WAKEUP as u64);

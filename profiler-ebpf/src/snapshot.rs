@@ -32,6 +32,8 @@ static TASK_ON_CPU_OFFSET: u32 = 0;
 static TASK_COMM_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static TASK_SUM_EXEC_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static TASK_PCOUNT_OFFSET: u32 = 0;
 
 /// A record and room for its stack: too big for the BPF stack.
 #[repr(C)]
@@ -96,12 +98,17 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
     rec.flags = 0;
     // A thread off CPU keeps its user registers and stack as they were:
     // user space can copy and unwind that stack while it stays blocked.
+    // The run counters first: if the thread runs after they are read, they
+    // change, and user space drops a copy made from these registers.
+    let counter = |offset: &'static u32| {
+        unsafe { bpf_probe_read_kernel(t.add(read_global(offset) as usize).cast::<u64>()) }.unwrap_or(0)
+    };
+    rec.sum_exec_ns = counter(&TASK_SUM_EXEC_OFFSET);
+    rec.pcount = counter(&TASK_PCOUNT_OFFSET);
     rec.regs = match rec.state != STATE_RUNNING && copies_stacks() {
         true => user_regs(task).unwrap_or_default(),
         false => UserRegs::default(),
     };
-    rec.sum_exec_ns =
-        unsafe { bpf_probe_read_kernel(t.add(read_global(&TASK_SUM_EXEC_OFFSET) as usize).cast::<u64>()) }.unwrap_or(0);
     let thread = THREADS.get_ptr_mut(&tid).map(|r| unsafe { &mut *r });
     let mut want_stack = rec.state != STATE_RUNNING;
     match &thread {

@@ -40,6 +40,15 @@ const PAGE: u64 = 4096;
 /// user space on x86_64, 48-bit on aarch64).
 const USER_TOP: u64 = 1 << 48;
 
+/// A process exec'd or its pid was reused: copy its stacks until user
+/// space judges it again.
+#[inline(always)]
+pub fn forget_process(pid: u32) {
+    if copies_stacks() {
+        let _ = FP_PIDS.remove(&pid);
+    }
+}
+
 /// Whether user stacks are unwound from copies (`--unwind dwarf|auto`).
 #[inline(always)]
 pub fn copies_stacks() -> bool {
@@ -98,14 +107,20 @@ pub fn copy_stack(tid: u32, dst: *mut u8, sp: u64, want: u32) -> (u32, bool) {
     if want == 0 {
         return (0, false);
     }
-    // Known end of this thread's stack: one read.
+    // Known end of this thread's stack: one read, plus one that must fail
+    // past the end. A page that merely was not present when the end was
+    // found (swapped out, NUMA hinting) reads now: forget that end.
     if let Some(&end) = unsafe { STACK_ENDS.get(&tid) } {
         if end > sp {
             let len = if end - sp < want { end - sp } else { want };
-            if read(dst, sp, len) {
+            let mut probe = 0u8;
+            let past_end_reads =
+                len < want && unsafe { bpf_probe_read_user((&raw mut probe).cast(), 1, end as *const _) == 0 };
+            if !past_end_reads && read(dst, sp, len) {
                 return (len as u32, len < want);
             }
         }
+        let _ = STACK_ENDS.remove(&tid);
     }
     if read(dst, sp, want) {
         return (want as u32, false);

@@ -4,18 +4,22 @@
 //! iterator reports those registers; here the stack is copied from user
 //! space (`process_vm_readv`) and unwound like a sample's copy.
 //!
-//! The copy is kept only if the thread's total CPU time, read from
-//! /proc/PID/task/TID/schedstat after the copy, still equals the one the
-//! snapshot saw: the thread did not run in between, so its stack is the
-//! one it blocked with.
+//! The copy is kept only if the thread's run counters, read from
+//! /proc/PID/task/TID/schedstat after the copy (CPU time and the number
+//! of times it was switched in), still equal the ones the snapshot read
+//! before the registers: the thread was not switched in between, so its
+//! stack is the one it blocked with. Only unwinds that reach the
+//! outermost frame are kept.
 //!
 //! Each observation is counted under the blocking stacks the scheduler
 //! hooks keyed the thread's off-CPU time by (frame-pointer walks, which
-//! code without frame pointers cuts short). At the end, each off-CPU
-//! aggregate takes the complete user stack observed with its key; when one
-//! key was seen with several complete stacks, its time is split between
-//! them in proportion to the snapshots that saw each (snapshots sample
-//! time uniformly), and that time is reported as estimated.
+//! code without frame pointers cuts short, so one key can hold waits from
+//! several callers). At the end each off-CPU aggregate gives its complete
+//! stacks only the time the snapshots vouch for: one snapshot period per
+//! sighting, at most the aggregate's time. With one complete stack seen
+//! that time is reported as unwound; with several it is split between them
+//! in proportion to their sightings (snapshots sample time uniformly) and
+//! reported as estimated. The rest keeps the frame-pointer stack.
 
 use std::io::Read;
 
@@ -25,7 +29,7 @@ use profiler_common::{StateRecord, UserRegs, MAX_STACK_DEPTH, STATE_RUNNING};
 
 use crate::{
     stacks::{StackAggregator, UserFrame},
-    unwind::Unwinder,
+    unwind::{StopReason, Unwinder},
 };
 
 /// A blocked thread a snapshot saw, with its user registers.
@@ -37,6 +41,7 @@ pub struct BlockedThread {
     pub ustack_id: i32,
     pub regs: UserRegs,
     pub sum_exec_ns: u64,
+    pub pcount: u64,
 }
 
 impl BlockedThread {
@@ -52,6 +57,7 @@ impl BlockedThread {
             ustack_id: rec.ustack_id,
             regs: rec.regs,
             sum_exec_ns: rec.sum_exec_ns,
+            pcount: rec.pcount,
         })
     }
 }
@@ -76,6 +82,8 @@ pub struct BlockedStackStats {
     pub stale: u64,
     /// Copies that could not be read (process gone, unmapped).
     pub read_errors: u64,
+    /// Copies whose unwind stopped before the outermost frame: not used.
+    pub incomplete: u64,
     /// Observations not copied because the snapshot had used its budget
     /// ([`COPIES_PER_SNAPSHOT`]).
     pub deferred: u64,
@@ -86,12 +94,18 @@ pub struct BlockedStackStats {
 /// How a thread was last seen blocked, and what its stack unwound to.
 struct Last {
     regs: UserRegs,
-    sum_exec_ns: u64,
+    counters: (u64, u64),
     frames: Option<Box<[UserFrame]>>,
+    /// The snapshot that last saw it.
+    seen: u64,
 }
+
+/// Entries of threads no snapshot has seen for this many are dropped.
+const FORGET_AFTER_SNAPSHOTS: u64 = 64;
 
 pub struct BlockedStacks {
     bytes: usize,
+    period_ns: u64,
     /// `--pid`: only these processes' threads are copied (empty: all).
     pids: rustc_hash::FxHashSet<u32>,
     last: FxHashMap<u32, Last>,
@@ -100,21 +114,26 @@ pub struct BlockedStacks {
     pub stats: BlockedStackStats,
     /// Copies left in the current snapshot.
     budget: u32,
+    snapshot: u64,
+    snapshot_started_ns: u64,
     buf: Vec<u8>,
     out: Vec<u64>,
 }
 
 impl BlockedStacks {
     /// `bytes`: how much stack to copy (`--user-stack-size`); `pids`:
-    /// the selected processes (empty: all).
-    pub fn new(bytes: u32, pids: &[u32]) -> Self {
+    /// the selected processes (empty: all); `hz`: snapshots per second.
+    pub fn new(bytes: u32, pids: &[u32], hz: u64) -> Self {
         Self {
+            period_ns: 1_000_000_000 / hz.max(1),
             bytes: bytes as usize,
             pids: pids.iter().copied().collect(),
             last: FxHashMap::default(),
             observed: FxHashMap::default(),
             stats: BlockedStackStats::default(),
             budget: COPIES_PER_SNAPSHOT,
+            snapshot: 0,
+            snapshot_started_ns: 0,
             buf: vec![0; bytes as usize],
             out: vec![0; MAX_STACK_DEPTH],
         }
@@ -125,6 +144,18 @@ impl BlockedStacks {
     /// A new snapshot: the copy budget starts afresh.
     pub fn start_snapshot(&mut self) {
         self.budget = COPIES_PER_SNAPSHOT;
+        self.snapshot += 1;
+        self.snapshot_started_ns = crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+        if self.snapshot.is_multiple_of(FORGET_AFTER_SNAPSHOTS) {
+            let now = self.snapshot;
+            self.last.retain(|_, l| now - l.seen < FORGET_AFTER_SNAPSHOTS);
+        }
+    }
+
+    /// The snapshot's threads are done: account its CPU time.
+    pub fn finish_snapshot(&mut self) {
+        let now = crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+        self.stats.cpu_ns += now.saturating_sub(self.snapshot_started_ns);
     }
 
     /// Whether `tgid` is one of the selected processes.
@@ -137,23 +168,23 @@ impl BlockedStacks {
             return;
         }
         self.stats.observed += 1;
-        let started = crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
-        let same = self.last.get(&t.tid).is_some_and(|l| l.regs == t.regs && l.sum_exec_ns == t.sum_exec_ns);
-        if !same {
-            if self.budget == 0 {
-                self.stats.deferred += 1;
-                self.stats.cpu_ns +=
-                    crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
-                return;
+        let counters = (t.sum_exec_ns, t.pcount);
+        let snapshot = self.snapshot;
+        match self.last.get_mut(&t.tid) {
+            Some(l) if l.regs == t.regs && l.counters == counters => l.seen = snapshot,
+            _ => {
+                if self.budget == 0 {
+                    self.stats.deferred += 1;
+                    return;
+                }
+                self.budget -= 1;
+                let frames = self.unwind(t, unwinder, agg);
+                self.last.insert(t.tid, Last { regs: t.regs, counters, frames, seen: snapshot });
             }
-            self.budget -= 1;
-            let frames = self.unwind(t, unwinder, agg);
-            self.last.insert(t.tid, Last { regs: t.regs, sum_exec_ns: t.sum_exec_ns, frames });
         }
         if let Some(frames) = self.last.get(&t.tid).and_then(|l| l.frames.clone()) {
             *self.observed.entry((t.tid, t.kstack_id, t.ustack_id)).or_default().entry(frames).or_default() += 1;
         }
-        self.stats.cpu_ns += crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
     }
 
     fn unwind(
@@ -169,29 +200,37 @@ impl BlockedStacks {
                 return None;
             }
         };
-        if sum_exec_ns(t.tgid, t.tid) != Some(t.sum_exec_ns) {
-            self.stats.stale += 1;
-            return None;
+        // Unchanged counters: not switched in since the snapshot read them.
+        // All-zero counters (no schedstats) cannot vouch for anything.
+        match run_counters(t.tgid, t.tid) {
+            Some(now) if now == (t.sum_exec_ns, t.pcount) && now != (0, 0) => {}
+            _ => {
+                self.stats.stale += 1;
+                return None;
+            }
         }
         self.stats.copies += 1;
         let unwound = unwinder.unwind(t.tgid, &t.regs, &self.buf[..n], &mut self.out);
         let frames = unwound.frames.min(self.out.len());
-        if frames <= 1 {
+        if unwound.stop != StopReason::Complete || frames <= 1 {
+            self.stats.incomplete += 1;
             return None;
         }
         Some(agg.normalize(t.tgid, &self.out[..frames]))
     }
 
-    /// Complete user stacks for the off-CPU time keyed by `key`: each with
-    /// its share of the snapshots that saw the key (summing to 1).
-    pub fn shares(&self, key: &BlockKey) -> Vec<(&[UserFrame], f64)> {
+    /// Complete user stacks seen with the off-CPU key `key`, with the
+    /// snapshots that saw each; the most seen first.
+    pub fn sightings(&self, key: &BlockKey) -> Vec<(&[UserFrame], u64)> {
         let Some(seen) = self.observed.get(key) else { return Vec::new() };
-        let total: u64 = seen.values().sum();
-        let mut shares: Vec<(&[UserFrame], f64)> =
-            seen.iter().map(|(frames, &n)| (&**frames, n as f64 / total as f64)).collect();
-        // Deterministic order: the most observed first.
-        shares.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.len().cmp(&b.0.len())));
-        shares
+        let mut out: Vec<(&[UserFrame], u64)> = seen.iter().map(|(frames, &n)| (&**frames, n)).collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.len().cmp(&b.0.len())));
+        out
+    }
+
+    /// Time between two snapshots, ns.
+    pub fn period_ns(&self) -> u64 {
+        self.period_ns
     }
 }
 
@@ -208,11 +247,15 @@ fn read_remote(pid: u32, addr: u64, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n as usize)
 }
 
-/// The thread's total CPU time, ns (first field of its schedstat).
-fn sum_exec_ns(tgid: u32, tid: u32) -> Option<u64> {
+/// The thread's total CPU time (ns) and switch-in count: the first and
+/// third fields of its schedstat.
+fn run_counters(tgid: u32, tid: u32) -> Option<(u64, u64)> {
     let mut s = String::new();
     std::fs::File::open(format!("/proc/{tgid}/task/{tid}/schedstat")).ok()?.read_to_string(&mut s).ok()?;
-    s.split_whitespace().next()?.parse().ok()
+    let mut fields = s.split_whitespace();
+    let ns = fields.next()?.parse().ok()?;
+    let pcount = fields.nth(1)?.parse().ok()?;
+    Some((ns, pcount))
 }
 
 #[cfg(test)]
@@ -232,6 +275,6 @@ mod tests {
     #[test]
     fn own_schedstat_is_read() {
         let me = std::process::id();
-        assert!(sum_exec_ns(me, me).is_some_and(|ns| ns > 0));
+        assert!(run_counters(me, me).is_some_and(|(ns, pcount)| ns > 0 && pcount > 0));
     }
 }

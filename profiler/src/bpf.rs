@@ -16,9 +16,9 @@ use profiler_common::{
     FP_PIDS_MAP, GLOBAL_BPRM_FILENAME_OFFSET, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_CGROUPS, GLOBAL_FILTER_COMM,
     GLOBAL_FILTER_PIDS, GLOBAL_PT_REGS_ARG0_OFFSET, GLOBAL_PT_REGS_FP_OFFSET, GLOBAL_PT_REGS_IP_OFFSET,
     GLOBAL_PT_REGS_LR_OFFSET, GLOBAL_PT_REGS_SP_OFFSET, GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET,
-    GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_SUM_EXEC_OFFSET, GLOBAL_TASK_TGID_OFFSET,
-    GLOBAL_UNWIND_MODE, GLOBAL_USER_STACK_BYTES, MAX_PID_FILTER, OFFCPU_MAP, PID_FILTER_MAP, SAMPLER_MAP,
-    SNAPSHOT_PROGRAM, STACKS_MAP, TASK_COMM_LEN, THREADS_MAP, WINDOW_MAP,
+    GLOBAL_TASK_PCOUNT_OFFSET, GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_SUM_EXEC_OFFSET,
+    GLOBAL_TASK_TGID_OFFSET, GLOBAL_UNWIND_MODE, GLOBAL_USER_STACK_BYTES, MAX_PID_FILTER, OFFCPU_MAP, PID_FILTER_MAP,
+    SAMPLER_MAP, SNAPSHOT_PROGRAM, STACKS_MAP, TASK_COMM_LEN, THREADS_MAP, WINDOW_MAP,
 };
 
 use crate::{Error, Result};
@@ -78,6 +78,7 @@ pub struct KernelOffsets {
     pub pt_regs_fp: u32,
     pub pt_regs_lr: u32,
     pub sum_exec: u32,
+    pub pcount: u32,
 }
 
 /// Member of `struct pt_regs` that holds a system call's first argument.
@@ -115,6 +116,7 @@ impl KernelOffsets {
             pt_regs_fp: user_reg(2)?,
             pt_regs_lr: user_reg(3)?,
             sum_exec: task("se.sum_exec_runtime")?,
+            pcount: task("sched_info.pcount")?,
         })
     }
 }
@@ -186,6 +188,7 @@ impl Loaded {
             .override_global(GLOBAL_PT_REGS_ARG0_OFFSET, &config.offsets.pt_regs_arg0, true)
             .override_global(GLOBAL_FILTER_CGROUPS, &filter_cgroups, true)
             .override_global(GLOBAL_TASK_SUM_EXEC_OFFSET, &config.offsets.sum_exec, true)
+            .override_global(GLOBAL_TASK_PCOUNT_OFFSET, &config.offsets.pcount, true)
             .override_global(GLOBAL_UNWIND_MODE, &config.unwind.mode(), true)
             .override_global(GLOBAL_USER_STACK_BYTES, &config.user_stack_bytes, true)
             .override_global(GLOBAL_PT_REGS_IP_OFFSET, &config.offsets.pt_regs_ip, true)

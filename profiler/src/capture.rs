@@ -146,6 +146,7 @@ impl Snapshots {
                     stacks.observe(t, &mut u.unwinder, &mut sinks.stacks);
                 }
             }
+            stacks.finish_snapshot();
         }
         self.sampler.blocked = blocked;
         self.sampler.blocked.clear();
@@ -194,6 +195,9 @@ pub async fn run(
             _ = &mut ctrl_c => break EndReason::Interrupted,
             _ = sigterm.recv() => break EndReason::Interrupted,
             _ = snapshot_tick.tick(), if snapshots.is_some() => {
+                // Execs still in the ring must reach the unwinder before
+                // blocked threads of the new program are unwound.
+                sinks.drain(ring.get_mut());
                 if let Some(s) = snapshots.as_mut() {
                     s.take(&mut sinks);
                 }
@@ -202,6 +206,11 @@ pub async fn run(
                 sinks.drain(ring.get_mut());
                 if let Some(exits) = exits.as_mut() {
                     drain_exits(exits, &mut exited);
+                    for pid in std::mem::take(&mut exited.processes_gone) {
+                        if let Some(u) = sinks.unwinder.as_mut() {
+                            u.forget(pid);
+                        }
+                    }
                 }
                 if let Some(filter) = cgroup_filter.as_mut() {
                     filter.rescan_if_due();

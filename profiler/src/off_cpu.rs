@@ -147,46 +147,89 @@ pub fn collect(
             ns: v.ns,
             count: v.count,
         };
-        let shares = blocked.map(|b| b.shares(&(k.tid, k.kstack_id, k.ustack_id))).unwrap_or_default();
-        match shares.as_slice() {
-            [] => {
-                if blocked.is_some_and(|b| b.selected(k.tgid)) {
-                    unwind.frame_pointer_ns += raw.ns;
-                }
-                out.push(raw);
+        let seen = blocked.map(|b| b.sightings(&(k.tid, k.kstack_id, k.ustack_id))).unwrap_or_default();
+        let selected = blocked.is_some_and(|b| b.selected(k.tgid));
+        let sightings: u64 = seen.iter().map(|(_, n)| n).sum();
+        // Snapshots vouch for one period of blocking per sighting.
+        let vouched = blocked.map_or(0, |b| b.period_ns().saturating_mul(sightings)).min(raw.ns);
+        if seen.is_empty() || vouched == 0 {
+            if selected {
+                unwind.frame_pointer_ns += raw.ns;
             }
-            [(frames, _)] => {
-                unwind.unwound_ns += raw.ns;
-                out.push(RawOffCpu { ustack: (*frames).into(), ..raw });
-            }
-            _ => {
-                unwind.estimated_ns += raw.ns;
-                out.extend(split(&raw, &shares));
-            }
+            out.push(raw);
+            continue;
         }
+        if seen.len() == 1 {
+            unwind.unwound_ns += vouched;
+        } else {
+            unwind.estimated_ns += vouched;
+        }
+        let mut parts: Vec<(Box<[UserFrame]>, u64)> = seen
+            .iter()
+            .map(|(frames, n)| ((*frames).into(), (vouched as u128 * u128::from(*n) / u128::from(sightings)) as u64))
+            .collect();
+        let rest = raw.ns - vouched;
+        if rest > 0 {
+            // Waits no snapshot saw keep the frame-pointer stack.
+            unwind.frame_pointer_ns += rest;
+            parts.push((raw.ustack.clone(), rest));
+        }
+        out.extend(split(&raw, parts));
     }
     (out, unwind)
 }
 
-/// Split one aggregate between complete user stacks by their shares; the
-/// last takes what rounding leaves, so the totals are kept exactly.
-fn split(raw: &RawOffCpu, shares: &[(&[UserFrame], f64)]) -> Vec<RawOffCpu> {
+/// Split one aggregate between user stacks by weights (ns); the last
+/// takes what rounding leaves, so ns and count totals are kept exactly.
+fn split(raw: &RawOffCpu, parts: Vec<(Box<[UserFrame]>, u64)>) -> Vec<RawOffCpu> {
+    let total: u64 = parts.iter().map(|(_, w)| w).sum::<u64>().max(1);
     let (mut ns_left, mut count_left) = (raw.ns, raw.count);
-    let last = shares.len().saturating_sub(1);
-    shares
-        .iter()
+    let last = parts.len().saturating_sub(1);
+    parts
+        .into_iter()
         .enumerate()
-        .map(|(i, (frames, share))| {
+        .map(|(i, (ustack, weight))| {
             let (ns, count) = if i == last {
                 (ns_left, count_left)
             } else {
-                let ns = ((raw.ns as f64 * share).round() as u64).min(ns_left);
-                let count = ((raw.count as f64 * share).round() as u64).min(count_left);
-                (ns, count)
+                let share = |x: u64| (u128::from(x) * u128::from(weight) / u128::from(total)) as u64;
+                (share(raw.ns).min(ns_left), share(raw.count).min(count_left))
             };
             ns_left -= ns;
             count_left -= count;
-            RawOffCpu { ustack: (*frames).into(), ns, count, ..raw.clone() }
+            RawOffCpu { ustack, ns, count, ..raw.clone() }
         })
+        .filter(|r| r.ns > 0 || r.count > 0)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_keeps_totals() {
+        let raw = RawOffCpu {
+            tgid: 1,
+            tid: 1,
+            process: 0,
+            state: 1,
+            syscall: 0,
+            waker_tid: NO_WAKER,
+            waker_comm: String::new(),
+            comm: String::new(),
+            kstack: Box::new([]),
+            ustack: Box::new([]),
+            stack_lost: false,
+            ns: 1_000_000_007,
+            count: 13,
+        };
+        let a: Box<[UserFrame]> = Box::new([UserFrame::Unknown { addr: 1 }]);
+        let b: Box<[UserFrame]> = Box::new([UserFrame::Unknown { addr: 2 }]);
+        let parts = split(&raw, vec![(a, 300_000_000), (b, 200_000_000), (Box::new([]), 500_000_007)]);
+        assert_eq!(parts.iter().map(|p| p.ns).sum::<u64>(), raw.ns);
+        assert_eq!(parts.iter().map(|p| p.count).sum::<u64>(), raw.count);
+        assert_eq!(parts[0].ns, 300_000_000);
+        assert_eq!(parts.len(), 3);
+    }
 }

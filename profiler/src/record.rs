@@ -72,7 +72,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
             stacks: StackResolver::new(loaded.take_stacks()?),
             hz: state_hz,
             blocked: (args.unwind != crate::cli::UnwindMethod::Fp)
-                .then(|| crate::blocked_stacks::BlockedStacks::new(args.user_stack_size, &config.pids)),
+                .then(|| crate::blocked_stacks::BlockedStacks::new(args.user_stack_size, &config.pids, state_hz)),
         };
         (Some(loaded.take_exits()?), Some(snapshots))
     } else {

@@ -96,12 +96,18 @@ pub fn seed(threads: &mut HashMap<&mut MapData, u32, ThreadRecord>) -> u64 {
 pub struct Exited {
     pub times: BTreeMap<u32, ThreadTimes>,
     pub names: BTreeMap<u32, String>,
+    /// Processes whose main thread exited since this was last taken, for
+    /// dropping per-process caches.
+    pub processes_gone: Vec<u32>,
 }
 
 /// Drain exit records into `exited`.
 pub fn drain_exits(ring: &mut RingBuf<MapData>, exited: &mut Exited) {
     while let Some(item) = ring.next() {
         if let Some(e) = crate::capture::decode::<ThreadExit>(&item) {
+            if e.tid == e.times.tgid {
+                exited.processes_gone.push(e.tid);
+            }
             exited.times.insert(e.tid, e.times);
             exited.names.insert(e.tid, comm_string(&e.comm));
         }

@@ -182,9 +182,12 @@ fn splice(frames: &mut Vec<u64>, fp: &[u64]) -> bool {
     if frames.len() < 2 {
         return false;
     }
-    match fp.iter().skip(1).position(|&a| a == last) {
-        Some(i) if i + 2 < fp.len() => {
-            frames.extend_from_slice(&fp[i + 2..]);
+    // Under recursion the same return address recurs at several depths:
+    // splice only where the match is unique.
+    let mut matches = fp.iter().enumerate().skip(1).filter(|&(_, &a)| a == last).map(|(i, _)| i);
+    match (matches.next(), matches.next()) {
+        (Some(i), None) if i + 1 < fp.len() => {
+            frames.extend_from_slice(&fp[i + 1..]);
             true
         }
         _ => false,
@@ -202,6 +205,9 @@ mod tests {
         assert_eq!(frames, vec![0x10, 0x20, 0x30, 0x40, 0x50]);
         let mut frames = vec![0x10, 0x20, 0x30];
         assert!(!splice(&mut frames, &[0x11, 0x99]));
+        assert_eq!(frames.len(), 3);
+        // Recursion: the address is at two depths, which one is unknown.
+        assert!(!splice(&mut frames, &[0x11, 0x30, 0x40, 0x30, 0x50]));
         assert_eq!(frames.len(), 3);
     }
 

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 /// Share of stack-adjusting functions that must set up a frame pointer for
 /// a module to count as keeping frame pointers.
-pub const KEEPS_FRAME_POINTERS_SHARE: f64 = 0.8;
+pub const KEEPS_FRAME_POINTERS_SHARE: f64 = 0.98;
 
 /// FDE counts of one module's CFI.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
