@@ -404,3 +404,60 @@ fn frame_matching_helpers() {
     assert_eq!(qsort_complete(&folded), (7, 10));
     assert_eq!(frames("comm;a;b"), ["a", "b"]);
 }
+
+// ---------------------------------------------------------------- off-CPU
+
+/// Off-CPU stacks of code without frame pointers come from the snapshots'
+/// copies of blocked threads' stacks (README, "Off-CPU stacks").
+/// Ground truth: tp-reader is blocked all the time, half of it under
+/// tp_wait_alpha and half under tp_wait_beta, in 200 ms waits (four
+/// snapshot periods at the default 20 Hz). Tolerances: at least 80% of its
+/// sleeping time in offcpu.folded has a complete stack main ->
+/// tp_wait_alpha|tp_wait_beta -> read (the rest: the parts of waits the
+/// snapshots could not vouch for, which keep the frame-pointer stack), and
+/// alpha's share of the two lies within 50% ± 15 points.
+#[test]
+fn blocked_stacks_without_frame_pointers() {
+    require_root();
+    let bin = build_c_workload_as("blocked_nofp", "blocked_nofp", &["-fomit-frame-pointer"]);
+    let w = Workload::start(&bin, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let pid = w.pid.to_string();
+    record_ok(dir.path(), &["--pid", &pid, "--duration", "4s"]);
+    let off = folded_file(dir.path(), "offcpu.folded");
+    let reader: Vec<&(String, u64)> =
+        off.iter().filter(|(s, _)| s.starts_with("tp-reader;") && s.contains("[sleeping]")).collect();
+    let total: u64 = reader.iter().map(|(_, n)| n).sum();
+    let is_read = |f: &str| func(f) == "read" || func(f).ends_with("_libc_read");
+    let under = |wait: &str| -> u64 {
+        reader
+            .iter()
+            .filter(|(s, _)| in_order(&frames(s), &[&|f| func(f) == "main", &|f| func(f) == wait, &is_read]))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let (alpha, beta) = (under("tp_wait_alpha"), under("tp_wait_beta"));
+    let list: Vec<(String, u64)> = reader.iter().map(|(s, n)| (s.clone(), *n)).collect();
+    println!(
+        "tp-reader sleeping {} ms: alpha {} ms, beta {} ms ({:.1}% complete)",
+        total / 1_000_000,
+        alpha / 1_000_000,
+        beta / 1_000_000,
+        pct(alpha + beta, total)
+    );
+    assert!(total >= 3_000_000_000, "tp-reader slept only {total} ns in a 4 s capture:\n{}", top_stacks(&list, 8));
+    assert!(
+        (alpha + beta) as f64 >= 0.8 * total as f64,
+        "only {:.1}% of tp-reader's sleeping time has a complete stack; stacks:\n{}",
+        pct(alpha + beta, total),
+        top_stacks(&list, 8)
+    );
+    let alpha_share = pct(alpha, alpha + beta);
+    assert!((35.0..=65.0).contains(&alpha_share), "alpha has {alpha_share:.1}% of the complete time, not 50% ± 15");
+    let summary = summary(dir.path());
+    let unwound = &summary["unwind"]["off_cpu"];
+    assert!(
+        unwound["unwound_ns"].as_u64().unwrap_or(0) + unwound["estimated_ns"].as_u64().unwrap_or(0) > 0,
+        "summary.json unwind.off_cpu says nothing was unwound: {unwound}"
+    );
+}
