@@ -16,53 +16,14 @@
 //! needs the eBPF toolchain that `cargo xtask setup` installs, so plain
 //! `cargo xtask` must not depend on it).
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    hint::black_box,
-    sync::atomic::{AtomicI64, Ordering},
-    time::Instant,
-};
+use std::{hint::black_box, sync::atomic::Ordering, time::Instant};
 
 use profiler_common::{SampleEvent, EVENT_SAMPLE, MAX_STACK_DEPTH, NO_SYSCALL, TASK_COMM_LEN};
 use tailprof::{enrich::processes::ProcessTable, stacks::StackAggregator};
 
-/// Bytes allocated and not yet freed, process-wide.
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a
-// counter is updated beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() {
-            LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+#[path = "../counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::LIVE;
 
 /// Lookups timed per round, and aggregations.
 const LOOKUPS: usize = 4_000_000;

@@ -20,55 +20,20 @@
 //! Needs root (ptrace). Built only with `--features unwind-microbench`.
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
     hint::black_box,
     io::{BufRead as _, BufReader},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicI64, Ordering},
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
 use profiler_common::DEFAULT_USER_STACK_BYTES;
 use tailprof::unwind::{ptrace_sample::sample_thread, ptrace_sample::Sample, Unwinder};
 
-/// Bytes allocated and not yet freed, process-wide.
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a
-// counter is updated beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
-        if !p.is_null() {
-            LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+#[path = "../counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::LIVE;
 
 const SAMPLES: usize = 200;
 
