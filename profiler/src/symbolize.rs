@@ -5,6 +5,7 @@
 //! once.
 
 mod elf_file;
+pub(crate) use elf_file::read_at_most;
 mod user;
 
 use std::{

@@ -11,7 +11,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     fs::File,
     io,
-    os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt},
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::PathBuf,
     sync::Arc,
 };
@@ -88,7 +88,7 @@ impl PerfMap {
             return Ok(());
         }
         let mut buf = vec![0; (end - self.pos) as usize];
-        let n = read_full_at(&self.file, &mut buf, self.pos)?;
+        let n = crate::symbolize::read_at_most(&self.file, &mut buf, self.pos)?;
         buf.truncate(n);
         // Only complete lines: the runtime may be writing the last one.
         let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
@@ -125,19 +125,6 @@ impl PerfMap {
     pub fn is_empty(&self) -> bool {
         self.symbols.is_empty()
     }
-}
-
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read_at(&mut buf[n..], offset + n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// `START SIZE NAME`, hex numbers with or without `0x`.

@@ -198,7 +198,9 @@ fn find_build_id<'a>(r: &Reader, mut notes: &'a [u8], align: u64) -> Option<&'a 
     None
 }
 
-fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+/// Read into `buf` from `offset` until it is full or the file ends;
+/// returns the bytes read.
+pub(crate) fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match file.read_at(&mut buf[n..], offset + n as u64) {

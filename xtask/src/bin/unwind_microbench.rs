@@ -165,7 +165,12 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("unwind-microbench-{}", std::process::id()));
     match qsort_program(&dir).and_then(|exe| Workload::start(Command::new(exe))) {
         Some(w) => println!("{}", bench("qsort", &w, seconds)),
-        None => eprintln!("unwind-microbench: no gcc; skipped the qsort workload"),
+        None => {
+            eprintln!(
+                "unwind-microbench: could not build or start the qsort workload (gcc missing? run cargo xtask setup)"
+            );
+            std::process::exit(1);
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
