@@ -2,12 +2,16 @@
 //! `#[repr(C)]`, `no_std`.
 #![no_std]
 
+pub mod histogram;
+pub mod noise;
 pub mod process;
 pub mod sample;
 pub mod sched;
 pub mod snapshot;
 pub mod unwind;
 
+pub use histogram::*;
+pub use noise::*;
 pub use process::*;
 pub use sample::*;
 pub use sched::*;

@@ -65,10 +65,16 @@ pub enum Counter {
     LostProcessEvents = 8,
     /// Samples whose user stack copy failed (`--unwind dwarf|auto`).
     UserStackCopyErrors = 9,
+    /// Noise events not counted because the per-CPU noise map was full.
+    NoiseMapFull = 10,
+    /// Latency events not counted because the histogram map was full.
+    HistogramMapFull = 11,
+    /// Victim-view events not counted because the victim map was full.
+    VictimMapFull = 12,
 }
 
 /// Number of slots in [`COUNTERS_MAP`].
-pub const COUNTER_SLOTS: u32 = 10;
+pub const COUNTER_SLOTS: u32 = 13;
 
 /// One on-CPU sample: who ran and both stacks, innermost frame first.
 #[repr(C)]

@@ -12,6 +12,8 @@ pub mod enrich;
 pub mod error;
 pub mod group;
 pub mod kernel_btf;
+pub mod latency;
+pub mod noise;
 pub mod off_cpu;
 pub mod output;
 pub mod pprof_proto;
