@@ -19,8 +19,6 @@ pub const GLOBAL_TASK_FLAGS_OFFSET: &str = "TASK_FLAGS_OFFSET";
 /// Global: non-zero when sched_switch walks blocking stacks (`record`);
 /// zero for `noise`, which needs none.
 pub const GLOBAL_WALK_STACKS: &str = "WALK_STACKS";
-/// Global: non-zero when the noise and histogram hooks account anything.
-pub const GLOBAL_NOISE_ENABLED: &str = "NOISE_ENABLED";
 /// `task_struct.flags` bit of kernel threads.
 pub const PF_KTHREAD: u32 = 0x0020_0000;
 

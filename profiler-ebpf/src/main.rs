@@ -1,6 +1,10 @@
 #![no_std]
 #![no_main]
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
+mod histogram;
+mod noise;
 mod on_cpu;
 mod process;
 mod sched;

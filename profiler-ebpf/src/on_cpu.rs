@@ -25,7 +25,7 @@ use crate::{
 
 /// Set by user space before load; see `profiler_common::GLOBAL_*`.
 #[unsafe(no_mangle)]
-static FILTER_PIDS: u8 = 0;
+pub(crate) static FILTER_PIDS: u8 = 0;
 #[unsafe(no_mangle)]
 static FILTER_BY_COMM: u8 = 0;
 #[unsafe(no_mangle)]
@@ -38,7 +38,7 @@ static FILTER_CGROUPS: u8 = 0;
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
 #[map]
-static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PID_FILTER, 0);
+pub(crate) static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PID_FILTER, 0);
 
 /// Cgroup v2 ids selected by `--cgroup` / `--container`; user space adds
 /// new matching cgroups while the capture runs.

@@ -14,10 +14,13 @@ use aya_ebpf::{
 use profiler_common::{
     state_after_switch, Counter, OffCpuKey, OffCpuValue, ThreadExit, ThreadRecord, MAX_OFFCPU_KEYS, MAX_STACKS,
     MAX_THREADS, NO_WAKER, RECORD_STACK_SENT, STACK_LOST, STACK_NONE, STACK_WALK_INTERVAL_NS, STATE_RUNNABLE,
-    STATE_RUNNING, STATE_SLEEPING, TASK_DEAD, TRACE_FRAMES_TO_SKIP,
+    STATE_RUNNING, STATE_SLEEPING, TASK_DEAD, TRACE_FRAMES_TO_SKIP, HIST_OFF_CPU, HIST_RUNQ, HIST_SYSCALL,
 };
 
-use crate::shared::{bump, read_global};
+use crate::{
+    histogram, noise,
+    shared::{bump, read_global},
+};
 
 #[unsafe(no_mangle)]
 pub(crate) static TASK_PID_OFFSET: u32 = 0;
@@ -25,6 +28,9 @@ pub(crate) static TASK_PID_OFFSET: u32 = 0;
 pub(crate) static TASK_TGID_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static PT_REGS_ARG0_OFFSET: u32 = 0;
+/// Non-zero when switch-outs walk blocking stacks (`record`, not `noise`).
+#[unsafe(no_mangle)]
+static WALK_STACKS: u8 = 1;
 
 /// Sized by user space (`--max-threads`).
 #[map]
@@ -45,8 +51,16 @@ pub(crate) static SAMPLER: Array<u32> = Array::with_max_entries(1, 0);
 pub(crate) static PREEMPTED_BY_SAMPLER: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
-fn window_start() -> u64 {
+pub(crate) fn window_start() -> u64 {
     WINDOW.get(profiler_common::WINDOW_START).copied().unwrap_or(0)
+}
+
+/// Whether `now` lies in the accounting window (opened and not yet closed).
+#[inline(always)]
+pub(crate) fn window_open(now: u64) -> bool {
+    let start = window_start();
+    let end = WINDOW.get(profiler_common::WINDOW_END).copied().unwrap_or(0);
+    start != 0 && now >= start && (end == 0 || now <= end)
 }
 
 #[map]
@@ -109,6 +123,8 @@ fn transition(tid: u32, r: &mut ThreadRecord, state: u32, now: u64) {
     }
     // After the window closes, nothing more is accounted.
     let end = WINDOW.get(profiler_common::WINDOW_END).copied().unwrap_or(0);
+    // Intervals cut by the window are not latencies.
+    let whole = r.times.since_ns >= start && (end == 0 || now <= end);
     let now = if end != 0 && now > end { end } else { now };
     if r.times.since_ns < start {
         r.times.since_ns = start;
@@ -116,6 +132,13 @@ fn transition(tid: u32, r: &mut ThreadRecord, state: u32, now: u64) {
     let elapsed = now.saturating_sub(r.times.since_ns);
     if r.times.state != STATE_RUNNING && elapsed > 0 {
         aggregate(tid, r, elapsed);
+    }
+    if whole && r.times.state != STATE_RUNNING && noise::selected(r.times.tgid) {
+        if r.times.state == STATE_RUNNABLE {
+            histogram::record(HIST_RUNQ, r.times.tgid, elapsed);
+        } else {
+            histogram::record(HIST_OFF_CPU, r.times.state, elapsed);
+        }
     }
     r.times.account_until(now);
     r.times.state = state;
@@ -170,9 +193,10 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
             transition(prev_tid, r, state_after_switch(prev_state), now);
             // Still `current`: these are the stacks it blocks or waits in.
             // Walked at most every STACK_WALK_INTERVAL_NS per thread and syscall.
-            if r.kstack_id < 0
-                || r.syscall != r.stack_syscall
-                || now.saturating_sub(r.stack_walk_ns) >= STACK_WALK_INTERVAL_NS
+            if read_global(&WALK_STACKS) != 0
+                && (r.kstack_id < 0
+                    || r.syscall != r.stack_syscall
+                    || now.saturating_sub(r.stack_walk_ns) >= STACK_WALK_INTERVAL_NS)
             {
                 r.kstack_id = stack_id(ctx, TRACE_FRAMES_TO_SKIP);
                 r.ustack_id = stack_id(ctx, BPF_F_USER_STACK as u64);
@@ -184,6 +208,7 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
             r.flags &= !RECORD_STACK_SENT;
         }
     }
+    noise::on_switch(prev_tid, next, now);
     let next_tid = task_field(next, read_global(&TASK_PID_OFFSET))?;
     if next_tid != 0 && SAMPLER.get(0).is_some_and(|s| *s == next_tid) {
         if let Some(slot) = PREEMPTED_BY_SAMPLER.get_ptr_mut(0) {
@@ -193,6 +218,9 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if next_tid != 0 {
         let next_tgid = task_field(next, read_global(&TASK_TGID_OFFSET))?;
         if let Some(r) = record(next_tid, next_tgid, STATE_RUNNABLE, now) {
+            if r.times.state == STATE_RUNNABLE {
+                noise::on_victim_runs(next_tid, next_tgid, r.times.since_ns, now);
+            }
             transition(next_tid, r, STATE_RUNNING, now);
         }
     }
@@ -255,7 +283,16 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
 pub fn sys_exit(_ctx: BtfTracePointContext) -> i32 {
     let tid = bpf_get_current_pid_tgid() as u32;
     if let Some(r) = THREADS.get_ptr_mut(&tid) {
-        unsafe { (*r).syscall = profiler_common::NO_SYSCALL };
+        let r = unsafe { &mut *r };
+        let now = unsafe { bpf_ktime_get_ns() };
+        if r.syscall >= 0
+            && r.syscall_start_ns >= window_start()
+            && window_open(now)
+            && noise::selected(r.times.tgid)
+        {
+            histogram::record(HIST_SYSCALL, r.syscall as u32, now - r.syscall_start_ns);
+        }
+        r.syscall = profiler_common::NO_SYSCALL;
     }
     0
 }

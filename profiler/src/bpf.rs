@@ -3,7 +3,7 @@
 use std::os::fd::OwnedFd;
 
 use aya::{
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{
         links::FdLink,
         perf_event::{PerfEvent, PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
@@ -12,16 +12,16 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Counter, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, CGROUP_FILTER_MAP, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP,
+    Counter, HistKey, NoiseKey, NoiseStats, VictimKey, HISTOGRAMS_MAP, NOISE_MAP, VICTIMS_MAP, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, CGROUP_FILTER_MAP, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP,
     FP_PIDS_MAP, GLOBAL_BPRM_FILENAME_OFFSET, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_CGROUPS, GLOBAL_FILTER_COMM,
     GLOBAL_FILTER_PIDS, GLOBAL_PT_REGS_ARG0_OFFSET, GLOBAL_PT_REGS_FP_OFFSET, GLOBAL_PT_REGS_IP_OFFSET,
     GLOBAL_PT_REGS_LR_OFFSET, GLOBAL_PT_REGS_SP_OFFSET, GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET,
     GLOBAL_TASK_PCOUNT_OFFSET, GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_SUM_EXEC_OFFSET,
-    GLOBAL_TASK_TGID_OFFSET, GLOBAL_UNWIND_MODE, GLOBAL_USER_STACK_BYTES, MAX_PID_FILTER, OFFCPU_MAP, PID_FILTER_MAP,
+    GLOBAL_TASK_TGID_OFFSET, GLOBAL_UNWIND_MODE, GLOBAL_TASK_FLAGS_OFFSET, GLOBAL_WALK_STACKS, GLOBAL_NOISE_THRESHOLD_NS, GLOBAL_USER_STACK_BYTES, MAX_PID_FILTER, OFFCPU_MAP, PID_FILTER_MAP,
     SAMPLER_MAP, SNAPSHOT_PROGRAM, STACKS_MAP, TASK_COMM_LEN, THREADS_MAP, WINDOW_MAP,
 };
 
-use crate::{Error, Result};
+use crate::{error::HookNeed, Error, Result};
 
 /// The eBPF object built by `build.rs`, embedded in the binary.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/profiler"));
@@ -48,6 +48,35 @@ pub struct SamplingConfig {
     pub unwind: crate::cli::UnwindMethod,
     /// Bytes of user stack copied per sample when unwinding from copies.
     pub user_stack_bytes: u32,
+    /// Sample on-CPU stacks (`record`; `noise` does not).
+    pub sample_on_cpu: bool,
+    /// Walk blocking stacks at switch-out (`record`; `noise` needs none).
+    pub walk_stacks: bool,
+    /// Attach the interrupt, softirq and NMI hooks (OS noise and their histograms).
+    pub noise: bool,
+    /// Noise events shorter than this are not counted (`--threshold`).
+    pub noise_threshold_ns: u64,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        Self {
+            frequency_hz: 99,
+            pids: Vec::new(),
+            comm: None,
+            off_cpu: true,
+            offsets: KernelOffsets::default(),
+            cgroup_filter: None,
+            max_threads: profiler_common::MAX_THREADS,
+            max_stacks: profiler_common::MAX_STACKS,
+            unwind: crate::cli::UnwindMethod::Auto,
+            user_stack_bytes: profiler_common::DEFAULT_USER_STACK_BYTES,
+            sample_on_cpu: true,
+            walk_stacks: true,
+            noise: true,
+            noise_threshold_ns: 0,
+        }
+    }
 }
 
 impl SamplingConfig {
@@ -79,6 +108,8 @@ pub struct KernelOffsets {
     pub pt_regs_lr: u32,
     pub sum_exec: u32,
     pub pcount: u32,
+    /// `task_struct.flags` (kernel threads are OS noise).
+    pub flags: u32,
 }
 
 /// Member of `struct pt_regs` that holds a system call's first argument.
@@ -117,6 +148,7 @@ impl KernelOffsets {
             pt_regs_lr: user_reg(3)?,
             sum_exec: task("se.sum_exec_runtime")?,
             pcount: task("sched_info.pcount")?,
+            flags: task("flags")?,
         })
     }
 }
@@ -134,12 +166,22 @@ const SCHEDULER_HOOKS: &[(&str, &str)] = &[
 const PROCESS_HOOKS: &[(&str, &str)] =
     &[("process_exec", "sched_process_exec"), ("process_fork", "sched_process_fork")];
 
+/// Interrupt and softirq hooks of the noise report, on every architecture.
+const NOISE_HOOKS: &[(&str, &str)] = &[
+    ("irq_handler_entry", "irq_handler_entry"),
+    ("irq_handler_exit", "irq_handler_exit"),
+    ("softirq_entry", "softirq_entry"),
+    ("softirq_exit", "softirq_exit"),
+];
+
 /// Loaded and attached programs; dropping it detaches everything.
 pub struct Loaded {
     ebpf: Ebpf,
     pub cpus: Vec<u32>,
     /// Link of the snapshot iterator (with the scheduler hooks).
     pub snapshot_link: Option<OwnedFd>,
+    /// Architecture-specific noise hooks this kernel lacks (their sources go unreported).
+    pub missing_hooks: Vec<String>,
 }
 
 /// Ring buffer size: about two seconds of samples at full rate on every
@@ -195,13 +237,16 @@ impl Loaded {
             .override_global(GLOBAL_PT_REGS_SP_OFFSET, &config.offsets.pt_regs_sp, true)
             .override_global(GLOBAL_PT_REGS_FP_OFFSET, &config.offsets.pt_regs_fp, true)
             .override_global(GLOBAL_PT_REGS_LR_OFFSET, &config.offsets.pt_regs_lr, true)
+            .override_global(GLOBAL_TASK_FLAGS_OFFSET, &config.offsets.flags, true)
+            .override_global(GLOBAL_WALK_STACKS, &u8::from(config.walk_stacks), true)
+            .override_global(GLOBAL_NOISE_THRESHOLD_NS, &config.noise_threshold_ns, true)
             .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len(), config.record_bytes()))
             .map_max_entries(THREADS_MAP, config.max_threads)
             .map_max_entries(STACKS_MAP, config.max_stacks)
             .map_max_entries(OFFCPU_MAP, config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK))
             .load(OBJECT)
             .map_err(|e| Error::load(&e))?;
-        let mut loaded = Self { ebpf, cpus, snapshot_link: None };
+        let mut loaded = Self { ebpf, cpus, snapshot_link: None, missing_hooks: Vec::new() };
         loaded.fill_pid_filter(&config.pids)?;
         let owned;
         let btf = match btf {
@@ -211,12 +256,20 @@ impl Loaded {
                 &owned
             }
         };
-        loaded.attach_tracepoints(btf, PROCESS_HOOKS, false)?;
+        loaded.attach_tracepoints(btf, PROCESS_HOOKS, HookNeed::Processes)?;
         if config.off_cpu {
-            loaded.attach_tracepoints(btf, SCHEDULER_HOOKS, true)?;
-            loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
+            loaded.attach_tracepoints(btf, SCHEDULER_HOOKS, HookNeed::OffCpu)?;
+            if config.walk_stacks {
+                loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
+            }
         }
-        loaded.attach_sampler(config.frequency_hz)?;
+        if config.noise {
+            loaded.attach_tracepoints(btf, NOISE_HOOKS, HookNeed::Noise)?;
+            loaded.attach_optional_noise_hooks(btf);
+        }
+        if config.sample_on_cpu {
+            loaded.attach_sampler(config.frequency_hz)?;
+        }
         Ok(loaded)
     }
 
@@ -273,20 +326,39 @@ impl Loaded {
     }
 
     /// Load and attach tp_btf programs: (program, tracepoint) pairs.
-    /// `optional`: the capture can do without them (--no-off-cpu).
-    fn attach_tracepoints(&mut self, btf: &Btf, hooks: &[(&str, &str)], optional: bool) -> Result<()> {
+    fn attach_tracepoints(&mut self, btf: &Btf, hooks: &[(&str, &str)], need: HookNeed) -> Result<()> {
         for &(program, tracepoint) in hooks {
             let prog: &mut BtfTracePoint = self.program(program)?;
-            prog.load(tracepoint, btf).map_err(|e| Error::hook(tracepoint, optional, &e))?;
-            prog.attach().map_err(|e| Error::hook(tracepoint, optional, &e))?;
+            prog.load(tracepoint, btf).map_err(|e| Error::hook(tracepoint, need, &e))?;
+            prog.attach().map_err(|e| Error::hook(tracepoint, need, &e))?;
         }
         Ok(())
+    }
+
+    /// Interrupt-vector hooks (x86 `irq_vectors`) and the NMI hook: a
+    /// kernel without one reports its sources as missing instead of failing.
+    fn attach_optional_noise_hooks(&mut self, btf: &Btf) {
+        let mut hooks: Vec<String> = vec!["nmi_handler".into()];
+        for name in profiler_common::VECTOR_TRACEPOINTS {
+            hooks.push(format!("{name}_entry"));
+            hooks.push(format!("{name}_exit"));
+        }
+        for hook in hooks {
+            let attached = self.program::<BtfTracePoint>(&hook).and_then(|prog| {
+                prog.load(&hook, btf).map_err(|e| Error::hook(&hook, HookNeed::Noise, &e))?;
+                prog.attach().map(|_| ()).map_err(|e| Error::hook(&hook, HookNeed::Noise, &e))
+            });
+            if let Err(err) = attached {
+                tracing::info!(%err, "noise hook not attached");
+                self.missing_hooks.push(hook);
+            }
+        }
     }
 
     /// Load and attach the thread-state snapshot iterator; returns a link fd
     /// from which each snapshot is created (see `state_sampler`).
     fn attach_snapshot_iterator(&mut self, btf: &Btf) -> Result<OwnedFd> {
-        let hook = |e: &(dyn std::error::Error + 'static)| Error::hook("iter/task", true, e);
+        let hook = |e: &(dyn std::error::Error + 'static)| Error::hook("iter/task", HookNeed::OffCpu, e);
         let prog: &mut Iter = self.program(SNAPSHOT_PROGRAM)?;
         prog.load("task", btf).map_err(|e| hook(&e))?;
         let id = prog.attach().map_err(|e| hook(&e))?;
@@ -353,6 +425,38 @@ impl Loaded {
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
         let map = self.ebpf.take_map(EVENTS_MAP).ok_or_else(|| Error::Load(format!("map {EVENTS_MAP} missing")))?;
         RingBuf::try_from(map).map_err(|e| Error::load(&e))
+    }
+
+    /// Per CPU: every noise source seen on it, as (cpu, source, stats).
+    pub fn noise_sources(&self) -> Result<Vec<(u32, NoiseKey, NoiseStats)>> {
+        let map = self.ebpf.map(NOISE_MAP).ok_or_else(|| Error::Read(format!("map {NOISE_MAP} missing")))?;
+        let noise: PerCpuHashMap<_, NoiseKey, NoiseStats> =
+            PerCpuHashMap::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
+        let mut out = Vec::new();
+        for entry in noise.iter() {
+            let (key, values) = entry.map_err(|e| Error::Read(e.to_string()))?;
+            for (i, stats) in values.iter().enumerate() {
+                if stats.count > 0 {
+                    // Per-CPU values come in the order of the possible CPUs.
+                    out.push((i as u32, key, *stats));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What victim threads (`--pid`) lost, by kind.
+    pub fn victims(&self) -> Result<Vec<(VictimKey, NoiseStats)>> {
+        let map = self.ebpf.map(VICTIMS_MAP).ok_or_else(|| Error::Read(format!("map {VICTIMS_MAP} missing")))?;
+        let victims: HashMap<_, VictimKey, NoiseStats> = HashMap::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
+        victims.iter().map(|e| e.map_err(|e| Error::Read(e.to_string()))).collect()
+    }
+
+    /// Every histogram bucket counted so far.
+    pub fn histogram_entries(&self) -> Result<Vec<(HistKey, u64)>> {
+        let map = self.ebpf.map(HISTOGRAMS_MAP).ok_or_else(|| Error::Read(format!("map {HISTOGRAMS_MAP} missing")))?;
+        let hist: HashMap<_, HistKey, u64> = HashMap::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
+        hist.iter().map(|e| e.map_err(|e| Error::Read(e.to_string()))).collect()
     }
 
     /// Sum of a counter over all CPUs.

@@ -22,6 +22,55 @@ pub enum Command {
     Record(RecordArgs),
     /// Re-render the reports of a finished capture, sliced and filtered anew, without re-recording.
     Report(ReportArgs),
+    /// Measure OS noise per CPU (IRQs, softirqs, NMIs, kernel threads, steal) and latency histograms.
+    Noise(NoiseArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NoiseArgs {
+    /// How long to measure, e.g. 10s, 500ms, 2m. Ctrl-C ends early and still reports.
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Only report these CPUs, e.g. 0-3,6 [default: every online CPU].
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+
+    /// Victim view: what stole time from this process's threads; repeatable. A thread id selects its process.
+    #[arg(short, long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Do not count noise events shorter than this, e.g. 5us [default: 0, count everything].
+    #[arg(long, value_name = "DURATION", value_parser = parse_threshold)]
+    pub threshold: Option<Duration>,
+
+    /// Latency objectives to count misery against, e.g. runq=1ms,disk=20ms,syscall:read=10ms.
+    #[arg(long, value_name = "SPECS")]
+    pub slo: Option<String>,
+
+    /// Print one JSON document (noise and histograms) on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write noise.json, noise.svg, histograms.json, histograms.svg (and with --pid
+    /// interference.svg and .folded) into this directory; created if missing.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Bound of the per-thread map (run-queue and syscall latency per thread).
+    #[arg(long, value_name = "N", default_value_t = profiler_common::MAX_THREADS,
+          value_parser = clap::value_parser!(u32).range(16..=4_194_304))]
+    pub max_threads: u32,
+
+    /// Kernel BTF to read kernel type layouts from.
+    #[arg(long, default_value = crate::preflight::SYSFS_BTF)]
+    pub btf: PathBuf,
+}
+
+/// `--threshold`: a duration, zero allowed (count everything).
+pub fn parse_threshold(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); write it like 5us, 100us or 1ms"))
 }
 
 /// What to report on and how to slice it; shared by `record` and `report`.
@@ -132,6 +181,11 @@ pub struct RecordArgs {
     /// where DWARF (in the binary or an installed debug file) gives them.
     #[arg(long)]
     pub lines: bool,
+
+    /// Latency objectives to count misery against in histograms.json, e.g.
+    /// runq=1ms,disk=20ms,syscall:read=10ms.
+    #[arg(long, value_name = "SPECS")]
+    pub slo: Option<String>,
 
     /// Kernel BTF to read kernel type layouts from.
     #[arg(long, default_value = crate::preflight::SYSFS_BTF)]
@@ -255,6 +309,9 @@ mod tests {
         assert!(parse_duration("abc").unwrap_err().contains("not a duration"));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_threshold("5us").unwrap(), Duration::from_micros(5));
+        assert_eq!(parse_threshold("0s").unwrap(), Duration::ZERO);
+        assert!(parse_threshold("5 parsecs").unwrap_err().contains("not a duration"));
     }
 
     #[test]
@@ -265,7 +322,7 @@ mod tests {
         assert!(parse_state_hz("x").is_err());
         let args = |v: &[&str]| match Cli::parse_from([&["tailprof", "record"], v].concat()).command {
             Command::Record(a) => a,
-            Command::Report(_) => unreachable!("parsed a record command"),
+            _ => unreachable!("parsed a record command"),
         };
         assert_eq!(args(&[]).state_hz(), Ok(DEFAULT_STATE_HZ));
         assert_eq!(args(&["--no-off-cpu"]).state_hz(), Ok(0));

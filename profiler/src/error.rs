@@ -37,8 +37,8 @@ pub enum Error {
     #[error("could not write {path}: {reason}")]
     WriteOutput { path: PathBuf, reason: String },
 
-    #[error("could not attach to the kernel hook {hook}: {reason}; this kernel may lack it{}", if *.optional { " (use --no-off-cpu to capture without scheduler hooks)" } else { " (tailprof needs it to tell processes apart)" })]
-    Hook { hook: String, reason: String, optional: bool },
+    #[error("could not attach to the kernel hook {hook}: {reason}; this kernel may lack it ({})", .need.advice())]
+    Hook { hook: String, reason: String, need: HookNeed },
 
     /// A combination of options that cannot work; the text says which and what to do.
     #[error("{0}")]
@@ -57,14 +57,35 @@ pub enum Error {
     CorruptCapture { path: PathBuf, reason: String },
 }
 
+/// What a hook is for, which says what to do when it is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookNeed {
+    /// Process lifecycle: always needed.
+    Processes,
+    /// Scheduler hooks and snapshots of `record`, which --no-off-cpu turns off.
+    OffCpu,
+    /// Interrupt and softirq hooks of `noise` (and of `record`'s noise report).
+    Noise,
+}
+
+impl HookNeed {
+    fn advice(self) -> &'static str {
+        match self {
+            Self::Processes => "tailprof needs it to tell processes apart",
+            Self::OffCpu => "use --no-off-cpu to capture without scheduler hooks",
+            Self::Noise => "the noise report needs the irq and softirq tracepoints; use a kernel with CONFIG_TRACEPOINTS and BTF",
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn load(err: &(dyn std::error::Error + 'static)) -> Self {
         Self::Load(format_chain(err))
     }
 
-    /// A hook that would not attach; `optional`: --no-off-cpu does without it.
-    pub(crate) fn hook(hook: &str, optional: bool, err: &(dyn std::error::Error + 'static)) -> Self {
-        Self::Hook { hook: hook.into(), reason: format_chain(err), optional }
+    /// A hook that would not attach, and what it was needed for.
+    pub(crate) fn hook(hook: &str, need: HookNeed, err: &(dyn std::error::Error + 'static)) -> Self {
+        Self::Hook { hook: hook.into(), reason: format_chain(err), need }
     }
 }
 

@@ -35,6 +35,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_report(&recording.profile, &recording.files);
             Ok(())
         }
+        Command::Noise(_args) => anyhow::bail!("not yet"),
         Command::Report(args) => {
             let report = report::report(&args)?;
             print_report(&report.profile, &report.files);

@@ -50,6 +50,18 @@ pub fn check_btf(path: &Path) -> Result<Option<aya::Btf>> {
     Ok(None)
 }
 
+/// Privileges, the kernel's BTF and the kernel struct layout the programs
+/// need, checked before anything is loaded: the BTF to hand the loader
+/// (when given with --btf) and the offsets.
+pub fn kernel_layout(btf_path: &Path) -> Result<(Option<aya::Btf>, crate::bpf::KernelOffsets)> {
+    check_privileges()?;
+    let btf = check_btf(btf_path)?;
+    let kernel_btf = crate::kernel_btf::KernelBtf::from_file(btf_path)
+        .map_err(|e| Error::MissingBtf { path: btf_path.to_owned(), reason: e.to_string() })?;
+    let offsets = crate::bpf::KernelOffsets::from_btf(&kernel_btf)?;
+    Ok((btf, offsets))
+}
+
 pub fn check_perf_events() -> Result<()> {
     check_perf_events_at(Path::new("/proc/sys/kernel/perf_event_paranoid"))
 }

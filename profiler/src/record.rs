@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use profiler_common::Counter;
 
 use crate::{
-    bpf::{KernelOffsets, Loaded, SamplingConfig},
+    bpf::{Loaded, SamplingConfig},
     capture::{self, EndReason, Snapshots},
     cli::RecordArgs,
     enrich::cgroup_filter::{CgroupFilter, Plan},
@@ -28,13 +28,9 @@ pub struct Recording {
 
 pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let state_hz = args.state_hz().map_err(crate::Error::Usage)?;
-    preflight::check_privileges()?;
+    let slos = crate::latency::slo::parse_slos_arg(args.slo.as_deref())?;
+    let (btf, offsets) = preflight::kernel_layout(&args.btf)?;
     preflight::check_perf_events()?;
-    let btf = preflight::check_btf(&args.btf)?;
-    let kernel_btf = crate::kernel_btf::KernelBtf::from_file(&args.btf)
-        .map_err(|e| crate::Error::MissingBtf { path: args.btf.clone(), reason: e.to_string() })?;
-    let offsets = KernelOffsets::from_btf(&kernel_btf)?;
-    drop(kernel_btf);
     let mut selection = args.slice.selection();
     let mut pids = Vec::with_capacity(selection.pids.len());
     for &pid in &selection.pids {
@@ -59,6 +55,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         max_stacks: args.max_stacks,
         unwind: args.unwind,
         user_stack_bytes: args.user_stack_size,
+        ..SamplingConfig::default()
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
     let ring = loaded.take_events()?;
@@ -78,14 +75,16 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     } else {
         (None, None)
     };
+    let steal_before = crate::noise::proc_counts::steal_ns();
     let window_start_ns = if off_cpu {
         let start = sched_times::seed(&mut loaded.threads()?);
-        loaded.set_window_start(start)?;
         loaded.set_sampler_tid(crate::state_sampler::gettid())?;
         start
     } else {
         sched_times::monotonic_ns()
     };
+    // The noise hooks count from here too.
+    loaded.set_window_start(window_start_ns)?;
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
     let unwinder = match args.unwind {
@@ -94,8 +93,9 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         crate::cli::UnwindMethod::Auto => Some(SampleUnwinder::new(Some(loaded.take_fp_pids()?))),
     };
     let mut captured = capture::run(ring, exits, snapshots, cgroup_filter, unwinder, args.duration).await?;
+    loaded.set_window_end(captured.end_ns)?;
+    let steal_after = crate::noise::proc_counts::steal_ns();
     if off_cpu {
-        loaded.set_window_end(captured.end_ns)?;
         // Threads that exited before the window closed.
         if let Some(ring) = captured.exits.as_mut() {
             sched_times::drain_exits(ring, &mut captured.exited);
@@ -177,6 +177,19 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
             }
         }
     }
+    let window = window_start_ns..captured.end_ns;
+    let noise_raw = crate::noise::collect::noise(
+        &loaded,
+        crate::noise::collect::Window {
+            ns: window.clone(),
+            threshold_ns: 0,
+            cpus: loaded.cpus.clone(),
+            victim_pids: config.pids.clone(),
+            steal_before,
+            steal_after,
+        },
+    )?;
+    let histograms_raw = crate::noise::collect::histograms(&loaded, &window)?;
     let counter = |c| loaded.counter(c);
     profile.lost_samples = counter(Counter::LostSamples)?;
     profile.dropped = Dropped {
@@ -222,6 +235,17 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     profile.select(&selection);
     let started = std::time::Instant::now();
     let mut files = output::write_all(&args.output, &profile)?;
+    let mut names = crate::noise::collect::histogram_names(&histograms_raw);
+    // Processes gone by now are named from what the capture saw.
+    for (key, _) in &histograms_raw.entries {
+        if key.kind == profiler_common::HIST_RUNQ && !names.processes.contains_key(&key.id) {
+            if let Some(comm) = profile.comms.get(&key.id) {
+                names.processes.insert(key.id, comm.clone());
+            }
+        }
+    }
+    let rendered = crate::noise::output::render(&noise_raw, &histograms_raw, &names, &slos);
+    files.extend(crate::noise::output::write_files(&args.output, &noise_raw, &rendered)?);
     let samples = args.output.join(crate::samples_file::SAMPLES_FILE);
     crate::atomic_file::write_atomically(&samples, |w| crate::samples_file::write(&profile, w))?;
     files.push(samples);

@@ -301,3 +301,88 @@ pub fn build_cargo_workload(dir: &str, bin: &str, rustflags: &str) -> PathBuf {
     assert!(bin.exists(), "cargo built workloads/{dir} but {} is missing", bin.display());
     bin
 }
+
+/// A running `tailprof noise`, whose stderr announces when its accounting
+/// window opens (`measuring noise`) and closes (`measured`), so that a test
+/// reads its oracles (procfs counters) at the same moments.
+pub struct NoiseRun {
+    child: Child,
+    stderr: BufReader<std::process::ChildStderr>,
+    log: String,
+}
+
+impl NoiseRun {
+    /// Start `tailprof noise ARGS` and wait until its window is open.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(tailprof_bin())
+            .arg("noise")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tailprof noise");
+        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut run = Self { child, stderr, log: String::new() };
+        run.wait_for("measuring noise");
+        run
+    }
+
+    fn wait_for(&mut self, what: &str) {
+        loop {
+            let mut line = String::new();
+            let n = self.stderr.read_line(&mut line).expect("read tailprof stderr");
+            self.log.push_str(&line);
+            if n == 0 {
+                let _ = self.child.wait();
+                panic!("tailprof noise ended before printing {what:?}: {}", self.log);
+            }
+            if line.contains(what) {
+                return;
+            }
+        }
+    }
+
+    /// Wait until the window has closed.
+    pub fn wait_closed(&mut self) {
+        self.wait_for("tailprof: measured");
+    }
+
+    /// Wait for the exit and parse the JSON document on stdout (`--json`).
+    pub fn json(mut self) -> serde_json::Value {
+        let mut out = String::new();
+        self.child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read stdout");
+        let mut rest = String::new();
+        let _ = self.stderr.read_to_string(&mut rest);
+        self.log.push_str(&rest);
+        let status = self.child.wait().expect("wait for tailprof noise");
+        assert!(status.success(), "tailprof noise failed: {status}\n{}", self.log);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out}"))
+    }
+}
+
+/// Per-CPU counters of a procfs table (/proc/softirqs, /proc/interrupts):
+/// (row label, cpu) → count. Rows with fewer columns than CPUs (ERR, MIS)
+/// are keyed with cpu u32::MAX.
+pub fn proc_counter_table(path: &str) -> HashMap<(String, u32), u64> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut lines = text.lines();
+    let cpus: Vec<u32> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|c| c.trim_start_matches("CPU").parse().expect("CPUn header"))
+        .collect();
+    let mut table = HashMap::new();
+    for line in lines {
+        let Some((label, rest)) = line.split_once(':') else { continue };
+        let values: Vec<u64> = rest.split_whitespace().map_while(|v| v.parse().ok()).collect();
+        if values.len() < cpus.len() {
+            table.insert((label.trim().to_owned(), u32::MAX), values.first().copied().unwrap_or(0));
+            continue;
+        }
+        for (cpu, v) in cpus.iter().zip(values) {
+            table.insert((label.trim().to_owned(), *cpu), v);
+        }
+    }
+    table
+}

@@ -165,3 +165,21 @@ fn report_on_a_corrupt_samples_file() {
         std::fs::write(samples, bytes).unwrap();
     });
 }
+
+#[test]
+fn noise_cpus_that_do_not_exist_or_are_malformed() {
+    require_root();
+    assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--cpus", "4096"]), "CPU 4096 does not exist");
+    assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--cpus", "0-x"]), "--cpus 0-x");
+    assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--cpus", "3-1"]), "--cpus 3-1");
+}
+
+#[test]
+fn noise_threshold_and_slo_that_are_malformed() {
+    require_root();
+    assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--threshold", "5 parsecs"]), "'5 parsecs' is not a duration");
+    assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--slo", "dsk=20ms"]), "dsk");
+    assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--slo", "runq=fast"]), "fast");
+    assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--slo", "syscall:nosuchcall=1ms"]), "nosuchcall");
+    assert_clean_failure(&tailprof(&["record", "-d", "1s", "--slo", "runq"]), "runq");
+}

@@ -1,1 +1,86 @@
-//! (being written)
+//! Reading a noise window out of the kernel maps and procfs.
+
+use std::{collections::BTreeMap, ops::Range};
+
+use profiler_common::Counter;
+
+use super::{NoiseDropped, NoiseRaw};
+use crate::{bpf::Loaded, latency::HistogramsRaw, Result};
+
+/// What the caller knows of the window besides the maps.
+pub struct Window {
+    /// CLOCK_MONOTONIC ns of its start and end.
+    pub ns: Range<u64>,
+    pub threshold_ns: u64,
+    /// CPUs to report.
+    pub cpus: Vec<u32>,
+    pub victim_pids: Vec<u32>,
+    /// Cumulative steal per CPU at the start and the end (ns).
+    pub steal_before: BTreeMap<u32, u64>,
+    pub steal_after: BTreeMap<u32, u64>,
+}
+
+/// The noise window's raw data: per-CPU sources, victims, steal, names.
+pub fn noise(loaded: &Loaded, window: Window) -> Result<NoiseRaw> {
+    let victims = if window.victim_pids.is_empty() { Vec::new() } else { loaded.victims()? };
+    let mut thread_names = BTreeMap::new();
+    for (key, _) in &victims {
+        if let std::collections::btree_map::Entry::Vacant(slot) = thread_names.entry(key.tid) {
+            let comm = std::fs::read_to_string(format!("/proc/{}/task/{}/comm", key.tgid, key.tid))
+                .map(|s| s.trim_end().to_owned())
+                .unwrap_or_else(|_| format!("tid {}", key.tid));
+            slot.insert(comm);
+        }
+    }
+    let steal_ns = window
+        .steal_after
+        .iter()
+        .map(|(cpu, after)| (*cpu, after.saturating_sub(window.steal_before.get(cpu).copied().unwrap_or(*after))))
+        .collect();
+    Ok(NoiseRaw {
+        duration_ns: window.ns.end.saturating_sub(window.ns.start),
+        threshold_ns: window.threshold_ns,
+        cpus: window.cpus,
+        sources: loaded.noise_sources()?,
+        victims,
+        victim_pids: window.victim_pids,
+        thread_names,
+        irq_names: super::proc_counts::irq_names(),
+        steal_ns,
+        dropped: NoiseDropped {
+            sources: loaded.counter(Counter::NoiseMapFull)?,
+            victims: loaded.counter(Counter::VictimMapFull)?,
+            histograms: loaded.counter(Counter::HistogramMapFull)?,
+        },
+        missing_hooks: loaded.missing_hooks.clone(),
+    })
+}
+
+/// The latency histograms of the window.
+pub fn histograms(loaded: &Loaded, window: &Range<u64>) -> Result<HistogramsRaw> {
+    Ok(HistogramsRaw {
+        duration_ns: window.end.saturating_sub(window.start),
+        entries: loaded.histogram_entries()?,
+        dropped: loaded.counter(Counter::HistogramMapFull)?,
+    })
+}
+
+/// Names for the histograms' ids: processes (read now, while they live) and IRQ lines.
+pub fn histogram_names(raw: &HistogramsRaw) -> crate::latency::HistogramNames {
+    let mut processes = BTreeMap::new();
+    for (key, _) in &raw.entries {
+        if key.kind == profiler_common::HIST_RUNQ {
+            processes.entry(key.id).or_insert_with(|| {
+                std::fs::read_to_string(format!("/proc/{}/comm", key.id))
+                    .map(|s| s.trim_end().to_owned())
+                    .unwrap_or_default()
+            });
+        }
+    }
+    processes.retain(|_, name| !name.is_empty());
+    crate::latency::HistogramNames {
+        processes,
+        irqs: super::proc_counts::irq_names(),
+        arch: std::env::consts::ARCH.to_owned(),
+    }
+}

@@ -1,0 +1,273 @@
+//! `tailprof noise` and the latency histograms against ground truth:
+//! /proc/softirqs and /proc/interrupts over the same window, schedstat's
+//! run-queue wait of two spinners sharing a CPU, a thread that sleeps
+//! exactly 10 ms, and the threshold's semantics.
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    net::UdpSocket,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tailprof_e2e::*;
+
+/// Loopback UDP: NET_RX softirqs on the sending CPU, one per batch of datagrams.
+fn udp_flood(stop: Arc<AtomicBool>) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+        rx.set_nonblocking(true).expect("nonblocking");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+        let to = rx.local_addr().expect("receiver address");
+        let (mut sent, mut buf) = (0u64, [0u8; 64]);
+        while !stop.load(Ordering::Relaxed) {
+            for _ in 0..64 {
+                if tx.send_to(&[7u8; 32], to).is_ok() {
+                    sent += 1;
+                }
+            }
+            while rx.recv(&mut buf).is_ok() {}
+        }
+        sent
+    })
+}
+
+/// Writes and fsyncs on the disk: block-device interrupts.
+fn disk_writes(stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let path = std::path::Path::new("/var/tmp").join(format!("tailprof-noise-{}", std::process::id()));
+        let mut f = std::fs::File::create(&path).expect("create /var/tmp file");
+        while !stop.load(Ordering::Relaxed) {
+            f.write_all(&[1u8; 4096]).expect("write");
+            f.sync_data().expect("fdatasync");
+        }
+        let _ = std::fs::remove_file(&path);
+    })
+}
+
+fn u(v: &Value, what: &str) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("{what} is missing or not an integer: {v}"))
+}
+
+/// The JSON entry of one CPU.
+fn cpu_entry(doc: &Value, cpu: u32) -> &Value {
+    doc["cpus"]
+        .as_array()
+        .expect("cpus is a list")
+        .iter()
+        .find(|c| c["cpu"].as_u64() == Some(u64::from(cpu)))
+        .unwrap_or_else(|| panic!("no entry for CPU {cpu} in {}", doc["cpus"]))
+}
+
+/// Tolerance of a count check: 2%, or 2 events for small counts (an event
+/// in flight as the window opens or closes).
+fn close_enough(ours: u64, oracle: u64) -> bool {
+    ours.abs_diff(oracle) as f64 <= (oracle as f64 * 0.02).max(2.0)
+}
+
+#[test]
+fn softirq_and_irq_counts_match_procfs() {
+    require_root();
+    let mut run = NoiseRun::start(&["--duration", "4s", "--json"]);
+    let softirqs_before = proc_counter_table("/proc/softirqs");
+    let irqs_before = proc_counter_table("/proc/interrupts");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (udp, disk) = (udp_flood(stop.clone()), disk_writes(stop.clone()));
+    thread::sleep(Duration::from_millis(2500));
+    stop.store(true, Ordering::Relaxed);
+    let sent = udp.join().expect("udp thread");
+    disk.join().expect("disk thread");
+    run.wait_closed();
+    let softirqs_after = proc_counter_table("/proc/softirqs");
+    let irqs_after = proc_counter_table("/proc/interrupts");
+    let doc = run.json();
+    assert!(u(&doc["duration_ns"], "duration_ns") >= 3_900_000_000, "window shorter than asked: {}", doc["duration_ns"]);
+
+    let delta = |after: &HashMap<(String, u32), u64>, before: &HashMap<(String, u32), u64>, key: &(String, u32)| {
+        after[key].saturating_sub(before.get(key).copied().unwrap_or(0))
+    };
+    let mut checked = Vec::new();
+    let mut net_rx = 0;
+    for key in softirqs_after.keys() {
+        let oracle = delta(&softirqs_after, &softirqs_before, key);
+        let (name, cpu) = key;
+        let ours = cpu_entry(&doc, *cpu)["softirqs"][name]["count"].as_u64().unwrap_or(0);
+        assert!(
+            close_enough(ours, oracle),
+            "softirq {name} on CPU {cpu}: tailprof counted {ours}, /proc/softirqs {oracle} (tolerance 2%)"
+        );
+        if name == "NET_RX" {
+            net_rx += oracle;
+        }
+        checked.push(format!("{name}/{cpu}: {ours} vs {oracle}"));
+    }
+    assert!(net_rx >= 1000, "the UDP load ({sent} datagrams) raised only {net_rx} NET_RX softirqs");
+
+    // Device lines by number, and the vectors with a row of their own
+    // (CAL also counts TLB shootdowns, which have no tracepoint of their own).
+    let mut disk_line = false;
+    for key in irqs_after.keys() {
+        let (label, cpu) = key;
+        let numbered = label.parse::<u32>().is_ok();
+        if *cpu == u32::MAX || !(numbered || ["LOC", "RES", "IWI"].contains(&label.as_str())) {
+            continue;
+        }
+        let oracle = delta(&irqs_after, &irqs_before, key);
+        let ours = cpu_entry(&doc, *cpu)["irqs"][label]["count"].as_u64().unwrap_or(0);
+        assert!(
+            close_enough(ours, oracle),
+            "interrupt {label} on CPU {cpu}: tailprof counted {ours}, /proc/interrupts {oracle} (tolerance 2%)"
+        );
+        if numbered && oracle >= 50 {
+            disk_line = true;
+        }
+        checked.push(format!("{label}/{cpu}: {ours} vs {oracle}"));
+    }
+    assert!(disk_line, "no device interrupt line fired 50 times under fsync load: {checked:?}");
+    eprintln!("checked: {checked:?}");
+}
+
+/// (run ns, wait ns) from /proc/PID/task/TID/schedstat.
+fn schedstat(pid: u32, tid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).expect("schedstat");
+    let v: Vec<u64> = s.split_whitespace().map(|x| x.parse().expect("schedstat number")).collect();
+    (v[0], v[1])
+}
+
+/// The histogram of `kind` whose `key` field equals `value`.
+fn histogram<'a>(doc: &'a Value, kind: &str, key: &str, value: &Value) -> &'a Value {
+    doc["histograms"]["histograms"]
+        .as_array()
+        .expect("histograms.histograms is a list")
+        .iter()
+        .find(|h| h["kind"] == kind && &h[key] == value)
+        .unwrap_or_else(|| panic!("no {kind} histogram with {key} = {value}"))
+}
+
+#[test]
+fn run_queue_latency_of_two_spinners_on_one_cpu_matches_schedstat() {
+    require_root();
+    let cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let bin = build_c_workload("pinned_spinners", &[]);
+    let w = Workload::start(&bin, &[&cpu.to_string(), "30"]);
+    let (a, b) = (w.tid("spin-a"), w.tid("spin-b"));
+    let pid = w.pid.to_string();
+    let mut run = NoiseRun::start(&["--duration", "3s", "--json", "--pid", &pid]);
+    let before = [schedstat(w.pid, a).1, schedstat(w.pid, b).1];
+    run.wait_closed();
+    let after = [schedstat(w.pid, a).1, schedstat(w.pid, b).1];
+    let doc = run.json();
+    let waited: u64 = after.iter().zip(before).map(|(x, y)| x - y).sum();
+    let h = histogram(&doc, "runq", "id", &Value::from(w.pid));
+    let sum = u(&h["sum_ns"], "runq sum_ns");
+    let err = sum.abs_diff(waited) as f64 / waited as f64;
+    assert!(
+        err <= 0.05,
+        "run-queue latency summed {sum} ns, schedstat says the spinners waited {waited} ns ({:.1}% off; tolerance 5%)",
+        err * 100.0
+    );
+    // Each waits for the other's slice: the tail is a slice long, not near zero.
+    let (p50, p99) = (u(&h["p50_ns"], "p50"), u(&h["p99_ns"], "p99"));
+    assert!((500_000..=20_000_000).contains(&p99), "runq p99 {p99} ns is not near a scheduler slice (0.5..20 ms)");
+    assert!(p50 >= 100_000, "runq p50 {p50} ns is near zero for two spinners sharing a CPU");
+    eprintln!("runq: sum {sum} vs schedstat {waited}; p50 {p50}, p99 {p99}");
+
+    // Victim view: each spinner waited behind the other.
+    for (me, other) in [(a, b), (b, a)] {
+        let t = doc["victims"]["threads"]
+            .as_array()
+            .expect("victims.threads is a list")
+            .iter()
+            .find(|t| t["tid"].as_u64() == Some(u64::from(me)))
+            .unwrap_or_else(|| panic!("no victim entry for tid {me}"));
+        let behind = u(&t["runnable_behind_ns"], "runnable_behind_ns");
+        let by_other: u64 = t["behind"]
+            .as_array()
+            .expect("behind is a list")
+            .iter()
+            .filter(|x| x["tid"].as_u64() == Some(u64::from(other)))
+            .map(|x| u(&x["ns"], "behind ns"))
+            .sum();
+        assert!(behind > 0 && by_other as f64 >= 0.9 * behind as f64, "tid {me} waited {behind} ns, {by_other} behind {other}");
+    }
+}
+
+#[test]
+fn a_thread_sleeping_10ms_has_an_off_cpu_median_between_10_and_11ms() {
+    require_root();
+    let bin = build_c_workload("sleeper", &[]);
+    let w = Workload::start(&bin, &["30"]);
+    let pid = w.pid.to_string();
+    let doc = NoiseRun::start(&["--duration", "3s", "--json", "--pid", &pid]).json();
+    let h = histogram(&doc, "off_cpu", "name", &Value::from("sleeping"));
+    let (count, p50) = (u(&h["count"], "count"), u(&h["p50_ns"], "p50_ns"));
+    assert!(count >= 200, "only {count} sleeps of 10 ms in 3 s");
+    assert!((10_000_000..=11_000_000).contains(&p50), "sleeping p50 is {p50} ns, not in [10 ms, 11 ms]");
+}
+
+/// Every noise source of every CPU: (where, count, ns, max_ns).
+fn sources(doc: &Value) -> Vec<(String, u32, u64, u64, u64)> {
+    let mut out = Vec::new();
+    for c in doc["cpus"].as_array().expect("cpus") {
+        let cpu = u(&c["cpu"], "cpu") as u32;
+        for table in ["irqs", "softirqs", "threads"] {
+            for (name, s) in c[table].as_object().unwrap_or_else(|| panic!("{table} is an object")) {
+                out.push((format!("{table}/{name}"), cpu, u(&s["count"], "count"), u(&s["ns"], "ns"), u(&s["max_ns"], "max_ns")));
+            }
+        }
+        let nmi = &c["nmi"];
+        out.push(("nmi".into(), cpu, u(&nmi["count"], "nmi count"), u(&nmi["ns"], "nmi ns"), u(&nmi["max_ns"], "nmi max")));
+    }
+    out
+}
+
+#[test]
+fn threshold_leaves_out_short_noise_and_max_single_bounds_every_event() {
+    require_root();
+    let threshold = 20_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let udp = udp_flood(stop.clone());
+    let doc = NoiseRun::start(&["--duration", "2s", "--json", "--threshold", "20us"]).json();
+    let quiet = NoiseRun::start(&["--duration", "1s", "--json", "--threshold", "10s"]).json();
+    stop.store(true, Ordering::Relaxed);
+    udp.join().expect("udp thread");
+    assert_eq!(u(&doc["threshold_ns"], "threshold_ns"), threshold);
+    let all = sources(&doc);
+    assert!(all.iter().any(|s| s.2 > 0), "no noise of 20 µs or more under UDP load: {all:?}");
+    for (what, cpu, count, ns, max) in &all {
+        if *count > 0 {
+            assert!(*max >= threshold && *ns >= count * threshold, "{what} on CPU {cpu}: {count} events, {ns} ns, max {max} under the threshold");
+        }
+        let max_single = u(&cpu_entry(&doc, *cpu)["max_single_ns"], "max_single_ns");
+        assert!(max_single >= *max, "CPU {cpu}: max single noise {max_single} is below {what}'s {max}");
+    }
+    for (what, cpu, count, ..) in sources(&quiet) {
+        assert_eq!(count, 0, "{what} on CPU {cpu} counted with a 10 s threshold");
+    }
+}
+
+#[test]
+fn record_writes_noise_and_histograms() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    record_ok(dir.path(), &["--duration", "2s", "--slo", "runq=1ms,disk=20ms,syscall:read=10ms"]);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let noise: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("noise.json")).unwrap()).unwrap();
+    assert!(u(&noise["duration_ns"], "duration_ns") > 1_000_000_000);
+    assert!(!noise["cpus"].as_array().expect("cpus").is_empty());
+    let hist: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("histograms.json")).unwrap()).unwrap();
+    let slos = hist["slo"].as_array().expect("slo list");
+    assert_eq!(slos.len(), 3, "{slos:?}");
+    for svg in ["histograms.svg", "noise.svg"] {
+        let text = std::fs::read_to_string(dir.path().join(svg)).unwrap();
+        roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{svg} is not well-formed XML: {e}"));
+    }
+}
