@@ -35,7 +35,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_report(&recording.profile, &recording.files);
             Ok(())
         }
-        Command::Noise(_args) => anyhow::bail!("not yet"),
+        Command::Noise(args) => {
+            let slos = tailprof::latency::slo::parse_slos_arg(args.slo.as_deref())?;
+            let measured = runtime.block_on(tailprof::noise::run::run(&args))?;
+            let rendered = tailprof::noise::output::render(
+                &measured.noise,
+                &measured.histograms,
+                &measured.histogram_names,
+                &slos,
+            );
+            let files = match &args.output {
+                Some(dir) => tailprof::noise::output::write_files(dir, &measured.noise, &rendered)?,
+                None => Vec::new(),
+            };
+            if args.json {
+                println!("{}", tailprof::noise::output::json_document(&rendered)?);
+            } else {
+                print!("{}", tailprof::noise::output::text(&rendered));
+                if !files.is_empty() {
+                    println!("\nwrote:");
+                    for f in &files {
+                        println!("  {}", f.display());
+                    }
+                }
+            }
+            if measured.end == EndReason::Interrupted {
+                eprintln!("tailprof: interrupted; reported what was measured");
+            }
+            Ok(())
+        }
         Command::Report(args) => {
             let report = report::report(&args)?;
             print_report(&report.profile, &report.files);

@@ -23,20 +23,18 @@ pub struct Window {
 /// The noise window's raw data: per-CPU sources, victims, steal, names.
 pub fn noise(loaded: &Loaded, window: Window) -> Result<NoiseRaw> {
     let victims = if window.victim_pids.is_empty() { Vec::new() } else { loaded.victims()? };
+    // Victim threads and their processes' main threads, named now.
     let mut thread_names = BTreeMap::new();
     for (key, _) in &victims {
-        if let std::collections::btree_map::Entry::Vacant(slot) = thread_names.entry(key.tid) {
-            let comm = std::fs::read_to_string(format!("/proc/{}/task/{}/comm", key.tgid, key.tid))
-                .map(|s| s.trim_end().to_owned())
-                .unwrap_or_else(|_| format!("tid {}", key.tid));
-            slot.insert(comm);
+        for tid in [key.tid, key.tgid] {
+            if let std::collections::btree_map::Entry::Vacant(slot) = thread_names.entry(tid) {
+                if let Ok(comm) = std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", key.tgid)) {
+                    slot.insert(comm.trim_end().to_owned());
+                }
+            }
         }
     }
-    let steal_ns = window
-        .steal_after
-        .iter()
-        .map(|(cpu, after)| (*cpu, after.saturating_sub(window.steal_before.get(cpu).copied().unwrap_or(*after))))
-        .collect();
+    let steal_ns = super::proc_counts::delta(&window.steal_before, &window.steal_after);
     Ok(NoiseRaw {
         duration_ns: window.ns.end.saturating_sub(window.ns.start),
         threshold_ns: window.threshold_ns,

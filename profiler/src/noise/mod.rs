@@ -1,12 +1,13 @@
 //! `tailprof noise`: what stole time from each CPU and from victim
 //! threads, osnoise-style, from the tracepoint hooks' per-CPU maps.
 
-//TMP pub mod collect;
+pub mod collect;
 pub mod cpu_list;
 pub mod flame;
+pub mod output;
 pub mod proc_counts;
 pub mod report;
-//TMP pub mod run;
+pub mod run;
 pub mod table;
 
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! hooks (no on-CPU sampling, no stack walks), open a window, wait, close
 //! it and read what the kernel counted.
 
-use std::{path::PathBuf, time::Instant};
+use std::time::Instant;
 
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -48,9 +48,8 @@ fn check(args: &NoiseArgs) -> Result<Checked> {
     Ok(Checked { cpus, pids })
 }
 
-pub async fn run(args: &NoiseArgs, slos_ok: impl FnOnce() -> Result<()>) -> Result<Measured> {
+pub async fn run(args: &NoiseArgs) -> Result<Measured> {
     let checked = check(args)?;
-    slos_ok()?;
     let (btf, offsets) = preflight::kernel_layout(&args.btf)?;
     if let Some(dir) = &args.output {
         crate::atomic_file::prepare_output_dir(dir)?;
@@ -108,13 +107,4 @@ async fn wait(duration: std::time::Duration) -> Result<EndReason> {
         _ = tokio::signal::ctrl_c() => EndReason::Interrupted,
         _ = sigterm.recv() => EndReason::Interrupted,
     })
-}
-
-/// Files `-o DIR` receives.
-pub fn output_files(dir: &std::path::Path, with_victims: bool) -> Vec<PathBuf> {
-    let mut names = vec!["noise.json", "noise.svg", "histograms.json", "histograms.svg"];
-    if with_victims {
-        names.extend(["interference.folded", "interference.svg"]);
-    }
-    names.into_iter().map(|n| dir.join(n)).collect()
 }
