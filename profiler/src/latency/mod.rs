@@ -2,6 +2,16 @@
 //! (`profiler_common::histogram`) into HdrHistograms: percentiles, misery
 //! counts against `--slo` thresholds, text, JSON and an SVG plot.
 
+pub mod histograms;
+pub mod plot;
+pub mod slo;
+pub mod text;
+
+pub use histograms::{Histograms, Kind, LatencyHistogram, SloResult, build};
+pub use plot::svg;
+pub use slo::{Slo, parse_slos, syscall_number};
+pub use text::{format_ns, text};
+
 use std::collections::BTreeMap;
 
 use profiler_common::HistKey;
