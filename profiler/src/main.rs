@@ -36,7 +36,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Noise(args) => {
-            let slos = tailprof::latency::slo::parse_slos_arg(args.slo.as_deref())?;
+            let slos = tailprof::latency::parse_slos_arg(args.slo.as_deref())?;
             let measured = runtime.block_on(tailprof::noise::run::run(&args))?;
             let rendered = tailprof::noise::output::render(
                 &measured.noise,

@@ -28,7 +28,7 @@ pub struct Recording {
 
 pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let state_hz = args.state_hz().map_err(crate::Error::Usage)?;
-    let slos = crate::latency::slo::parse_slos_arg(args.slo.as_deref())?;
+    let slos = crate::latency::parse_slos_arg(args.slo.as_deref())?;
     let (btf, offsets) = preflight::kernel_layout(&args.btf)?;
     preflight::check_perf_events()?;
     let mut selection = args.slice.selection();
@@ -85,6 +85,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     };
     // The noise hooks count from here too.
     loaded.set_window_start(window_start_ns)?;
+    let kernel_before = crate::noise::collect::KernelCounts::now();
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
     let unwinder = match args.unwind {
@@ -94,6 +95,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     };
     let mut captured = capture::run(ring, exits, snapshots, cgroup_filter, unwinder, args.duration).await?;
     loaded.set_window_end(captured.end_ns)?;
+    let kernel_after = crate::noise::collect::KernelCounts::now();
     let steal_after = crate::noise::proc_counts::steal_ns();
     if off_cpu {
         // Threads that exited before the window closed.
@@ -187,6 +189,8 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
             victim_pids: config.pids.clone(),
             steal_before,
             steal_after,
+            kernel_before,
+            kernel_after,
         },
     )?;
     let histograms_raw = crate::noise::collect::histograms(&loaded, &window)?;

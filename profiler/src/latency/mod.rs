@@ -36,3 +36,11 @@ pub struct HistogramNames {
     /// Architecture whose syscall table names syscall numbers (`std::env::consts::ARCH`).
     pub arch: String,
 }
+
+/// `--slo`, parsed; none when the flag is absent. A bad spec is a usage error naming it.
+pub fn parse_slos_arg(spec: Option<&str>) -> crate::Result<Vec<Slo>> {
+    match spec {
+        None => Ok(Vec::new()),
+        Some(s) => parse_slos(s).map_err(|e| crate::Error::Usage(format!("--slo {s}: {e}"))),
+    }
+}

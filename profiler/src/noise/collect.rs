@@ -18,6 +18,33 @@ pub struct Window {
     /// Cumulative steal per CPU at the start and the end (ns).
     pub steal_before: BTreeMap<u32, u64>,
     pub steal_after: BTreeMap<u32, u64>,
+    /// /proc/interrupts and /proc/softirqs at the start and the end.
+    pub kernel_before: KernelCounts,
+    pub kernel_after: KernelCounts,
+}
+
+/// The kernel's own interrupt and softirq counters at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct KernelCounts {
+    pub interrupts: BTreeMap<String, BTreeMap<u32, u64>>,
+    pub softirqs: BTreeMap<String, BTreeMap<u32, u64>>,
+}
+
+impl KernelCounts {
+    pub fn now() -> Self {
+        Self { interrupts: super::proc_counts::interrupt_counts(), softirqs: super::proc_counts::softirq_counts() }
+    }
+}
+
+/// Per-row, per-CPU growth of a counter table between two reads.
+fn table_delta(
+    before: &BTreeMap<String, BTreeMap<u32, u64>>,
+    after: &BTreeMap<String, BTreeMap<u32, u64>>,
+) -> BTreeMap<String, BTreeMap<u32, u64>> {
+    after
+        .iter()
+        .map(|(row, a)| (row.clone(), super::proc_counts::delta(before.get(row).unwrap_or(&BTreeMap::new()), a)))
+        .collect()
 }
 
 /// The noise window's raw data: per-CPU sources, victims, steal, names.
@@ -44,6 +71,8 @@ pub fn noise(loaded: &Loaded, window: Window) -> Result<NoiseRaw> {
         victim_pids: window.victim_pids,
         thread_names,
         irq_names: super::proc_counts::irq_names(),
+        kernel_interrupts: table_delta(&window.kernel_before.interrupts, &window.kernel_after.interrupts),
+        kernel_softirqs: table_delta(&window.kernel_before.softirqs, &window.kernel_after.softirqs),
         steal_ns,
         dropped: NoiseDropped {
             sources: loaded.counter(Counter::NoiseMapFull)?,

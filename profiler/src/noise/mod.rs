@@ -36,6 +36,11 @@ pub struct NoiseRaw {
     pub irq_names: BTreeMap<u32, String>,
     /// Hypervisor steal per CPU over the window, from /proc/stat (ns).
     pub steal_ns: BTreeMap<u32, u64>,
+    /// What the kernel itself counted over the window: /proc/interrupts
+    /// rows (`"36"`, `"LOC"`) and /proc/softirqs rows (`"NET_RX"`), per CPU.
+    /// Compared with the hooks' counts to report events the hooks missed.
+    pub kernel_interrupts: BTreeMap<String, BTreeMap<u32, u64>>,
+    pub kernel_softirqs: BTreeMap<String, BTreeMap<u32, u64>>,
     /// Events the bounded maps could not hold.
     pub dropped: NoiseDropped,
     /// Hooks this kernel lacks (e.g. `irq_vectors:local_timer_entry` off x86);

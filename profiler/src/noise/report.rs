@@ -68,6 +68,50 @@ pub struct CpuNoise {
     pub softirqs: Ordered<Stats>,
     /// Kernel threads by name, most time first.
     pub threads: Ordered<Stats>,
+    /// Rows of /proc/interrupts and /proc/softirqs where the kernel counted
+    /// more events over the window than the hooks saw (only without a
+    /// threshold, which leaves events out on purpose). Empty when the
+    /// hooks saw every event.
+    pub missed_by_hooks: Ordered<Missed>,
+}
+
+/// Events of one /proc row the hooks did not see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Missed {
+    /// What the kernel counted (/proc delta over the window).
+    pub kernel: u64,
+    /// What the hooks counted.
+    pub hooks: u64,
+}
+
+/// /proc/interrupts rows whose events each have a hook of their own
+/// (CAL also counts TLB shootdowns, which have none).
+const TRACED_VECTOR_ROWS: [&str; 6] = ["LOC", "RES", "IWI", "PLT", "TRM", "SPU"];
+
+/// Rows of one CPU where the kernel counted more than the hooks.
+fn missed_by_hooks(raw: &NoiseRaw, cpu: u32, irqs: &[(String, IrqStats)], softirqs: &[(String, Stats)]) -> Ordered<Missed> {
+    let mut missed = Vec::new();
+    if raw.threshold_ns > 0 {
+        return Ordered(missed);
+    }
+    for (row, per_cpu) in &raw.kernel_interrupts {
+        if row.parse::<u32>().is_err() && !TRACED_VECTOR_ROWS.contains(&row.as_str()) {
+            continue;
+        }
+        let kernel = per_cpu.get(&cpu).copied().unwrap_or(0);
+        let counted = irqs.iter().find(|(n, _)| n == row).map_or(0, |(_, s)| s.count);
+        if kernel > counted {
+            missed.push((row.clone(), Missed { kernel, hooks: counted }));
+        }
+    }
+    for (row, per_cpu) in &raw.kernel_softirqs {
+        let kernel = per_cpu.get(&cpu).copied().unwrap_or(0);
+        let counted = softirqs.iter().find(|(n, _)| n == row).map_or(0, |(_, s)| s.count);
+        if kernel > counted {
+            missed.push((row.clone(), Missed { kernel, hooks: counted }));
+        }
+    }
+    Ordered(missed)
 }
 
 /// Count and total own time.
@@ -333,7 +377,11 @@ pub fn build(raw: &NoiseRaw) -> NoiseReport {
     }
     let cpus: Vec<CpuNoise> = per_cpu
         .iter()
-        .map(|(cpu, sources)| cpu_noise(*cpu, sources, raw.steal_ns.get(cpu).copied().unwrap_or(0), raw.duration_ns))
+        .map(|(cpu, sources)| {
+            let mut c = cpu_noise(*cpu, sources, raw.steal_ns.get(cpu).copied().unwrap_or(0), raw.duration_ns);
+            c.missed_by_hooks = missed_by_hooks(raw, *cpu, &c.irqs.0, &c.softirqs.0);
+            c
+        })
         .collect();
     NoiseReport {
         duration_ns: raw.duration_ns,
@@ -394,6 +442,7 @@ fn cpu_noise(cpu: u32, sources: &BTreeMap<Source, Stats>, steal_ns: u64, duratio
         irqs: Ordered(irqs),
         softirqs: Ordered(softirqs),
         threads: Ordered(threads),
+        missed_by_hooks: Ordered(Vec::new()),
     }
 }
 

@@ -70,6 +70,7 @@ pub async fn run(args: &NoiseArgs) -> Result<Measured> {
     let steal_before = super::proc_counts::steal_ns();
     let start = sched_times::seed(&mut loaded.threads()?);
     loaded.set_window_start(start)?;
+    let kernel_before = collect::KernelCounts::now();
     eprintln!(
         "tailprof: measuring noise on {} CPU{} for {} (Ctrl-C ends early)",
         checked.cpus.len(),
@@ -79,8 +80,10 @@ pub async fn run(args: &NoiseArgs) -> Result<Measured> {
     let end = wait(args.duration).await?;
     let end_ns = sched_times::monotonic_ns();
     loaded.set_window_end(end_ns)?;
+    let kernel_after = collect::KernelCounts::now();
     let steal_after = super::proc_counts::steal_ns();
     eprintln!("tailprof: measured {:.2}s", (end_ns - start) as f64 / 1e9);
+    tracing::debug!(start, end_ns, "noise window closed");
     let window = start..end_ns;
     let noise = collect::noise(
         &loaded,
@@ -91,6 +94,8 @@ pub async fn run(args: &NoiseArgs) -> Result<Measured> {
             victim_pids: checked.pids,
             steal_before,
             steal_after,
+            kernel_before,
+            kernel_after,
         },
     )?;
     let histograms = collect::histograms(&loaded, &window)?;

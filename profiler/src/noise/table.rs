@@ -270,6 +270,21 @@ fn footer(r: &NoiseReport, out: &mut String) {
     if !r.missing_hooks.is_empty() {
         let _ = writeln!(out, "This kernel lacks {}; their sources are not counted.", r.missing_hooks.join(", "));
     }
+    let missed: Vec<String> = r
+        .cpus
+        .iter()
+        .flat_map(|c| {
+            c.missed_by_hooks.0.iter().map(move |(row, m)| format!("CPU {} {row} {} of {}", c.cpu, m.hooks, m.kernel))
+        })
+        .collect();
+    if !missed.is_empty() {
+        let _ = writeln!(
+            out,
+            "The kernel counted events its tracepoints did not hand to the hooks (hooks saw: {}); \
+             their counts and times above are short by the difference.",
+            missed.join(", ")
+        );
+    }
 }
 
 #[cfg(test)]
