@@ -143,15 +143,7 @@ fn charge_current(kind: u32, id: u32, ns: u64) {
     if tid == 0 || !is_victim(tgid) {
         return;
     }
-    let key = VictimKey {
-        tid,
-        tgid,
-        kind: VICTIM_INTERRUPTED,
-        source: kind,
-        id,
-        _pad: 0,
-        comm: [0; TASK_COMM_LEN],
-    };
+    let key = VictimKey { tid, tgid, kind: VICTIM_INTERRUPTED, source: kind, id, _pad: 0, comm: [0; TASK_COMM_LEN] };
     victim_add(&key, ns);
 }
 
@@ -337,15 +329,8 @@ pub fn on_victim_runs(tid: u32, tgid: u32, since: u64, now: u64) {
         covered_to = from;
     }
     if covered_to > since {
-        let key = VictimKey {
-            tid,
-            tgid,
-            kind: VICTIM_BEHIND_UNKNOWN,
-            source: 0,
-            id: 0,
-            _pad: 0,
-            comm: [0; TASK_COMM_LEN],
-        };
+        let key =
+            VictimKey { tid, tgid, kind: VICTIM_BEHIND_UNKNOWN, source: 0, id: 0, _pad: 0, comm: [0; TASK_COMM_LEN] };
         victim_add(&key, covered_to - since);
     }
 }

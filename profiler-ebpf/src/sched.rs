@@ -12,9 +12,9 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext, BtfTracePointContext},
 };
 use profiler_common::{
-    state_after_switch, Counter, OffCpuKey, OffCpuValue, ThreadExit, ThreadRecord, MAX_OFFCPU_KEYS, MAX_STACKS,
-    MAX_THREADS, NO_WAKER, RECORD_STACK_SENT, STACK_LOST, STACK_NONE, STACK_WALK_INTERVAL_NS, STATE_RUNNABLE,
-    STATE_RUNNING, STATE_SLEEPING, TASK_DEAD, TRACE_FRAMES_TO_SKIP, HIST_OFF_CPU, HIST_RUNQ, HIST_SYSCALL,
+    state_after_switch, Counter, OffCpuKey, OffCpuValue, ThreadExit, ThreadRecord, HIST_OFF_CPU, HIST_RUNQ,
+    HIST_SYSCALL, MAX_OFFCPU_KEYS, MAX_STACKS, MAX_THREADS, NO_WAKER, RECORD_STACK_SENT, STACK_LOST, STACK_NONE,
+    STACK_WALK_INTERVAL_NS, STATE_RUNNABLE, STATE_RUNNING, STATE_SLEEPING, TASK_DEAD, TRACE_FRAMES_TO_SKIP,
 };
 
 use crate::{
@@ -285,11 +285,7 @@ pub fn sys_exit(_ctx: BtfTracePointContext) -> i32 {
     if let Some(r) = THREADS.get_ptr_mut(&tid) {
         let r = unsafe { &mut *r };
         let now = unsafe { bpf_ktime_get_ns() };
-        if r.syscall >= 0
-            && r.syscall_start_ns >= window_start()
-            && window_open(now)
-            && noise::selected(r.times.tgid)
-        {
+        if r.syscall >= 0 && r.syscall_start_ns >= window_start() && window_open(now) && noise::selected(r.times.tgid) {
             histogram::record(HIST_SYSCALL, r.syscall as u32, now - r.syscall_start_ns);
         }
         r.syscall = profiler_common::NO_SYSCALL;

@@ -69,8 +69,7 @@ pub struct NoiseArgs {
 
 /// `--threshold`: a duration, zero allowed (count everything).
 pub fn parse_threshold(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("'{s}' is not a duration ({e}); write it like 5us, 100us or 1ms"))
+    humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration ({e}); write it like 5us, 100us or 1ms"))
 }
 
 /// What to report on and how to slice it; shared by `record` and `report`.

@@ -73,7 +73,9 @@ impl HookNeed {
         match self {
             Self::Processes => "tailprof needs it to tell processes apart",
             Self::OffCpu => "use --no-off-cpu to capture without scheduler hooks",
-            Self::Noise => "the noise report needs the irq and softirq tracepoints; use a kernel with CONFIG_TRACEPOINTS and BTF",
+            Self::Noise => {
+                "the noise report needs the irq and softirq tracepoints; use a kernel with CONFIG_TRACEPOINTS and BTF"
+            }
         }
     }
 }

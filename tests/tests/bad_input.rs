@@ -177,7 +177,10 @@ fn noise_cpus_that_do_not_exist_or_are_malformed() {
 #[test]
 fn noise_threshold_and_slo_that_are_malformed() {
     require_root();
-    assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--threshold", "5 parsecs"]), "'5 parsecs' is not a duration");
+    assert_clean_failure(
+        &tailprof(&["noise", "-d", "1s", "--threshold", "5 parsecs"]),
+        "'5 parsecs' is not a duration",
+    );
     assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--slo", "dsk=20ms"]), "dsk");
     assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--slo", "runq=fast"]), "fast");
     assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--slo", "syscall:nosuchcall=1ms"]), "nosuchcall");

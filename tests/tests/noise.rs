@@ -87,7 +87,11 @@ fn softirq_and_irq_counts_match_procfs() {
     let softirqs_after = proc_counter_table("/proc/softirqs");
     let irqs_after = proc_counter_table("/proc/interrupts");
     let doc = run.json();
-    assert!(u(&doc["duration_ns"], "duration_ns") >= 3_900_000_000, "window shorter than asked: {}", doc["duration_ns"]);
+    assert!(
+        u(&doc["duration_ns"], "duration_ns") >= 3_900_000_000,
+        "window shorter than asked: {}",
+        doc["duration_ns"]
+    );
 
     let delta = |after: &HashMap<(String, u32), u64>, before: &HashMap<(String, u32), u64>, key: &(String, u32)| {
         after[key].saturating_sub(before.get(key).copied().unwrap_or(0))
@@ -112,7 +116,10 @@ fn softirq_and_irq_counts_match_procfs() {
             "{row} on CPU {cpu}: tailprof counted {ours}, the kernel {oracle}, and tailprof did not report the difference: {missed}"
         );
         let kernel = u(&missed["kernel"], "missed_by_hooks.kernel");
-        assert!(close_enough(kernel, oracle), "{row} on CPU {cpu}: tailprof says the kernel counted {kernel}, it counted {oracle}");
+        assert!(
+            close_enough(kernel, oracle),
+            "{row} on CPU {cpu}: tailprof says the kernel counted {kernel}, it counted {oracle}"
+        );
     };
     let mut net_rx = 0;
     for key in softirqs_after.keys() {
@@ -204,7 +211,10 @@ fn run_queue_latency_of_two_spinners_on_one_cpu_matches_schedstat() {
             .filter(|x| x["tid"].as_u64() == Some(u64::from(other)))
             .map(|x| u(&x["ns"], "behind ns"))
             .sum();
-        assert!(behind > 0 && by_other as f64 >= 0.9 * behind as f64, "tid {me} waited {behind} ns, {by_other} behind {other}");
+        assert!(
+            behind > 0 && by_other as f64 >= 0.9 * behind as f64,
+            "tid {me} waited {behind} ns, {by_other} behind {other}"
+        );
     }
 }
 
@@ -228,11 +238,23 @@ fn sources(doc: &Value) -> Vec<(String, u32, u64, u64, u64)> {
         let cpu = u(&c["cpu"], "cpu") as u32;
         for table in ["irqs", "softirqs", "threads"] {
             for (name, s) in c[table].as_object().unwrap_or_else(|| panic!("{table} is an object")) {
-                out.push((format!("{table}/{name}"), cpu, u(&s["count"], "count"), u(&s["ns"], "ns"), u(&s["max_ns"], "max_ns")));
+                out.push((
+                    format!("{table}/{name}"),
+                    cpu,
+                    u(&s["count"], "count"),
+                    u(&s["ns"], "ns"),
+                    u(&s["max_ns"], "max_ns"),
+                ));
             }
         }
         let nmi = &c["nmi"];
-        out.push(("nmi".into(), cpu, u(&nmi["count"], "nmi count"), u(&nmi["ns"], "nmi ns"), u(&nmi["max_ns"], "nmi max")));
+        out.push((
+            "nmi".into(),
+            cpu,
+            u(&nmi["count"], "nmi count"),
+            u(&nmi["ns"], "nmi ns"),
+            u(&nmi["max_ns"], "nmi max"),
+        ));
     }
     out
 }
@@ -252,7 +274,10 @@ fn threshold_leaves_out_short_noise_and_max_single_bounds_every_event() {
     assert!(all.iter().any(|s| s.2 > 0), "no noise of 20 µs or more under UDP load: {all:?}");
     for (what, cpu, count, ns, max) in &all {
         if *count > 0 {
-            assert!(*max >= threshold && *ns >= count * threshold, "{what} on CPU {cpu}: {count} events, {ns} ns, max {max} under the threshold");
+            assert!(
+                *max >= threshold && *ns >= count * threshold,
+                "{what} on CPU {cpu}: {count} events, {ns} ns, max {max} under the threshold"
+            );
         }
         let max_single = u(&cpu_entry(&doc, *cpu)["max_single_ns"], "max_single_ns");
         assert!(max_single >= *max, "CPU {cpu}: max single noise {max_single} is below {what}'s {max}");

@@ -393,8 +393,8 @@ fn slo_name_matches(kind: Kind, want: &str, key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use profiler_common::HistKey;
     use profiler_common::histogram::bucket_index;
+    use profiler_common::HistKey;
 
     use super::*;
     use crate::latency::slo::parse_slos;

@@ -7,9 +7,9 @@ pub mod plot;
 pub mod slo;
 pub mod text;
 
-pub use histograms::{Histograms, Kind, LatencyHistogram, SloResult, build};
+pub use histograms::{build, Histograms, Kind, LatencyHistogram, SloResult};
 pub use plot::svg;
-pub use slo::{Slo, parse_slos, syscall_number};
+pub use slo::{parse_slos, syscall_number, Slo};
 pub use text::{format_ns, text};
 
 use std::collections::BTreeMap;

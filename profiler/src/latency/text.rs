@@ -38,13 +38,21 @@ fn three_digits(x: f64) -> String {
     } else {
         format!("{x:.0}")
     };
-    if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_owned() } else { text }
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
 }
 
 /// A fraction as a percentage: `0.35%`, `<0.01%` for tiny non-zero ones.
 pub fn format_fraction(f: f64) -> String {
     let pct = f * 100.0;
-    if pct > 0.0 && pct < 0.01 { "<0.01%".to_owned() } else { format!("{pct:.2}%") }
+    if pct > 0.0 && pct < 0.01 {
+        "<0.01%".to_owned()
+    } else {
+        format!("{pct:.2}%")
+    }
 }
 
 /// `name` cut to `width` characters with a trailing `…`.

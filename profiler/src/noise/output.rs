@@ -24,7 +24,12 @@ pub struct Rendered {
     pub histograms: Histograms,
 }
 
-pub fn render(noise: &NoiseRaw, histograms: &HistogramsRaw, names: &HistogramNames, slos: &[latency::slo::Slo]) -> Rendered {
+pub fn render(
+    noise: &NoiseRaw,
+    histograms: &HistogramsRaw,
+    names: &HistogramNames,
+    slos: &[latency::slo::Slo],
+) -> Rendered {
     Rendered { report: super::report::build(noise), histograms: latency::histograms::build(histograms, names, slos) }
 }
 

@@ -89,7 +89,12 @@ pub struct Missed {
 const TRACED_VECTOR_ROWS: [&str; 6] = ["LOC", "RES", "IWI", "PLT", "TRM", "SPU"];
 
 /// Rows of one CPU where the kernel counted more than the hooks.
-fn missed_by_hooks(raw: &NoiseRaw, cpu: u32, irqs: &[(String, IrqStats)], softirqs: &[(String, Stats)]) -> Ordered<Missed> {
+fn missed_by_hooks(
+    raw: &NoiseRaw,
+    cpu: u32,
+    irqs: &[(String, IrqStats)],
+    softirqs: &[(String, Stats)],
+) -> Ordered<Missed> {
     let mut missed = Vec::new();
     if raw.threshold_ns > 0 {
         return Ordered(missed);
@@ -603,6 +608,13 @@ pub(crate) mod tests {
             steal_ns: BTreeMap::from([(1, 50_000), (2, 1)]),
             dropped: NoiseDropped { sources: 0, victims: 3, histograms: 0 },
             missing_hooks: vec!["irq_vectors:thermal_apic_entry".into()],
+            kernel_interrupts: [
+                ("LOC".to_owned(), [(0, 1005), (1, 0)].into()),
+                ("CAL".to_owned(), [(0, 99)].into()),
+                ("36".to_owned(), [(0, 20)].into()),
+            ]
+            .into(),
+            kernel_softirqs: [("NET_RX".to_owned(), [(0, 10), (1, 31)].into())].into(),
         }
     }
 
@@ -731,5 +743,21 @@ pub(crate) mod tests {
         assert_eq!((c.cpu, c.noise_ns, c.noise_pct, c.max_single_ns), (3, 0, 0.0, 0));
         assert_eq!(c.max_single_source, None);
         assert!(r.top_sources.is_empty());
+    }
+
+    #[test]
+    fn events_the_hooks_missed_are_reported_without_a_threshold() {
+        let mut raw = sample();
+        assert!(
+            build(&raw).cpus.iter().all(|c| c.missed_by_hooks.0.is_empty()),
+            "a threshold leaves events out on purpose"
+        );
+        raw.threshold_ns = 0;
+        let r = build(&raw);
+        let c0 = &r.cpus[0];
+        assert_eq!(c0.missed_by_hooks.0, vec![("LOC".to_owned(), Missed { kernel: 1005, hooks: 1000 })]);
+        let c1 = &r.cpus[1];
+        assert_eq!(c1.missed_by_hooks.0, vec![("NET_RX".to_owned(), Missed { kernel: 31, hooks: 30 })]);
+        assert!(super::super::table::table(&r).contains("CPU 0 LOC 1000 of 1005"));
     }
 }

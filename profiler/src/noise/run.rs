@@ -33,7 +33,8 @@ fn check(args: &NoiseArgs) -> Result<Checked> {
     let online = aya::util::online_cpus().map_err(|(what, e)| Error::Load(format!("{what}: {e}")))?;
     let cpus = match &args.cpus {
         Some(list) => {
-            let cpus = super::cpu_list::parse_cpu_list(list).map_err(|e| Error::Usage(format!("--cpus {list}: {e}")))?;
+            let cpus =
+                super::cpu_list::parse_cpu_list(list).map_err(|e| Error::Usage(format!("--cpus {list}: {e}")))?;
             super::cpu_list::check_online(&cpus).map_err(|e| Error::Usage(format!("--cpus {list}: {e}")))?;
             cpus
         }
