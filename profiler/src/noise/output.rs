@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use super::{flame, report::NoiseReport, NoiseRaw};
 use crate::{
-    atomic_file::write_atomically,
     latency::{self, histograms::Histograms, HistogramNames, HistogramsRaw},
     output::{flamegraph, folded::Folded},
     Result,
@@ -67,13 +66,9 @@ fn folded(lines: Vec<(String, u64)>) -> Folded {
 /// Write noise.json, noise.svg, histograms.json, histograms.svg and, with
 /// victims, interference.folded and .svg into `dir`; returns the paths.
 pub fn write_files(dir: &Path, raw: &NoiseRaw, r: &Rendered) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let mut write = |name: &str, fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>| {
-        let path = dir.join(name);
-        write_atomically(&path, |w| fill(w))?;
-        written.push(path);
-        Ok::<_, crate::Error>(())
-    };
+    let mut files = crate::output::Files::new(dir);
+    let mut write =
+        |name: &str, fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>| files.write(name, fill);
     write(NOISE_JSON, &mut |w| {
         serde_json::to_writer_pretty(&mut *w, &r.report).map_err(std::io::Error::other)?;
         writeln!(w)
@@ -92,5 +87,5 @@ pub fn write_files(dir: &Path, raw: &NoiseRaw, r: &Rendered) -> Result<Vec<PathB
             flamegraph::write(&victims, "tailprof: what stole time from the selected threads", "ns", w)
         })?;
     }
-    Ok(written)
+    Ok(files.written)
 }

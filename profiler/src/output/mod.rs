@@ -21,16 +21,36 @@ pub const WALLCLOCK_SVG: &str = "wallclock.svg";
 pub const OFFCPU_FOLDED: &str = "offcpu.folded";
 pub const OFFCPU_SVG: &str = "offcpu.svg";
 
+/// Files written atomically into one directory, remembered in order.
+pub struct Files<'a> {
+    dir: &'a Path,
+    pub written: Vec<PathBuf>,
+}
+
+impl<'a> Files<'a> {
+    pub fn new(dir: &'a Path) -> Self {
+        Self { dir, written: Vec::new() }
+    }
+
+    /// Write `dir/name` atomically with `fill`.
+    pub fn write(
+        &mut self,
+        name: &str,
+        fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let path = self.dir.join(name);
+        write_atomically(&path, |w| fill(w))?;
+        self.written.push(path);
+        Ok(())
+    }
+}
+
 /// Write every report into `dir`; returns the paths written.
 pub fn write_all(dir: &Path, profile: &Profile) -> Result<Vec<PathBuf>> {
     let folded = folded::fold(profile);
-    let mut written = Vec::new();
-    let mut write = |name: &str, fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>| {
-        let path = dir.join(name);
-        write_atomically(&path, |w| fill(w))?;
-        written.push(path);
-        Ok::<_, crate::Error>(())
-    };
+    let mut files = Files::new(dir);
+    let mut write =
+        |name: &str, fill: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>| files.write(name, fill);
     write(STACKS_FOLDED, &mut |w| folded::write(&folded, w))?;
     write(FLAMEGRAPH_SVG, &mut |w| flamegraph::write(&folded, "tailprof: on-CPU samples", "samples", w))?;
     // Without the scheduler hooks there is no off-CPU time to show.
@@ -44,5 +64,5 @@ pub fn write_all(dir: &Path, profile: &Profile) -> Result<Vec<PathBuf>> {
     }
     write(PROFILE_PB_GZ, &mut |w| pprof::write(profile, w))?;
     write(SUMMARY_JSON, &mut |w| summary::write(profile, w))?;
-    Ok(written)
+    Ok(files.written)
 }
