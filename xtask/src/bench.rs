@@ -12,10 +12,14 @@
 //!   tracked processes;
 //! - `unwind`: CPU of a capture with `--unwind dwarf` against
 //!   `perf record --call-graph dwarf` + `perf script` on code without frame
-//!   pointers, the stacks both produce, the unwinder's own statistics.
+//!   pointers, the stacks both produce, the unwinder's own statistics;
+//! - `noise`: throughput loss of a softirq-heavy loopback UDP load under
+//!   `tailprof noise` and under a bpftrace IRQ/softirq one-liner, CPU per
+//!   million events, per-program BPF run time.
 
 mod common;
 mod enrichment;
+mod noise;
 mod on_cpu;
 mod sched_pipe;
 mod snapshot;
@@ -41,11 +45,12 @@ enum Section {
     Snapshot,
     Enrichment,
     Unwind,
+    Noise,
 }
 
 impl Section {
-    const ALL: [Section; 5] =
-        [Section::OnCpu, Section::SchedPipe, Section::Snapshot, Section::Enrichment, Section::Unwind];
+    const ALL: [Section; 6] =
+        [Section::OnCpu, Section::SchedPipe, Section::Snapshot, Section::Enrichment, Section::Unwind, Section::Noise];
 
     fn key(self) -> &'static str {
         match self {
@@ -54,6 +59,7 @@ impl Section {
             Section::Snapshot => "snapshot",
             Section::Enrichment => "enrichment",
             Section::Unwind => "unwind",
+            Section::Noise => "noise",
         }
     }
 
@@ -128,7 +134,7 @@ impl Drop for HostGuard {
 
 pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
     let sections = selected_sections()?;
-    let guard = HostGuard::new(sections.contains(&Section::SchedPipe))?;
+    let guard = HostGuard::new(sections.contains(&Section::SchedPipe) || sections.contains(&Section::Noise))?;
     let mut written = Vec::new();
     for section in &sections {
         let md = match section {
@@ -137,6 +143,7 @@ pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
             Section::Snapshot => snapshot::run(bin, &guard.scratch, reps)?,
             Section::Enrichment => enrichment::run(bin, &guard.scratch, reps)?,
             Section::Unwind => unwind::run(bin, &guard.scratch, seconds, reps)?,
+            Section::Noise => noise::run(bin, &guard.scratch, reps)?,
         };
         written.push((*section, md));
     }
@@ -156,7 +163,7 @@ fn header() -> String {
     let _ = writeln!(
         md,
         "Written by `cargo xtask bench` (do not edit by hand; `{ONLY_ENV}=sched-pipe` or a comma-separated list of \
-         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment`, `unwind` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
+         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment`, `unwind`, `noise` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
         machine(),
         common::kernel_release()
     );
