@@ -4,8 +4,9 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
-    process::{Child, Command},
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
@@ -13,6 +14,59 @@ use std::{
 use anyhow::{bail, Context};
 
 use crate::util::output;
+
+/// A peer tool of a section, named in its tables.
+pub trait Tool: Copy {
+    fn label(self) -> &'static str;
+}
+
+/// A tool, with BPF run-time statistics on or off. Statistics cost each BPF
+/// program run two clock reads, so slowdowns are measured with them off and
+/// the BPF tools run once more with them on to see where their time goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Condition<T> {
+    pub tool: T,
+    pub bpf_stats: bool,
+}
+
+impl<T: Tool> Condition<T> {
+    pub fn label(self) -> String {
+        if self.bpf_stats {
+            format!("{}, bpf_stats on", self.tool.label())
+        } else {
+            self.tool.label().to_owned()
+        }
+    }
+
+    pub fn with_stats(tool: T) -> Self {
+        Condition { tool, bpf_stats: true }
+    }
+
+    pub fn without_stats(tool: T) -> Self {
+        Condition { tool, bpf_stats: false }
+    }
+}
+
+/// A tool started in the background, its output captured in files.
+pub struct Started {
+    pub child: Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+/// Start `cmd` for `cond` with stdin closed and stdout and stderr in
+/// `BASE.stdout` / `BASE.stderr`.
+pub fn spawn_tool<T: Tool>(mut cmd: Command, cond: Condition<T>, base: &Path) -> anyhow::Result<Started> {
+    let stdout = base.with_extension("stdout");
+    let stderr = base.with_extension("stderr");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout)?)
+        .stderr(File::create(&stderr)?)
+        .spawn()
+        .with_context(|| format!("could not start {}", cond.tool.label()))?;
+    Ok(Started { child, stdout, stderr })
+}
 
 /// CPU time of a finished child, from wait4.
 #[derive(Debug, Clone, Copy, Default)]

@@ -15,17 +15,19 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
-    fs::File,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
 
-use super::common::{
-    bpf_prog_names, bpf_progs_of, interrupt, median, ms, process_cpu_ns, prog_deltas, set_bpf_stats, wait_ready,
-    wait_with_cost, Cost, ProgStats,
+use super::{
+    common,
+    common::{
+        bpf_prog_names, bpf_progs_of, interrupt, median, ms, process_cpu_ns, prog_deltas, set_bpf_stats, spawn_tool,
+        wait_ready, wait_with_cost, Cost, ProgStats, Started, Tool as _,
+    },
 };
 use crate::util::{output, root};
 
@@ -62,7 +64,7 @@ enum Tool {
     Bpftrace,
 }
 
-impl Tool {
+impl common::Tool for Tool {
     fn label(self) -> &'static str {
         match self {
             Tool::None => "no tool",
@@ -72,14 +74,7 @@ impl Tool {
     }
 }
 
-/// A tool, with BPF run-time statistics on or off. Statistics cost each BPF
-/// program run two clock reads, so the throughput loss is measured with them
-/// off and each tool runs once more with them on to see where its time goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Condition {
-    tool: Tool,
-    bpf_stats: bool,
-}
+type Condition = common::Condition<Tool>;
 
 const CONDITIONS: [Condition; 5] = [
     Condition { tool: Tool::None, bpf_stats: false },
@@ -88,24 +83,6 @@ const CONDITIONS: [Condition; 5] = [
     Condition { tool: Tool::Tailprof, bpf_stats: true },
     Condition { tool: Tool::Bpftrace, bpf_stats: true },
 ];
-
-impl Condition {
-    fn label(self) -> String {
-        if self.bpf_stats {
-            format!("{}, bpf_stats on", self.tool.label())
-        } else {
-            self.tool.label().to_owned()
-        }
-    }
-
-    fn with_stats(tool: Tool) -> Condition {
-        Condition { tool, bpf_stats: true }
-    }
-
-    fn without_stats(tool: Tool) -> Condition {
-        Condition { tool, bpf_stats: false }
-    }
-}
 
 /// Host-wide event counters (all CPUs).
 #[derive(Debug, Clone, Copy, Default)]
@@ -217,13 +194,6 @@ impl Run {
     }
 }
 
-/// A tool started in the background, its output captured in files.
-struct Started {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
 fn build_load(scratch: &Path) -> anyhow::Result<PathBuf> {
     let src = root().join("xtask/workloads/udp_flood.c");
     let bin = scratch.join("udp_flood");
@@ -271,20 +241,11 @@ fn tool_command(tool: Tool, bin: &Path) -> Option<Command> {
 }
 
 fn start(cond: Condition, bin: &Path, scratch: &Path, rep: usize) -> anyhow::Result<Option<Started>> {
-    let tool = cond.tool;
-    let Some(mut cmd) = tool_command(tool, bin) else {
+    let Some(cmd) = tool_command(cond.tool, bin) else {
         return Ok(None);
     };
-    let base = scratch.join(format!("noise-{}-stats-{}-{rep}", tool.label(), cond.bpf_stats));
-    let stdout = base.with_extension("stdout");
-    let stderr = base.with_extension("stderr");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(File::create(&stdout)?)
-        .stderr(File::create(&stderr)?)
-        .spawn()
-        .with_context(|| format!("could not start {}", tool.label()))?;
-    Ok(Some(Started { child, stdout, stderr }))
+    let base = scratch.join(format!("noise-{}-stats-{}-{rep}", cond.tool.label(), cond.bpf_stats));
+    spawn_tool(cmd, cond, &base).map(Some)
 }
 
 /// tailprof is ready once it says its window is open (its hooks are

@@ -10,17 +10,19 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    fs::File,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
 
-use super::common::{
-    bpf_prog_names, bpf_progs_of, interrupt, median, ms, perf_event_fds, process_cpu_ns, prog_deltas, set_bpf_stats,
-    wait_ready, wait_with_cost, Cost, ProgStats,
+use super::{
+    common,
+    common::{
+        bpf_prog_names, bpf_progs_of, interrupt, median, ms, perf_event_fds, process_cpu_ns, prog_deltas,
+        set_bpf_stats, spawn_tool, wait_ready, wait_with_cost, Cost, ProgStats, Tool as _,
+    },
 };
 use crate::util::output;
 
@@ -49,7 +51,7 @@ enum Tool {
     Bpftrace,
 }
 
-impl Tool {
+impl common::Tool for Tool {
     fn label(self) -> &'static str {
         match self {
             Tool::None => "no tool",
@@ -60,14 +62,7 @@ impl Tool {
     }
 }
 
-/// A tool, with BPF run-time statistics on or off. Statistics cost each BPF
-/// program run two clock reads, so the slowdowns are measured with them off
-/// and the BPF tools run once more with them on to see where their time goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Condition {
-    tool: Tool,
-    bpf_stats: bool,
-}
+type Condition = common::Condition<Tool>;
 
 const CONDITIONS: [Condition; 6] = [
     Condition { tool: Tool::None, bpf_stats: false },
@@ -77,24 +72,6 @@ const CONDITIONS: [Condition; 6] = [
     Condition { tool: Tool::Tailprof, bpf_stats: true },
     Condition { tool: Tool::Bpftrace, bpf_stats: true },
 ];
-
-impl Condition {
-    fn label(self) -> String {
-        if self.bpf_stats {
-            format!("{}, bpf_stats on", self.tool.label())
-        } else {
-            self.tool.label().to_owned()
-        }
-    }
-
-    fn with_stats(tool: Tool) -> Condition {
-        Condition { tool, bpf_stats: true }
-    }
-
-    fn without_stats(tool: Tool) -> Condition {
-        Condition { tool, bpf_stats: false }
-    }
-}
 
 /// One load run under one condition.
 struct Run {
@@ -128,11 +105,9 @@ struct Load {
     wall: Duration,
 }
 
-/// A tool started in the background, its output captured in files.
+/// A tool started in the background, and where it writes its capture.
 struct Started {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
+    tool: common::Started,
     /// tailprof's output directory or perf's data file, removed after the run.
     output: PathBuf,
 }
@@ -165,21 +140,12 @@ fn tool_command(tool: Tool, bin: &Path, output: &Path) -> Option<Command> {
 }
 
 fn start(cond: Condition, bin: &Path, scratch: &Path, rep: usize) -> anyhow::Result<Option<Started>> {
-    let tool = cond.tool;
-    let base = scratch.join(format!("sched-{}-stats-{}-{rep}", tool.label(), cond.bpf_stats));
+    let base = scratch.join(format!("sched-{}-stats-{}-{rep}", cond.tool.label(), cond.bpf_stats));
     let output = base.with_extension("out");
-    let Some(mut cmd) = tool_command(tool, bin, &output) else {
+    let Some(cmd) = tool_command(cond.tool, bin, &output) else {
         return Ok(None);
     };
-    let stdout = base.with_extension("stdout");
-    let stderr = base.with_extension("stderr");
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(File::create(&stdout)?)
-        .stderr(File::create(&stderr)?)
-        .spawn()
-        .with_context(|| format!("could not start {}", tool.label()))?;
-    Ok(Some(Started { child, stdout, stderr, output }))
+    Ok(Some(Started { tool: spawn_tool(cmd, cond, &base)?, output }))
 }
 
 /// What readiness is judged on: the BPF programs or perf events the tool
@@ -204,10 +170,10 @@ fn readiness_key(tool: Tool, pid: u32, stdout: &Path) -> Option<Vec<u64>> {
 /// ones for [`SETTLE`] (attaching, and tailprof's procfs seeding, come after
 /// loading).
 fn wait_until_ready(tool: Tool, started: &mut Started) -> anyhow::Result<()> {
-    let pid = started.child.id();
-    let stdout = started.stdout.clone();
+    let pid = started.tool.child.id();
+    let stdout = started.tool.stdout.clone();
     let mut last: Option<(Vec<u64>, Instant)> = None;
-    wait_ready(&mut started.child, tool.label(), &started.stderr, READY_TIMEOUT, || {
+    wait_ready(&mut started.tool.child, tool.label(), &started.tool.stderr, READY_TIMEOUT, || {
         match (readiness_key(tool, pid, &stdout), &last) {
             (Some(key), Some((prev, since))) if *prev == key => since.elapsed() >= SETTLE,
             (key, _) => {
@@ -283,17 +249,17 @@ fn measure(cond: Condition, bin: &Path, scratch: &Path, rep: usize) -> anyhow::R
         return Ok(none);
     };
     wait_until_ready(tool, &mut started)?;
-    let pid = started.child.id();
+    let pid = started.tool.child.id();
     let names = bpf_prog_names().unwrap_or_default();
     let (proc_before, progs_before) = (process_cpu_ns(pid), bpf_progs_of(pid));
     let load = run_load();
     let (proc_after, progs_after) = (process_cpu_ns(pid), bpf_progs_of(pid));
-    interrupt(&started.child)?;
-    let whole = wait_with_cost(started.child, tool.label(), true);
+    interrupt(&started.tool.child)?;
+    let whole = wait_with_cost(started.tool.child, tool.label(), true);
     let load = load?;
     let whole = whole?;
     let progs = prog_deltas(&progs_before, &progs_after, &names);
-    let note = loss_note(tool, &started.stderr, &started.output);
+    let note = loss_note(tool, &started.tool.stderr, &started.output);
     let _ = std::fs::remove_dir_all(&started.output);
     let _ = std::fs::remove_file(&started.output);
     Ok(Run {
