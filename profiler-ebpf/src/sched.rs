@@ -121,11 +121,16 @@ fn transition(tid: u32, r: &mut ThreadRecord, state: u32, now: u64) {
         r.times.state = state;
         return;
     }
-    // After the window closes, nothing more is accounted.
+    // After the window closes the record is left as it was at the close:
+    // user space adds each live thread's open interval up to the close
+    // itself. Accounting it here too would count it twice whenever the
+    // thread switched between user space's reads of THREADS and OFFCPU.
     let end = WINDOW.get(profiler_common::WINDOW_END).copied().unwrap_or(0);
+    if end != 0 && now >= end {
+        return;
+    }
     // Intervals cut by the window are not latencies.
-    let whole = r.times.since_ns >= start && (end == 0 || now <= end);
-    let now = if end != 0 && now > end { end } else { now };
+    let whole = r.times.since_ns >= start;
     if r.times.since_ns < start {
         r.times.since_ns = start;
     }
@@ -147,6 +152,12 @@ fn transition(tid: u32, r: &mut ThreadRecord, state: u32, now: u64) {
 /// The thread's last switch: hand its totals to user space and forget it.
 #[inline(always)]
 fn retire(tid: u32, now: u64) {
+    // After the window closes a dying thread stays in THREADS as it was at
+    // the close, so that it is read once, as live, and not also as exited.
+    let end = WINDOW.get(profiler_common::WINDOW_END).copied().unwrap_or(0);
+    if end != 0 && now >= end {
+        return;
+    }
     let Some(r) = THREADS.get_ptr_mut(&tid) else { return };
     let r = unsafe { &mut *r };
     transition(tid, r, STATE_RUNNING, now);
