@@ -39,8 +39,6 @@ pub const WINDOW_MAP: &str = "WINDOW";
 /// Index of the window's start and end in [`WINDOW_MAP`].
 pub const WINDOW_START: u32 = 0;
 pub const WINDOW_END: u32 = 1;
-/// Array map of one u32: the tid of the thread that takes snapshots.
-pub const SAMPLER_MAP: &str = "SAMPLER";
 /// Kernel frames of the tracing machinery on top of a stack taken in a
 /// tp_btf program (the program itself and `bpf_trace_run*`).
 pub const TRACE_FRAMES_TO_SKIP: u64 = 2;

@@ -10,6 +10,7 @@ mod process;
 mod sched;
 mod shared;
 mod snapshot;
+mod task;
 mod user_stack;
 
 #[cfg(not(test))]

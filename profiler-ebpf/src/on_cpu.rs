@@ -14,8 +14,8 @@ use aya_ebpf::{
 };
 use profiler_common::{
     Counter, SampleEvent, StackSample, UserRegs, EVENT_SAMPLE, EVENT_SAMPLE_STACK, MAX_CGROUP_FILTER, MAX_PID_FILTER,
-    MAX_STACK_DEPTH, MAX_USER_STACK_BYTES, NO_SYSCALL, SEEN_PIDS_SLOTS, STACK_COPY_FAILED, STACK_COPY_SHORT,
-    STACK_SAMPLE_HEADER, TASK_COMM_LEN,
+    MAX_STACK_DEPTH, MAX_USER_STACK_BYTES, SEEN_PIDS_SLOTS, STACK_COPY_FAILED, STACK_COPY_SHORT, STACK_SAMPLE_HEADER,
+    TASK_COMM_LEN,
 };
 
 use crate::{
@@ -173,7 +173,7 @@ unsafe fn fill(
         // The scheduler hooks know which syscall the thread is in (empty map without them).
         (*event).syscall = match THREADS.get(&tid) {
             Some(r) => r.syscall,
-            None => NO_SYSCALL,
+            None => crate::task::syscall_untracked(bpf_get_current_task_btf()).0,
         };
         (*event)._pad = 0;
         (*event).comm = *comm;

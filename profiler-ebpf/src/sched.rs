@@ -8,7 +8,7 @@ use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map},
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, RingBuf, StackTrace},
     programs::{tracing::StackIdContext, BtfTracePointContext},
 };
 use profiler_common::{
@@ -27,7 +27,7 @@ pub(crate) static TASK_PID_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static TASK_TGID_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
-static PT_REGS_ARG0_OFFSET: u32 = 0;
+pub(crate) static PT_REGS_ARG0_OFFSET: u32 = 0;
 /// Non-zero when switch-outs walk blocking stacks (`record`, not `noise`).
 #[unsafe(no_mangle)]
 static WALK_STACKS: u8 = 1;
@@ -39,16 +39,6 @@ pub(crate) static THREADS: HashMap<u32, ThreadRecord> = HashMap::with_max_entrie
 /// Start of the accounting window, set by user space when it seeds THREADS.
 #[map]
 static WINDOW: Array<u64> = Array::with_max_entries(2, 0);
-
-/// Tid of the thread that takes snapshots (set by user space).
-#[map]
-pub(crate) static SAMPLER: Array<u32> = Array::with_max_entries(1, 0);
-
-/// Per CPU: the thread the snapshot taker last preempted there. A
-/// snapshot runs on a CPU, so that thread reads as not on a CPU although
-/// it was running until the snapshot began.
-#[map]
-pub(crate) static PREEMPTED_BY_SAMPLER: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 pub(crate) fn window_start() -> u64 {
@@ -221,11 +211,6 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
     }
     noise::on_switch(prev_tid, next, now);
     let next_tid = task_field(next, read_global(&TASK_PID_OFFSET))?;
-    if next_tid != 0 && SAMPLER.get(0).is_some_and(|s| *s == next_tid) {
-        if let Some(slot) = PREEMPTED_BY_SAMPLER.get_ptr_mut(0) {
-            unsafe { *slot = if prev_state == 0 { prev_tid } else { 0 } };
-        }
-    }
     if next_tid != 0 {
         let next_tgid = task_field(next, read_global(&TASK_TGID_OFFSET))?;
         if let Some(r) = record(next_tid, next_tgid, STATE_RUNNABLE, now) {

@@ -1,26 +1,35 @@
-//! Thread-state snapshot: a task iterator that writes one [`StateRecord`]
-//! per thread on the host into the iterator's seq file. User space reads
-//! the file once per snapshot (`--state-hz`). A thread's kernel stack is
-//! walked only when no blocking stack id is known for it and it has not
-//! run since an earlier snapshot took it, so a snapshot costs O(threads)
-//! with a small constant.
+//! Thread-state snapshot: a task iterator that writes one record per
+//! thread on the host into the iterator's seq file. User space reads the
+//! file once per snapshot (`--state-hz`).
+//!
+//! A thread that has not been switched in since the last snapshot read it,
+//! is in the same state and is not on a CPU cannot have changed: its
+//! counters, stacks and syscall are what the last snapshot read. It gets
+//! an 8-byte record ([`SNAP_UNCHANGED`]) and no further work, as xcapture
+//! does. Every other thread gets a whole record with the kernel's
+//! cumulative counters; an off-CPU one also gets its user registers, and
+//! its kernel stack when no blocking stack is known for it.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{seq_file, task_struct},
     helpers::{bpf_get_task_stack, bpf_probe_read_kernel, bpf_seq_write},
-    macros::map,
-    maps::PerCpuArray,
+    macros::{btf_tracepoint, map},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+    programs::BtfTracePointContext,
 };
 use profiler_common::{
-    state_after_switch, StateRecord, UserRegs, NO_SYSCALL, RECORD_STACK_SENT, SNAPSHOT_STACK_DEPTH,
-    SNAP_STACK_SENT_BEFORE, SNAP_UNTRACKED, STACK_NONE, STATE_RUNNABLE, STATE_RUNNING, TASK_COMM_LEN,
+    state_after_switch, SnapHead, SnapSeen, StateRecord, TaskExit, UserRegs, MAX_THREADS, RECORD_STACK_SENT,
+    SNAPSHOT_STACK_DEPTH, SNAP_PREEMPTED_BY_SNAPSHOT, SNAP_STACK_SENT_BEFORE, SNAP_UNCHANGED, SNAP_UNTRACKED,
+    STACK_NONE, STATE_RUNNABLE, STATE_RUNNING, TASK_COMM_LEN,
 };
 
 use crate::{
-    sched::{task_field, PREEMPTED_BY_SAMPLER, THREADS},
-    shared::read_global,
+    noise::is_kernel_thread,
+    sched::{task_field, THREADS},
+    shared::{bump, read_global},
+    task,
     user_stack::{copies_stacks, user_regs},
 };
 
@@ -30,10 +39,6 @@ static TASK_STATE_OFFSET: u32 = 0;
 static TASK_ON_CPU_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static TASK_COMM_OFFSET: u32 = 0;
-#[unsafe(no_mangle)]
-static TASK_SUM_EXEC_OFFSET: u32 = 0;
-#[unsafe(no_mangle)]
-static TASK_PCOUNT_OFFSET: u32 = 0;
 
 /// A record and room for its stack: too big for the BPF stack.
 #[repr(C)]
@@ -44,6 +49,15 @@ pub struct Scratch {
 
 #[map]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per thread, what the last snapshot read. Sized by user space
+/// (`--max-threads`); a thread evicted from it only costs a whole record.
+#[map]
+static SNAP_SEEN: LruHashMap<u32, SnapSeen> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+
+/// Final counters of exiting threads (continuous tier).
+#[map]
+static TASK_EXITS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
 /// `struct bpf_iter_meta`, the head of the iterator context.
 #[repr(C)]
@@ -67,6 +81,26 @@ pub extern "C" fn thread_snapshot(ctx: *mut c_void) -> i32 {
     0
 }
 
+/// The state a snapshot sees `t` in. A runnable thread queued at the very
+/// instant the snapshot taker (the current task) got this CPU was running
+/// until the taker preempted it: both stamps are the same read of the run
+/// queue's clock (`sched_info_depart` of the one, `sched_info_arrive` of
+/// the other, in one context switch).
+#[inline(always)]
+fn snapshot_state(t: *const u8, on_cpu: u32, state: u32) -> (u32, u32) {
+    if on_cpu != 0 {
+        return (STATE_RUNNING, 0);
+    }
+    if state != 0 {
+        return (state_after_switch(state), 0);
+    }
+    let queued = task::last_queued(t);
+    if queued != 0 && queued == task::current_last_arrival() {
+        return (STATE_RUNNING, SNAP_PREEMPTED_BY_SNAPSHOT);
+    }
+    (STATE_RUNNABLE, 0)
+}
+
 #[inline(always)]
 fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
     let (meta, task) = unsafe { ((*ctx).meta, (*ctx).task) };
@@ -77,40 +111,44 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
     let seq = unsafe { (*meta).seq };
     let t = task as *const u8;
     let tid = task_field(t, read_global(&crate::sched::TASK_PID_OFFSET))?;
+    let raw_state = task_field(t, read_global(&TASK_STATE_OFFSET))?;
+    let on_cpu = task_field(t, read_global(&TASK_ON_CPU_OFFSET))?;
+    let (state, preempted) = snapshot_state(t, on_cpu, raw_state);
+    let pcount = task::pcount(t);
+    let start_ns = task::start_ns(t);
+    let seen = SnapSeen { pcount, start_ns, state, _pad: 0 };
+    if state != STATE_RUNNING {
+        if let Some(last) = unsafe { SNAP_SEEN.get(&tid) } {
+            if *last == seen {
+                let head = SnapHead { tid, flags: SNAP_UNCHANGED };
+                let _ = unsafe { bpf_seq_write(seq, (&raw const head).cast(), size_of::<SnapHead>() as u32) };
+                return Ok(());
+            }
+        }
+    }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else { return Ok(()) };
     let scratch = unsafe { &mut *scratch };
     let rec = &mut scratch.record;
-    rec.tid = tid;
+    rec.head = SnapHead { tid, flags: preempted };
     rec.tgid = task_field(t, read_global(&crate::sched::TASK_TGID_OFFSET))?;
-    let state = task_field(t, read_global(&TASK_STATE_OFFSET))?;
-    let on_cpu = task_field(t, read_global(&TASK_ON_CPU_OFFSET))?;
-    let preempted_here = PREEMPTED_BY_SAMPLER.get(0).is_some_and(|t| *t == tid && tid != 0);
-    rec.state = if on_cpu != 0 || (state == 0 && preempted_here) {
-        STATE_RUNNING
-    } else if state == 0 {
-        STATE_RUNNABLE
-    } else {
-        state_after_switch(state)
-    };
+    rec.state = state;
     rec.comm =
         unsafe { bpf_probe_read_kernel(t.add(read_global(&TASK_COMM_OFFSET) as usize).cast::<[u8; TASK_COMM_LEN]>()) }?;
     rec.kstack_len = 0;
-    rec.flags = 0;
+    rec.cpu = task::cpu(t);
+    rec.start_ns = start_ns;
     // A thread off CPU keeps its user registers and stack as they were:
     // user space can copy and unwind that stack while it stays blocked.
     // The run counters first: if the thread runs after they are read, they
     // change, and user space drops a copy made from these registers.
-    let counter = |offset: &'static u32| {
-        unsafe { bpf_probe_read_kernel(t.add(read_global(offset) as usize).cast::<u64>()) }.unwrap_or(0)
-    };
-    rec.sum_exec_ns = counter(&TASK_SUM_EXEC_OFFSET);
-    rec.pcount = counter(&TASK_PCOUNT_OFFSET);
-    rec.regs = match rec.state != STATE_RUNNING && copies_stacks() {
+    rec.counters = task::counters(t);
+    let kernel_thread = is_kernel_thread(t);
+    rec.regs = match state != STATE_RUNNING && !kernel_thread && copies_stacks() {
         true => user_regs(task).unwrap_or_default(),
         false => UserRegs::default(),
     };
     let thread = THREADS.get_ptr_mut(&tid).map(|r| unsafe { &mut *r });
-    let mut want_stack = rec.state != STATE_RUNNING;
+    let mut want_stack = state != STATE_RUNNING;
     match &thread {
         Some(r) => {
             rec.syscall = r.syscall;
@@ -121,17 +159,16 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
             if r.kstack_id != STACK_NONE {
                 want_stack = false;
             } else if r.flags & RECORD_STACK_SENT != 0 {
-                rec.flags |= SNAP_STACK_SENT_BEFORE;
+                rec.head.flags |= SNAP_STACK_SENT_BEFORE;
                 want_stack = false;
             }
         }
         None => {
-            rec.syscall = NO_SYSCALL;
+            (rec.syscall, rec.syscall_fd) = task::syscall_untracked(task);
             rec.syscall_start_ns = 0;
-            rec.syscall_fd = -1;
             rec.kstack_id = STACK_NONE;
             rec.ustack_id = STACK_NONE;
-            rec.flags |= SNAP_UNTRACKED;
+            rec.head.flags |= SNAP_UNTRACKED;
         }
     }
     let mut len = size_of::<StateRecord>() as u32;
@@ -152,10 +189,42 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
         // next read(), so nothing is lost; just do not mark it sent.
         return Ok(());
     }
+    // Remembered only once user space has the whole record.
+    if state != STATE_RUNNING {
+        let _ = SNAP_SEEN.insert(&tid, &seen, 0);
+    }
     if scratch.record.kstack_len > 0 {
         if let Some(r) = thread {
             r.flags |= RECORD_STACK_SENT;
         }
     }
     Ok(())
+}
+
+/// A thread exits (continuous tier): hand user space its final counters,
+/// so that its time up to the exit is counted, and forget it.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn task_exit(ctx: BtfTracePointContext) -> i32 {
+    // (struct task_struct *p, ...)
+    let task: *const u8 = ctx.arg(0);
+    let Ok(tid) = task_field(task, read_global(&crate::sched::TASK_PID_OFFSET)) else { return 0 };
+    let _ = SNAP_SEEN.remove(&tid);
+    let Some(mut entry) = TASK_EXITS.reserve::<TaskExit>(0) else {
+        bump(profiler_common::Counter::LostExits);
+        return 0;
+    };
+    let e = entry.as_mut_ptr();
+    unsafe {
+        (*e).tid = tid;
+        (*e).tgid = task_field(task, read_global(&crate::sched::TASK_TGID_OFFSET)).unwrap_or(0);
+        (*e).start_ns = task::start_ns(task);
+        (*e).ts_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
+        (*e).counters = task::counters(task);
+        (*e).comm =
+            bpf_probe_read_kernel(task.add(read_global(&TASK_COMM_OFFSET) as usize).cast::<[u8; TASK_COMM_LEN]>())
+                .unwrap_or_default();
+    }
+    // Drained on user space's timer: a fork storm must not wake it per exit.
+    entry.submit(aya_ebpf::bindings::BPF_RB_NO_WAKEUP as u64);
+    0
 }

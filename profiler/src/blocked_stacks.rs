@@ -52,14 +52,27 @@ impl BlockedThread {
         }
         Some(Self {
             tgid: rec.tgid,
-            tid: rec.tid,
+            tid: rec.head.tid,
             kstack_id: rec.kstack_id,
             ustack_id: rec.ustack_id,
             regs: rec.regs,
-            sum_exec_ns: rec.sum_exec_ns,
-            pcount: rec.pcount,
+            sum_exec_ns: rec.counters.sum_exec_ns,
+            pcount: rec.counters.pcount,
         })
     }
+}
+
+/// What became of a blocked thread's user stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unwound {
+    /// Unwound to the outermost frame.
+    Complete(Box<[UserFrame]>),
+    /// Not copied: the snapshot had used its budget; try again later.
+    Deferred,
+    /// Copied but not usable (ran meanwhile, unreadable, incomplete).
+    Incomplete,
+    /// Not one of the selected processes.
+    NotSelected,
 }
 
 /// Most stacks copied per snapshot: on a host with thousands of blocked
@@ -163,27 +176,44 @@ impl BlockedStacks {
         self.pids.is_empty() || self.pids.contains(&tgid)
     }
 
-    pub fn observe(&mut self, t: &BlockedThread, unwinder: &mut Unwinder, agg: &mut StackAggregator) {
+    /// The complete user stack of a blocked thread a snapshot saw: copied
+    /// and unwound, unless it is still where an earlier snapshot saw it.
+    pub fn stack_of(
+        &mut self,
+        t: &BlockedThread,
+        unwinder: &mut Unwinder,
+        agg: &mut StackAggregator,
+    ) -> Unwound {
         if !self.selected(t.tgid) {
-            return;
+            return Unwound::NotSelected;
         }
-        self.stats.observed += 1;
         let counters = (t.sum_exec_ns, t.pcount);
         let snapshot = self.snapshot;
-        match self.last.get_mut(&t.tid) {
-            Some(l) if l.regs == t.regs && l.counters == counters => l.seen = snapshot,
+        let frames = match self.last.get_mut(&t.tid) {
+            Some(l) if l.regs == t.regs && l.counters == counters => {
+                l.seen = snapshot;
+                l.frames.clone()
+            }
             _ => {
                 if self.budget == 0 {
                     self.stats.deferred += 1;
-                    return;
+                    return Unwound::Deferred;
                 }
                 self.budget -= 1;
                 let frames = self.unwind(t, unwinder, agg);
-                self.last.insert(t.tid, Last { regs: t.regs, counters, frames, seen: snapshot });
+                self.last.insert(t.tid, Last { regs: t.regs, counters, frames: frames.clone(), seen: snapshot });
+                frames
             }
-        }
-        if let Some(frames) = self.last.get(&t.tid).and_then(|l| l.frames.clone()) {
-            *self.observed.entry((t.tid, t.kstack_id, t.ustack_id)).or_default().entry(frames).or_default() += 1;
+        };
+        frames.map_or(Unwound::Incomplete, Unwound::Complete)
+    }
+
+    /// `n` snapshots saw a blocked thread with off-CPU key `key`, and
+    /// `frames` (if complete) as its user stack.
+    pub fn count(&mut self, key: BlockKey, frames: Option<&[UserFrame]>, n: u64) {
+        self.stats.observed += n;
+        if let Some(frames) = frames {
+            *self.observed.entry(key).or_default().entry(frames.into()).or_default() += n;
         }
     }
 

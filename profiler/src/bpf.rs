@@ -12,14 +12,16 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Counter, HistKey, NoiseKey, NoiseStats, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, VictimKey,
+    Counter, GLOBAL_DELAYS_BLKIO_OFFSET, GLOBAL_PT_REGS_SYSCALL_OFFSET, GLOBAL_SYSCALL_FROM_REGS, GLOBAL_TASK_CPU_OFFSET,
+    GLOBAL_TASK_DELAYS_OFFSET, GLOBAL_TASK_LAST_ARRIVAL_OFFSET, GLOBAL_TASK_LAST_QUEUED_OFFSET, GLOBAL_TASK_NIVCSW_OFFSET,
+    GLOBAL_TASK_NVCSW_OFFSET, GLOBAL_TASK_RUN_DELAY_OFFSET, GLOBAL_TASK_START_TIME_OFFSET, HistKey, NoiseKey, NoiseStats, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, VictimKey,
     CGROUP_FILTER_MAP, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP, FP_PIDS_MAP, GLOBAL_BPRM_FILENAME_OFFSET,
     GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_CGROUPS, GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS, GLOBAL_NOISE_THRESHOLD_NS,
     GLOBAL_PT_REGS_ARG0_OFFSET, GLOBAL_PT_REGS_FP_OFFSET, GLOBAL_PT_REGS_IP_OFFSET, GLOBAL_PT_REGS_LR_OFFSET,
     GLOBAL_PT_REGS_SP_OFFSET, GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_FLAGS_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET,
     GLOBAL_TASK_PCOUNT_OFFSET, GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_SUM_EXEC_OFFSET,
     GLOBAL_TASK_TGID_OFFSET, GLOBAL_UNWIND_MODE, GLOBAL_USER_STACK_BYTES, GLOBAL_WALK_STACKS, HISTOGRAMS_MAP,
-    MAX_PID_FILTER, NOISE_MAP, OFFCPU_MAP, PID_FILTER_MAP, SAMPLER_MAP, SNAPSHOT_PROGRAM, STACKS_MAP, TASK_COMM_LEN,
+    MAX_PID_FILTER, NOISE_MAP, OFFCPU_MAP, PID_FILTER_MAP, SNAPSHOT_PROGRAM, SNAP_SEEN_MAP, TASK_EXITS_MAP, STACKS_MAP, TASK_COMM_LEN,
     THREADS_MAP, VICTIMS_MAP, WINDOW_MAP,
 };
 
@@ -58,6 +60,9 @@ pub struct SamplingConfig {
     pub noise: bool,
     /// Noise events shorter than this are not counted (`--threshold`).
     pub noise_threshold_ns: u64,
+    /// Continuous: no scheduler, syscall or interrupt hooks; snapshots
+    /// read the kernel's counters and exits report them.
+    pub tier: crate::tier::Tier,
 }
 
 impl Default for SamplingConfig {
@@ -77,6 +82,7 @@ impl Default for SamplingConfig {
             walk_stacks: true,
             noise: true,
             noise_threshold_ns: 0,
+            tier: crate::tier::Tier::Deep,
         }
     }
 }
@@ -112,6 +118,21 @@ pub struct KernelOffsets {
     pub pcount: u32,
     /// `task_struct.flags` (kernel threads are OS noise).
     pub flags: u32,
+    /// The kernel's cumulative counters and stamps the snapshots read:
+    /// `sched_info.run_delay`, `.last_arrival`, `.last_queued`, `nvcsw`,
+    /// `nivcsw`, `start_time`, the CPU a task last ran on.
+    pub run_delay: u32,
+    pub last_arrival: u32,
+    pub last_queued: u32,
+    pub nvcsw: u32,
+    pub nivcsw: u32,
+    pub start_time: u32,
+    pub cpu: u32,
+    /// `task_struct.delays` (0: no delay accounting) and `task_delay_info.blkio_delay`.
+    pub delays: u32,
+    pub delays_blkio: u32,
+    /// The system call number in `pt_regs`.
+    pub pt_regs_syscall: u32,
 }
 
 /// Member of `struct pt_regs` that holds a system call's first argument.
@@ -119,6 +140,12 @@ pub struct KernelOffsets {
 const PT_REGS_ARG0: &str = "di";
 #[cfg(target_arch = "aarch64")]
 const PT_REGS_ARG0: &str = "regs";
+
+/// Member of `struct pt_regs` that holds the system call number.
+#[cfg(target_arch = "x86_64")]
+const PT_REGS_SYSCALL: &str = "orig_ax";
+#[cfg(target_arch = "aarch64")]
+const PT_REGS_SYSCALL: &str = "syscallno";
 
 /// `pt_regs` members of the user registers an unwinder starts from, and
 /// the byte offsets to add: (ip, sp, fp, lr).
@@ -151,6 +178,19 @@ impl KernelOffsets {
             sum_exec: task("se.sum_exec_runtime")?,
             pcount: task("sched_info.pcount")?,
             flags: task("flags")?,
+            run_delay: task("sched_info.run_delay")?,
+            last_arrival: task("sched_info.last_arrival")?,
+            last_queued: task("sched_info.last_queued")?,
+            nvcsw: task("nvcsw")?,
+            nivcsw: task("nivcsw")?,
+            start_time: task("start_time")?,
+            // With THREAD_INFO_IN_TASK the CPU is in thread_info (x86_64 and
+            // aarch64 since 5.16), else in task_struct itself.
+            cpu: task("thread_info.cpu").or_else(|_| task("cpu"))?,
+            // Without CONFIG_TASK_DELAY_ACCT there is no block-I/O delay to read.
+            delays: task("delays").unwrap_or(0),
+            delays_blkio: off("task_delay_info", "blkio_delay").unwrap_or(0),
+            pt_regs_syscall: off("pt_regs", PT_REGS_SYSCALL)?,
         })
     }
 }
@@ -163,6 +203,10 @@ const SCHEDULER_HOOKS: &[(&str, &str)] = &[
     ("sys_enter", "sys_enter"),
     ("sys_exit", "sys_exit"),
 ];
+
+/// The continuous tier's one thread hook, off the switch path: a thread's
+/// final counters at its exit.
+const CONTINUOUS_HOOKS: &[(&str, &str)] = &[("task_exit", "sched_process_exit")];
 
 /// Process lifecycle hooks, always attached: (program, tracepoint).
 const PROCESS_HOOKS: &[(&str, &str)] =
@@ -211,6 +255,7 @@ impl Loaded {
             }
             None => 0u8,
         };
+        let continuous = config.tier == crate::tier::Tier::Continuous;
         if config.pids.len() > MAX_PID_FILTER as usize {
             return Err(Error::TooManyPids { given: config.pids.len(), max: MAX_PID_FILTER });
         }
@@ -242,8 +287,20 @@ impl Loaded {
             .override_global(GLOBAL_TASK_FLAGS_OFFSET, &config.offsets.flags, true)
             .override_global(GLOBAL_WALK_STACKS, &u8::from(config.walk_stacks), true)
             .override_global(GLOBAL_NOISE_THRESHOLD_NS, &config.noise_threshold_ns, true)
+            .override_global(GLOBAL_TASK_RUN_DELAY_OFFSET, &config.offsets.run_delay, true)
+            .override_global(GLOBAL_TASK_LAST_ARRIVAL_OFFSET, &config.offsets.last_arrival, true)
+            .override_global(GLOBAL_TASK_LAST_QUEUED_OFFSET, &config.offsets.last_queued, true)
+            .override_global(GLOBAL_TASK_NVCSW_OFFSET, &config.offsets.nvcsw, true)
+            .override_global(GLOBAL_TASK_NIVCSW_OFFSET, &config.offsets.nivcsw, true)
+            .override_global(GLOBAL_TASK_START_TIME_OFFSET, &config.offsets.start_time, true)
+            .override_global(GLOBAL_TASK_CPU_OFFSET, &config.offsets.cpu, true)
+            .override_global(GLOBAL_TASK_DELAYS_OFFSET, &config.offsets.delays, true)
+            .override_global(GLOBAL_DELAYS_BLKIO_OFFSET, &config.offsets.delays_blkio, true)
+            .override_global(GLOBAL_PT_REGS_SYSCALL_OFFSET, &config.offsets.pt_regs_syscall, true)
+            .override_global(GLOBAL_SYSCALL_FROM_REGS, &u8::from(continuous), true)
             .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len(), config.record_bytes()))
             .map_max_entries(THREADS_MAP, config.max_threads)
+            .map_max_entries(SNAP_SEEN_MAP, config.max_threads)
             .map_max_entries(STACKS_MAP, config.max_stacks)
             .map_max_entries(OFFCPU_MAP, config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK))
             .load(OBJECT)
@@ -259,13 +316,16 @@ impl Loaded {
             }
         };
         loaded.attach_tracepoints(btf, PROCESS_HOOKS, HookNeed::Processes)?;
-        if config.off_cpu {
+        if config.off_cpu && continuous {
+            loaded.attach_tracepoints(btf, CONTINUOUS_HOOKS, HookNeed::OffCpu)?;
+            loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
+        } else if config.off_cpu {
             loaded.attach_tracepoints(btf, SCHEDULER_HOOKS, HookNeed::OffCpu)?;
             if config.walk_stacks {
                 loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
             }
         }
-        if config.noise {
+        if config.noise && !continuous {
             loaded.attach_tracepoints(btf, NOISE_HOOKS, HookNeed::Noise)?;
             loaded.attach_optional_noise_hooks(btf);
         }
@@ -367,7 +427,7 @@ impl Loaded {
         let link = FdLink::try_from(prog.take_link(id).map_err(|e| hook(&e))?).map_err(|e| hook(&e))?;
         let link_id = link.info().map_err(|e| hook(&e))?.id();
         // aya does not lend out a link's fd; take our own reference by id.
-        crate::state_sampler::link_fd_by_id(link_id).map_err(|e| hook(&e))
+        crate::snapshot_taker::link_fd_by_id(link_id).map_err(|e| hook(&e))
     }
 
     /// Start the accounting window: the hooks count no time before `ns`.
@@ -379,11 +439,6 @@ impl Loaded {
     /// the maps are read, so that what is read a moment apart agrees.
     pub fn set_window_end(&mut self, ns: u64) -> Result<()> {
         self.set_array(WINDOW_MAP, profiler_common::WINDOW_END, ns)
-    }
-
-    /// Tell the hooks which thread takes snapshots.
-    pub fn set_sampler_tid(&mut self, tid: u32) -> Result<()> {
-        self.set_array(SAMPLER_MAP, 0, tid)
     }
 
     fn set_array<V: aya::Pod>(&mut self, name: &str, index: u32, value: V) -> Result<()> {
@@ -409,6 +464,20 @@ impl Loaded {
     pub fn take_fp_pids(&mut self) -> Result<HashMap<MapData, u32, u8>> {
         let map = self.ebpf.take_map(FP_PIDS_MAP).ok_or_else(|| Error::Load(format!("map {FP_PIDS_MAP} missing")))?;
         HashMap::try_from(map).map_err(|e| Error::load(&e))
+    }
+
+    /// Take the snapshot iterator's memory of each thread.
+    pub fn take_snap_seen(&mut self) -> Result<HashMap<MapData, u32, profiler_common::SnapSeen>> {
+        let map =
+            self.ebpf.take_map(SNAP_SEEN_MAP).ok_or_else(|| Error::Load(format!("map {SNAP_SEEN_MAP} missing")))?;
+        HashMap::try_from(map).map_err(|e| Error::load(&e))
+    }
+
+    /// Take the ring buffer of exiting threads' counters (continuous tier).
+    pub fn take_task_exits(&mut self) -> Result<RingBuf<MapData>> {
+        let map =
+            self.ebpf.take_map(TASK_EXITS_MAP).ok_or_else(|| Error::Load(format!("map {TASK_EXITS_MAP} missing")))?;
+        RingBuf::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// Take the exited-thread ring buffer out of the object.

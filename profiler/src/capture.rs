@@ -18,7 +18,8 @@ use crate::{
     progress::Progress,
     sched_times::{drain_exits, monotonic_ns, Exited},
     stacks::StackAggregator,
-    state_sampler::StateSampler,
+    snapshot_taker::{SnapshotTaker, Taken},
+    state_sampler::{CounterRead, StateSampler},
     unwinding::{decode_stack_record, SampleUnwinder},
     Error, Result,
 };
@@ -35,6 +36,8 @@ pub trait Record: Copy {}
 impl Record for SampleEvent {}
 impl Record for profiler_common::ThreadExit {}
 impl Record for profiler_common::StateRecord {}
+impl Record for profiler_common::SnapHead {}
+impl Record for profiler_common::TaskExit {}
 impl Record for ProcessEvent {}
 impl Record for profiler_common::UserRegs {}
 
@@ -118,42 +121,104 @@ pub struct Captured {
     /// CLOCK_MONOTONIC ns when the loop stopped.
     pub end_ns: u64,
     pub snapshots: Option<Snapshots>,
+    /// Every thread's counters when the window opened and closed (continuous tier).
+    pub opening: Option<CounterRead>,
+    pub closing: Option<CounterRead>,
 }
 
 /// Thread-state snapshots taken during the capture, and the stack map
 /// whose user stacks they name (normalized while their process lives).
 pub struct Snapshots {
     pub sampler: StateSampler,
-    pub stacks: StackResolver,
+    pub taker: SnapshotTaker,
+    /// The hooks' blocking-stack map (deep tier).
+    pub stacks: Option<StackResolver>,
     pub hz: u64,
     /// Complete user stacks of blocked threads (`--unwind dwarf|auto`).
     pub blocked: Option<BlockedStacks>,
+    /// The continuous tier's stacks of blocked threads come from the
+    /// snapshots alone: copy them for every process.
+    pub copy_all: bool,
+    /// Exiting threads' final counters (continuous tier).
+    pub task_exits: Option<RingBuf<MapData>>,
+    /// The iterator's memory of each thread, for threads to resend whole.
+    pub seen: Option<aya::maps::HashMap<MapData, u32, profiler_common::SnapSeen>>,
 }
 
 impl Snapshots {
-    fn take(&mut self, sinks: &mut Sinks) {
-        if let Err(err) = self.sampler.snapshot() {
-            tracing::warn!(%err, "a thread-state snapshot failed");
+    /// Parse a snapshot and finish what must be done while its threads
+    /// still are where it saw them. A bound snapshot returns its counters.
+    fn handle(&mut self, taken: std::io::Result<Taken>, sinks: &mut Sinks) -> Option<CounterRead> {
+        let taken = match taken {
+            Ok(t) => t,
+            Err(err) => {
+                tracing::warn!(%err, "a thread-state snapshot failed");
+                return None;
+            }
+        };
+        let bound = self.sampler.parse(&taken);
+        if let Some(stacks) = self.stacks.as_mut() {
+            for (tgid, id) in std::mem::take(&mut self.sampler.new_user_stacks) {
+                stacks.user(tgid, id, &mut sinks.stacks);
+            }
         }
-        for (tgid, id) in std::mem::take(&mut self.sampler.new_user_stacks) {
-            self.stacks.user(tgid, id, &mut sinks.stacks);
-        }
-        let blocked = std::mem::take(&mut self.sampler.blocked);
+        let pending = self.sampler.pending_unwinds();
         if let (Some(stacks), Some(u)) = (self.blocked.as_mut(), sinks.unwinder.as_mut()) {
             stacks.start_snapshot();
-            for t in &blocked {
-                if !u.walks_with_frame_pointers(t.tgid) {
-                    stacks.observe(t, &mut u.unwinder, &mut sinks.stacks);
-                }
+            for t in &pending {
+                let outcome = match self.copy_all || !u.walks_with_frame_pointers(t.tgid) {
+                    true => stacks.stack_of(t, &mut u.unwinder, &mut sinks.stacks),
+                    false => crate::blocked_stacks::Unwound::NotSelected,
+                };
+                self.sampler.unwound(t.tid, outcome);
             }
             stacks.finish_snapshot();
         }
-        self.sampler.blocked = blocked;
-        self.sampler.blocked.clear();
+        for (key, frames, n) in std::mem::take(&mut self.sampler.blocked_counts) {
+            if let Some(stacks) = self.blocked.as_mut() {
+                stacks.count(key, frames.as_deref(), n);
+            }
+        }
         // Processes first seen by a snapshot are read now, while they live.
         for tgid in std::mem::take(&mut self.sampler.new_processes) {
             sinks.processes.current(tgid);
         }
+        for tid in std::mem::take(&mut self.sampler.resync) {
+            if let Some(seen) = self.seen.as_mut() {
+                let _ = seen.remove(&tid);
+            }
+        }
+        bound
+    }
+
+    /// Take a bound snapshot now; periodic ones that arrive meanwhile are
+    /// handled as usual.
+    pub async fn bound(&mut self, sinks: &mut Sinks) -> Result<CounterRead> {
+        self.taker.request_bound();
+        while let Some(taken) = self.taker.taken.recv().await {
+            if let Some(read) = self.handle(taken, sinks) {
+                return Ok(read);
+            }
+        }
+        Err(Error::Read("the snapshot thread stopped".into()))
+    }
+
+    fn drain_exits(&mut self) {
+        if let Some(ring) = self.task_exits.as_mut() {
+            while let Some(item) = ring.next() {
+                if let Some(e) = decode::<profiler_common::TaskExit>(&item) {
+                    self.sampler.exited(e);
+                }
+            }
+        }
+    }
+}
+
+/// The next snapshot, or never without snapshots.
+async fn next_snapshot(snapshots: &mut Option<Snapshots>) -> Option<std::io::Result<Taken>> {
+    match snapshots {
+        Some(s) => s.taker.taken.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -165,6 +230,7 @@ pub async fn run(
     mut cgroup_filter: Option<CgroupFilter>,
     unwinder: Option<SampleUnwinder>,
     duration: Duration,
+    bounds: bool,
 ) -> Result<Captured> {
     let mut exited = Exited::default();
     // SAFETY: the ring buffer owns its map fd, which stays open and is not
@@ -173,13 +239,16 @@ pub async fn run(
         .map_err(|e| Error::Read(e.to_string()))?;
     let mut sinks = Sinks { stacks: StackAggregator::new(), processes: ProcessTable::new(), unwinder, malformed: 0 };
     let mut progress = Progress::new();
+    // The continuous tier's window opens and closes with a snapshot of
+    // every thread's counters.
+    let opening = match (bounds, snapshots.as_mut()) {
+        (true, Some(s)) => Some(s.bound(&mut sinks).await?),
+        _ => None,
+    };
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + duration);
     let mut tick = interval(Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let snapshot_period = Duration::from_nanos(1_000_000_000 / snapshots.as_ref().map_or(1, |s| s.hz.max(1)));
-    let mut snapshot_tick = interval(snapshot_period);
-    snapshot_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Read(e.to_string()))?;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -194,12 +263,12 @@ pub async fn run(
             _ = sleep_until(deadline) => break EndReason::Elapsed,
             _ = &mut ctrl_c => break EndReason::Interrupted,
             _ = sigterm.recv() => break EndReason::Interrupted,
-            _ = snapshot_tick.tick(), if snapshots.is_some() => {
+            Some(taken) = next_snapshot(&mut snapshots) => {
                 // Execs still in the ring must reach the unwinder before
                 // blocked threads of the new program are unwound.
                 sinks.drain(ring.get_mut());
                 if let Some(s) = snapshots.as_mut() {
-                    s.take(&mut sinks);
+                    s.handle(taken, &mut sinks);
                 }
             }
             _ = tick.tick() => {
@@ -212,6 +281,9 @@ pub async fn run(
                         }
                     }
                 }
+                if let Some(s) = snapshots.as_mut() {
+                    s.drain_exits();
+                }
                 if let Some(filter) = cgroup_filter.as_mut() {
                     filter.rescan_if_due();
                 }
@@ -219,7 +291,14 @@ pub async fn run(
             }
         }
     };
-    let end_ns = monotonic_ns();
+    let closing = match (bounds, snapshots.as_mut()) {
+        (true, Some(s)) => Some(s.bound(&mut sinks).await?),
+        _ => None,
+    };
+    let end_ns = closing.as_ref().map_or_else(monotonic_ns, |c| c.at_ns);
+    if let Some(s) = snapshots.as_mut() {
+        s.drain_exits();
+    }
     let elapsed = start.elapsed().min(duration);
     // Whatever the kernel wrote before we stopped still counts.
     sinks.drain(ring.get_mut());
@@ -240,6 +319,8 @@ pub async fn run(
         exits,
         end_ns,
         snapshots,
+        opening,
+        closing,
     })
 }
 

@@ -146,6 +146,13 @@ pub struct RecordArgs {
     #[arg(short, long, default_value = "tailprof-out")]
     pub output: PathBuf,
 
+    /// continuous: nothing on the context-switch path; exact on-CPU and run-queue time per
+    /// thread from the kernel's own counters, sampled sleeping/disk states and off-CPU stacks.
+    /// deep: scheduler, syscall and interrupt hooks for exact off-CPU time by stack and waker,
+    /// latency histograms and noise, at a cost on every context switch.
+    #[arg(long, value_enum, default_value_t = crate::tier::Tier::Deep)]
+    pub tier: crate::tier::Tier,
+
     /// Skip the scheduler hooks and thread-state snapshots (on/off-CPU time of every thread)
     /// for the cheapest capture.
     #[arg(long)]

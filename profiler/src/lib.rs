@@ -8,6 +8,7 @@ pub mod blocked_stacks;
 pub mod bpf;
 pub mod capture;
 pub mod cli;
+pub mod continuous;
 pub mod enrich;
 pub mod error;
 pub mod group;
@@ -26,7 +27,9 @@ pub mod samples_file;
 pub mod sched_times;
 pub mod stacks;
 pub mod state_sampler;
+pub mod snapshot_taker;
 pub mod symbolize;
+pub mod tier;
 pub mod unwind;
 pub mod unwinding;
 

@@ -331,11 +331,19 @@ pub struct ThreadTotal {
     pub top_wakers: Vec<Waker>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blocked_on: Vec<BlockedOn>,
+    /// Continuous tier: context switches, block-I/O delay and how sure the
+    /// sampled states are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counters: Option<crate::continuous::CounterExtras>,
 }
 
 /// Everything a capture produced.
 #[derive(Debug, Clone, Default)]
 pub struct Profile {
+    /// Which tier made it.
+    pub tier: crate::tier::Tier,
+    /// Continuous tier: what the kernel's counters say beyond the times.
+    pub counter_extras: BTreeMap<u32, crate::continuous::CounterExtras>,
     /// Wall-clock start, nanoseconds since the Unix epoch.
     pub start_unix_ns: u64,
     pub duration_ns: u64,
@@ -410,6 +418,8 @@ impl Profile {
         self.stacks.retain(|s| sel.matches(process(Some(s.process)), s.pid, &s.comm));
         self.off_cpu.retain(|s| sel.matches(process(Some(s.process)), s.pid, &s.comm));
         self.thread_times.retain(|tid, t| keep_thread(t.tgid, *tid));
+        let times = &self.thread_times;
+        self.counter_extras.retain(|tid, _| times.contains_key(tid));
         self.state_samples.retain(|tid, (tgid, _)| keep_thread(*tgid, *tid));
         let selected: std::collections::HashSet<u32> =
             self.state_samples.keys().chain(self.thread_times.keys()).copied().collect();
@@ -477,6 +487,7 @@ impl Profile {
                     top_syscalls,
                     top_wakers,
                     blocked_on: if is_latest { self.blocked_on.get(&tid).cloned().unwrap_or_default() } else { vec![] },
+                    counters: self.counter_extras.get(&tid).filter(|_| is_latest).copied(),
                 }
             })
             .collect();

@@ -7,13 +7,16 @@ use profiler_common::Counter;
 use crate::{
     bpf::{Loaded, SamplingConfig},
     capture::{self, EndReason, Snapshots},
+    continuous,
     cli::RecordArgs,
     enrich::cgroup_filter::{CgroupFilter, Plan},
     off_cpu::{self, StackResolver},
     output, preflight,
     profile::{Dropped, LimitHit, Profile, StateSamples},
     sched_times,
+    snapshot_taker::SnapshotTaker,
     state_sampler::StateSampler,
+    tier::Tier,
     symbolize::symbolize,
     unwinding::SampleUnwinder,
     Result,
@@ -63,23 +66,35 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         Some(plan) => Some(CgroupFilter::new(loaded.take_cgroup_filter(&plan.ids)?, plan)),
         None => None,
     };
+    let continuous = args.tier == Tier::Continuous;
     let (exits, snapshots) = if let Some(link) = loaded.snapshot_link.take() {
+        let taker = SnapshotTaker::start(link, state_hz)
+            .map_err(|e| crate::Error::Load(format!("could not start the snapshot thread: {e}")))?;
         let snapshots = Snapshots {
-            sampler: StateSampler::new(link),
-            stacks: StackResolver::new(loaded.take_stacks()?),
+            sampler: StateSampler::new(args.max_threads),
+            taker,
+            stacks: match continuous {
+                true => None,
+                false => Some(StackResolver::new(loaded.take_stacks()?)),
+            },
             hz: state_hz,
             blocked: (args.unwind != crate::cli::UnwindMethod::Fp)
                 .then(|| crate::blocked_stacks::BlockedStacks::new(args.user_stack_size, &config.pids, state_hz)),
+            copy_all: continuous,
+            task_exits: continuous.then(|| loaded.take_task_exits()).transpose()?,
+            seen: Some(loaded.take_snap_seen()?),
         };
-        (Some(loaded.take_exits()?), Some(snapshots))
+        let exits = match continuous {
+            true => None,
+            false => Some(loaded.take_exits()?),
+        };
+        (exits, Some(snapshots))
     } else {
         (None, None)
     };
     let steal_before = crate::noise::proc_counts::steal_ns();
-    let window_start_ns = if off_cpu {
-        let start = sched_times::seed(&mut loaded.threads()?);
-        loaded.set_sampler_tid(crate::state_sampler::gettid())?;
-        start
+    let window_start_ns = if off_cpu && !continuous {
+        sched_times::seed(&mut loaded.threads()?)
     } else {
         sched_times::monotonic_ns()
     };
@@ -93,7 +108,11 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         crate::cli::UnwindMethod::Dwarf => Some(SampleUnwinder::new(None)),
         crate::cli::UnwindMethod::Auto => Some(SampleUnwinder::new(Some(loaded.take_fp_pids()?))),
     };
-    let mut captured = capture::run(ring, exits, snapshots, cgroup_filter, unwinder, args.duration).await?;
+    let delayacct = continuous::delay_accounting_on();
+    let mut captured =
+        capture::run(ring, exits, snapshots, cgroup_filter, unwinder, args.duration, continuous && off_cpu).await?;
+    // The continuous tier's window is that of its bound snapshots.
+    let window_start_ns = captured.opening.as_ref().map_or(window_start_ns, |o| o.at_ns);
     loaded.set_window_end(captured.end_ns)?;
     let kernel_after = crate::noise::collect::KernelCounts::now();
     let steal_after = crate::noise::proc_counts::steal_ns();
@@ -114,6 +133,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let mut processes = captured.processes;
 
     let mut profile = Profile {
+        tier: args.tier,
         start_unix_ns,
         duration_ns: elapsed.as_nanos() as u64,
         frequency_hz: args.frequency,
@@ -127,23 +147,49 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     };
     let mut off_cpu_raw = Vec::new();
     if let Some(mut snapshots) = captured.snapshots {
-        let live = sched_times::live(&loaded.threads()?);
-        let unwind;
-        (off_cpu_raw, unwind) = off_cpu::collect(
-            &loaded.off_cpu_map()?,
-            &live,
-            window_start_ns..captured.end_ns,
-            &snapshots.sampler.kstacks,
-            &mut snapshots.stacks,
-            &mut agg,
-            snapshots.blocked.as_ref(),
-        );
-        if let (Some(report), Some(b)) = (unwind_report.as_mut(), &snapshots.blocked) {
-            report.blocked = b.stats;
-            report.off_cpu = unwind;
+        snapshots.sampler.finish();
+        for (key, frames, n) in std::mem::take(&mut snapshots.sampler.blocked_counts) {
+            if let Some(b) = snapshots.blocked.as_mut() {
+                b.count(key, frames.as_deref(), n);
+            }
         }
-        profile.thread_times = sched_times::finish(&live, captured.exited.times, window_start_ns, captured.end_ns);
-        profile.untrusted_times = sched_times::missed_switch_outs(&live, captured.end_ns);
+        if let (Some(opening), Some(closing)) = (captured.opening.as_ref(), captured.closing.as_ref()) {
+            let window = window_start_ns..captured.end_ns;
+            let accounted = continuous::account(opening, closing, &snapshots.sampler, &window, delayacct);
+            let mut comms: rustc_hash::FxHashMap<u32, String> =
+                snapshots.sampler.threads.iter().map(|(tid, t)| (*tid, t.comm.clone())).collect();
+            for e in snapshots.sampler.exits.values() {
+                comms.entry(e.tid).or_insert_with(|| sched_times::comm_string(&e.comm));
+            }
+            off_cpu_raw = continuous::off_cpu_stacks(&accounted, &snapshots.sampler.sightings, &comms);
+            if let (Some(report), Some(b)) = (unwind_report.as_mut(), &snapshots.blocked) {
+                report.blocked = b.stats;
+                report.off_cpu = continuous::unwind_sources(&off_cpu_raw);
+            }
+            profile.thread_times = accounted.times;
+            profile.counter_extras = accounted.extras;
+            profile.untrusted_times = accounted.unaccounted;
+        } else {
+            let live = sched_times::live(&loaded.threads()?);
+            let unwind;
+            let stacks = snapshots.stacks.as_mut().ok_or_else(|| crate::Error::Read("no stack map".into()))?;
+            (off_cpu_raw, unwind) = off_cpu::collect(
+                &loaded.off_cpu_map()?,
+                &live,
+                window_start_ns..captured.end_ns,
+                &snapshots.sampler.kstacks,
+                stacks,
+                &mut agg,
+                snapshots.blocked.as_ref(),
+            );
+            if let (Some(report), Some(b)) = (unwind_report.as_mut(), &snapshots.blocked) {
+                report.blocked = b.stats;
+                report.off_cpu = unwind;
+            }
+            profile.thread_times =
+                sched_times::finish(&live, captured.exited.times, window_start_ns, captured.end_ns);
+            profile.untrusted_times = sched_times::missed_switch_outs(&live, captured.end_ns);
+        }
         // Neither their exact times nor their off-CPU time can be trusted.
         for tid in &profile.untrusted_times {
             profile.thread_times.remove(tid);
@@ -152,7 +198,8 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         // Names, least to most recent: off-CPU records, exits, snapshots, procfs.
         profile.comms.extend(off_cpu_raw.iter().filter(|s| !s.comm.is_empty()).map(|s| (s.tid, s.comm.clone())));
         profile.comms.extend(captured.exited.names);
-        let sampler = snapshots.sampler;
+        let mut sampler = snapshots.sampler;
+        sampler.stats.realtime = snapshots.taker.realtime;
         profile.state_sampler = sampler.stats;
         for (tid, t) in sampler.threads {
             let [running, runnable, sleeping, disk, other] = t.states;

@@ -62,6 +62,9 @@ struct Header {
     /// Absent in older files and with `--unwind fp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     unwind: Option<crate::unwinding::UnwindReport>,
+    /// Absent in older files, which were all deep.
+    #[serde(default)]
+    tier: crate::tier::Tier,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -143,6 +146,9 @@ struct ThreadRec {
     state_samples: Option<(u32, StateSamples)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     blocked_on: Vec<BlockedOn>,
+    /// Continuous tier (absent otherwise and in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    counters: Option<crate::continuous::CounterExtras>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -226,6 +232,7 @@ pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
         lines: p.lines,
         symbolize_ns: p.symbolize_ns,
         unwind: p.unwind.clone(),
+        tier: p.tier,
     })))?;
     for m in &p.modules {
         out.put(&Record::Module(m.clone()))?;
@@ -287,6 +294,7 @@ pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
             }),
             state_samples: p.state_samples.get(&tid).copied(),
             blocked_on: p.blocked_on.get(&tid).cloned().unwrap_or_default(),
+            counters: p.counter_extras.get(&tid).copied(),
         };
         out.put(&Record::Thread(rec))?;
     }
@@ -361,6 +369,7 @@ pub fn read(dir: &Path) -> Result<Profile> {
                     lines: h.lines,
                     symbolize_ns: h.symbolize_ns,
                     unwind: h.unwind,
+                    tier: h.tier,
                     ..Profile::default()
                 };
             }
@@ -423,6 +432,9 @@ pub fn read(dir: &Path) -> Result<Profile> {
                 }
                 if !t.blocked_on.is_empty() {
                     profile.blocked_on.insert(t.tid, t.blocked_on);
+                }
+                if let Some(c) = t.counters {
+                    profile.counter_extras.insert(t.tid, c);
                 }
             }
             Record::End { records: expected } => {

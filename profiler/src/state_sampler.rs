@@ -1,40 +1,34 @@
-//! Thread-state snapshots: each one reads a fresh instance of the task
-//! iterator (one [`StateRecord`] per thread on the host) and counts, per
-//! thread, the state it was seen in. Kernel stacks that snapshots carry
-//! (threads with no blocking stack id yet) are kept for the off-CPU report.
+//! Thread-state snapshots, parsed. Each snapshot lists every thread on the
+//! host: a whole [`StateRecord`] for a thread that changed since the last
+//! snapshot, an 8-byte head for one that did not (the iterator's
+//! [`SNAP_UNCHANGED`]). Here each live thread keeps its last whole record
+//! and the number of periodic snapshots that have seen it unchanged since:
+//! a *segment*. When the thread changes, goes, or the capture ends, the
+//! segment's sightings are counted at once, by state, syscall, fd target
+//! and blocking stacks, so an unchanged thread costs one hash lookup per
+//! snapshot.
+//!
+//! Bound snapshots (a window's start and end) are not sightings: they read
+//! every live thread's cumulative counters ([`TaskCounters`]), from which
+//! the continuous tier takes exact on-CPU and run-queue times.
 
-use std::{
-    io::Read,
-    os::fd::{FromRawFd, OwnedFd},
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use profiler_common::{
+    SnapHead, StateRecord, TaskCounters, TaskExit, SNAPSHOT_STACK_DEPTH, SNAP_UNCHANGED, STATE_RUNNING,
 };
 
-use rustc_hash::FxHashMap;
-
-use profiler_common::{StateRecord, SNAPSHOT_STACK_DEPTH};
-
-use crate::capture::decode;
-
-const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
-const BPF_ITER_CREATE: libc::c_long = 33;
+use crate::{
+    blocked_stacks::BlockedThread,
+    capture::decode,
+    snapshot_taker::{Kind, Taken},
+    stacks::UserFrame,
+};
 
 /// Number of `STATE_*` values.
 pub const STATES: usize = 5;
-
-/// `bpf(cmd, attr)` returning a new fd.
-fn bpf_fd(cmd: libc::c_long, attr: &mut [u32; 4]) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a zeroed, large-enough bpf_attr prefix for `cmd`.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of::<[u32; 4]>() as u32) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Our own fd of a BPF link, by id.
-pub fn link_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
-    bpf_fd(BPF_LINK_GET_FD_BY_ID, &mut [id, 0, 0, 0])
-}
 
 /// What the snapshots saw of one thread.
 #[derive(Debug, Clone, Default)]
@@ -48,117 +42,347 @@ pub struct ThreadSamples {
 /// Cost and volume of the snapshots.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SamplerStats {
+    /// Periodic snapshots (the sampled states).
     pub snapshots: u64,
-    /// Thread records read over all snapshots.
+    /// Thread records read over all snapshots, window bounds included.
     pub records: u64,
-    /// CPU time of the snapshotting thread inside snapshots: the kernel's
-    /// iteration and BPF program (run inside read()) plus parsing.
+    /// Of those, threads that had not changed: an 8-byte record and no work.
+    #[serde(default)]
+    pub unchanged: u64,
+    /// CPU time of the snapshots: the kernel's iteration and BPF program
+    /// (run inside read(), on the snapshot thread) plus parsing here.
     pub cpu_ns: u64,
+    /// Snapshots that found the capture loop behind and were dropped.
+    #[serde(default)]
+    pub skipped: u64,
+    /// Threads not followed because the live-thread table was full
+    /// (`--max-threads`).
+    #[serde(default)]
+    pub threads_dropped: u64,
+    /// Whether the snapshot thread ran at a real-time priority.
+    #[serde(default)]
+    pub realtime: bool,
 }
 
+/// Key of off-CPU sightings (continuous tier): state, syscall and the
+/// blocking stacks the snapshot read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SightKey {
+    pub state: u32,
+    pub syscall: i32,
+    pub kstack: Arc<[u64]>,
+    pub ustack: Option<Arc<[UserFrame]>>,
+}
+
+/// One live thread: its last whole record and the segment since.
+struct Live {
+    rec: StateRecord,
+    /// Kernel stack the last whole record carried (off-CPU threads).
+    kstack: Option<Arc<[u64]>>,
+    /// The user stack copied and unwound for this segment, if any.
+    ustack: Option<Arc<[UserFrame]>>,
+    /// What the thread waits on (fd syscalls), read at the segment's start.
+    fd_target: Option<u32>,
+    /// Periodic snapshots that saw this segment.
+    n: u64,
+    /// Sequence number of the last snapshot that listed the thread.
+    listed: u64,
+    /// The user stack is yet to be copied (the budget ran out).
+    unwind_pending: bool,
+}
+
+/// Cumulative counters of every live thread at one instant (a bound).
+#[derive(Debug, Clone, Default)]
+pub struct CounterRead {
+    /// CLOCK_MONOTONIC ns the snapshot stands for.
+    pub at_ns: u64,
+    /// Per tid: (tgid, thread start ns, counters).
+    pub threads: FxHashMap<u32, (u32, u64, TaskCounters)>,
+}
+
+/// Most exit records kept per window, as a multiple of `--max-threads`.
+const EXITS_PER_THREAD_SLOT: usize = 4;
+
 pub struct StateSampler {
-    link: OwnedFd,
-    buf: Vec<u8>,
     pub stats: SamplerStats,
+    /// Sightings counted so far, per tid.
     pub threads: FxHashMap<u32, ThreadSamples>,
     /// Latest kernel stack a snapshot carried per thread (innermost first).
     pub kstacks: FxHashMap<u32, Box<[u64]>>,
     /// (tgid, user stack id) pairs seen, in order of first sight, for
     /// normalizing user stacks while their process lives.
     pub new_user_stacks: Vec<(u32, i32)>,
-    seen_user_stacks: rustc_hash::FxHashSet<(u32, i32)>,
+    seen_user_stacks: FxHashSet<(u32, i32)>,
     /// Processes seen for the first time, in order, for the process table.
     pub new_processes: Vec<u32>,
-    seen_processes: rustc_hash::FxHashSet<u32>,
+    seen_processes: FxHashSet<u32>,
     /// What off-CPU threads in fd syscalls wait on.
     pub fd_waits: crate::enrich::fd_target::FdWaits,
-    /// Off-CPU threads with user registers (`--unwind dwarf|auto`), to
-    /// copy and unwind their stacks while they stay blocked.
-    pub blocked: Vec<crate::blocked_stacks::BlockedThread>,
-}
-
-/// The calling thread's id (snapshots are taken on the thread that records).
-pub fn gettid() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as u32 }
-}
-
-fn thread_cpu_ns() -> u64 {
-    crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+    /// Off-CPU sightings by thread and (state, syscall, stacks): the
+    /// continuous tier's off-CPU stacks.
+    pub sightings: FxHashMap<u32, FxHashMap<SightKey, u64>>,
+    /// Deep tier: complete user stacks of blocked threads by the hooks' key.
+    pub blocked_counts: Vec<(crate::blocked_stacks::BlockKey, Option<Box<[UserFrame]>>, u64)>,
+    /// Final counters of threads that exited (continuous tier).
+    pub exits: FxHashMap<u32, TaskExit>,
+    live: FxHashMap<u32, Live>,
+    max_threads: usize,
+    /// Snapshots parsed, bounds included.
+    seq: u64,
+    /// Live threads whose user stack is yet to be copied.
+    pending: Vec<u32>,
+    /// Threads the kernel believes we know but we do not (table full):
+    /// their iterator entries are deleted so that they are sent whole.
+    pub resync: Vec<u32>,
 }
 
 impl StateSampler {
-    pub fn new(link: OwnedFd) -> Self {
+    pub fn new(max_threads: u32) -> Self {
         Self {
-            link,
-            buf: Vec::with_capacity(1 << 20),
             stats: SamplerStats::default(),
             threads: FxHashMap::default(),
             kstacks: FxHashMap::default(),
             new_user_stacks: Vec::new(),
-            seen_user_stacks: Default::default(),
+            seen_user_stacks: FxHashSet::default(),
             new_processes: Vec::new(),
-            seen_processes: Default::default(),
+            seen_processes: FxHashSet::default(),
             fd_waits: crate::enrich::fd_target::FdWaits::new(),
-            blocked: Vec::new(),
+            sightings: FxHashMap::default(),
+            blocked_counts: Vec::new(),
+            exits: FxHashMap::default(),
+            live: FxHashMap::default(),
+            max_threads: max_threads as usize,
+            seq: 0,
+            pending: Vec::new(),
+            resync: Vec::new(),
         }
     }
 
-    /// Take one snapshot of every thread on the host.
-    pub fn snapshot(&mut self) -> std::io::Result<()> {
-        let started = thread_cpu_ns();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.link) as u32;
-        let iter = bpf_fd(BPF_ITER_CREATE, &mut [fd, 0, 0, 0])?;
-        self.buf.clear();
-        std::fs::File::from(iter).read_to_end(&mut self.buf)?;
-        let buf = std::mem::take(&mut self.buf);
-        self.parse(&buf);
-        self.buf = buf;
-        self.stats.snapshots += 1;
-        self.stats.cpu_ns += thread_cpu_ns().saturating_sub(started);
-        Ok(())
-    }
-
-    fn parse(&mut self, mut bytes: &[u8]) {
+    /// Parse one snapshot. A bound snapshot returns every live thread's
+    /// counters; a periodic one counts sightings.
+    pub fn parse(&mut self, taken: &Taken) -> Option<CounterRead> {
+        let started = crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+        self.seq += 1;
+        let periodic = taken.kind == Kind::Periodic;
+        if periodic {
+            self.stats.snapshots += 1;
+        }
+        let mut bound = (!periodic).then(|| CounterRead { at_ns: taken.at_ns(), threads: FxHashMap::default() });
+        let mut bytes = &taken.bytes[..];
         const HEAD: usize = size_of::<StateRecord>();
-        while let Some(rec) = decode::<StateRecord>(bytes) {
+        while let Some(head) = decode::<SnapHead>(bytes) {
+            self.stats.records += 1;
+            if head.flags & SNAP_UNCHANGED != 0 {
+                bytes = &bytes[size_of::<SnapHead>()..];
+                self.stats.unchanged += 1;
+                match self.live.get_mut(&head.tid) {
+                    Some(l) => {
+                        l.listed = self.seq;
+                        l.n += u64::from(periodic);
+                        if let Some(b) = bound.as_mut() {
+                            b.threads.insert(head.tid, (l.rec.tgid, l.rec.start_ns, l.rec.counters));
+                        }
+                    }
+                    None => self.resync.push(head.tid),
+                }
+                continue;
+            }
+            let Some(rec) = decode::<StateRecord>(bytes) else { break };
             let frames = (rec.kstack_len as usize).min(SNAPSHOT_STACK_DEPTH);
             let end = HEAD + frames * 8;
             let Some(stack) = bytes.get(HEAD..end) else { break };
-            self.add(&rec, stack);
             bytes = &bytes[end..];
+            if let Some(b) = bound.as_mut() {
+                b.threads.insert(rec.head.tid, (rec.tgid, rec.start_ns, rec.counters));
+            }
+            self.whole(rec, stack, periodic);
         }
+        // Threads this snapshot did not list are gone.
+        let seq = self.seq;
+        let gone: Vec<u32> = self.live.iter().filter(|(_, l)| l.listed != seq).map(|(tid, _)| *tid).collect();
+        for tid in gone {
+            if let Some(l) = self.live.remove(&tid) {
+                self.close(l);
+            }
+        }
+        self.stats.cpu_ns += taken.cpu_ns + crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
+        bound
     }
 
-    fn add(&mut self, rec: &StateRecord, stack: &[u8]) {
-        self.stats.records += 1;
-        if self.stats.snapshots == 0 {
-            tracing::trace!(tid = rec.tid, tgid = rec.tgid, state = rec.state, "snapshot record");
+    /// A thread's whole record: it changed, or is new.
+    fn whole(&mut self, rec: StateRecord, stack: &[u8], periodic: bool) {
+        let tid = rec.head.tid;
+        if let Some(old) = self.live.remove(&tid) {
+            self.close(old);
+        } else if self.live.len() >= self.max_threads {
+            self.stats.threads_dropped += 1;
+            self.resync.push(tid);
+            return;
         }
         if rec.tgid != 0 && self.seen_processes.insert(rec.tgid) {
             self.new_processes.push(rec.tgid);
         }
-        if rec.state != profiler_common::STATE_RUNNING && rec.syscall >= 0 {
-            self.fd_waits.observe(rec.tgid, rec.tid, rec.syscall, rec.syscall_fd, rec.syscall_start_ns);
-        }
-        let t = self.threads.entry(rec.tid).or_default();
+        let t = self.threads.entry(tid).or_default();
         t.tgid = rec.tgid;
         if t.comm.as_bytes() != profiler_common::comm_bytes(&rec.comm) {
             t.comm = crate::sched_times::comm_string(&rec.comm);
         }
-        if let Some(n) = t.states.get_mut(rec.state as usize) {
-            *n += 1;
-        }
-        if !stack.is_empty() {
-            let frames: Box<[u64]> =
-                stack.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect();
-            self.kstacks.insert(rec.tid, frames);
-        }
-        if let Some(b) = crate::blocked_stacks::BlockedThread::of(rec) {
-            self.blocked.push(b);
+        let kstack: Option<Arc<[u64]>> = (!stack.is_empty()).then(|| {
+            stack.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect()
+        });
+        if let Some(k) = &kstack {
+            self.kstacks.insert(tid, k.to_vec().into_boxed_slice());
         }
         if rec.ustack_id >= 0 && self.seen_user_stacks.insert((rec.tgid, rec.ustack_id)) {
             self.new_user_stacks.push((rec.tgid, rec.ustack_id));
         }
+        let fd_target = match rec.state != STATE_RUNNING && rec.syscall >= 0 {
+            true => self.fd_waits.target(rec.tgid, tid, rec.syscall, rec.syscall_fd, rec.syscall_start_ns),
+            false => None,
+        };
+        let unwind_pending = BlockedThread::of(&rec).is_some();
+        if unwind_pending {
+            self.pending.push(tid);
+        }
+        // A thread that stays blocked keeps the kernel stack it was sent with.
+        let kstack = kstack.or_else(|| {
+            (rec.head.flags & profiler_common::SNAP_STACK_SENT_BEFORE != 0)
+                .then(|| self.kstacks.get(&tid).map(|k| Arc::from(&k[..])))
+                .flatten()
+        });
+        self.live.insert(
+            tid,
+            Live { rec, kstack, ustack: None, fd_target, n: u64::from(periodic), listed: self.seq, unwind_pending },
+        );
+    }
+
+    /// Count a segment's sightings.
+    fn close(&mut self, l: Live) {
+        let (rec, n) = (&l.rec, l.n);
+        if n == 0 {
+            return;
+        }
+        let tid = rec.head.tid;
+        if let Some(count) = self.threads.get_mut(&tid).and_then(|t| t.states.get_mut(rec.state as usize)) {
+            *count += n;
+        }
+        if rec.state == STATE_RUNNING {
+            return;
+        }
+        if let Some(target) = l.fd_target {
+            self.fd_waits.count(rec.tgid, tid, rec.syscall, target, n);
+        }
+        if rec.regs.sp != 0 {
+            let key = (tid, rec.kstack_id, rec.ustack_id);
+            self.blocked_counts.push((key, l.ustack.as_deref().map(Into::into), n));
+        }
+        let key = SightKey {
+            state: rec.state,
+            syscall: rec.syscall,
+            kstack: l.kstack.clone().unwrap_or_else(|| Arc::from([])),
+            ustack: l.ustack.clone(),
+        };
+        *self.sightings.entry(tid).or_default().entry(key).or_default() += n;
+    }
+
+    /// Blocked threads whose user stacks are yet to be copied: the new
+    /// segments of this snapshot, and those an earlier one deferred.
+    pub fn pending_unwinds(&mut self) -> Vec<BlockedThread> {
+        let live = &self.live;
+        std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter_map(|tid| live.get(&tid).filter(|l| l.unwind_pending).and_then(|l| BlockedThread::of(&l.rec)))
+            .collect()
+    }
+
+    /// The outcome of copying a blocked thread's user stack.
+    pub fn unwound(&mut self, tid: u32, outcome: crate::blocked_stacks::Unwound) {
+        let Some(l) = self.live.get_mut(&tid) else { return };
+        match outcome {
+            crate::blocked_stacks::Unwound::Deferred => self.pending.push(tid),
+            crate::blocked_stacks::Unwound::Complete(frames) => {
+                l.ustack = Some(Arc::from(frames));
+                l.unwind_pending = false;
+            }
+            _ => l.unwind_pending = false,
+        }
+    }
+
+    /// The last counters of a live thread (a thread gone without an exit record).
+    pub fn last_counters(&self) -> impl Iterator<Item = (u32, u32, u64, TaskCounters)> + '_ {
+        self.live.iter().map(|(tid, l)| (*tid, l.rec.tgid, l.rec.start_ns, l.rec.counters))
+    }
+
+    /// A thread's final counters at its exit.
+    pub fn exited(&mut self, e: TaskExit) {
+        if self.exits.len() >= self.max_threads.saturating_mul(EXITS_PER_THREAD_SLOT) {
+            self.stats.threads_dropped += 1;
+            return;
+        }
+        self.exits.insert(e.tid, e);
+    }
+
+    /// The capture is over: count every open segment.
+    pub fn finish(&mut self) {
+        for (_, l) in std::mem::take(&mut self.live) {
+            self.close(l);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use profiler_common::{STATE_RUNNABLE, STATE_SLEEPING};
+
+    fn record(tid: u32, state: u32, pcount: u64) -> Vec<u8> {
+        let rec = StateRecord {
+            head: SnapHead { tid, flags: 0 },
+            tgid: 7,
+            state,
+            counters: TaskCounters { pcount, sum_exec_ns: pcount * 10, ..Default::default() },
+            ..Default::default()
+        };
+        // SAFETY: plain #[repr(C)] data of integers.
+        unsafe { std::slice::from_raw_parts((&raw const rec).cast::<u8>(), size_of::<StateRecord>()) }.to_vec()
+    }
+
+    fn unchanged(tid: u32) -> Vec<u8> {
+        let head = SnapHead { tid, flags: SNAP_UNCHANGED };
+        // SAFETY: plain #[repr(C)] data of integers.
+        unsafe { std::slice::from_raw_parts((&raw const head).cast::<u8>(), size_of::<SnapHead>()) }.to_vec()
+    }
+
+    fn taken(kind: Kind, parts: &[Vec<u8>]) -> Taken {
+        Taken { kind, bytes: parts.concat(), start_ns: 100, end_ns: 200, cpu_ns: 0 }
+    }
+
+    #[test]
+    fn unchanged_threads_count_as_sightings_of_their_last_state() {
+        let mut s = StateSampler::new(16);
+        let b = s.parse(&taken(Kind::Bound, &[record(1, STATE_SLEEPING, 3), record(2, STATE_RUNNING, 5)])).unwrap();
+        assert_eq!(b.at_ns, 150);
+        assert_eq!(b.threads[&1].2.pcount, 3);
+        assert!(s.parse(&taken(Kind::Periodic, &[unchanged(1), record(2, STATE_RUNNING, 6)])).is_none());
+        s.parse(&taken(Kind::Periodic, &[unchanged(1), record(2, STATE_RUNNABLE, 7)]));
+        // Thread 1 changes; thread 2 is gone.
+        s.parse(&taken(Kind::Periodic, &[record(1, STATE_RUNNABLE, 4)]));
+        let b = s.parse(&taken(Kind::Bound, &[unchanged(1)])).unwrap();
+        assert_eq!(b.threads[&1].2.pcount, 4, "a bound reads an unchanged thread's counters from its last record");
+        s.finish();
+        assert_eq!(s.threads[&1].states, [0, 1, 2, 0, 0]);
+        assert_eq!(s.threads[&2].states, [1, 1, 0, 0, 0]);
+        assert_eq!(s.stats.snapshots, 3);
+        assert_eq!(s.stats.unchanged, 3);
+        let sleeping: u64 = s.sightings[&1].iter().filter(|(k, _)| k.state == STATE_SLEEPING).map(|(_, n)| n).sum();
+        assert_eq!(sleeping, 2);
+    }
+
+    #[test]
+    fn unknown_unchanged_threads_are_resynced() {
+        let mut s = StateSampler::new(1);
+        s.parse(&taken(Kind::Periodic, &[record(1, STATE_SLEEPING, 1), record(2, STATE_SLEEPING, 1), unchanged(3)]));
+        assert_eq!(s.stats.threads_dropped, 1, "the table holds one thread");
+        assert_eq!(s.resync, vec![2, 3]);
     }
 }

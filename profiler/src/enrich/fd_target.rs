@@ -126,24 +126,34 @@ impl FdWaits {
         id
     }
 
-    /// A snapshot saw thread `tid` of `tgid` off-CPU in `syscall(fd, …)`,
-    /// entered at `start_ns`.
-    pub fn observe(&mut self, tgid: u32, tid: u32, syscall: i32, fd: i32, start_ns: u64) {
+    /// What thread `tid` of `tgid`, seen off-CPU by a snapshot in
+    /// `syscall(fd, …)` entered at `start_ns`, waits on (an interned
+    /// target), read while it still waits.
+    pub fn target(&mut self, tgid: u32, tid: u32, syscall: i32, fd: i32, start_ns: u64) -> Option<u32> {
         if fd < 0 || !self.fd_syscalls.contains(&syscall) {
-            return;
+            return None;
         }
         let call = (start_ns, syscall, fd);
-        let target = match self.calls.get(&tid) {
+        match self.calls.get(&tid) {
             Some((c, target)) if *c == call => *target,
             _ => {
                 let target = self.resolve(tgid, fd);
                 self.calls.insert(tid, (call, target));
                 target
             }
-        };
-        if let Some(target) = target {
-            *self.counts.entry((tgid, tid, syscall, target)).or_default() += 1;
         }
+    }
+
+    /// One snapshot saw the thread so: [`Self::target`] and [`Self::count`].
+    pub fn observe(&mut self, tgid: u32, tid: u32, syscall: i32, fd: i32, start_ns: u64) {
+        if let Some(target) = self.target(tgid, tid, syscall, fd, start_ns) {
+            self.count(tgid, tid, syscall, target, 1);
+        }
+    }
+
+    /// `n` snapshots saw the thread waiting on `target`.
+    pub fn count(&mut self, tgid: u32, tid: u32, syscall: i32, target: u32, n: u64) {
+        *self.counts.entry((tgid, tid, syscall, target)).or_default() += n;
     }
 
     /// The target of `fd` in `tgid`, read again if older than [`RESOLVE_INTERVAL`].

@@ -1,0 +1,219 @@
+//! The thread that takes thread-state snapshots: it reads a fresh instance
+//! of the task iterator at random moments, one in each period of
+//! `--state-hz` (jittered, so that a periodic workload cannot alias with
+//! the snapshots), and hands the bytes to the capture loop.
+//!
+//! It runs at a real-time priority (SCHED_FIFO 1) when it can: a snapshot
+//! then starts the instant its timer fires, preempting whichever thread
+//! runs on its CPU, and the iterator sees that thread as running (see
+//! `thread_snapshot` in the eBPF crate). At a normal priority the snapshot
+//! would wait for a CPU, and start preferably when a thread on it goes to
+//! sleep: snapshots would see running threads less often than they run.
+//!
+//! Besides the periodic snapshots it takes the window's bound snapshots
+//! on request, at once.
+
+use std::{
+    io::Read,
+    os::fd::{FromRawFd, OwnedFd},
+    sync::mpsc,
+    time::Duration,
+};
+
+use crate::sched_times::{clock_ns, monotonic_ns};
+
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_ITER_CREATE: libc::c_long = 33;
+
+/// `bpf(cmd, attr)` returning a new fd.
+fn bpf_fd(cmd: libc::c_long, attr: &mut [u32; 4]) -> std::io::Result<OwnedFd> {
+    // SAFETY: `attr` is a zeroed, large-enough bpf_attr prefix for `cmd`.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of::<[u32; 4]>() as u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Our own fd of a BPF link, by id.
+pub fn link_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
+    bpf_fd(BPF_LINK_GET_FD_BY_ID, &mut [id, 0, 0, 0])
+}
+
+/// Why a snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One of `--state-hz`: its sightings are the sampled states.
+    Periodic,
+    /// A window bound: its counters open or close the window.
+    Bound,
+}
+
+/// One snapshot's bytes and when it was taken.
+#[derive(Debug)]
+pub struct Taken {
+    pub kind: Kind,
+    pub bytes: Vec<u8>,
+    /// CLOCK_MONOTONIC ns before and after the read.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// CPU time of the read (the kernel's iteration and the BPF program).
+    pub cpu_ns: u64,
+}
+
+impl Taken {
+    /// The instant the snapshot stands for.
+    pub fn at_ns(&self) -> u64 {
+        self.start_ns + (self.end_ns - self.start_ns) / 2
+    }
+}
+
+enum Command {
+    Bound,
+    Rate(u64),
+}
+
+/// The snapshot thread; dropping it stops the thread.
+pub struct SnapshotTaker {
+    commands: Option<mpsc::Sender<Command>>,
+    pub taken: tokio::sync::mpsc::Receiver<std::io::Result<Taken>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Whether it got its real-time priority.
+    pub realtime: bool,
+}
+
+/// Snapshots waiting for the capture loop; more are skipped (counted).
+const QUEUE: usize = 4;
+
+impl SnapshotTaker {
+    /// Start taking `hz` snapshots a second through the iterator `link`.
+    pub fn start(link: OwnedFd, hz: u64) -> std::io::Result<Self> {
+        let (commands, command_rx) = mpsc::channel();
+        let (tx, taken) = tokio::sync::mpsc::channel(QUEUE);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new().name("tp-snapshot".into()).spawn(move || {
+            let realtime = make_realtime();
+            let _ = ready_tx.send(realtime);
+            run(&link, hz, &command_rx, &tx);
+        })?;
+        let realtime = ready_rx.recv().unwrap_or(false);
+        Ok(Self { commands: Some(commands), taken, thread: Some(thread), realtime })
+    }
+
+    /// Ask for a bound snapshot now; it arrives on `taken` like the others.
+    pub fn request_bound(&self) {
+        if let Some(c) = &self.commands {
+            let _ = c.send(Command::Bound);
+        }
+    }
+
+    /// Change the periodic rate from the next period on.
+    pub fn set_rate(&self, hz: u64) {
+        if let Some(c) = &self.commands {
+            let _ = c.send(Command::Rate(hz));
+        }
+    }
+}
+
+impl Drop for SnapshotTaker {
+    fn drop(&mut self) {
+        // Closing the command channel ends the thread's wait at once.
+        self.commands.take();
+        self.taken.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// SCHED_FIFO at the lowest real-time priority, for this thread only.
+fn make_realtime() -> bool {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: valid parameter; pid 0 is the calling thread.
+    let ok = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+    if !ok {
+        tracing::warn!(
+            err = %std::io::Error::last_os_error(),
+            "snapshots run at a normal priority: they may see running threads less often than they run"
+        );
+    }
+    ok
+}
+
+/// A small xorshift generator: the jitter needs no cryptographic quality.
+struct Jitter(u64);
+
+impl Jitter {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        if n == 0 { 0 } else { self.0 % n }
+    }
+}
+
+fn run(
+    link: &OwnedFd,
+    hz: u64,
+    commands: &mpsc::Receiver<Command>,
+    out: &tokio::sync::mpsc::Sender<std::io::Result<Taken>>,
+) {
+    let mut period = 1_000_000_000 / hz.max(1);
+    let mut jitter = Jitter(monotonic_ns() | 1);
+    let mut slot = monotonic_ns();
+    let mut next = slot + jitter.below(period);
+    let mut capacity = 1 << 16;
+    loop {
+        let now = monotonic_ns();
+        let kind = match commands.recv_timeout(Duration::from_nanos(next.saturating_sub(now))) {
+            Ok(Command::Bound) => Kind::Bound,
+            Ok(Command::Rate(hz)) => {
+                period = 1_000_000_000 / hz.max(1);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // The next snapshot falls anywhere in the next period. A
+                // late wake-up skips the periods it missed.
+                slot += period;
+                let now = monotonic_ns();
+                if slot + period <= now {
+                    slot = now - (now - slot) % period;
+                }
+                next = slot + jitter.below(period);
+                Kind::Periodic
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let taken = take(link, kind, capacity);
+        if let Ok(t) = &taken {
+            capacity = capacity.max(t.bytes.len() + t.bytes.len() / 4);
+        }
+        if kind == Kind::Bound {
+            // A window bound is never skipped.
+            if out.blocking_send(taken).is_err() {
+                return;
+            }
+            continue;
+        }
+        match out.try_send(taken) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                tracing::debug!("the capture loop is behind: a snapshot was skipped");
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+fn take(link: &OwnedFd, kind: Kind, capacity: usize) -> std::io::Result<Taken> {
+    let cpu_before = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+    let start_ns = monotonic_ns();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(link) as u32;
+    let iter = bpf_fd(BPF_ITER_CREATE, &mut [fd, 0, 0, 0])?;
+    let mut bytes = Vec::with_capacity(capacity);
+    std::fs::File::from(iter).read_to_end(&mut bytes)?;
+    let end_ns = monotonic_ns();
+    let cpu_ns = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(cpu_before);
+    Ok(Taken { kind, bytes, start_ns, end_ns, cpu_ns })
+}

@@ -1,0 +1,39 @@
+//! What a capture hangs in the kernel (`--tier`).
+
+/// How thread states are tracked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Cheap enough to leave on: on-CPU sampling, fork/exec events and
+    /// task-iterator snapshots that read the kernel's cumulative per-thread
+    /// counters. Nothing on the context-switch, wake-up or syscall path.
+    /// Exact on-CPU and run-queue time per thread; sleeping, disk and other
+    /// time and off-CPU stacks are sampled.
+    Continuous,
+    /// Scheduler, syscall and interrupt hooks: exact off-CPU time by stack
+    /// and waker, latency histograms and exact noise per source, at a cost
+    /// on every context switch. For bounded captures.
+    #[default]
+    Deep,
+}
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Continuous => "continuous",
+            Self::Deep => "deep",
+        }
+    }
+
+    /// What this tier cannot show, one line each, for the text report.
+    pub fn cannot_show(self) -> &'static [&'static str] {
+        match self {
+            Self::Continuous => &[
+                "sleeping, disk and other time are split by sampled thread states (see off_cpu_ci95_ns in summary.json)",
+                "off-CPU stacks are sampled: each snapshot sighting weighs its share of the thread's exact or estimated state time",
+                "no wakers, no latency histograms, no exact noise per source (run with --tier deep for those)",
+            ],
+            Self::Deep => &[],
+        }
+    }
+}
