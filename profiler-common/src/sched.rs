@@ -56,6 +56,11 @@ pub const GLOBAL_TASK_COMM_OFFSET: &str = "TASK_COMM_OFFSET";
 pub const GLOBAL_TASK_SUM_EXEC_OFFSET: &str = "TASK_SUM_EXEC_OFFSET";
 /// Global: byte offset of `task_struct.sched_info.pcount`.
 pub const GLOBAL_TASK_PCOUNT_OFFSET: &str = "TASK_PCOUNT_OFFSET";
+/// Globals: offsets of `task_struct.se.cfs_rq`, `cfs_rq.rq` and `rq.clock`,
+/// to stamp context switches with the run queue's clock as the kernel does.
+pub const GLOBAL_TASK_CFS_RQ_OFFSET: &str = "TASK_CFS_RQ_OFFSET";
+pub const GLOBAL_CFS_RQ_RQ_OFFSET: &str = "CFS_RQ_RQ_OFFSET";
+pub const GLOBAL_RQ_CLOCK_OFFSET: &str = "RQ_CLOCK_OFFSET";
 /// Global: offset in `struct pt_regs` of a system call's first argument
 /// (`di` on x86_64, `regs[0]` on aarch64).
 pub const GLOBAL_PT_REGS_ARG0_OFFSET: &str = "PT_REGS_ARG0_OFFSET";

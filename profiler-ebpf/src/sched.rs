@@ -8,7 +8,7 @@ use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{btf_tracepoint, map},
-    maps::{Array, HashMap, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{tracing::StackIdContext, BtfTracePointContext},
 };
 use profiler_common::{
@@ -28,6 +28,14 @@ pub(crate) static TASK_PID_OFFSET: u32 = 0;
 pub(crate) static TASK_TGID_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static PT_REGS_ARG0_OFFSET: u32 = 0;
+/// Offsets of `task_struct.se.cfs_rq`, `cfs_rq.rq` and `rq.clock`: the run
+/// queue clock a context switch is stamped with (0: not in this kernel).
+#[unsafe(no_mangle)]
+static TASK_CFS_RQ_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static CFS_RQ_RQ_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static RQ_CLOCK_OFFSET: u32 = 0;
 /// Non-zero when switch-outs walk blocking stacks (`record`, not `noise`).
 #[unsafe(no_mangle)]
 static WALK_STACKS: u8 = 1;
@@ -51,6 +59,50 @@ pub(crate) fn window_open(now: u64) -> bool {
     let start = window_start();
     let end = WINDOW.get(profiler_common::WINDOW_END).copied().unwrap_or(0);
     start != 0 && now >= start && (end == 0 || now <= end)
+}
+
+/// Per CPU: `bpf_ktime_get_ns()` minus the run queue clock (sched_clock),
+/// as the smallest difference seen: a run queue clock is either fresh or
+/// stale, and stale only makes the difference larger. It may rise by
+/// [`OFFSET_DRIFT_PPM`] of the time since it was last lowered, for the
+/// two clocks drift apart (measured here: 340 ppm).
+#[map]
+static CLOCK_OFFSET: PerCpuArray<ClockOffset> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct ClockOffset {
+    /// ktime - rq clock, as an i64 (either clock may be ahead).
+    offset: i64,
+    /// When it was last set (ktime); 0: never.
+    at: u64,
+}
+
+const OFFSET_DRIFT_PPM: u64 = 1000;
+
+/// Take a sample `now - clock` of the offset; returns the offset.
+#[inline(always)]
+fn clock_offset(now: u64, clock: u64) -> Option<i64> {
+    let slot = CLOCK_OFFSET.get_ptr_mut(0)?;
+    let c = unsafe { &mut *slot };
+    let sample = now.wrapping_sub(clock) as i64;
+    let allowed = c.offset.saturating_add((now.saturating_sub(c.at) / 1_000_000 * OFFSET_DRIFT_PPM) as i64);
+    if c.at == 0 || sample <= allowed {
+        c.offset = sample;
+        c.at = now;
+    }
+    Some(c.offset)
+}
+
+/// The run queue clock `clock`, in ktime, if that lands in the 10 ms
+/// before `now`; else `now`.
+#[inline(always)]
+fn to_ktime(clock: u64, offset: i64, now: u64) -> u64 {
+    let t = clock.wrapping_add(offset as u64);
+    if t <= now && now - t < 10_000_000 {
+        t
+    } else {
+        now
+    }
 }
 
 #[map]
@@ -180,9 +232,45 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// When the kernel switched from `prev`, in `bpf_ktime_get_ns()` time.
+///
+/// The kernel stamps a context switch with its run queue's clock, and a
+/// wake-up that asks to preempt the running task (the idle task included)
+/// makes the switch that follows skip the clock update: the switch is
+/// stamped with the wake-up's clock, often tens of microseconds before the
+/// tracepoint fires. The kernel charges the woken task running from then,
+/// and none of that gap to its run-queue wait (`se.sum_exec_runtime`,
+/// `sched_info.run_delay`). So do we: the run queue's clock, moved into
+/// ktime by the offset the last wake-up measured, if it is at most 10 ms
+/// old; the tracepoint's own time otherwise.
+#[inline(always)]
+fn switch_time(prev: *const u8, now: u64) -> u64 {
+    let (se, rq, clock) =
+        (read_global(&TASK_CFS_RQ_OFFSET), read_global(&CFS_RQ_RQ_OFFSET), read_global(&RQ_CLOCK_OFFSET));
+    if se == 0 {
+        return now;
+    }
+    let read_ptr =
+        |base: *const u8, off: u32| unsafe { bpf_probe_read_kernel(base.add(off as usize).cast::<u64>()) }.unwrap_or(0);
+    let cfs_rq = read_ptr(prev, se);
+    if cfs_rq == 0 {
+        return now;
+    }
+    let rq = read_ptr(cfs_rq as *const u8, rq);
+    if rq == 0 {
+        return now;
+    }
+    let clock = read_ptr(rq as *const u8, clock);
+    match clock_offset(now, clock) {
+        Some(offset) if clock != 0 => to_ktime(clock, offset, now),
+        _ => now,
+    }
+}
+
 fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
-    let now = unsafe { bpf_ktime_get_ns() };
     // (bool preempt, struct task_struct *prev, struct task_struct *next, unsigned int prev_state)
+    let prev: *const u8 = ctx.arg(1);
+    let now = switch_time(prev, unsafe { bpf_ktime_get_ns() });
     let next: *const u8 = ctx.arg(2);
     let prev_state: u32 = ctx.arg(3);
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -232,6 +320,16 @@ fn on_wakeup(ctx: &BtfTracePointContext) -> Result<(), i32> {
         return Ok(());
     }
     let tgid = task_field(task, read_global(&TASK_TGID_OFFSET))?;
+    // The wake-up just updated the run queue's clock and queued the task
+    // with it: measure the offset between that clock and ours.
+    // The run-queue wait starts where the kernel starts it: when the task
+    // was queued, by the run queue's clock.
+    let queued = crate::task::last_queued(task);
+    let now = match (queued, CLOCK_OFFSET.get(0)) {
+        (0, _) | (_, None) => now,
+        (_, Some(c)) if c.at == 0 => now,
+        (q, Some(c)) => to_ktime(q, c.offset, now),
+    };
     let Some(r) = record(tid, tgid, STATE_SLEEPING, now) else { return Ok(()) };
     // A wakeup ends a sleep; a thread already running or runnable stays so.
     if r.times.state == STATE_RUNNING || r.times.state == STATE_RUNNABLE {

@@ -178,12 +178,7 @@ impl BlockedStacks {
 
     /// The complete user stack of a blocked thread a snapshot saw: copied
     /// and unwound, unless it is still where an earlier snapshot saw it.
-    pub fn stack_of(
-        &mut self,
-        t: &BlockedThread,
-        unwinder: &mut Unwinder,
-        agg: &mut StackAggregator,
-    ) -> Unwound {
+    pub fn stack_of(&mut self, t: &BlockedThread, unwinder: &mut Unwinder, agg: &mut StackAggregator) -> Unwound {
         if !self.selected(t.tgid) {
             return Unwound::NotSelected;
         }

@@ -12,17 +12,19 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Counter, GLOBAL_DELAYS_BLKIO_OFFSET, GLOBAL_PT_REGS_SYSCALL_OFFSET, GLOBAL_SYSCALL_FROM_REGS, GLOBAL_TASK_CPU_OFFSET,
-    GLOBAL_TASK_DELAYS_OFFSET, GLOBAL_TASK_LAST_ARRIVAL_OFFSET, GLOBAL_TASK_LAST_QUEUED_OFFSET, GLOBAL_TASK_NIVCSW_OFFSET,
-    GLOBAL_TASK_NVCSW_OFFSET, GLOBAL_TASK_RUN_DELAY_OFFSET, GLOBAL_TASK_START_TIME_OFFSET, HistKey, NoiseKey, NoiseStats, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, VictimKey,
+    Counter, HistKey, NoiseKey, NoiseStats, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, VictimKey,
     CGROUP_FILTER_MAP, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP, FP_PIDS_MAP, GLOBAL_BPRM_FILENAME_OFFSET,
-    GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_CGROUPS, GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS, GLOBAL_NOISE_THRESHOLD_NS,
-    GLOBAL_PT_REGS_ARG0_OFFSET, GLOBAL_PT_REGS_FP_OFFSET, GLOBAL_PT_REGS_IP_OFFSET, GLOBAL_PT_REGS_LR_OFFSET,
-    GLOBAL_PT_REGS_SP_OFFSET, GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_FLAGS_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET,
-    GLOBAL_TASK_PCOUNT_OFFSET, GLOBAL_TASK_PID_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_SUM_EXEC_OFFSET,
+    GLOBAL_CFS_RQ_RQ_OFFSET, GLOBAL_DELAYS_BLKIO_OFFSET, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_CGROUPS,
+    GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS, GLOBAL_NOISE_THRESHOLD_NS, GLOBAL_PT_REGS_ARG0_OFFSET,
+    GLOBAL_PT_REGS_FP_OFFSET, GLOBAL_PT_REGS_IP_OFFSET, GLOBAL_PT_REGS_LR_OFFSET, GLOBAL_PT_REGS_SP_OFFSET,
+    GLOBAL_PT_REGS_SYSCALL_OFFSET, GLOBAL_RQ_CLOCK_OFFSET, GLOBAL_SYSCALL_FROM_REGS, GLOBAL_TASK_CFS_RQ_OFFSET,
+    GLOBAL_TASK_COMM_OFFSET, GLOBAL_TASK_CPU_OFFSET, GLOBAL_TASK_DELAYS_OFFSET, GLOBAL_TASK_FLAGS_OFFSET,
+    GLOBAL_TASK_LAST_ARRIVAL_OFFSET, GLOBAL_TASK_LAST_QUEUED_OFFSET, GLOBAL_TASK_NIVCSW_OFFSET,
+    GLOBAL_TASK_NVCSW_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET, GLOBAL_TASK_PCOUNT_OFFSET, GLOBAL_TASK_PID_OFFSET,
+    GLOBAL_TASK_RUN_DELAY_OFFSET, GLOBAL_TASK_START_TIME_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_SUM_EXEC_OFFSET,
     GLOBAL_TASK_TGID_OFFSET, GLOBAL_UNWIND_MODE, GLOBAL_USER_STACK_BYTES, GLOBAL_WALK_STACKS, HISTOGRAMS_MAP,
-    MAX_PID_FILTER, NOISE_MAP, OFFCPU_MAP, PID_FILTER_MAP, SNAPSHOT_PROGRAM, SNAP_SEEN_MAP, TASK_EXITS_MAP, STACKS_MAP, TASK_COMM_LEN,
-    THREADS_MAP, VICTIMS_MAP, WINDOW_MAP,
+    MAX_PID_FILTER, NOISE_MAP, OFFCPU_MAP, PID_FILTER_MAP, SNAPSHOT_PROGRAM, SNAP_SEEN_MAP, STACKS_MAP, TASK_COMM_LEN,
+    TASK_EXITS_MAP, THREADS_MAP, VICTIMS_MAP, WINDOW_MAP,
 };
 
 use crate::{error::HookNeed, Error, Result};
@@ -133,6 +135,11 @@ pub struct KernelOffsets {
     pub delays_blkio: u32,
     /// The system call number in `pt_regs`.
     pub pt_regs_syscall: u32,
+    /// `task_struct.se.cfs_rq`, `cfs_rq.rq`, `rq.clock` (0: without
+    /// CONFIG_FAIR_GROUP_SCHED switches are stamped with the tracepoint's time).
+    pub cfs_rq: u32,
+    pub cfs_rq_rq: u32,
+    pub rq_clock: u32,
 }
 
 /// Member of `struct pt_regs` that holds a system call's first argument.
@@ -191,7 +198,19 @@ impl KernelOffsets {
             delays: task("delays").unwrap_or(0),
             delays_blkio: off("task_delay_info", "blkio_delay").unwrap_or(0),
             pt_regs_syscall: off("pt_regs", PT_REGS_SYSCALL)?,
+            cfs_rq: task("se.cfs_rq").unwrap_or(0),
+            cfs_rq_rq: off("cfs_rq", "rq").unwrap_or(0),
+            rq_clock: off("rq", "clock").unwrap_or(0),
         })
+        .map(Self::with_run_queue_clock)
+    }
+
+    /// The run queue's clock is read only if all three offsets are known.
+    fn with_run_queue_clock(mut self) -> Self {
+        if self.cfs_rq == 0 || self.cfs_rq_rq == 0 || self.rq_clock == 0 {
+            (self.cfs_rq, self.cfs_rq_rq, self.rq_clock) = (0, 0, 0);
+        }
+        self
     }
 }
 
@@ -298,6 +317,9 @@ impl Loaded {
             .override_global(GLOBAL_DELAYS_BLKIO_OFFSET, &config.offsets.delays_blkio, true)
             .override_global(GLOBAL_PT_REGS_SYSCALL_OFFSET, &config.offsets.pt_regs_syscall, true)
             .override_global(GLOBAL_SYSCALL_FROM_REGS, &u8::from(continuous), true)
+            .override_global(GLOBAL_TASK_CFS_RQ_OFFSET, &config.offsets.cfs_rq, true)
+            .override_global(GLOBAL_CFS_RQ_RQ_OFFSET, &config.offsets.cfs_rq_rq, true)
+            .override_global(GLOBAL_RQ_CLOCK_OFFSET, &config.offsets.rq_clock, true)
             .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len(), config.record_bytes()))
             .map_max_entries(THREADS_MAP, config.max_threads)
             .map_max_entries(SNAP_SEEN_MAP, config.max_threads)

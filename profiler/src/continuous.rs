@@ -135,10 +135,8 @@ pub fn account(
         off[(STATE_SLEEPING - 1) as usize] = sleeping;
         off[(STATE_DISK - 1) as usize] = disk;
         off[(STATE_OTHER - 1) as usize] = other;
-        out.times.insert(
-            tid,
-            ThreadTimes { tgid, state: STATE_RUNNING, since_ns: end_ns, on_cpu_ns: on, off_cpu_ns: off },
-        );
+        out.times
+            .insert(tid, ThreadTimes { tgid, state: STATE_RUNNING, since_ns: end_ns, on_cpu_ns: on, off_cpu_ns: off });
         out.extras.insert(
             tid,
             CounterExtras {

@@ -7,8 +7,8 @@ use profiler_common::Counter;
 use crate::{
     bpf::{Loaded, SamplingConfig},
     capture::{self, EndReason, Snapshots},
-    continuous,
     cli::RecordArgs,
+    continuous,
     enrich::cgroup_filter::{CgroupFilter, Plan},
     off_cpu::{self, StackResolver},
     output, preflight,
@@ -16,8 +16,8 @@ use crate::{
     sched_times,
     snapshot_taker::SnapshotTaker,
     state_sampler::StateSampler,
-    tier::Tier,
     symbolize::symbolize,
+    tier::Tier,
     unwinding::SampleUnwinder,
     Result,
 };
@@ -93,11 +93,8 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         (None, None)
     };
     let steal_before = crate::noise::proc_counts::steal_ns();
-    let window_start_ns = if off_cpu && !continuous {
-        sched_times::seed(&mut loaded.threads()?)
-    } else {
-        sched_times::monotonic_ns()
-    };
+    let window_start_ns =
+        if off_cpu && !continuous { sched_times::seed(&mut loaded.threads()?) } else { sched_times::monotonic_ns() };
     // The noise hooks count from here too.
     loaded.set_window_start(window_start_ns)?;
     let kernel_before = crate::noise::collect::KernelCounts::now();
@@ -186,8 +183,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
                 report.blocked = b.stats;
                 report.off_cpu = unwind;
             }
-            profile.thread_times =
-                sched_times::finish(&live, captured.exited.times, window_start_ns, captured.end_ns);
+            profile.thread_times = sched_times::finish(&live, captured.exited.times, window_start_ns, captured.end_ns);
             profile.untrusted_times = sched_times::missed_switch_outs(&live, captured.end_ns);
         }
         // Neither their exact times nor their off-CPU time can be trusted.

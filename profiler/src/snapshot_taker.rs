@@ -149,7 +149,11 @@ impl Jitter {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
-        if n == 0 { 0 } else { self.0 % n }
+        if n == 0 {
+            0
+        } else {
+            self.0 % n
+        }
     }
 }
 

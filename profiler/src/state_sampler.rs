@@ -205,7 +205,8 @@ impl StateSampler {
                 self.close(l);
             }
         }
-        self.stats.cpu_ns += taken.cpu_ns + crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
+        self.stats.cpu_ns +=
+            taken.cpu_ns + crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
         bound
     }
 
@@ -227,9 +228,8 @@ impl StateSampler {
         if t.comm.as_bytes() != profiler_common::comm_bytes(&rec.comm) {
             t.comm = crate::sched_times::comm_string(&rec.comm);
         }
-        let kstack: Option<Arc<[u64]>> = (!stack.is_empty()).then(|| {
-            stack.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect()
-        });
+        let kstack: Option<Arc<[u64]>> = (!stack.is_empty())
+            .then(|| stack.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect());
         if let Some(k) = &kstack {
             self.kstacks.insert(tid, k.to_vec().into_boxed_slice());
         }

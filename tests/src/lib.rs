@@ -386,3 +386,89 @@ pub fn proc_counter_table(path: &str) -> HashMap<(String, u32), u64> {
     }
     table
 }
+
+// Ground truth from the kernel's own per-thread accounting, for the truth tests.
+
+pub const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// (run ns, wait ns) from /proc/PID/task/TID/schedstat.
+pub fn schedstat(pid: u32, tid: u32) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+    let mut it = s.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// Linear interpolation of polled (time, value) points at `at`.
+pub fn at_time(points: &[(u64, (u64, u64))], at: u64) -> (f64, f64) {
+    let i = points.partition_point(|(t, _)| *t <= at).clamp(1, points.len() - 1);
+    let ((t0, (r0, w0)), (t1, (r1, w1))) = (points[i - 1], points[i]);
+    let f = (at as f64 - t0 as f64) / (t1 as f64 - t0 as f64).max(1.0);
+    (r0 as f64 + f * (r1 as f64 - r0 as f64), w0 as f64 + f * (w1 as f64 - w0 as f64))
+}
+
+pub fn is_tmpfs(dir: &std::path::Path) -> bool {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut fs) };
+    assert_eq!(rc, 0, "statfs {}: {}", dir.display(), std::io::Error::last_os_error());
+    fs.f_type as i64 == TMPFS_MAGIC
+}
+
+/// A disk-backed directory for the fsync thread: fdatasync on tmpfs never
+/// waits, so it would never be in D state. The temporary directory when it is
+/// on a disk (here /tmp is ext4 on virtio vda), else /var/tmp.
+pub fn disk_backed_dir() -> PathBuf {
+    let candidates = [std::env::temp_dir(), PathBuf::from("/var/tmp")];
+    for dir in &candidates {
+        if !is_tmpfs(dir) {
+            return dir.clone();
+        }
+    }
+    panic!("{candidates:?} are all tmpfs: the fsync thread needs a disk-backed directory to block in D state")
+}
+
+/// A u64 field of summary.json, or a panic naming it.
+pub fn num(v: &serde_json::Value, path: &[&str], what: &str) -> u64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_u64()
+        .unwrap_or_else(|| panic!("{what}: summary.json field {} missing or not an integer: {v}", path.join(".")))
+}
+
+/// Polls /proc/PID/task/TID/schedstat of some threads every `every`, each
+/// read stamped with CLOCK_MONOTONIC (the clock of tailprof's windows), until
+/// stopped: the oracle of exact on-CPU and run-queue times, interpolated at
+/// the window bounds tailprof reports.
+pub struct SchedstatPoller {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<HashMap<u32, Vec<(u64, (u64, u64))>>>>,
+}
+
+impl SchedstatPoller {
+    pub fn start(pid: u32, tids: Vec<u32>, every: std::time::Duration) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut polled: HashMap<u32, Vec<(u64, (u64, u64))>> = HashMap::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for tid in &tids {
+                    let t = monotonic_ns();
+                    if let Some(v) = schedstat(pid, *tid) {
+                        polled.entry(*tid).or_default().push((t, v));
+                    }
+                }
+                std::thread::sleep(every);
+            }
+            polled
+        });
+        Self { stop, thread: Some(thread) }
+    }
+
+    /// Stop and return, per tid, the (time, (run ns, wait ns)) points.
+    pub fn finish(mut self) -> HashMap<u32, Vec<(u64, (u64, u64))>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().map(|t| t.join().expect("poller")).unwrap_or_default()
+    }
+}

@@ -13,7 +13,6 @@
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, RwLock,
@@ -21,7 +20,6 @@ use std::{
     time::Duration,
 };
 
-use serde_json::Value;
 use tailprof_e2e::*;
 
 /// On-CPU sampling frequency of the capture: the running part of wallclock.folded.
@@ -48,59 +46,11 @@ const PIPE_READ_FRAMES: [&str; 3] = ["pipe_read_[k]", "anon_pipe_read_[k]", "fif
 /// over schedstat with 256 KiB, +3.1% with 4 KiB, once the window is aligned).
 const FSYNC_BLOCK: usize = 256 * 1024;
 
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-
-/// (run ns, wait ns) from /proc/PID/task/TID/schedstat.
-fn schedstat(pid: u32, tid: u32) -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
-    let mut it = s.split_whitespace().map(|v| v.parse::<u64>().ok());
-    Some((it.next()??, it.next()??))
-}
-
 /// The state letter (R, S, D, ...) from /proc/PID/task/TID/stat.
 fn proc_state(pid: u32, tid: u32) -> Option<u8> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
     let after_comm = &s[s.rfind(')')? + 1..];
     after_comm.trim_start().bytes().next()
-}
-
-/// Linear interpolation of polled (time, value) points at `at`.
-fn at_time(points: &[(u64, (u64, u64))], at: u64) -> (f64, f64) {
-    let i = points.partition_point(|(t, _)| *t <= at).clamp(1, points.len() - 1);
-    let ((t0, (r0, w0)), (t1, (r1, w1))) = (points[i - 1], points[i]);
-    let f = (at as f64 - t0 as f64) / (t1 as f64 - t0 as f64).max(1.0);
-    (r0 as f64 + f * (r1 as f64 - r0 as f64), w0 as f64 + f * (w1 as f64 - w0 as f64))
-}
-
-fn is_tmpfs(dir: &std::path::Path) -> bool {
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut fs) };
-    assert_eq!(rc, 0, "statfs {}: {}", dir.display(), std::io::Error::last_os_error());
-    fs.f_type as i64 == TMPFS_MAGIC
-}
-
-/// A disk-backed directory for the fsync thread: fdatasync on tmpfs never
-/// waits, so it would never be in D state. The temporary directory when it is
-/// on a disk (here /tmp is ext4 on virtio vda), else /var/tmp.
-fn disk_backed_dir() -> PathBuf {
-    let candidates = [std::env::temp_dir(), PathBuf::from("/var/tmp")];
-    for dir in &candidates {
-        if !is_tmpfs(dir) {
-            return dir.clone();
-        }
-    }
-    panic!("{candidates:?} are all tmpfs: the fsync thread needs a disk-backed directory to block in D state")
-}
-
-/// A u64 field of summary.json, or a panic naming it.
-fn num(v: &Value, path: &[&str], what: &str) -> u64 {
-    let mut cur = v;
-    for p in path {
-        cur = &cur[*p];
-    }
-    cur.as_u64()
-        .unwrap_or_else(|| panic!("{what}: summary.json field {} missing or not an integer: {v}", path.join(".")))
 }
 
 /// What the poller saw of one thread.

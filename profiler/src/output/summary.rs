@@ -9,6 +9,10 @@ use crate::profile::{Profile, ThreadTotal};
 
 #[derive(Debug, Serialize)]
 pub struct Summary {
+    /// The tier that made the capture: `continuous` or `deep`.
+    pub tier: crate::tier::Tier,
+    /// What that tier cannot show (empty for deep).
+    pub cannot_show: Vec<&'static str>,
     pub duration_ns: u64,
     pub frequency_hz: u64,
     pub samples: u64,
@@ -39,6 +43,8 @@ pub struct Summary {
 impl Summary {
     pub fn from_profile(profile: &Profile) -> Self {
         Self {
+            tier: profile.tier,
+            cannot_show: profile.tier.cannot_show().to_vec(),
             duration_ns: profile.duration_ns,
             frequency_hz: profile.frequency_hz,
             samples: profile.samples,

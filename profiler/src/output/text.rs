@@ -64,11 +64,12 @@ pub fn report(profile: &Profile, top: usize) -> String {
     let total = profile.samples.max(1) as f64;
     let _ = writeln!(
         out,
-        "{} samples over {:.1}s at {} Hz per CPU, {} lost",
+        "{} samples over {:.1}s at {} Hz per CPU, {} lost (tier {})",
         profile.samples,
         profile.duration_ns as f64 / 1e9,
         profile.frequency_hz,
-        profile.lost_samples
+        profile.lost_samples,
+        profile.tier.name()
     );
     let _ = writeln!(out, "\nbusiest threads:\n  {:>7} {:>7} {:>8}  comm (where)", "pid", "tid", "samples");
     for t in profile.threads().iter().take(top) {
@@ -87,9 +88,13 @@ pub fn report(profile: &Profile, top: usize) -> String {
         groups_table(profile, top, &mut out);
     }
     if profile.state_hz > 0 {
+        let how = match profile.tier {
+            crate::tier::Tier::Deep => "exact",
+            crate::tier::Tier::Continuous => "running and runnable exact, the rest split by sampled states",
+        };
         let _ = writeln!(
             out,
-            "\nwall-clock time by state (exact, s):\n  {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}  comm",
+            "\nwall-clock time by state ({how}, s):\n  {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8}  comm",
             "pid", "tid", "running", "runnable", "sleeping", "disk", "other"
         );
         let s = |ns: u64| ns as f64 / 1e9;
@@ -114,7 +119,21 @@ pub fn report(profile: &Profile, top: usize) -> String {
             );
         }
     }
-    if !profile.untrusted_times.is_empty() {
+    if !profile.tier.cannot_show().is_empty() {
+        let _ = writeln!(out, "\ntier {}: what it cannot show:", profile.tier.name());
+        for line in profile.tier.cannot_show() {
+            let _ = writeln!(out, "  - {line}");
+        }
+    }
+    if !profile.untrusted_times.is_empty() && profile.tier == crate::tier::Tier::Continuous {
+        let _ = writeln!(
+            out,
+            "\nwarning: {} thread(s) ended during the capture without handing over their final counters (exit ring full; tids {:?}); their exact times are left out rather than reported short.",
+            profile.untrusted_times.len(),
+            profile.untrusted_times
+        );
+    }
+    if !profile.untrusted_times.is_empty() && profile.tier == crate::tier::Tier::Deep {
         let _ = writeln!(
             out,
             "\nwarning: sched_switch never showed {} thread(s) leaving a CPU although they are not running now (tids {:?}); their exact times are left out rather than reported wrong.",

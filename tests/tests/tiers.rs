@@ -1,0 +1,200 @@
+//! Thread-state truth of both tiers at their default settings, against the
+//! kernel's own per-thread accounting over tailprof's reported window:
+//! - exact on-CPU and runnable time per thread within 1 point of the window
+//!   of /proc/PID/task/TID/schedstat (run and wait ns), polled every 2 ms and
+//!   interpolated at `window_start_ns`/`window_end_ns`;
+//! - the sampled running share within binomial 3 sigma + 1 point of the
+//!   exact share (schedstat's), at the default `--state-hz`;
+//! - continuous tier: a thread blocked in read() on a pipe shows its kernel
+//!   blocking stack and syscall; an fdatasync thread is sampled in disk and
+//!   has block-I/O delay with `kernel.task_delayacct=1`.
+//!
+//! The workload (workloads/tier_truth.c) reproduces what once went wrong: a
+//! 2 ms/1 ms and a 3 ms/7 ms spin/sleep pair sharing CPU 0, two spinners
+//! sharing CPU 1, a 4 KiB write+fdatasync loop (17,000 switches a second,
+//! each woken from an idle CPU), a pipe reader and writer, a nanosleep loop.
+//! Every CPU is busy, so the snapshot thread always preempts one of them.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tailprof_e2e::*;
+
+const NAMES: [&str; 8] = ["mix21", "duty37", "pin-a", "pin-b", "fsync", "reader", "writer", "sleep"];
+const CAPTURE: &str = "6s";
+/// The default of `--state-hz`.
+const DEFAULT_STATE_HZ: u64 = 20;
+const PIPE_READ_FRAMES: [&str; 3] = ["pipe_read_[k]", "anon_pipe_read_[k]", "fifo_pipe_read_[k]"];
+
+/// Restores `kernel.task_delayacct` when dropped.
+struct DelayAcct(String);
+
+impl DelayAcct {
+    fn on() -> Self {
+        let path = "/proc/sys/kernel/task_delayacct";
+        let old =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}; this kernel lacks delay accounting"));
+        std::fs::write(path, "1").unwrap_or_else(|e| panic!("could not turn delay accounting on in {path}: {e}"));
+        Self(old.trim().to_owned())
+    }
+}
+
+impl Drop for DelayAcct {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/kernel/task_delayacct", &self.0);
+    }
+}
+
+struct Run {
+    summary: Value,
+    offcpu: Vec<(String, u64)>,
+    tids: Vec<(&'static str, u32)>,
+    window: (u64, u64),
+    polled: std::collections::HashMap<u32, Vec<(u64, (u64, u64))>>,
+}
+
+fn capture(tier: &str) -> Run {
+    let bin = build_c_workload("tier_truth", &[]);
+    let disk = disk_backed_dir();
+    let mut w = Workload::start(&bin, &["60", disk.to_str().expect("utf-8 path")]);
+    let tids: Vec<(&'static str, u32)> = NAMES.iter().map(|n| (*n, w.tid(n))).collect();
+    let poller = SchedstatPoller::start(w.pid, tids.iter().map(|(_, t)| *t).collect(), Duration::from_millis(2));
+    let dir = tempfile::tempdir().unwrap();
+    let out = record_ok(dir.path(), &["--tier", tier, "--pid", &w.pid.to_string(), "-d", CAPTURE]);
+    let polled = poller.finish();
+    let _ = w.child.kill();
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    let summary = summary(dir.path());
+    let window = (num(&summary, &["window_start_ns"], tier), num(&summary, &["window_end_ns"], tier));
+    Run { offcpu: folded_file(dir.path(), "offcpu.folded"), summary, tids, window, polled }
+}
+
+/// Both truth checks of one capture; returns the checks for the caller to add to.
+fn check_times(tier: &str, run: &Run) -> Checks {
+    let mut c = Checks::default();
+    assert_eq!(run.summary["tier"].as_str(), Some(tier), "summary.json tier");
+    let (start, end) = run.window;
+    let window = end.saturating_sub(start) as f64;
+    assert!(window > 5e9, "{tier}: window of {window} ns for a {CAPTURE} capture");
+    let snapshots = num(&run.summary, &["state_sampler", "snapshots"], tier);
+    let want = DEFAULT_STATE_HZ as f64 * window / 1e9;
+    c.check((0.9 * want..=1.05 * want).contains(&(snapshots as f64)), || {
+        format!(
+            "{tier}: {snapshots} snapshots, expected --state-hz {DEFAULT_STATE_HZ} x window = {want:.0} (90%..105%)"
+        )
+    });
+    println!("{tier}: window {:.3} s, {snapshots} snapshots", window / 1e9);
+    println!("{:>7} | {:>17} | {:>17} | running sampled/exact (3 sigma + 1 pt)", "thread", "on CPU %", "runnable %");
+    for &(name, tid) in &run.tids {
+        let what = format!("{tier} tt-{name}");
+        let t = thread_entry(&run.summary, tid).unwrap_or_else(|| panic!("{what} ({tid}) missing from summary.json"));
+        let pts = &run.polled[&tid];
+        assert!(pts.len() > 500, "{what}: only {} schedstat polls", pts.len());
+        let (r0, w0) = at_time(pts, start);
+        let (r1, w1) = at_time(pts, end);
+        let (run_ns, wait_ns) = (r1 - r0, w1 - w0);
+        let on = num(t, &["on_cpu_ns"], &what) as f64;
+        let runnable = num(t, &["off_cpu_ns", "runnable"], &what) as f64;
+        let states = &t["state_samples"];
+        let sightings: u64 =
+            ["running", "runnable", "sleeping", "disk", "other"].iter().map(|s| num(states, &[s], &what)).sum();
+        let running = num(states, &["running"], &what) as f64;
+        let share = running / sightings.max(1) as f64;
+        let exact = run_ns / window;
+        let sigma = (exact * (1.0 - exact) / sightings.max(1) as f64).sqrt();
+        println!(
+            "{name:>7} | {:6.2} ({:6.2}) | {:6.2} ({:6.2}) | {:5.1}/{:5.1} (±{:.1})",
+            100.0 * on / window,
+            100.0 * run_ns / window,
+            100.0 * runnable / window,
+            100.0 * wait_ns / window,
+            100.0 * share,
+            100.0 * exact,
+            100.0 * (3.0 * sigma + 0.01)
+        );
+        c.check((on - run_ns).abs() <= 0.01 * window, || {
+            format!(
+                "{what}: on_cpu_ns {:.2}% of the window, schedstat run {:.2}%: off by more than 1 point",
+                100.0 * on / window,
+                100.0 * run_ns / window
+            )
+        });
+        c.check((runnable - wait_ns).abs() <= 0.01 * window, || {
+            format!(
+                "{what}: off_cpu_ns.runnable {:.2}% of the window, schedstat wait {:.2}%: off by more than 1 point",
+                100.0 * runnable / window,
+                100.0 * wait_ns / window
+            )
+        });
+        c.check(sightings + 1 >= snapshots, || format!("{what}: {sightings} sightings in {snapshots} snapshots"));
+        c.check((share - exact).abs() <= 3.0 * sigma + 0.01, || {
+            format!(
+                "{what}: sampled running {:.1}% ({running} of {sightings}) vs exact {:.1}%: off by more than 3 sigma ({:.1}) + 1 point",
+                100.0 * share,
+                100.0 * exact,
+                100.0 * 3.0 * sigma
+            )
+        });
+    }
+    c
+}
+
+#[test]
+fn deep_tier_times_and_sampled_states_match_schedstat() {
+    require_root();
+    let run = capture("deep");
+    check_times("deep", &run).finish();
+}
+
+#[test]
+fn continuous_tier_times_states_and_blocking_stacks_match_the_kernel() {
+    require_root();
+    let _delayacct = DelayAcct::on();
+    let run = capture("continuous");
+    let mut c = check_times("continuous", &run);
+    let tid = |name: &str| run.tids.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).unwrap();
+
+    // The pipe reader: its sampled sleep carries its blocking stack and syscall.
+    let reader = thread_entry(&run.summary, tid("reader")).unwrap();
+    let sleeping = num(reader, &["off_cpu_ns", "sleeping"], "tt-reader") as f64;
+    let in_pipe_read: u64 = run
+        .offcpu
+        .iter()
+        .filter(|(s, _)| s.starts_with("tt-reader;[sleeping];") && s.split(';').any(|f| PIPE_READ_FRAMES.contains(&f)))
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "tt-reader: {:.1}% of its sleeping time on stacks through pipe_read",
+        100.0 * in_pipe_read as f64 / sleeping
+    );
+    c.check(in_pipe_read as f64 >= 0.9 * sleeping, || {
+        format!("tt-reader: {in_pipe_read} of {sleeping:.0} sleeping ns on stacks with one of {PIPE_READ_FRAMES:?}, expected >= 90%")
+    });
+    let top = reader["top_syscalls"][0]["name"].as_str();
+    c.check(top == Some("read"), || {
+        format!("tt-reader top_syscalls[0] {top:?}, expected \"read\": {}", reader["top_syscalls"])
+    });
+
+    // The fdatasync thread: sampled in disk, and exact block-I/O delay.
+    let fsync = thread_entry(&run.summary, tid("fsync")).unwrap();
+    let disk_samples = num(fsync, &["state_samples", "disk"], "tt-fsync");
+    let disk = num(fsync, &["off_cpu_ns", "disk"], "tt-fsync");
+    let blkio = num(fsync, &["counters", "blkio_delay_ns"], "tt-fsync");
+    println!(
+        "tt-fsync: {disk_samples} disk sightings, disk {:.3} s, block-I/O delay {:.3} s",
+        disk as f64 / 1e9,
+        blkio as f64 / 1e9
+    );
+    c.check(disk_samples > 0 && disk > 0, || {
+        format!("tt-fsync: {disk_samples} disk sightings and {disk} disk ns, expected both > 0")
+    });
+    c.check(blkio > 0, || "tt-fsync: counters.blkio_delay_ns is 0 with kernel.task_delayacct=1".to_string());
+    let syscalls: Vec<&str> = fsync["top_syscalls"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    c.check(syscalls.contains(&"fdatasync"), || {
+        format!("tt-fsync top_syscalls {syscalls:?}, expected fdatasync among them")
+    });
+    c.finish();
+}
