@@ -58,6 +58,8 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         max_stacks: args.max_stacks,
         unwind: args.unwind,
         user_stack_bytes: args.user_stack_size,
+        tier: args.tier,
+        noise: args.tier == Tier::Deep,
         ..SamplingConfig::default()
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
@@ -223,20 +225,26 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         }
     }
     let window = window_start_ns..captured.end_ns;
-    let noise_raw = crate::noise::collect::noise(
-        &loaded,
-        crate::noise::collect::Window {
-            ns: window.clone(),
-            threshold_ns: 0,
-            cpus: loaded.cpus.clone(),
-            victim_pids: config.pids.clone(),
-            steal_before,
-            steal_after,
-            kernel_before,
-            kernel_after,
-        },
-    )?;
-    let histograms_raw = crate::noise::collect::histograms(&loaded, &window)?;
+    // Noise per source and latency histograms come from the deep tier's hooks.
+    let noise_and_histograms = match continuous {
+        true => None,
+        false => Some((
+            crate::noise::collect::noise(
+                &loaded,
+                crate::noise::collect::Window {
+                    ns: window.clone(),
+                    threshold_ns: 0,
+                    cpus: loaded.cpus.clone(),
+                    victim_pids: config.pids.clone(),
+                    steal_before,
+                    steal_after,
+                    kernel_before,
+                    kernel_after,
+                },
+            )?,
+            crate::noise::collect::histograms(&loaded, &window)?,
+        )),
+    };
     let counter = |c| loaded.counter(c);
     profile.lost_samples = counter(Counter::LostSamples)?;
     profile.dropped = Dropped {
@@ -282,17 +290,19 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     profile.select(&selection);
     let started = std::time::Instant::now();
     let mut files = output::write_all(&args.output, &profile)?;
-    let mut names = crate::noise::collect::histogram_names(&histograms_raw);
-    // Processes gone by now are named from what the capture saw.
-    for (key, _) in &histograms_raw.entries {
-        if key.kind == profiler_common::HIST_RUNQ && !names.processes.contains_key(&key.id) {
-            if let Some(comm) = profile.comms.get(&key.id) {
-                names.processes.insert(key.id, comm.clone());
+    if let Some((noise_raw, histograms_raw)) = &noise_and_histograms {
+        let mut names = crate::noise::collect::histogram_names(histograms_raw);
+        // Processes gone by now are named from what the capture saw.
+        for (key, _) in &histograms_raw.entries {
+            if key.kind == profiler_common::HIST_RUNQ && !names.processes.contains_key(&key.id) {
+                if let Some(comm) = profile.comms.get(&key.id) {
+                    names.processes.insert(key.id, comm.clone());
+                }
             }
         }
+        let rendered = crate::noise::output::render(noise_raw, histograms_raw, &names, &slos);
+        files.extend(crate::noise::output::write_files(&args.output, noise_raw, &rendered)?);
     }
-    let rendered = crate::noise::output::render(&noise_raw, &histograms_raw, &names, &slos);
-    files.extend(crate::noise::output::write_files(&args.output, &noise_raw, &rendered)?);
     let samples = args.output.join(crate::samples_file::SAMPLES_FILE);
     crate::atomic_file::write_atomically(&samples, |w| crate::samples_file::write(&profile, w))?;
     files.push(samples);

@@ -188,6 +188,20 @@ impl StateSampler {
                 continue;
             }
             let Some(rec) = decode::<StateRecord>(bytes) else { break };
+            tracing::trace!(
+                tid = rec.head.tid,
+                state = rec.state,
+                kstack_len = rec.kstack_len,
+                flags = rec.head.flags,
+                syscall = rec.syscall,
+                tgid = rec.tgid,
+                cpu = rec.cpu,
+                start = rec.start_ns,
+                pcount = rec.counters.pcount,
+                sp = rec.regs.sp,
+                kid = rec.kstack_id,
+                "whole record"
+            );
             let frames = (rec.kstack_len as usize).min(SNAPSHOT_STACK_DEPTH);
             let end = HEAD + frames * 8;
             let Some(stack) = bytes.get(HEAD..end) else { break };
