@@ -41,6 +41,13 @@ pub const CGROUP_FILTER_MAP: &str = "CGROUP_FILTER";
 /// Bound of [`CGROUP_FILTER_MAP`].
 pub const MAX_CGROUP_FILTER: u32 = 16384;
 
+/// Array map of run-time rates set by user space (the cost governor): at
+/// [`RATE_SAMPLE_LEVEL`], keep one on-CPU sample in 2^level.
+pub const RATES_MAP: &str = "RATES";
+pub const RATE_SAMPLE_LEVEL: u32 = 0;
+/// Highest sample level the governor may set.
+pub const MAX_SAMPLE_LEVEL: u32 = 6;
+
 /// Slots of the per-CPU counter array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,8 +104,9 @@ pub struct SampleEvent {
     /// System call the thread was in (`NO_SYSCALL`: none, or not tracked
     /// because the scheduler hooks are off).
     pub syscall: i32,
-    /// Reserved, zero.
-    pub _pad: u32,
+    /// Samples this one stands for: 2^level when the cost governor keeps
+    /// one sample in 2^level ([`RATES_MAP`]), else 1.
+    pub weight: u32,
     /// Thread comm, NUL padded.
     pub comm: [u8; TASK_COMM_LEN],
     /// Kernel instruction pointers, innermost first.

@@ -276,7 +276,7 @@ pub fn nmi_handler(ctx: BtfTracePointContext) -> i32 {
 /// Whether a task is a kernel thread.
 #[inline(always)]
 pub(crate) fn is_kernel_thread(task: *const u8) -> bool {
-    task_field(task, read_global(&TASK_FLAGS_OFFSET)).is_ok_and(|f| f & PF_KTHREAD != 0)
+    task_field(task, &TASK_FLAGS_OFFSET).is_ok_and(|f| f & PF_KTHREAD != 0)
 }
 
 /// At a context switch on this CPU from `prev_tid` to `next`: close

@@ -5,17 +5,17 @@ use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
-        bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns,
+        bpf_get_prandom_u32, bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns,
     },
     macros::{map, perf_event},
-    maps::{HashMap, LruHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, RingBuf},
     programs::PerfEventContext,
     EbpfContext,
 };
 use profiler_common::{
     Counter, SampleEvent, StackSample, UserRegs, EVENT_SAMPLE, EVENT_SAMPLE_STACK, MAX_CGROUP_FILTER, MAX_PID_FILTER,
-    MAX_STACK_DEPTH, MAX_USER_STACK_BYTES, SEEN_PIDS_SLOTS, STACK_COPY_FAILED, STACK_COPY_SHORT, STACK_SAMPLE_HEADER,
-    TASK_COMM_LEN,
+    MAX_SAMPLE_LEVEL, MAX_STACK_DEPTH, MAX_USER_STACK_BYTES, RATE_SAMPLE_LEVEL, SEEN_PIDS_SLOTS, STACK_COPY_FAILED,
+    STACK_COPY_SHORT, STACK_SAMPLE_HEADER, TASK_COMM_LEN,
 };
 
 use crate::{
@@ -36,6 +36,10 @@ static FILTER_CGROUPS: u8 = 0;
 /// Sized by user space from frequency and CPU count before load.
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Run-time rates set by user space (the cost governor).
+#[map]
+static RATES: Array<u32> = Array::with_max_entries(4, 0);
 
 #[map]
 pub(crate) static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PID_FILTER, 0);
@@ -106,11 +110,19 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
     if read_global(&FILTER_BY_COMM) != 0 && !comm_matches(&comm) {
         return 0;
     }
+    // Over its CPU budget, the governor keeps one sample in 2^level, at
+    // random (a fixed pattern could alias with the workload); each kept
+    // one stands for 2^level.
+    let level = RATES.get(RATE_SAMPLE_LEVEL).copied().unwrap_or(0).min(MAX_SAMPLE_LEVEL);
+    if level > 0 && unsafe { bpf_get_prandom_u32() } & ((1 << level) - 1) != 0 {
+        return 0;
+    }
+    let weight = 1u32 << level;
 
     if wants_copy(pid) {
         // Kernel threads have no user registers: they take the small record.
         if let Some(regs) = user_regs(unsafe { bpf_get_current_task_btf() }) {
-            sample_with_stack(&ctx, pid, tid, &comm, regs);
+            sample_with_stack(&ctx, pid, tid, &comm, regs, weight);
             return 0;
         }
     }
@@ -118,7 +130,7 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
         bump(Counter::LostSamples);
         return 0;
     };
-    unsafe { fill(&ctx, entry.as_mut_ptr(), EVENT_SAMPLE, pid, tid, &comm) };
+    unsafe { fill(&ctx, entry.as_mut_ptr(), EVENT_SAMPLE, pid, tid, &comm, weight) };
     entry.submit(wakeup_flags(pid));
     0
 }
@@ -128,7 +140,14 @@ pub fn on_cpu_sample(ctx: PerfEventContext) -> u32 {
 /// read-only global, a constant to the verifier); user space reads only
 /// the `stack_len` bytes that were copied.
 #[inline(always)]
-fn sample_with_stack(ctx: &PerfEventContext, pid: u32, tid: u32, comm: &[u8; TASK_COMM_LEN], regs: UserRegs) {
+fn sample_with_stack(
+    ctx: &PerfEventContext,
+    pid: u32,
+    tid: u32,
+    comm: &[u8; TASK_COMM_LEN],
+    regs: UserRegs,
+    weight: u32,
+) {
     let want = read_global(&USER_STACK_BYTES);
     let want = if want as usize > MAX_USER_STACK_BYTES { MAX_USER_STACK_BYTES as u32 } else { want };
     let Some(mut buf) = EVENTS.reserve_bytes(STACK_SAMPLE_HEADER + want as usize, 0) else {
@@ -137,7 +156,7 @@ fn sample_with_stack(ctx: &PerfEventContext, pid: u32, tid: u32, comm: &[u8; TAS
     };
     let rec = buf.as_mut_ptr().cast::<StackSample>();
     unsafe {
-        fill(ctx, &raw mut (*rec).sample, EVENT_SAMPLE_STACK, pid, tid, comm);
+        fill(ctx, &raw mut (*rec).sample, EVENT_SAMPLE_STACK, pid, tid, comm, weight);
         (*rec).regs = regs;
         let (len, short) = copy_stack(tid, (&raw mut (*rec).stack).cast::<u8>(), regs.sp, want);
         (*rec).stack_len = len;
@@ -162,6 +181,7 @@ unsafe fn fill(
     pid: u32,
     tid: u32,
     comm: &[u8; TASK_COMM_LEN],
+    weight: u32,
 ) {
     const STACK_BYTES: u32 = (MAX_STACK_DEPTH * 8) as u32;
     unsafe {
@@ -171,11 +191,13 @@ unsafe fn fill(
         (*event).pid = pid;
         (*event).tid = tid;
         // The scheduler hooks know which syscall the thread is in (empty map without them).
-        (*event).syscall = match THREADS.get(&tid) {
-            Some(r) => r.syscall,
-            None => crate::task::syscall_untracked(bpf_get_current_task_btf()).0,
+        // The syscall hooks know which syscall the thread is in; without
+        // them its saved registers say.
+        (*event).syscall = match crate::task::syscalls_from_regs() {
+            true => crate::task::syscall_of(bpf_get_current_task_btf()).0,
+            false => THREADS.get(&tid).map_or(profiler_common::NO_SYSCALL, |r| r.syscall),
         };
-        (*event)._pad = 0;
+        (*event).weight = weight;
         (*event).comm = *comm;
 
         let n = bpf_get_stack(ctx.as_ptr(), (*event).kstack.as_mut_ptr().cast(), STACK_BYTES, 0);

@@ -69,9 +69,7 @@ pub fn process_exec(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn process_fork(ctx: BtfTracePointContext) -> i32 {
     let child: *const u8 = ctx.arg(1);
-    let (Ok(tid), Ok(tgid)) =
-        (task_field(child, read_global(&TASK_PID_OFFSET)), task_field(child, read_global(&TASK_TGID_OFFSET)))
-    else {
+    let (Ok(tid), Ok(tgid)) = (task_field(child, &TASK_PID_OFFSET), task_field(child, &TASK_TGID_OFFSET)) else {
         return 0;
     };
     if tid != tgid {

@@ -116,9 +116,10 @@ static STACKS: StackTrace = StackTrace::with_max_entries(MAX_STACKS, 0);
 #[map]
 static OFFCPU: HashMap<OffCpuKey, OffCpuValue> = HashMap::with_max_entries(MAX_OFFCPU_KEYS, 0);
 
+/// A u32 field of a BTF-typed task (see [`crate::task::btf_field`]).
 #[inline(always)]
-pub(crate) fn task_field(task: *const u8, offset: u32) -> Result<u32, i32> {
-    unsafe { bpf_probe_read_kernel(task.add(offset as usize).cast::<u32>()) }
+pub(crate) fn task_field(task: *const u8, offset: &'static u32) -> Result<u32, i32> {
+    Ok(crate::task::btf_field(task, offset))
 }
 
 /// The thread's record, created in `state` if it is new.
@@ -250,17 +251,16 @@ fn switch_time(prev: *const u8, now: u64) -> u64 {
     if se == 0 {
         return now;
     }
-    let read_ptr =
-        |base: *const u8, off: u32| unsafe { bpf_probe_read_kernel(base.add(off as usize).cast::<u64>()) }.unwrap_or(0);
-    let cfs_rq = read_ptr(prev, se);
-    if cfs_rq == 0 {
+    let _ = (rq, clock);
+    let cfs_rq: *const u8 = crate::task::btf_field(prev, &TASK_CFS_RQ_OFFSET);
+    if cfs_rq.is_null() {
         return now;
     }
-    let rq = read_ptr(cfs_rq as *const u8, rq);
-    if rq == 0 {
+    let rq: *const u8 = crate::task::btf_field(cfs_rq, &CFS_RQ_RQ_OFFSET);
+    if rq.is_null() {
         return now;
     }
-    let clock = read_ptr(rq as *const u8, clock);
+    let clock: u64 = crate::task::btf_field(rq, &RQ_CLOCK_OFFSET);
     match clock_offset(now, clock) {
         Some(offset) if clock != 0 => to_ktime(clock, offset, now),
         _ => now,
@@ -280,6 +280,12 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
             retire(prev_tid, now);
         } else if let Some(r) = record(prev_tid, prev_tgid, STATE_RUNNING, now) {
             transition(prev_tid, r, state_after_switch(prev_state), now);
+            // Without the syscall hooks, the syscall it blocks in comes from
+            // its saved registers (as /proc/PID/task/TID/syscall reads it).
+            if crate::task::syscalls_from_regs() {
+                (r.syscall, r.syscall_fd) = crate::task::syscall_of(prev as *mut _);
+                r.syscall_start_ns = 0;
+            }
             // Still `current`: these are the stacks it blocks or waits in.
             // Walked at most every STACK_WALK_INTERVAL_NS per thread and syscall.
             if read_global(&WALK_STACKS) != 0
@@ -298,9 +304,9 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
         }
     }
     noise::on_switch(prev_tid, next, now);
-    let next_tid = task_field(next, read_global(&TASK_PID_OFFSET))?;
+    let next_tid = task_field(next, &TASK_PID_OFFSET)?;
     if next_tid != 0 {
-        let next_tgid = task_field(next, read_global(&TASK_TGID_OFFSET))?;
+        let next_tgid = task_field(next, &TASK_TGID_OFFSET)?;
         if let Some(r) = record(next_tid, next_tgid, STATE_RUNNABLE, now) {
             if r.times.state == STATE_RUNNABLE {
                 noise::on_victim_runs(next_tid, next_tgid, r.times.since_ns, now);
@@ -315,11 +321,11 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
 fn on_wakeup(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let now = unsafe { bpf_ktime_get_ns() };
     let task: *const u8 = ctx.arg(0);
-    let tid = task_field(task, read_global(&TASK_PID_OFFSET))?;
+    let tid = task_field(task, &TASK_PID_OFFSET)?;
     if tid == 0 {
         return Ok(());
     }
-    let tgid = task_field(task, read_global(&TASK_TGID_OFFSET))?;
+    let tgid = task_field(task, &TASK_TGID_OFFSET)?;
     // The wake-up just updated the run queue's clock and queued the task
     // with it: measure the offset between that clock and ours.
     // The run-queue wait starts where the kernel starts it: when the task

@@ -110,12 +110,12 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
     }
     let seq = unsafe { (*meta).seq };
     let t = task as *const u8;
-    let tid = task_field(t, read_global(&crate::sched::TASK_PID_OFFSET))?;
-    let raw_state = task_field(t, read_global(&TASK_STATE_OFFSET))?;
-    let on_cpu = task_field(t, read_global(&TASK_ON_CPU_OFFSET))?;
+    // The fields every thread needs, by plain loads from the BTF-typed task.
+    let tid: u32 = task::btf_field(t, &crate::sched::TASK_PID_OFFSET);
+    let raw_state: u32 = task::btf_field(t, &TASK_STATE_OFFSET);
+    let on_cpu: u32 = task::btf_field(t, &TASK_ON_CPU_OFFSET);
     let (state, preempted) = snapshot_state(t, on_cpu, raw_state);
-    let pcount = task::pcount(t);
-    let start_ns = task::start_ns(t);
+    let (pcount, start_ns) = task::pcount_and_start(t);
     let seen = SnapSeen { pcount, start_ns, state, _pad: 0 };
     if state != STATE_RUNNING {
         if let Some(last) = unsafe { SNAP_SEEN.get(&tid) } {
@@ -130,7 +130,7 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
     let scratch = unsafe { &mut *scratch };
     let rec = &mut scratch.record;
     rec.head = SnapHead { tid, flags: preempted };
-    rec.tgid = task_field(t, read_global(&crate::sched::TASK_TGID_OFFSET))?;
+    rec.tgid = task_field(t, &crate::sched::TASK_TGID_OFFSET)?;
     rec.state = state;
     rec.comm =
         unsafe { bpf_probe_read_kernel(t.add(read_global(&TASK_COMM_OFFSET) as usize).cast::<[u8; TASK_COMM_LEN]>()) }?;
@@ -207,7 +207,7 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
 pub fn task_exit(ctx: BtfTracePointContext) -> i32 {
     // (struct task_struct *p, ...)
     let task: *const u8 = ctx.arg(0);
-    let Ok(tid) = task_field(task, read_global(&crate::sched::TASK_PID_OFFSET)) else { return 0 };
+    let Ok(tid) = task_field(task, &crate::sched::TASK_PID_OFFSET) else { return 0 };
     let _ = SNAP_SEEN.remove(&tid);
     let Some(mut entry) = TASK_EXITS.reserve::<TaskExit>(0) else {
         bump(profiler_common::Counter::LostExits);
@@ -216,7 +216,7 @@ pub fn task_exit(ctx: BtfTracePointContext) -> i32 {
     let e = entry.as_mut_ptr();
     unsafe {
         (*e).tid = tid;
-        (*e).tgid = task_field(task, read_global(&crate::sched::TASK_TGID_OFFSET)).unwrap_or(0);
+        (*e).tgid = task_field(task, &crate::sched::TASK_TGID_OFFSET).unwrap_or(0);
         (*e).start_ns = task::start_ns(task);
         (*e).ts_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
         (*e).counters = task::counters(task);

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::task_struct,
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel, bpf_task_pt_regs},
+    helpers::{bpf_get_current_task_btf, bpf_task_pt_regs},
 };
 use profiler_common::{TaskCounters, NO_SYSCALL};
 
@@ -39,77 +39,95 @@ static PT_REGS_SYSCALL_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static SYSCALL_FROM_REGS: u8 = 0;
 
-/// A u64 at `offset` in `task`, 0 if unreadable.
+/// A field of a kernel object the verifier knows by its BTF type (a
+/// tracing program's argument, the task iterator's task, a pointer loaded
+/// from such an object's field), read by a plain load: `offset` comes from
+/// a read-only global, a constant to the verifier, which checks it against
+/// the kernel's BTF and makes the load fault-safe (a fault reads zero).
+/// Much cheaper than `bpf_probe_read_kernel` on hot paths.
 #[inline(always)]
-pub fn u64_at(task: *const u8, offset: &'static u32) -> u64 {
-    unsafe { bpf_probe_read_kernel(task.add(read_global(offset) as usize).cast::<u64>()) }.unwrap_or(0)
+pub fn btf_field<T: Copy>(object: *const u8, offset: &'static u32) -> T {
+    unsafe { core::ptr::read_volatile(object.add(read_global(offset) as usize).cast::<T>()) }
 }
 
-/// A u32 at `offset` in `task`, 0 if unreadable.
+/// `sched_info.pcount` and `start_time`.
 #[inline(always)]
-pub fn u32_at(task: *const u8, offset: &'static u32) -> u32 {
-    unsafe { bpf_probe_read_kernel(task.add(read_global(offset) as usize).cast::<u32>()) }.unwrap_or(0)
-}
-
-#[inline(always)]
-pub fn pcount(task: *const u8) -> u64 {
-    u64_at(task, &TASK_PCOUNT_OFFSET)
+pub fn pcount_and_start(task: *const u8) -> (u64, u64) {
+    (btf_field(task, &TASK_PCOUNT_OFFSET), btf_field(task, &TASK_START_TIME_OFFSET))
 }
 
 #[inline(always)]
 pub fn start_ns(task: *const u8) -> u64 {
-    u64_at(task, &TASK_START_TIME_OFFSET)
+    btf_field(task, &TASK_START_TIME_OFFSET)
 }
 
 #[inline(always)]
 pub fn cpu(task: *const u8) -> u32 {
-    u32_at(task, &TASK_CPU_OFFSET)
+    btf_field(task, &TASK_CPU_OFFSET)
 }
 
 /// `sched_info.last_queued`: when a runnable task was queued (0 once it runs).
 #[inline(always)]
 pub fn last_queued(task: *const u8) -> u64 {
-    u64_at(task, &TASK_LAST_QUEUED_OFFSET)
+    btf_field(task, &TASK_LAST_QUEUED_OFFSET)
 }
 
 /// `sched_info.last_arrival` of the current task: when it last got its CPU.
 #[inline(always)]
 pub fn current_last_arrival() -> u64 {
-    let current = unsafe { bpf_get_current_task() } as *const u8;
-    u64_at(current, &TASK_LAST_ARRIVAL_OFFSET)
+    let current = unsafe { bpf_get_current_task_btf() } as *const u8;
+    btf_field(current, &TASK_LAST_ARRIVAL_OFFSET)
 }
 
 /// The kernel's cumulative counters of `task`.
 #[inline(always)]
 pub fn counters(task: *const u8) -> TaskCounters {
-    let delays = match read_global(&TASK_DELAYS_OFFSET) {
+    let blkio_delay_ns = match read_global(&TASK_DELAYS_OFFSET) {
         0 => 0,
-        _ => u64_at(task, &TASK_DELAYS_OFFSET),
-    };
-    let blkio_delay_ns = match delays {
-        0 => 0,
-        p => u64_at(p as *const u8, &DELAYS_BLKIO_OFFSET),
+        _ => {
+            let delays: *const u8 = btf_field(task, &TASK_DELAYS_OFFSET);
+            if delays.is_null() {
+                0
+            } else {
+                btf_field(delays, &DELAYS_BLKIO_OFFSET)
+            }
+        }
     };
     TaskCounters {
-        sum_exec_ns: u64_at(task, &TASK_SUM_EXEC_OFFSET),
-        run_delay_ns: u64_at(task, &TASK_RUN_DELAY_OFFSET),
-        pcount: pcount(task),
-        nvcsw: u64_at(task, &TASK_NVCSW_OFFSET),
-        nivcsw: u64_at(task, &TASK_NIVCSW_OFFSET),
+        sum_exec_ns: btf_field(task, &TASK_SUM_EXEC_OFFSET),
+        run_delay_ns: btf_field(task, &TASK_RUN_DELAY_OFFSET),
+        pcount: btf_field(task, &TASK_PCOUNT_OFFSET),
+        nvcsw: btf_field(task, &TASK_NVCSW_OFFSET),
+        nivcsw: btf_field(task, &TASK_NIVCSW_OFFSET),
         blkio_delay_ns,
     }
 }
 
-/// The system call of a thread the syscall hooks do not track, and its
-/// first argument: from its saved registers in the continuous tier, unknown
-/// in the deep one (the hooks track every thread there but a new one).
+/// The system call of a thread the scheduler hooks do not track, and its
+/// first argument: from its saved registers without the syscall hooks,
+/// unknown with them (they track every thread but a new one).
 #[inline(always)]
 pub fn syscall_untracked(task: *mut task_struct) -> (i32, i32) {
-    // Kernel threads make no syscalls; their saved registers are zero.
-    if read_global(&SYSCALL_FROM_REGS) == 0 || crate::noise::is_kernel_thread(task as *const u8) {
+    if read_global(&SYSCALL_FROM_REGS) == 0 {
         return (NO_SYSCALL, -1);
     }
-    syscall_from_regs(task, read_global(&crate::sched::PT_REGS_ARG0_OFFSET))
+    syscall_of(task)
+}
+
+/// Whether syscalls come from the saved registers (no syscall hooks).
+#[inline(always)]
+pub fn syscalls_from_regs() -> bool {
+    read_global(&SYSCALL_FROM_REGS) != 0
+}
+
+/// The syscall `task` is in, from its saved registers.
+#[inline(always)]
+pub fn syscall_of(task: *mut task_struct) -> (i32, i32) {
+    // Kernel threads make no syscalls; their saved registers are zero.
+    if crate::noise::is_kernel_thread(task as *const u8) {
+        return (NO_SYSCALL, -1);
+    }
+    syscall_from_regs(task, &crate::sched::PT_REGS_ARG0_OFFSET)
 }
 
 /// The system call `task` is in and its first argument, from the registers
@@ -117,17 +135,16 @@ pub fn syscall_untracked(task: *mut task_struct) -> (i32, i32) {
 /// them: `NO_SYSCALL` outside one (an interrupt of user code saves a
 /// negative number there) and for kernel threads.
 #[inline(always)]
-fn syscall_from_regs(task: *mut task_struct, arg0_offset: u32) -> (i32, i32) {
+fn syscall_from_regs(task: *mut task_struct, arg0_offset: &'static u32) -> (i32, i32) {
     let regs = unsafe { bpf_task_pt_regs(task) } as *const u8;
     if regs.is_null() {
         return (NO_SYSCALL, -1);
     }
     // orig_ax is a u64 on x86_64, syscallno an s32 on aarch64: either way
     // its low 32 bits, as a signed number, are the syscall or negative.
-    let nr = u32_at(regs, &PT_REGS_SYSCALL_OFFSET) as i32;
+    let nr = btf_field::<u32>(regs, &PT_REGS_SYSCALL_OFFSET) as i32;
     if nr < 0 {
         return (NO_SYSCALL, -1);
     }
-    let arg0 = unsafe { bpf_probe_read_kernel(regs.add(arg0_offset as usize).cast::<u64>()) }.map_or(-1, |a| a as i32);
-    (nr, arg0)
+    (nr, btf_field::<u64>(regs, arg0_offset) as i32)
 }

@@ -171,6 +171,17 @@ impl BlockedStacks {
         self.stats.cpu_ns += now.saturating_sub(self.snapshot_started_ns);
     }
 
+    /// Whether this snapshot has used its copy budget.
+    pub fn budget_spent(&self) -> bool {
+        self.budget == 0
+    }
+
+    /// A blocked thread left for a later snapshot: the budget is spent.
+    pub fn defer(&mut self) -> Unwound {
+        self.stats.deferred += 1;
+        Unwound::Deferred
+    }
+
     /// Whether `tgid` is one of the selected processes.
     pub fn selected(&self, tgid: u32) -> bool {
         self.pids.is_empty() || self.pids.contains(&tgid)

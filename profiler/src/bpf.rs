@@ -23,8 +23,8 @@ use profiler_common::{
     GLOBAL_TASK_NVCSW_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET, GLOBAL_TASK_PCOUNT_OFFSET, GLOBAL_TASK_PID_OFFSET,
     GLOBAL_TASK_RUN_DELAY_OFFSET, GLOBAL_TASK_START_TIME_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_SUM_EXEC_OFFSET,
     GLOBAL_TASK_TGID_OFFSET, GLOBAL_UNWIND_MODE, GLOBAL_USER_STACK_BYTES, GLOBAL_WALK_STACKS, HISTOGRAMS_MAP,
-    MAX_PID_FILTER, NOISE_MAP, OFFCPU_MAP, PID_FILTER_MAP, SNAPSHOT_PROGRAM, SNAP_SEEN_MAP, STACKS_MAP, TASK_COMM_LEN,
-    TASK_EXITS_MAP, THREADS_MAP, VICTIMS_MAP, WINDOW_MAP,
+    MAX_PID_FILTER, NOISE_MAP, OFFCPU_MAP, PID_FILTER_MAP, RATES_MAP, SNAPSHOT_PROGRAM, SNAP_SEEN_MAP, STACKS_MAP,
+    TASK_COMM_LEN, TASK_EXITS_MAP, THREADS_MAP, VICTIMS_MAP, WINDOW_MAP,
 };
 
 use crate::{error::HookNeed, Error, Result};
@@ -65,6 +65,8 @@ pub struct SamplingConfig {
     /// Continuous: no scheduler, syscall or interrupt hooks; snapshots
     /// read the kernel's counters and exits report them.
     pub tier: crate::tier::Tier,
+    /// Hook every syscall's entry and exit (syscall latency histograms).
+    pub syscall_hooks: bool,
 }
 
 impl Default for SamplingConfig {
@@ -85,6 +87,7 @@ impl Default for SamplingConfig {
             noise: true,
             noise_threshold_ns: 0,
             tier: crate::tier::Tier::Deep,
+            syscall_hooks: false,
         }
     }
 }
@@ -214,14 +217,12 @@ impl KernelOffsets {
     }
 }
 
-/// The scheduler and syscall hooks: (program, tracepoint).
-const SCHEDULER_HOOKS: &[(&str, &str)] = &[
-    ("sched_switch", "sched_switch"),
-    ("sched_wakeup", "sched_wakeup"),
-    ("sched_wakeup_new", "sched_wakeup_new"),
-    ("sys_enter", "sys_enter"),
-    ("sys_exit", "sys_exit"),
-];
+/// The scheduler hooks: (program, tracepoint).
+const SCHEDULER_HOOKS: &[(&str, &str)] =
+    &[("sched_switch", "sched_switch"), ("sched_wakeup", "sched_wakeup"), ("sched_wakeup_new", "sched_wakeup_new")];
+
+/// The syscall hooks, for syscall latency histograms (`--syscall-latency`).
+const SYSCALL_HOOKS: &[(&str, &str)] = &[("sys_enter", "sys_enter"), ("sys_exit", "sys_exit")];
 
 /// The continuous tier's one thread hook, off the switch path: a thread's
 /// final counters at its exit.
@@ -316,7 +317,7 @@ impl Loaded {
             .override_global(GLOBAL_TASK_DELAYS_OFFSET, &config.offsets.delays, true)
             .override_global(GLOBAL_DELAYS_BLKIO_OFFSET, &config.offsets.delays_blkio, true)
             .override_global(GLOBAL_PT_REGS_SYSCALL_OFFSET, &config.offsets.pt_regs_syscall, true)
-            .override_global(GLOBAL_SYSCALL_FROM_REGS, &u8::from(continuous), true)
+            .override_global(GLOBAL_SYSCALL_FROM_REGS, &u8::from(continuous || !config.syscall_hooks), true)
             .override_global(GLOBAL_TASK_CFS_RQ_OFFSET, &config.offsets.cfs_rq, true)
             .override_global(GLOBAL_CFS_RQ_RQ_OFFSET, &config.offsets.cfs_rq_rq, true)
             .override_global(GLOBAL_RQ_CLOCK_OFFSET, &config.offsets.rq_clock, true)
@@ -343,6 +344,9 @@ impl Loaded {
             loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
         } else if config.off_cpu {
             loaded.attach_tracepoints(btf, SCHEDULER_HOOKS, HookNeed::OffCpu)?;
+            if config.syscall_hooks {
+                loaded.attach_tracepoints(btf, SYSCALL_HOOKS, HookNeed::OffCpu)?;
+            }
             if config.walk_stacks {
                 loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
             }
@@ -486,6 +490,23 @@ impl Loaded {
     pub fn take_fp_pids(&mut self) -> Result<HashMap<MapData, u32, u8>> {
         let map = self.ebpf.take_map(FP_PIDS_MAP).ok_or_else(|| Error::Load(format!("map {FP_PIDS_MAP} missing")))?;
         HashMap::try_from(map).map_err(|e| Error::load(&e))
+    }
+
+    /// Take the map of run-time rates (the cost governor's sample level).
+    pub fn take_rates(&mut self) -> Result<Array<MapData, u32>> {
+        let map = self.ebpf.take_map(RATES_MAP).ok_or_else(|| Error::Load(format!("map {RATES_MAP} missing")))?;
+        Array::try_from(map).map_err(|e| Error::load(&e))
+    }
+
+    /// Fds of the loaded programs that run in other tasks' context (all
+    /// but the snapshot iterator, which runs inside our own read()).
+    pub fn outside_program_fds(&self) -> Vec<i32> {
+        use std::os::fd::{AsFd, AsRawFd};
+        self.ebpf
+            .programs()
+            .filter(|(name, _)| *name != SNAPSHOT_PROGRAM)
+            .filter_map(|(_, p)| p.fd().ok().map(|fd| fd.as_fd().as_raw_fd()))
+            .collect()
     }
 
     /// Take the snapshot iterator's memory of each thread.

@@ -14,6 +14,7 @@ use tokio::{
 use crate::{
     blocked_stacks::BlockedStacks,
     enrich::{cgroup_filter::CgroupFilter, processes::ProcessTable},
+    governor::{Apply, Governor, GovernorReport, Levels},
     off_cpu::StackResolver,
     progress::Progress,
     sched_times::{drain_exits, monotonic_ns, Exited},
@@ -124,6 +125,8 @@ pub struct Captured {
     /// Every thread's counters when the window opened and closed (continuous tier).
     pub opening: Option<CounterRead>,
     pub closing: Option<CounterRead>,
+    /// What the cost governor measured and did.
+    pub governor: Option<GovernorReport>,
 }
 
 /// Thread-state snapshots taken during the capture, and the stack map
@@ -167,8 +170,10 @@ impl Snapshots {
             stacks.start_snapshot();
             for t in &pending {
                 let outcome = match self.copy_all || !u.walks_with_frame_pointers(t.tgid) {
-                    true => stacks.stack_of(t, &mut u.unwinder, &mut sinks.stacks),
                     false => crate::blocked_stacks::Unwound::NotSelected,
+                    // Over this snapshot's budget: left for the next ones.
+                    true if stacks.budget_spent() => stacks.defer(),
+                    true => stacks.stack_of(t, &mut u.unwinder, &mut sinks.stacks),
                 };
                 self.sampler.unwound(t.tid, outcome);
             }
@@ -214,6 +219,31 @@ impl Snapshots {
     }
 }
 
+/// The cost governor and what it turns.
+pub struct Governed {
+    pub governor: Governor,
+    /// The sampling program's rates (`RATES`).
+    pub rates: aya::maps::Array<MapData, u32>,
+}
+
+/// Applies the governor's levels: snapshots through their thread, samples
+/// through the sampling program's rates map.
+struct Turn<'a> {
+    taker: Option<&'a SnapshotTaker>,
+    rates: &'a mut aya::maps::Array<MapData, u32>,
+}
+
+impl Apply for Turn<'_> {
+    fn apply(&mut self, levels: Levels) {
+        if let Some(t) = self.taker {
+            t.set_level(levels.snapshot);
+        }
+        if let Err(err) = self.rates.set(profiler_common::RATE_SAMPLE_LEVEL, levels.sample, 0) {
+            tracing::warn!(%err, "could not set the sampling rate");
+        }
+    }
+}
+
 /// The next snapshot, or never without snapshots.
 async fn next_snapshot(snapshots: &mut Option<Snapshots>) -> Option<std::io::Result<Taken>> {
     match snapshots {
@@ -231,6 +261,7 @@ pub async fn run(
     unwinder: Option<SampleUnwinder>,
     duration: Duration,
     bounds: bool,
+    mut governed: Option<Governed>,
 ) -> Result<Captured> {
     let mut exited = Exited::default();
     // SAFETY: the ring buffer owns its map fd, which stays open and is not
@@ -284,6 +315,15 @@ pub async fn run(
                 if let Some(s) = snapshots.as_mut() {
                     s.drain_exits();
                 }
+                if let Some(g) = governed.as_mut() {
+                    // What snapshots cost: taking and parsing them, and copying
+                    // and unwinding the stacks of the blocked threads they find.
+                    let snapshot_cpu = snapshots.as_ref().map_or(0, |s| {
+                        s.sampler.stats.cpu_ns + s.blocked.as_ref().map_or(0, |b| b.stats.cpu_ns)
+                    });
+                    let mut turn = Turn { taker: snapshots.as_ref().map(|s| &s.taker), rates: &mut g.rates };
+                    g.governor.poll(snapshot_cpu, &mut turn);
+                }
                 if let Some(filter) = cgroup_filter.as_mut() {
                     filter.rescan_if_due();
                 }
@@ -321,6 +361,7 @@ pub async fn run(
         snapshots,
         opening,
         closing,
+        governor: governed.map(|g| g.governor.report()),
     })
 }
 

@@ -48,6 +48,12 @@ pub struct NoiseArgs {
     #[arg(long, value_name = "SPECS")]
     pub slo: Option<String>,
 
+    /// Keep syscall latency histograms: hooks on every system call's entry and exit, which cost
+    /// on every syscall (implied by an --slo on syscall targets). Without them a blocked
+    /// thread's syscall is read from its saved registers at switch-out.
+    #[arg(long)]
+    pub syscall_latency: bool,
+
     /// Print one JSON document (noise and histograms) on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -153,6 +159,12 @@ pub struct RecordArgs {
     #[arg(long, value_enum, default_value_t = crate::tier::Tier::Deep)]
     pub tier: crate::tier::Tier,
 
+    /// Share of one CPU tailprof may spend (its process plus its BPF programs), e.g. 1 or 0.5%:
+    /// over it, snapshots and then samples are taken less often, down to floors
+    /// [default: 1 with --tier continuous, none with --tier deep].
+    #[arg(long, value_name = "PERCENT", value_parser = parse_cpu_budget)]
+    pub cpu_budget: Option<f64>,
+
     /// Skip the scheduler hooks and thread-state snapshots (on/off-CPU time of every thread)
     /// for the cheapest capture.
     #[arg(long)]
@@ -187,6 +199,12 @@ pub struct RecordArgs {
     /// where DWARF (in the binary or an installed debug file) gives them.
     #[arg(long)]
     pub lines: bool,
+
+    /// Keep syscall latency histograms: hooks on every system call's entry and exit, which cost
+    /// on every syscall (implied by an --slo on syscall targets). Without them a blocked
+    /// thread's syscall is read from its saved registers at switch-out.
+    #[arg(long)]
+    pub syscall_latency: bool,
 
     /// Latency objectives to count misery against in histograms.json, e.g.
     /// runq=1ms,disk=20ms,syscall:read=10ms.
@@ -241,6 +259,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--cpu-budget`: a percentage of one CPU, above 0 and at most 100.
+pub fn parse_cpu_budget(s: &str) -> Result<f64, String> {
+    let n: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{s}' is not a percentage of one CPU; write it like 1 or 0.5%"))?;
+    if !(n > 0.0 && n <= 100.0) {
+        return Err(format!(
+            "{n}% is out of range; --cpu-budget takes more than 0 and at most 100 (percent of one CPU)"
+        ));
+    }
+    Ok(n)
+}
+
+/// Default `--cpu-budget` of the continuous tier, percent of one CPU.
+pub const DEFAULT_CONTINUOUS_BUDGET: f64 = 1.0;
+
 /// Default of `--state-hz`.
 pub const DEFAULT_STATE_HZ: u64 = 20;
 
@@ -256,6 +291,14 @@ pub fn parse_state_hz(s: &str) -> Result<u64, String> {
 }
 
 impl RecordArgs {
+    /// The CPU budget in effect: as given, or the tier's default.
+    pub fn cpu_budget(&self) -> Option<f64> {
+        match self.tier {
+            crate::tier::Tier::Continuous => Some(self.cpu_budget.unwrap_or(DEFAULT_CONTINUOUS_BUDGET)),
+            crate::tier::Tier::Deep => self.cpu_budget,
+        }
+    }
+
     /// Snapshots per second, 0 when the off-CPU view is off. Rejects
     /// combinations that cannot work.
     pub fn state_hz(&self) -> Result<u64, String> {
@@ -333,6 +376,22 @@ mod tests {
         assert_eq!(args(&[]).state_hz(), Ok(DEFAULT_STATE_HZ));
         assert_eq!(args(&["--no-off-cpu"]).state_hz(), Ok(0));
         assert!(args(&["--no-off-cpu", "--state-hz", "5"]).state_hz().unwrap_err().contains("--no-off-cpu"));
+    }
+
+    #[test]
+    fn cpu_budgets() {
+        assert_eq!(parse_cpu_budget("0.5"), Ok(0.5));
+        assert_eq!(parse_cpu_budget("2%"), Ok(2.0));
+        assert!(parse_cpu_budget("0").unwrap_err().contains("--cpu-budget"));
+        assert!(parse_cpu_budget("150").is_err());
+        assert!(parse_cpu_budget("lots").unwrap_err().contains("percentage"));
+        let args = |v: &[&str]| match Cli::parse_from([&["tailprof", "record"], v].concat()).command {
+            Command::Record(a) => a,
+            _ => unreachable!("parsed a record command"),
+        };
+        assert_eq!(args(&["--tier", "continuous"]).cpu_budget(), Some(DEFAULT_CONTINUOUS_BUDGET));
+        assert_eq!(args(&[]).cpu_budget(), None);
+        assert_eq!(args(&["--cpu-budget", "3"]).cpu_budget(), Some(3.0));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod continuous;
 pub mod enrich;
 pub mod error;
+pub mod governor;
 pub mod group;
 pub mod kernel_btf;
 pub mod latency;

@@ -342,6 +342,8 @@ pub struct ThreadTotal {
 pub struct Profile {
     /// Which tier made it.
     pub tier: crate::tier::Tier,
+    /// What the cost governor (`--cpu-budget`) measured and did.
+    pub governor: Option<crate::governor::GovernorReport>,
     /// Continuous tier: what the kernel's counters say beyond the times.
     pub counter_extras: BTreeMap<u32, crate::continuous::CounterExtras>,
     /// Wall-clock start, nanoseconds since the Unix epoch.

@@ -10,6 +10,7 @@ use crate::{
     cli::RecordArgs,
     continuous,
     enrich::cgroup_filter::{CgroupFilter, Plan},
+    governor::{Governor, Policy},
     off_cpu::{self, StackResolver},
     output, preflight,
     profile::{Dropped, LimitHit, Profile, StateSamples},
@@ -60,6 +61,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         user_stack_bytes: args.user_stack_size,
         tier: args.tier,
         noise: args.tier == Tier::Deep,
+        syscall_hooks: crate::latency::wants_syscall_hooks(args.syscall_latency, &slos),
         ..SamplingConfig::default()
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
@@ -108,8 +110,16 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         crate::cli::UnwindMethod::Auto => Some(SampleUnwinder::new(Some(loaded.take_fp_pids()?))),
     };
     let delayacct = continuous::delay_accounting_on();
+    let governed = match args.cpu_budget() {
+        Some(budget) => Some(capture::Governed {
+            governor: Governor::new(Policy::new(budget, state_hz.max(1), args.frequency), loaded.outside_program_fds()),
+            rates: loaded.take_rates()?,
+        }),
+        None => None,
+    };
     let mut captured =
-        capture::run(ring, exits, snapshots, cgroup_filter, unwinder, args.duration, continuous && off_cpu).await?;
+        capture::run(ring, exits, snapshots, cgroup_filter, unwinder, args.duration, continuous && off_cpu, governed)
+            .await?;
     // The continuous tier's window is that of its bound snapshots.
     let window_start_ns = captured.opening.as_ref().map_or(window_start_ns, |o| o.at_ns);
     loaded.set_window_end(captured.end_ns)?;
@@ -133,6 +143,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
 
     let mut profile = Profile {
         tier: args.tier,
+        governor: captured.governor.take(),
         start_unix_ns,
         duration_ns: elapsed.as_nanos() as u64,
         frequency_hz: args.frequency,

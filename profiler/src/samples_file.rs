@@ -65,6 +65,9 @@ struct Header {
     /// Absent in older files, which were all deep.
     #[serde(default)]
     tier: crate::tier::Tier,
+    /// Absent without `--cpu-budget` and in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    governor: Option<crate::governor::GovernorReport>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -233,6 +236,7 @@ pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
         symbolize_ns: p.symbolize_ns,
         unwind: p.unwind.clone(),
         tier: p.tier,
+        governor: p.governor.clone(),
     })))?;
     for m in &p.modules {
         out.put(&Record::Module(m.clone()))?;
@@ -370,6 +374,7 @@ pub fn read(dir: &Path) -> Result<Profile> {
                     symbolize_ns: h.symbolize_ns,
                     unwind: h.unwind,
                     tier: h.tier,
+                    governor: h.governor,
                     ..Profile::default()
                 };
             }

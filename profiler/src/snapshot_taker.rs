@@ -60,6 +60,9 @@ pub struct Taken {
     pub end_ns: u64,
     /// CPU time of the read (the kernel's iteration and the BPF program).
     pub cpu_ns: u64,
+    /// Periods of `--state-hz` this snapshot stands for: 2^level while the
+    /// cost governor takes one snapshot in 2^level periods.
+    pub weight: u32,
 }
 
 impl Taken {
@@ -71,7 +74,7 @@ impl Taken {
 
 enum Command {
     Bound,
-    Rate(u64),
+    Level(u32),
 }
 
 /// The snapshot thread; dropping it stops the thread.
@@ -85,6 +88,9 @@ pub struct SnapshotTaker {
 
 /// Snapshots waiting for the capture loop; more are skipped (counted).
 const QUEUE: usize = 4;
+
+/// Highest level the governor may set: one snapshot in 2^10 periods.
+pub const MAX_SNAPSHOT_LEVEL: u32 = 10;
 
 impl SnapshotTaker {
     /// Start taking `hz` snapshots a second through the iterator `link`.
@@ -108,10 +114,11 @@ impl SnapshotTaker {
         }
     }
 
-    /// Change the periodic rate from the next period on.
-    pub fn set_rate(&self, hz: u64) {
+    /// Take one snapshot every 2^level periods of `--state-hz` from the
+    /// next period on (the cost governor).
+    pub fn set_level(&self, level: u32) {
         if let Some(c) = &self.commands {
-            let _ = c.send(Command::Rate(hz));
+            let _ = c.send(Command::Level(level.min(MAX_SNAPSHOT_LEVEL)));
         }
     }
 }
@@ -163,7 +170,9 @@ fn run(
     commands: &mpsc::Receiver<Command>,
     out: &tokio::sync::mpsc::Sender<std::io::Result<Taken>>,
 ) {
-    let mut period = 1_000_000_000 / hz.max(1);
+    let base = 1_000_000_000 / hz.max(1);
+    let mut level = 0;
+    let mut period = base;
     let mut jitter = Jitter(monotonic_ns() | 1);
     let mut slot = monotonic_ns();
     let mut next = slot + jitter.below(period);
@@ -172,8 +181,9 @@ fn run(
         let now = monotonic_ns();
         let kind = match commands.recv_timeout(Duration::from_nanos(next.saturating_sub(now))) {
             Ok(Command::Bound) => Kind::Bound,
-            Ok(Command::Rate(hz)) => {
-                period = 1_000_000_000 / hz.max(1);
+            Ok(Command::Level(l)) => {
+                level = l;
+                period = base << level;
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -189,7 +199,7 @@ fn run(
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        let taken = take(link, kind, capacity);
+        let taken = take(link, kind, capacity, 1 << level);
         if let Ok(t) = &taken {
             capacity = capacity.max(t.bytes.len() + t.bytes.len() / 4);
         }
@@ -210,7 +220,7 @@ fn run(
     }
 }
 
-fn take(link: &OwnedFd, kind: Kind, capacity: usize) -> std::io::Result<Taken> {
+fn take(link: &OwnedFd, kind: Kind, capacity: usize, weight: u32) -> std::io::Result<Taken> {
     let cpu_before = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
     let start_ns = monotonic_ns();
     let fd = std::os::fd::AsRawFd::as_raw_fd(link) as u32;
@@ -219,5 +229,5 @@ fn take(link: &OwnedFd, kind: Kind, capacity: usize) -> std::io::Result<Taken> {
     std::fs::File::from(iter).read_to_end(&mut bytes)?;
     let end_ns = monotonic_ns();
     let cpu_ns = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(cpu_before);
-    Ok(Taken { kind, bytes, start_ns, end_ns, cpu_ns })
+    Ok(Taken { kind, bytes, start_ns, end_ns, cpu_ns, weight })
 }

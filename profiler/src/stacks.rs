@@ -128,7 +128,9 @@ impl StackAggregator {
 
     /// Count a sample of process generation `process`.
     pub fn add(&mut self, event: &SampleEvent, process: u32) {
-        self.samples += 1;
+        // A sample the governor kept for 2^level others counts as that many.
+        let weight = u64::from(event.weight.max(1));
+        self.samples += weight;
         let key = RawKey {
             pid: event.pid,
             tid: event.tid,
@@ -139,11 +141,11 @@ impl StackAggregator {
             ustack: event.user_frames().into(),
         };
         if let Some((_, count)) = self.stacks.get_mut(&key) {
-            *count += 1;
+            *count += weight;
             return;
         }
         let user = self.normalize_in(event.pid, process, &key.ustack);
-        self.stacks.insert(key, (user, 1));
+        self.stacks.insert(key, (user, weight));
     }
 
     /// Normalize a user stack (innermost first) of a live process.

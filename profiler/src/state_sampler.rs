@@ -52,6 +52,10 @@ pub struct SamplerStats {
     /// CPU time of the snapshots: the kernel's iteration and BPF program
     /// (run inside read(), on the snapshot thread) plus parsing here.
     pub cpu_ns: u64,
+    /// Of `cpu_ns`, the reads of the iterator: the kernel's iteration and
+    /// the BPF program, on the snapshot thread.
+    #[serde(default)]
+    pub read_cpu_ns: u64,
     /// Snapshots that found the capture loop behind and were dropped.
     #[serde(default)]
     pub skipped: u64,
@@ -83,7 +87,7 @@ struct Live {
     ustack: Option<Arc<[UserFrame]>>,
     /// What the thread waits on (fd syscalls), read at the segment's start.
     fd_target: Option<u32>,
-    /// Periodic snapshots that saw this segment.
+    /// Periods of --state-hz the periodic snapshots that saw this segment stand for.
     n: u64,
     /// Sequence number of the last snapshot that listed the thread.
     listed: u64,
@@ -164,6 +168,8 @@ impl StateSampler {
         let started = crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         self.seq += 1;
         let periodic = taken.kind == Kind::Periodic;
+        // Sightings count in periods of --state-hz.
+        let weight = if periodic { u64::from(taken.weight.max(1)) } else { 0 };
         if periodic {
             self.stats.snapshots += 1;
         }
@@ -178,7 +184,7 @@ impl StateSampler {
                 match self.live.get_mut(&head.tid) {
                     Some(l) => {
                         l.listed = self.seq;
-                        l.n += u64::from(periodic);
+                        l.n += weight;
                         if let Some(b) = bound.as_mut() {
                             b.threads.insert(head.tid, (l.rec.tgid, l.rec.start_ns, l.rec.counters));
                         }
@@ -209,7 +215,7 @@ impl StateSampler {
             if let Some(b) = bound.as_mut() {
                 b.threads.insert(rec.head.tid, (rec.tgid, rec.start_ns, rec.counters));
             }
-            self.whole(rec, stack, periodic);
+            self.whole(rec, stack, weight);
         }
         // Threads this snapshot did not list are gone.
         let seq = self.seq;
@@ -219,13 +225,14 @@ impl StateSampler {
                 self.close(l);
             }
         }
+        self.stats.read_cpu_ns += taken.cpu_ns;
         self.stats.cpu_ns +=
             taken.cpu_ns + crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
         bound
     }
 
     /// A thread's whole record: it changed, or is new.
-    fn whole(&mut self, rec: StateRecord, stack: &[u8], periodic: bool) {
+    fn whole(&mut self, rec: StateRecord, stack: &[u8], weight: u64) {
         let tid = rec.head.tid;
         if let Some(old) = self.live.remove(&tid) {
             self.close(old);
@@ -264,10 +271,8 @@ impl StateSampler {
                 .then(|| self.kstacks.get(&tid).map(|k| Arc::from(&k[..])))
                 .flatten()
         });
-        self.live.insert(
-            tid,
-            Live { rec, kstack, ustack: None, fd_target, n: u64::from(periodic), listed: self.seq, unwind_pending },
-        );
+        self.live
+            .insert(tid, Live { rec, kstack, ustack: None, fd_target, n: weight, listed: self.seq, unwind_pending });
     }
 
     /// Count a segment's sightings.
@@ -368,7 +373,7 @@ mod tests {
     }
 
     fn taken(kind: Kind, parts: &[Vec<u8>]) -> Taken {
-        Taken { kind, bytes: parts.concat(), start_ns: 100, end_ns: 200, cpu_ns: 0 }
+        Taken { kind, bytes: parts.concat(), start_ns: 100, end_ns: 200, cpu_ns: 0, weight: 1 }
     }
 
     #[test]

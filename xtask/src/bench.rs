@@ -4,9 +4,12 @@
 //! Sections (all by default; `TAILPROF_BENCH_ONLY=sched-pipe,snapshot` runs
 //! some and replaces only theirs in an existing BENCHMARKS.md):
 //! - `on-cpu`: on-CPU sampling cost against `perf record -F 99 -g -a`;
-//! - `sched-pipe`: scheduler-hook overhead on `perf bench sched pipe` against
-//!   `perf record -e sched:sched_switch -g` and a bpftrace off-CPU one-liner;
-//! - `snapshot`: cost of one thread-state snapshot at 100 to 10,000 threads;
+//! - `sched-pipe`: slowdown of `perf bench sched pipe` under `tailprof record`
+//!   in both tiers, `perf record -e sched:sched_switch -g` and a bpftrace
+//!   off-CPU one-liner;
+//! - `snapshot`: cost per thread of thread-state snapshots in both tiers at
+//!   100 to 10,000 idle threads, beside the kernel's own cost of iterating
+//!   the tasks with an empty task-iterator program;
 //! - `enrichment`: CPU per new process under an exec storm against
 //!   `perf record -a -g`, per-sample process lookup, memory per 1,000
 //!   tracked processes;
@@ -23,6 +26,7 @@ mod noise;
 mod on_cpu;
 mod sched_pipe;
 mod snapshot;
+mod task_iter;
 mod unwind;
 
 use std::{

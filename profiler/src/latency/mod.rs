@@ -38,6 +38,11 @@ pub struct HistogramNames {
 }
 
 /// `--slo`, parsed; none when the flag is absent. A bad spec is a usage error naming it.
+/// Whether the syscall hooks must run: asked for, or an SLO on syscalls.
+pub fn wants_syscall_hooks(asked: bool, slos: &[Slo]) -> bool {
+    asked || slos.iter().any(|s| s.kind == histograms::Kind::Syscall)
+}
+
 pub fn parse_slos_arg(spec: Option<&str>) -> crate::Result<Vec<Slo>> {
     match spec {
         None => Ok(Vec::new()),

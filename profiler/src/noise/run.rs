@@ -51,6 +51,7 @@ fn check(args: &NoiseArgs) -> Result<Checked> {
 
 pub async fn run(args: &NoiseArgs) -> Result<Measured> {
     let checked = check(args)?;
+    let slos = crate::latency::parse_slos_arg(args.slo.as_deref())?;
     let (btf, offsets) = preflight::kernel_layout(&args.btf)?;
     if let Some(dir) = &args.output {
         crate::atomic_file::prepare_output_dir(dir)?;
@@ -65,6 +66,7 @@ pub async fn run(args: &NoiseArgs) -> Result<Measured> {
         sample_on_cpu: false,
         walk_stacks: false,
         noise_threshold_ns: threshold_ns,
+        syscall_hooks: crate::latency::wants_syscall_hooks(args.syscall_latency, &slos),
         ..SamplingConfig::default()
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;

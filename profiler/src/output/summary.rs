@@ -13,6 +13,9 @@ pub struct Summary {
     pub tier: crate::tier::Tier,
     /// What that tier cannot show (empty for deep).
     pub cannot_show: Vec<&'static str>,
+    /// The cost governor: budget, rates in effect, measured cost, changes (absent without `--cpu-budget`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub governor: Option<crate::governor::GovernorReport>,
     pub duration_ns: u64,
     pub frequency_hz: u64,
     pub samples: u64,
@@ -45,6 +48,7 @@ impl Summary {
         Self {
             tier: profile.tier,
             cannot_show: profile.tier.cannot_show().to_vec(),
+            governor: profile.governor.clone(),
             duration_ns: profile.duration_ns,
             frequency_hz: profile.frequency_hz,
             samples: profile.samples,

@@ -119,6 +119,25 @@ pub fn report(profile: &Profile, top: usize) -> String {
             );
         }
     }
+    if let Some(g) = &profile.governor {
+        let _ = writeln!(
+            out,
+            "\ncost governor: budget {}% of one CPU, measured {:.2}% (BPF outside the process {:.2}%); rates in effect: snapshots {} Hz, sampling {} Hz ({} change(s))",
+            g.budget_percent,
+            g.measured_percent,
+            g.bpf_percent,
+            g.state_hz,
+            g.frequency_hz,
+            g.changes.len()
+        );
+        for c in &g.changes {
+            let _ = writeln!(
+                out,
+                "  at {:.1} s: snapshots {} Hz, sampling {} Hz ({}: {:.2}%)",
+                c.at_s, c.state_hz, c.frequency_hz, c.reason, c.measured_percent
+            );
+        }
+    }
     if !profile.tier.cannot_show().is_empty() {
         let _ = writeln!(out, "\ntier {}: what it cannot show:", profile.tier.name());
         for line in profile.tier.cannot_show() {

@@ -15,6 +15,71 @@ use anyhow::{bail, Context};
 
 use crate::util::output;
 
+/// tailprof's `record --tier`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Continuous,
+    Deep,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 2] = [Tier::Continuous, Tier::Deep];
+
+    /// The `--tier` value, also summary.json's `tier`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Continuous => "continuous",
+            Tier::Deep => "deep",
+        }
+    }
+
+    /// Snapshots a capture takes besides the periodic ones: the continuous
+    /// tier opens and closes its window with one each. They count in
+    /// `state_sampler.records` and `cpu_ns`, not in `snapshots`.
+    pub fn bound_snapshots(self) -> u64 {
+        match self {
+            Tier::Continuous => 2,
+            Tier::Deep => 0,
+        }
+    }
+}
+
+/// tailprof's snapshot iterator program as the kernel names it. It runs
+/// inside tailprof's own read() of the iterator, so its run time is already
+/// in the CPU time of tailprof's snapshot thread, not in other tasks'.
+pub const SNAPSHOT_ITER_PROG: &str = "thread_snapshot";
+
+/// A capture's summary.json.
+pub fn summary(out: &Path) -> anyhow::Result<serde_json::Value> {
+    let path = out.join("summary.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// A capture's summary.json, checked to come from a capture of `tier`.
+pub fn tier_summary(out: &Path, tier: Tier) -> anyhow::Result<serde_json::Value> {
+    let json = summary(out)?;
+    if json["tier"].as_str() != Some(tier.name()) {
+        bail!(
+            "{}: tier {} where --tier {} was asked for",
+            out.join("summary.json").display(),
+            json["tier"],
+            tier.name()
+        );
+    }
+    Ok(json)
+}
+
+/// True once `pid` is a zombie or gone (its BPF programs are then released),
+/// without reaping it, so that wait4 still gets its CPU time.
+pub fn has_exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z"),
+        Err(_) => true,
+    }
+}
+
 /// A peer tool of a section, named in its tables.
 pub trait Tool: Copy {
     fn label(self) -> &'static str;

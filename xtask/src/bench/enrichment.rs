@@ -25,8 +25,8 @@ use std::{
 use anyhow::{bail, Context};
 
 use super::common::{
-    bpf_prog_names, bpf_progs_of, interrupt, median, ms, perf_event_fds, process_cpu_ns, prog_deltas,
-    start_ready_helper, stop_ready_helper, wait_with_cost, Cost, ProgStats,
+    bpf_prog_names, bpf_progs_of, has_exited, interrupt, median, ms, perf_event_fds, process_cpu_ns, prog_deltas,
+    start_ready_helper, stop_ready_helper, summary, wait_with_cost, Cost, ProgStats,
 };
 use crate::util::{cargo, output, root, run as run_cmd};
 
@@ -214,21 +214,6 @@ fn run_storm(driver: &Path, dir: &Path) -> anyhow::Result<(u64, u64, f64)> {
         [b, e, s] => Ok((b.parse()?, e.parse()?, s.parse()?)),
         _ => bail!("exec_storm printed {out:?}, not \"BEGIN_NS END_NS SECONDS\""),
     }
-}
-
-/// True once `pid` is a zombie or gone, without reaping it.
-fn has_exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'.
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) == Some("Z"),
-        Err(_) => true,
-    }
-}
-
-fn summary(out: &Path) -> anyhow::Result<serde_json::Value> {
-    let path = out.join("summary.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 fn enrich_of(s: &serde_json::Value) -> anyhow::Result<Enrich> {

@@ -1,0 +1,388 @@
+//! The cost governor (`--cpu-budget PERCENT`): keeps tailprof's own CPU,
+//! its process plus the run time of its BPF programs that run in other
+//! tasks, under a share of one CPU.
+//!
+//! Every [`DECIDE_EVERY`] it compares the last interval's cost with the
+//! budget. Over budget, it lowers the snapshot rate first (one snapshot in
+//! 2^level periods of `--state-hz`, jumping straight to the level the
+//! snapshots' measured share says fits), then the on-CPU sampling rate (the
+//! sampling program keeps one sample in 2^level, each kept one standing for
+//! 2^level), one level per interval, never below [`MIN_STATE_HZ`] and
+//! [`MIN_SAMPLE_HZ`]. Under half the budget, it raises them again, sampling
+//! first, one level per interval, not in the interval right after a cut.
+//! Each kept sample and each snapshot carries its weight, so times stay
+//! true across changes.
+//!
+//! BPF time outside our process (the sampling program, the fork, exec and
+//! exit hooks; the deep tier's scheduler and interrupt hooks) is not in our
+//! CPU clock. The kernel counts program run time only while statistics are
+//! enabled, which adds two clock reads to every run of every program, so the
+//! governor turns them on (BPF_ENABLE_STATS, held as an fd) for
+//! [`STATS_ON`] out of every [`STATS_EVERY`] and takes the rate it measured
+//! as the estimate until the next measurement. The snapshot iterator runs
+//! inside our read(), so its time is already in our CPU clock.
+
+use std::{os::fd::OwnedFd, time::Duration};
+
+use crate::sched_times::clock_ns;
+
+/// How often the governor decides.
+pub const DECIDE_EVERY: Duration = Duration::from_secs(2);
+/// BPF run-time statistics are on for this long ...
+pub const STATS_ON: Duration = Duration::from_millis(500);
+/// ... once in this long.
+pub const STATS_EVERY: Duration = Duration::from_secs(10);
+/// Floors: the governor never takes fewer snapshots or samples than these.
+pub const MIN_STATE_HZ: f64 = 0.2;
+pub const MIN_SAMPLE_HZ: f64 = 10.0;
+
+/// Raising a rate doubles its cost: only when the whole cost is under
+/// this share of the budget.
+const RAISE_BELOW: f64 = 0.45;
+/// A cut aims this far under the budget.
+const AIM: f64 = 0.9;
+
+/// The rates a governor can set, as levels: one in 2^level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Levels {
+    pub snapshot: u32,
+    pub sample: u32,
+}
+
+/// A change of rates, for the log and the reports.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RateChange {
+    /// Seconds since the capture began.
+    pub at_s: f64,
+    pub state_hz: f64,
+    pub frequency_hz: f64,
+    /// The cost that prompted it, percent of one CPU.
+    pub measured_percent: f64,
+    pub reason: String,
+}
+
+/// What the governor did, for summary.json and the text report.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GovernorReport {
+    pub budget_percent: f64,
+    /// The rates in effect at the end.
+    pub state_hz: f64,
+    pub frequency_hz: f64,
+    /// Mean cost over the intervals it measured (start-up and the end's
+    /// symbolizing and writing excluded), percent of one CPU.
+    pub measured_percent: f64,
+    /// Of which BPF programs running outside the process (estimated).
+    pub bpf_percent: f64,
+    pub changes: Vec<RateChange>,
+    /// How the BPF time was measured and what that cost.
+    pub bpf_time_method: String,
+}
+
+/// One interval's cost, ns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cost {
+    pub wall_ns: u64,
+    /// Our process's CPU (every thread).
+    pub process_ns: u64,
+    /// Of which snapshots (their thread's read and the parsing).
+    pub snapshot_ns: u64,
+    /// Our BPF programs' run time outside our process (estimated).
+    pub bpf_ns: u64,
+}
+
+impl Cost {
+    fn percent(&self, ns: u64) -> f64 {
+        100.0 * ns as f64 / self.wall_ns.max(1) as f64
+    }
+    fn total_percent(&self) -> f64 {
+        self.percent(self.process_ns + self.bpf_ns)
+    }
+}
+
+/// The decisions, apart from any measuring.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub budget_percent: f64,
+    pub state_hz: u64,
+    pub frequency_hz: u64,
+    pub levels: Levels,
+    max: Levels,
+    just_cut: bool,
+}
+
+/// Highest level keeping `base / 2^level >= floor`.
+fn max_level(base: f64, floor: f64, cap: u32) -> u32 {
+    let mut level = 0;
+    while level < cap && base / f64::from(1u32 << (level + 1)) >= floor {
+        level += 1;
+    }
+    level
+}
+
+impl Policy {
+    pub fn new(budget_percent: f64, state_hz: u64, frequency_hz: u64) -> Self {
+        let max = Levels {
+            snapshot: max_level(state_hz as f64, MIN_STATE_HZ, crate::snapshot_taker::MAX_SNAPSHOT_LEVEL),
+            sample: max_level(frequency_hz as f64, MIN_SAMPLE_HZ, profiler_common::MAX_SAMPLE_LEVEL),
+        };
+        Self { budget_percent, state_hz, frequency_hz, levels: Levels::default(), max, just_cut: false }
+    }
+
+    pub fn state_hz(&self) -> f64 {
+        self.state_hz as f64 / f64::from(1u32 << self.levels.snapshot)
+    }
+
+    pub fn frequency_hz(&self) -> f64 {
+        self.frequency_hz as f64 / f64::from(1u32 << self.levels.sample)
+    }
+
+    /// New levels for the next interval, with the reason, or `None`.
+    pub fn decide(&mut self, cost: &Cost) -> Option<(Levels, &'static str)> {
+        let total = cost.total_percent();
+        let budget = self.budget_percent;
+        let was = self.levels;
+        let cut = self.just_cut;
+        self.just_cut = false;
+        if total > budget {
+            let snapshots = cost.percent(cost.snapshot_ns);
+            let rest = total - snapshots;
+            if self.levels.snapshot < self.max.snapshot && snapshots > 0.0 {
+                // Enough halvings of the snapshots' share to fit the rest.
+                let room = AIM * budget - rest;
+                let need = if room <= 0.0 { u32::MAX } else { (snapshots / room).log2().ceil().max(1.0) as u32 };
+                self.levels.snapshot = self.levels.snapshot.saturating_add(need).min(self.max.snapshot);
+            } else if self.levels.sample < self.max.sample {
+                self.levels.sample += 1;
+            }
+            if self.levels != was {
+                self.just_cut = true;
+                return Some((self.levels, "over budget"));
+            }
+            return None;
+        }
+        if total < RAISE_BELOW * budget && !cut {
+            if self.levels.sample > 0 {
+                self.levels.sample -= 1;
+            } else if self.levels.snapshot > 0 {
+                self.levels.snapshot -= 1;
+            }
+            if self.levels != was {
+                return Some((self.levels, "room under budget"));
+            }
+        }
+        None
+    }
+}
+
+/// Run time of our BPF programs that run outside our process, sampled.
+struct BpfTime {
+    /// Our programs' fds, the snapshot iterator's left out.
+    fds: Vec<i32>,
+    stats: Option<OwnedFd>,
+    /// When statistics were turned on, and the run time then.
+    on_since: Option<(u64, u64)>,
+    last_on: u64,
+    /// Measured share of wall time (ns of BPF per ns).
+    rate: f64,
+    measured: bool,
+    error: Option<String>,
+}
+
+impl BpfTime {
+    /// Sum of run_time_ns over our programs, from /proc/self/fdinfo.
+    fn run_time_ns(&self) -> u64 {
+        self.fds.iter().filter_map(|fd| fdinfo_field(*fd, "run_time_ns")).sum()
+    }
+
+    fn poll(&mut self, now: u64) {
+        match self.on_since {
+            Some((since, before)) if now.saturating_sub(since) >= STATS_ON.as_nanos() as u64 => {
+                let ran = self.run_time_ns().saturating_sub(before);
+                self.rate = ran as f64 / now.saturating_sub(since).max(1) as f64;
+                self.measured = true;
+                self.stats = None;
+                self.on_since = None;
+            }
+            Some(_) => {}
+            None if self.last_on == 0 || now.saturating_sub(self.last_on) >= STATS_EVERY.as_nanos() as u64 => {
+                match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+                    Ok(fd) => {
+                        self.stats = Some(fd);
+                        self.on_since = Some((now, self.run_time_ns()));
+                    }
+                    Err(e) if self.error.is_none() => {
+                        tracing::warn!(%e, "could not turn on BPF run-time statistics: the governor counts only this process's CPU");
+                        self.error = Some(e.to_string());
+                    }
+                    Err(_) => {}
+                }
+                self.last_on = now;
+            }
+            None => {}
+        }
+    }
+}
+
+/// A field of /proc/self/fdinfo/FD.
+fn fdinfo_field(fd: i32, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+}
+
+/// What the capture loop applies when the governor changes the rates.
+pub trait Apply {
+    fn apply(&mut self, levels: Levels);
+}
+
+pub struct Governor {
+    pub policy: Policy,
+    bpf: BpfTime,
+    started_ns: u64,
+    last: Option<(u64, u64, u64)>,
+    measured: Cost,
+    changes: Vec<RateChange>,
+}
+
+/// This process's CPU time, every thread, ns.
+fn process_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+impl Governor {
+    /// `program_fds`: our BPF programs that run outside this process.
+    pub fn new(policy: Policy, program_fds: Vec<i32>) -> Self {
+        Self {
+            policy,
+            bpf: BpfTime {
+                fds: program_fds,
+                stats: None,
+                on_since: None,
+                last_on: 0,
+                rate: 0.0,
+                measured: false,
+                error: None,
+            },
+            started_ns: crate::sched_times::monotonic_ns(),
+            last: None,
+            measured: Cost::default(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// Called often (every drain tick) with the snapshots' CPU so far;
+    /// decides every [`DECIDE_EVERY`].
+    pub fn poll(&mut self, snapshot_cpu_ns: u64, apply: &mut dyn Apply) {
+        let now = crate::sched_times::monotonic_ns();
+        self.bpf.poll(now);
+        let process = process_cpu_ns();
+        let Some((at, process_then, snapshots_then)) = self.last else {
+            self.last = Some((now, process, snapshot_cpu_ns));
+            return;
+        };
+        let wall_ns = now.saturating_sub(at);
+        if wall_ns < DECIDE_EVERY.as_nanos() as u64 {
+            return;
+        }
+        self.last = Some((now, process, snapshot_cpu_ns));
+        let cost = Cost {
+            wall_ns,
+            process_ns: process.saturating_sub(process_then),
+            snapshot_ns: snapshot_cpu_ns.saturating_sub(snapshots_then),
+            bpf_ns: (self.bpf.rate * wall_ns as f64) as u64,
+        };
+        self.measured.wall_ns += cost.wall_ns;
+        self.measured.process_ns += cost.process_ns;
+        self.measured.bpf_ns += cost.bpf_ns;
+        if let Some((levels, reason)) = self.policy.decide(&cost) {
+            let change = RateChange {
+                at_s: now.saturating_sub(self.started_ns) as f64 / 1e9,
+                state_hz: self.policy.state_hz(),
+                frequency_hz: self.policy.frequency_hz(),
+                measured_percent: cost.total_percent(),
+                reason: reason.to_owned(),
+            };
+            tracing::info!(
+                state_hz = change.state_hz,
+                frequency_hz = change.frequency_hz,
+                measured_percent = change.measured_percent,
+                budget_percent = self.policy.budget_percent,
+                reason,
+                "cost governor changed the rates"
+            );
+            self.changes.push(change);
+            apply.apply(levels);
+        }
+    }
+
+    pub fn report(&self) -> GovernorReport {
+        let m = &self.measured;
+        GovernorReport {
+            budget_percent: self.policy.budget_percent,
+            state_hz: self.policy.state_hz(),
+            frequency_hz: self.policy.frequency_hz(),
+            measured_percent: m.total_percent(),
+            bpf_percent: m.percent(m.bpf_ns),
+            changes: self.changes.clone(),
+            bpf_time_method: match (&self.bpf.error, self.bpf.measured) {
+                (Some(e), _) => format!("not measured ({e}): the process's CPU only"),
+                (None, false) => "not measured yet: the process's CPU only".into(),
+                (None, true) => format!(
+                    "BPF run-time statistics on for {} ms every {} s (BPF_ENABLE_STATS), the rate measured then held until the next measurement",
+                    STATS_ON.as_millis(),
+                    STATS_EVERY.as_secs()
+                ),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(total_pct: f64, snapshot_pct: f64) -> Cost {
+        let wall_ns = 1_000_000_000;
+        let ns = |pct: f64| (pct / 100.0 * wall_ns as f64) as u64;
+        Cost { wall_ns, process_ns: ns(total_pct), snapshot_ns: ns(snapshot_pct), bpf_ns: 0 }
+    }
+
+    #[test]
+    fn floors_follow_the_base_rates() {
+        assert_eq!(max_level(20.0, MIN_STATE_HZ, 10), 6, "20 Hz halved 6 times is 0.3125 Hz >= 0.2 Hz");
+        assert_eq!(max_level(99.0, MIN_SAMPLE_HZ, 6), 3, "99 Hz halved 3 times is 12.4 Hz >= 10 Hz");
+        assert_eq!(max_level(5.0, MIN_SAMPLE_HZ, 6), 0);
+    }
+
+    #[test]
+    fn snapshots_go_first_straight_to_a_level_that_fits_then_sampling() {
+        let mut p = Policy::new(1.0, 20, 99);
+        // 26% of a CPU, nearly all snapshots: fitting 25.8% into 0.9% - 0.2%
+        // takes 6 halvings, the floor.
+        assert_eq!(p.decide(&cost(26.0, 25.8)).map(|d| d.0), Some(Levels { snapshot: 6, sample: 0 }));
+        assert!((p.state_hz() - 0.3125).abs() < 1e-9);
+        let mut q = Policy::new(1.0, 20, 99);
+        // 5% of a CPU, 4.5% snapshots: 4.5 / 0.4 takes 4 halvings.
+        assert_eq!(q.decide(&cost(5.0, 4.5)).map(|d| d.0), Some(Levels { snapshot: 4, sample: 0 }));
+        // Snapshots at their floor and still over: sampling goes down.
+        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 6, sample: 1 }));
+        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 6, sample: 2 }));
+        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 6, sample: 3 }));
+        assert_eq!(p.decide(&cost(1.5, 0.1)), None, "at both floors");
+        // Room: not right after a cut... then sampling comes back first.
+        let mut p = Policy::new(1.0, 20, 99);
+        p.levels = Levels { snapshot: 2, sample: 1 };
+        assert_eq!(p.decide(&cost(0.2, 0.1)).map(|d| d.0), Some(Levels { snapshot: 2, sample: 0 }));
+        assert_eq!(p.decide(&cost(0.2, 0.1)).map(|d| d.0), Some(Levels { snapshot: 1, sample: 0 }));
+        assert_eq!(p.decide(&cost(0.6, 0.3)), None, "between the two thresholds nothing moves");
+        assert_eq!(p.decide(&cost(2.0, 1.5)).map(|d| d.0), Some(Levels { snapshot: 3, sample: 0 }));
+        assert_eq!(p.decide(&cost(0.1, 0.05)), None, "no raise in the interval after a cut");
+    }
+
+    #[test]
+    fn fdinfo_of_a_plain_file_has_no_run_time() {
+        use std::os::fd::AsRawFd;
+        let f = tempfile::tempfile().unwrap();
+        assert_eq!(fdinfo_field(f.as_raw_fd(), "pos"), Some(0));
+        assert_eq!(fdinfo_field(f.as_raw_fd(), "run_time_ns"), None);
+    }
+}
