@@ -112,6 +112,11 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
     let t = task as *const u8;
     // The fields every thread needs, by plain loads from the BTF-typed task.
     let tid: u32 = task::btf_field(t, &crate::sched::TASK_PID_OFFSET);
+    let tgid: u32 = task::btf_field(t, &crate::sched::TASK_TGID_OFFSET);
+    // With --pid, other processes' threads are not reported: not a byte for them.
+    if read_global(&crate::on_cpu::FILTER_PIDS) != 0 && unsafe { crate::on_cpu::PID_FILTER.get(&tgid) }.is_none() {
+        return Ok(());
+    }
     let raw_state: u32 = task::btf_field(t, &TASK_STATE_OFFSET);
     let on_cpu: u32 = task::btf_field(t, &TASK_ON_CPU_OFFSET);
     let (state, preempted) = snapshot_state(t, on_cpu, raw_state);
@@ -130,7 +135,7 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
     let scratch = unsafe { &mut *scratch };
     let rec = &mut scratch.record;
     rec.head = SnapHead { tid, flags: preempted };
-    rec.tgid = task_field(t, &crate::sched::TASK_TGID_OFFSET)?;
+    rec.tgid = tgid;
     rec.state = state;
     rec.comm =
         unsafe { bpf_probe_read_kernel(t.add(read_global(&TASK_COMM_OFFSET) as usize).cast::<[u8; TASK_COMM_LEN]>()) }?;

@@ -32,6 +32,9 @@ pub const DECIDE_EVERY: Duration = Duration::from_secs(2);
 pub const STATS_ON: Duration = Duration::from_millis(500);
 /// ... once in this long.
 pub const STATS_EVERY: Duration = Duration::from_secs(10);
+/// Intervals at the start that are neither judged nor counted: tailprof
+/// reads every process and unwind table once when it first sees them.
+pub const WARM_UP_INTERVALS: u64 = 1;
 /// Floors: the governor never takes fewer snapshots or samples than these.
 pub const MIN_STATE_HZ: f64 = 0.2;
 pub const MIN_SAMPLE_HZ: f64 = 10.0;
@@ -68,8 +71,9 @@ pub struct GovernorReport {
     /// The rates in effect at the end.
     pub state_hz: f64,
     pub frequency_hz: f64,
-    /// Mean cost over the intervals it measured (start-up and the end's
-    /// symbolizing and writing excluded), percent of one CPU.
+    /// Mean cost over the intervals it measured (start-up, the first
+    /// interval's warm-up and the end's symbolizing and writing excluded),
+    /// percent of one CPU.
     pub measured_percent: f64,
     /// Of which BPF programs running outside the process (estimated).
     pub bpf_percent: f64,
@@ -238,6 +242,9 @@ pub struct Governor {
     pub policy: Policy,
     bpf: BpfTime,
     started_ns: u64,
+    /// Intervals measured so far; the first is warm-up (first sight of
+    /// every process and module, first stack copies) and not judged.
+    intervals: u64,
     last: Option<(u64, u64, u64)>,
     measured: Cost,
     changes: Vec<RateChange>,
@@ -263,6 +270,7 @@ impl Governor {
                 error: None,
             },
             started_ns: crate::sched_times::monotonic_ns(),
+            intervals: 0,
             last: None,
             measured: Cost::default(),
             changes: Vec::new(),
@@ -284,6 +292,10 @@ impl Governor {
             return;
         }
         self.last = Some((now, process, snapshot_cpu_ns));
+        self.intervals += 1;
+        if self.intervals <= WARM_UP_INTERVALS {
+            return;
+        }
         let cost = Cost {
             wall_ns,
             process_ns: process.saturating_sub(process_then),

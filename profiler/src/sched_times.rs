@@ -78,7 +78,11 @@ fn proc_threads() -> Vec<ProcThread> {
 }
 
 /// Insert threads the hooks have not seen yet, in their current state from
-/// now on. Returns the start of the accounting window.
+/// now on. Returns the start of the accounting window: the moment seeding
+/// ended, not when it began. Reading procfs takes a while on a host with
+/// many threads (half a second at 10,000), and a thread the hooks move
+/// meanwhile restarts its clock at that move while the window is not open
+/// yet: the window must not claim that time.
 pub fn seed(threads: &mut HashMap<&mut MapData, u32, ThreadRecord>) -> u64 {
     let now = monotonic_ns();
     for t in proc_threads() {
@@ -88,7 +92,7 @@ pub fn seed(threads: &mut HashMap<&mut MapData, u32, ThreadRecord>) -> u64 {
         // BPF_NOEXIST: a thread the hooks already track keeps its record.
         let _ = threads.insert(t.tid, r, 1);
     }
-    now
+    monotonic_ns()
 }
 
 /// Exited threads' final times and names, by tid.

@@ -40,7 +40,7 @@ pub struct ThreadSamples {
 }
 
 /// Cost and volume of the snapshots.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplerStats {
     /// Periodic snapshots (the sampled states).
     pub snapshots: u64,
@@ -63,6 +63,16 @@ pub struct SamplerStats {
     /// (`--max-threads`).
     #[serde(default)]
     pub threads_dropped: u64,
+    /// Sum of the periodic snapshots' weights (periods of --state-hz they
+    /// stand for) and of their squares: with the governor's changes of rate
+    /// the sampled shares are weighted means, as sure as
+    /// `effective_snapshots` = (sum)^2 / (sum of squares) equal ones.
+    #[serde(default)]
+    pub weight_sum: u64,
+    #[serde(default)]
+    pub weight_square_sum: u64,
+    #[serde(default)]
+    pub effective_snapshots: f64,
     /// Whether the snapshot thread ran at a real-time priority.
     #[serde(default)]
     pub realtime: bool,
@@ -172,6 +182,10 @@ impl StateSampler {
         let weight = if periodic { u64::from(taken.weight.max(1)) } else { 0 };
         if periodic {
             self.stats.snapshots += 1;
+            self.stats.weight_sum += weight;
+            self.stats.weight_square_sum += weight * weight;
+            self.stats.effective_snapshots =
+                (self.stats.weight_sum as f64).powi(2) / self.stats.weight_square_sum.max(1) as f64;
         }
         let mut bound = (!periodic).then(|| CounterRead { at_ns: taken.at_ns(), threads: FxHashMap::default() });
         let mut bytes = &taken.bytes[..];
