@@ -159,6 +159,7 @@ impl Snapshots {
                 return None;
             }
         };
+        let before = (self.sampler.stats.cpu_ns, self.blocked.as_ref().map_or(0, |b| b.stats.cpu_ns));
         let bound = self.sampler.parse(&taken);
         if let Some(stacks) = self.stacks.as_mut() {
             for (tgid, id) in std::mem::take(&mut self.sampler.new_user_stacks) {
@@ -184,6 +185,14 @@ impl Snapshots {
                 stacks.count(key, frames.as_deref(), n);
             }
         }
+        tracing::debug!(
+            read_us = taken.cpu_ns / 1000,
+            parse_us = (self.sampler.stats.cpu_ns - before.0 - taken.cpu_ns) / 1000,
+            unwind_us = (self.blocked.as_ref().map_or(0, |b| b.stats.cpu_ns) - before.1) / 1000,
+            pending = pending.len(),
+            "snapshot handled"
+        );
+        self.taker.recycle(taken.bytes);
         // Processes first seen by a snapshot are read now, while they live.
         for tgid in std::mem::take(&mut self.sampler.new_processes) {
             sinks.processes.current(tgid);

@@ -302,6 +302,13 @@ impl Governor {
             snapshot_ns: snapshot_cpu_ns.saturating_sub(snapshots_then),
             bpf_ns: (self.bpf.rate * wall_ns as f64) as u64,
         };
+        tracing::debug!(
+            process_ms = cost.process_ns as f64 / 1e6,
+            snapshot_ms = cost.snapshot_ns as f64 / 1e6,
+            bpf_ms = cost.bpf_ns as f64 / 1e6,
+            percent = cost.total_percent(),
+            "cost governor interval"
+        );
         self.measured.wall_ns += cost.wall_ns;
         self.measured.process_ns += cost.process_ns;
         self.measured.bpf_ns += cost.bpf_ns;

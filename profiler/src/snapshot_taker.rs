@@ -80,6 +80,8 @@ enum Command {
 /// The snapshot thread; dropping it stops the thread.
 pub struct SnapshotTaker {
     commands: Option<mpsc::Sender<Command>>,
+    /// Buffers handed back for the next snapshots.
+    recycle: mpsc::Sender<Vec<u8>>,
     pub taken: tokio::sync::mpsc::Receiver<std::io::Result<Taken>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Whether it got its real-time priority.
@@ -98,13 +100,14 @@ impl SnapshotTaker {
         let (commands, command_rx) = mpsc::channel();
         let (tx, taken) = tokio::sync::mpsc::channel(QUEUE);
         let (ready_tx, ready_rx) = mpsc::channel();
+        let (recycle, buffers) = mpsc::channel();
         let thread = std::thread::Builder::new().name("tp-snapshot".into()).spawn(move || {
             let realtime = make_realtime();
             let _ = ready_tx.send(realtime);
-            run(&link, hz, &command_rx, &tx);
+            run(&link, hz, &command_rx, &buffers, &tx);
         })?;
         let realtime = ready_rx.recv().unwrap_or(false);
-        Ok(Self { commands: Some(commands), taken, thread: Some(thread), realtime })
+        Ok(Self { commands: Some(commands), recycle, taken, thread: Some(thread), realtime })
     }
 
     /// Ask for a bound snapshot now; it arrives on `taken` like the others.
@@ -112,6 +115,11 @@ impl SnapshotTaker {
         if let Some(c) = &self.commands {
             let _ = c.send(Command::Bound);
         }
+    }
+
+    /// Hand a snapshot's buffer back for reuse.
+    pub fn recycle(&self, bytes: Vec<u8>) {
+        let _ = self.recycle.send(bytes);
     }
 
     /// Take one snapshot every 2^level periods of `--state-hz` from the
@@ -168,6 +176,7 @@ fn run(
     link: &OwnedFd,
     hz: u64,
     commands: &mpsc::Receiver<Command>,
+    buffers: &mpsc::Receiver<Vec<u8>>,
     out: &tokio::sync::mpsc::Sender<std::io::Result<Taken>>,
 ) {
     let base = 1_000_000_000 / hz.max(1);
@@ -176,7 +185,6 @@ fn run(
     let mut jitter = Jitter(monotonic_ns() | 1);
     let mut slot = monotonic_ns();
     let mut next = slot + jitter.below(period);
-    let mut capacity = 1 << 16;
     loop {
         let now = monotonic_ns();
         let kind = match commands.recv_timeout(Duration::from_nanos(next.saturating_sub(now))) {
@@ -199,10 +207,9 @@ fn run(
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
-        let taken = take(link, kind, capacity, 1 << level);
-        if let Ok(t) = &taken {
-            capacity = capacity.max(t.bytes.len() + t.bytes.len() / 4);
-        }
+        let mut bytes = buffers.try_recv().unwrap_or_else(|_| Vec::with_capacity(1 << 16));
+        bytes.clear();
+        let taken = take(link, kind, bytes, 1 << level);
         if kind == Kind::Bound {
             // A window bound is never skipped.
             if out.blocking_send(taken).is_err() {
@@ -220,12 +227,11 @@ fn run(
     }
 }
 
-fn take(link: &OwnedFd, kind: Kind, capacity: usize, weight: u32) -> std::io::Result<Taken> {
+fn take(link: &OwnedFd, kind: Kind, mut bytes: Vec<u8>, weight: u32) -> std::io::Result<Taken> {
     let cpu_before = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
     let start_ns = monotonic_ns();
     let fd = std::os::fd::AsRawFd::as_raw_fd(link) as u32;
     let iter = bpf_fd(BPF_ITER_CREATE, &mut [fd, 0, 0, 0])?;
-    let mut bytes = Vec::with_capacity(capacity);
     std::fs::File::from(iter).read_to_end(&mut bytes)?;
     let end_ns = monotonic_ns();
     let cpu_ns = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(cpu_before);

@@ -73,6 +73,10 @@ pub struct SamplerStats {
     pub weight_square_sum: u64,
     #[serde(default)]
     pub effective_snapshots: f64,
+    /// Records out of the iterator's tid order (never seen; each such thread
+    /// is read whole again).
+    #[serde(default)]
+    pub out_of_order: u64,
     /// Whether the snapshot thread ran at a real-time priority.
     #[serde(default)]
     pub realtime: bool,
@@ -99,8 +103,6 @@ struct Live {
     fd_target: Option<u32>,
     /// Periods of --state-hz the periodic snapshots that saw this segment stand for.
     n: u64,
-    /// Sequence number of the last snapshot that listed the thread.
-    listed: u64,
     /// The user stack is yet to be copied (the budget ran out).
     unwind_pending: bool,
 }
@@ -112,6 +114,15 @@ pub struct CounterRead {
     pub at_ns: u64,
     /// Per tid: (tgid, thread start ns, counters).
     pub threads: FxHashMap<u32, (u32, u64, TaskCounters)>,
+}
+
+/// Bytes of the record starting at `bytes` with head `head`.
+fn record_len(head: &SnapHead, bytes: &[u8]) -> usize {
+    if head.flags & SNAP_UNCHANGED != 0 {
+        return size_of::<SnapHead>();
+    }
+    let frames = decode::<StateRecord>(bytes).map_or(0, |r| (r.kstack_len as usize).min(SNAPSHOT_STACK_DEPTH));
+    (size_of::<StateRecord>() + frames * 8).min(bytes.len())
 }
 
 /// Most exit records kept per window, as a multiple of `--max-threads`.
@@ -139,13 +150,17 @@ pub struct StateSampler {
     pub blocked_counts: Vec<(crate::blocked_stacks::BlockKey, Option<Box<[UserFrame]>>, u64)>,
     /// Final counters of threads that exited (continuous tier).
     pub exits: FxHashMap<u32, TaskExit>,
-    live: FxHashMap<u32, Live>,
+    /// Live threads by increasing tid, as the iterator lists them.
+    live: Vec<Live>,
+    /// The other buffer of the merge, kept for its allocation.
+    spare: Vec<Live>,
     max_threads: usize,
     /// Snapshots parsed, bounds included.
     seq: u64,
     /// Live threads whose user stack is yet to be copied.
     pending: Vec<u32>,
-    /// Threads the kernel believes we know but we do not (table full):
+    /// Threads the kernel believes we know but we do not (table full,
+    /// out of order):
     /// their iterator entries are deleted so that they are sent whole.
     pub resync: Vec<u32>,
 }
@@ -164,7 +179,8 @@ impl StateSampler {
             sightings: FxHashMap::default(),
             blocked_counts: Vec::new(),
             exits: FxHashMap::default(),
-            live: FxHashMap::default(),
+            live: Vec::new(),
+            spare: Vec::new(),
             max_threads: max_threads as usize,
             seq: 0,
             pending: Vec::new(),
@@ -188,57 +204,76 @@ impl StateSampler {
                 (self.stats.weight_sum as f64).powi(2) / self.stats.weight_square_sum.max(1) as f64;
         }
         let mut bound = (!periodic).then(|| CounterRead { at_ns: taken.at_ns(), threads: FxHashMap::default() });
+        // The iterator lists threads in increasing tid order, as `live` is
+        // kept: one sequential merge, no lookups. (Memory last touched a
+        // snapshot ago is cold: on this VM a random access to it cost
+        // microseconds, so a hash map cost 2.8 us per unchanged thread.)
+        // Both buffers keep their allocations from one snapshot to the next:
+        // fresh pages fault in, and that is dear on this VM too.
+        let mut previous = std::mem::take(&mut self.live);
+        let mut old = previous.drain(..).peekable();
+        let mut live = std::mem::take(&mut self.spare);
+        live.clear();
+        let mut last_tid = None;
         let mut bytes = &taken.bytes[..];
         const HEAD: usize = size_of::<StateRecord>();
         while let Some(head) = decode::<SnapHead>(bytes) {
             self.stats.records += 1;
+            let tid = head.tid;
+            if last_tid.is_some_and(|last| tid <= last) {
+                // Never seen here; would break the merge. Its thread is
+                // read whole again next time.
+                self.stats.out_of_order += 1;
+                self.resync.push(tid);
+                bytes = &bytes[record_len(&head, bytes)..];
+                continue;
+            }
+            last_tid = Some(tid);
+            // Threads before this one in the last snapshot are gone.
+            while let Some(l) = old.next_if(|l| l.rec.head.tid < tid) {
+                self.close(l);
+            }
+            let prev = old.next_if(|l| l.rec.head.tid == tid);
             if head.flags & SNAP_UNCHANGED != 0 {
                 bytes = &bytes[size_of::<SnapHead>()..];
                 self.stats.unchanged += 1;
-                match self.live.get_mut(&head.tid) {
-                    Some(l) => {
-                        l.listed = self.seq;
+                match prev {
+                    Some(mut l) => {
                         l.n += weight;
                         if let Some(b) = bound.as_mut() {
-                            b.threads.insert(head.tid, (l.rec.tgid, l.rec.start_ns, l.rec.counters));
+                            b.threads.insert(tid, (l.rec.tgid, l.rec.start_ns, l.rec.counters));
                         }
+                        live.push(l);
                     }
-                    None => self.resync.push(head.tid),
+                    None => self.resync.push(tid),
                 }
                 continue;
             }
             let Some(rec) = decode::<StateRecord>(bytes) else { break };
-            tracing::trace!(
-                tid = rec.head.tid,
-                state = rec.state,
-                kstack_len = rec.kstack_len,
-                flags = rec.head.flags,
-                syscall = rec.syscall,
-                tgid = rec.tgid,
-                cpu = rec.cpu,
-                start = rec.start_ns,
-                pcount = rec.counters.pcount,
-                sp = rec.regs.sp,
-                kid = rec.kstack_id,
-                "whole record"
-            );
             let frames = (rec.kstack_len as usize).min(SNAPSHOT_STACK_DEPTH);
             let end = HEAD + frames * 8;
             let Some(stack) = bytes.get(HEAD..end) else { break };
             bytes = &bytes[end..];
             if let Some(b) = bound.as_mut() {
-                b.threads.insert(rec.head.tid, (rec.tgid, rec.start_ns, rec.counters));
+                b.threads.insert(tid, (rec.tgid, rec.start_ns, rec.counters));
             }
-            self.whole(rec, stack, weight);
-        }
-        // Threads this snapshot did not list are gone.
-        let seq = self.seq;
-        let gone: Vec<u32> = self.live.iter().filter(|(_, l)| l.listed != seq).map(|(tid, _)| *tid).collect();
-        for tid in gone {
-            if let Some(l) = self.live.remove(&tid) {
+            let previous_kstack = prev.as_ref().and_then(|l| l.kstack.clone());
+            if let Some(l) = prev {
                 self.close(l);
             }
+            if live.len() >= self.max_threads {
+                self.stats.threads_dropped += 1;
+                self.resync.push(tid);
+                continue;
+            }
+            live.push(self.whole(rec, stack, weight, previous_kstack));
         }
+        // Threads after the last one listed are gone too.
+        for l in old {
+            self.close(l);
+        }
+        self.spare = previous;
+        self.live = live;
         self.stats.read_cpu_ns += taken.cpu_ns;
         self.stats.cpu_ns +=
             taken.cpu_ns + crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
@@ -246,15 +281,8 @@ impl StateSampler {
     }
 
     /// A thread's whole record: it changed, or is new.
-    fn whole(&mut self, rec: StateRecord, stack: &[u8], weight: u64) {
+    fn whole(&mut self, rec: StateRecord, stack: &[u8], weight: u64, previous_kstack: Option<Arc<[u64]>>) -> Live {
         let tid = rec.head.tid;
-        if let Some(old) = self.live.remove(&tid) {
-            self.close(old);
-        } else if self.live.len() >= self.max_threads {
-            self.stats.threads_dropped += 1;
-            self.resync.push(tid);
-            return;
-        }
         if rec.tgid != 0 && self.seen_processes.insert(rec.tgid) {
             self.new_processes.push(rec.tgid);
         }
@@ -265,7 +293,8 @@ impl StateSampler {
         }
         let kstack: Option<Arc<[u64]>> = (!stack.is_empty())
             .then(|| stack.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect());
-        if let Some(k) = &kstack {
+        // The deep tier's aggregates of threads the hooks have no stack for yet use it.
+        if let Some(k) = kstack.as_ref().filter(|_| rec.head.flags & profiler_common::SNAP_UNTRACKED == 0) {
             self.kstacks.insert(tid, k.to_vec().into_boxed_slice());
         }
         if rec.ustack_id >= 0 && self.seen_user_stacks.insert((rec.tgid, rec.ustack_id)) {
@@ -279,14 +308,11 @@ impl StateSampler {
         if unwind_pending {
             self.pending.push(tid);
         }
-        // A thread that stays blocked keeps the kernel stack it was sent with.
-        let kstack = kstack.or_else(|| {
-            (rec.head.flags & profiler_common::SNAP_STACK_SENT_BEFORE != 0)
-                .then(|| self.kstacks.get(&tid).map(|k| Arc::from(&k[..])))
-                .flatten()
-        });
-        self.live
-            .insert(tid, Live { rec, kstack, ustack: None, fd_target, n: weight, listed: self.seq, unwind_pending });
+        // A thread still blocked where it was keeps the kernel stack it was
+        // sent with (the deep tier's iterator sends it once).
+        let kstack =
+            kstack.or_else(|| (rec.head.flags & profiler_common::SNAP_STACK_SENT_BEFORE != 0).then_some(previous_kstack).flatten());
+        Live { rec, kstack, ustack: None, fd_target, n: weight, unwind_pending }
     }
 
     /// Count a segment's sightings.
@@ -321,16 +347,21 @@ impl StateSampler {
     /// Blocked threads whose user stacks are yet to be copied: the new
     /// segments of this snapshot, and those an earlier one deferred.
     pub fn pending_unwinds(&mut self) -> Vec<BlockedThread> {
-        let live = &self.live;
-        std::mem::take(&mut self.pending)
+        let pending = std::mem::take(&mut self.pending);
+        pending
             .into_iter()
-            .filter_map(|tid| live.get(&tid).filter(|l| l.unwind_pending).and_then(|l| BlockedThread::of(&l.rec)))
+            .filter_map(|tid| self.live_mut(tid).filter(|l| l.unwind_pending).and_then(|l| BlockedThread::of(&l.rec)))
             .collect()
+    }
+
+    fn live_mut(&mut self, tid: u32) -> Option<&mut Live> {
+        let i = self.live.binary_search_by_key(&tid, |l| l.rec.head.tid).ok()?;
+        self.live.get_mut(i)
     }
 
     /// The outcome of copying a blocked thread's user stack.
     pub fn unwound(&mut self, tid: u32, outcome: crate::blocked_stacks::Unwound) {
-        let Some(l) = self.live.get_mut(&tid) else { return };
+        let Some(l) = self.live_mut(tid) else { return };
         match outcome {
             crate::blocked_stacks::Unwound::Deferred => self.pending.push(tid),
             crate::blocked_stacks::Unwound::Complete(frames) => {
@@ -343,7 +374,7 @@ impl StateSampler {
 
     /// The last counters of a live thread (a thread gone without an exit record).
     pub fn last_counters(&self) -> impl Iterator<Item = (u32, u32, u64, TaskCounters)> + '_ {
-        self.live.iter().map(|(tid, l)| (*tid, l.rec.tgid, l.rec.start_ns, l.rec.counters))
+        self.live.iter().map(|l| (l.rec.head.tid, l.rec.tgid, l.rec.start_ns, l.rec.counters))
     }
 
     /// A thread's final counters at its exit.
@@ -357,7 +388,7 @@ impl StateSampler {
 
     /// The capture is over: count every open segment.
     pub fn finish(&mut self) {
-        for (_, l) in std::mem::take(&mut self.live) {
+        for l in std::mem::take(&mut self.live) {
             self.close(l);
         }
     }
