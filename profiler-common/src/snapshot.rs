@@ -90,6 +90,13 @@ pub struct SnapSeen {
     pub _pad: u32,
 }
 
+/// Name of the snapshot's one-entry config array; non-zero at
+/// [`SNAP_CONFIG_FULL`]: list unchanged threads too ([`SNAP_UNCHANGED`]
+/// heads), for window bounds and the periodic check of who is alive.
+/// Otherwise an unchanged thread costs no byte.
+pub const SNAP_CONFIG_MAP: &str = "SNAP_CONFIG";
+pub const SNAP_CONFIG_FULL: u32 = 0;
+
 /// The thread's kernel stack was taken by an earlier snapshot and has not
 /// changed since (the thread has not run).
 pub const SNAP_STACK_SENT_BEFORE: u32 = 1;

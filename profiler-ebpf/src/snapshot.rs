@@ -16,13 +16,13 @@ use aya_ebpf::{
     bindings::{seq_file, task_struct},
     helpers::{bpf_get_task_stack, bpf_probe_read_kernel, bpf_seq_write},
     macros::{btf_tracepoint, map},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::BtfTracePointContext,
 };
 use profiler_common::{
     state_after_switch, SnapHead, SnapSeen, StateRecord, TaskExit, UserRegs, MAX_THREADS, RECORD_STACK_SENT,
-    SNAPSHOT_STACK_DEPTH, SNAP_PREEMPTED_BY_SNAPSHOT, SNAP_STACK_SENT_BEFORE, SNAP_UNCHANGED, SNAP_UNTRACKED,
-    STACK_NONE, STATE_RUNNABLE, STATE_RUNNING, TASK_COMM_LEN,
+    SNAPSHOT_STACK_DEPTH, SNAP_CONFIG_FULL, SNAP_PREEMPTED_BY_SNAPSHOT, SNAP_STACK_SENT_BEFORE, SNAP_UNCHANGED,
+    SNAP_UNTRACKED, STACK_NONE, STATE_RUNNABLE, STATE_RUNNING, TASK_COMM_LEN,
 };
 
 use crate::{
@@ -54,6 +54,10 @@ static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// (`--max-threads`); a thread evicted from it only costs a whole record.
 #[map]
 static SNAP_SEEN: LruHashMap<u32, SnapSeen> = LruHashMap::with_max_entries(MAX_THREADS, 0);
+
+/// Set by the snapshot thread before each read: [`SNAP_CONFIG_FULL`].
+#[map]
+static SNAP_CONFIG: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Final counters of exiting threads (continuous tier).
 #[map]
@@ -125,8 +129,12 @@ fn try_snapshot(ctx: *const IterTask) -> Result<(), i32> {
     if state != STATE_RUNNING {
         if let Some(last) = unsafe { SNAP_SEEN.get(&tid) } {
             if *last == seen {
-                let head = SnapHead { tid, flags: SNAP_UNCHANGED };
-                let _ = unsafe { bpf_seq_write(seq, (&raw const head).cast(), size_of::<SnapHead>() as u32) };
+                // Nothing at all, unless user space asked for a full list
+                // (a window bound, or a periodic check of who is alive).
+                if SNAP_CONFIG.get(SNAP_CONFIG_FULL).is_some_and(|f| *f != 0) {
+                    let head = SnapHead { tid, flags: SNAP_UNCHANGED };
+                    let _ = unsafe { bpf_seq_write(seq, (&raw const head).cast(), size_of::<SnapHead>() as u32) };
+                }
                 return Ok(());
             }
         }

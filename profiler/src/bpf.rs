@@ -509,6 +509,13 @@ impl Loaded {
             .collect()
     }
 
+    /// Take the snapshot iterator's config array.
+    pub fn take_snap_config(&mut self) -> Result<Array<MapData, u32>> {
+        let name = profiler_common::SNAP_CONFIG_MAP;
+        let map = self.ebpf.take_map(name).ok_or_else(|| Error::Load(format!("map {name} missing")))?;
+        Array::try_from(map).map_err(|e| Error::load(&e))
+    }
+
     /// Take the snapshot iterator's memory of each thread.
     pub fn take_snap_seen(&mut self) -> Result<HashMap<MapData, u32, profiler_common::SnapSeen>> {
         let map =

@@ -315,6 +315,11 @@ pub async fn run(
                 sinks.drain(ring.get_mut());
                 if let Some(exits) = exits.as_mut() {
                     drain_exits(exits, &mut exited);
+                    for tid in std::mem::take(&mut exited.threads_gone) {
+                        if let Some(s) = snapshots.as_mut() {
+                            s.sampler.gone(tid);
+                        }
+                    }
                     for pid in std::mem::take(&mut exited.processes_gone) {
                         if let Some(u) = sinks.unwinder.as_mut() {
                             u.forget(pid);

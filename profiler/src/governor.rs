@@ -4,8 +4,8 @@
 //!
 //! Every [`DECIDE_EVERY`] it compares the last interval's cost with the
 //! budget. Over budget, it lowers the snapshot rate first (one snapshot in
-//! 2^level periods of `--state-hz`, jumping straight to the level the
-//! snapshots' measured share says fits), then the on-CPU sampling rate (the
+//! 2^level periods of `--state-hz`, going towards the level the snapshots'
+//! measured share says fits, at most two levels per interval), then the on-CPU sampling rate (the
 //! sampling program keeps one sample in 2^level, each kept one standing for
 //! 2^level), one level per interval, never below [`MIN_STATE_HZ`] and
 //! [`MIN_SAMPLE_HZ`]. Under half the budget, it raises them again, sampling
@@ -36,7 +36,7 @@ pub const STATS_EVERY: Duration = Duration::from_secs(10);
 /// reads every process and unwind table once when it first sees them.
 pub const WARM_UP_INTERVALS: u64 = 1;
 /// Floors: the governor never takes fewer snapshots or samples than these.
-pub const MIN_STATE_HZ: f64 = 0.2;
+pub const MIN_STATE_HZ: f64 = 0.1;
 pub const MIN_SAMPLE_HZ: f64 = 10.0;
 
 /// Raising a rate doubles its cost: only when the whole cost is under
@@ -44,6 +44,9 @@ pub const MIN_SAMPLE_HZ: f64 = 10.0;
 const RAISE_BELOW: f64 = 0.45;
 /// A cut aims this far under the budget.
 const AIM: f64 = 0.9;
+/// Most snapshot levels one cut takes: the measured share can be inflated
+/// by one-off work (a burst of new processes), and overshooting costs data.
+const MAX_SNAPSHOT_STEP: u32 = 2;
 
 /// The rates a governor can set, as levels: one in 2^level.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -154,6 +157,7 @@ impl Policy {
                 // Enough halvings of the snapshots' share to fit the rest.
                 let room = AIM * budget - rest;
                 let need = if room <= 0.0 { u32::MAX } else { (snapshots / room).log2().ceil().max(1.0) as u32 };
+                let need = need.min(MAX_SNAPSHOT_STEP);
                 self.levels.snapshot = self.levels.snapshot.saturating_add(need).min(self.max.snapshot);
             } else if self.levels.sample < self.max.sample {
                 self.levels.sample += 1;
@@ -367,25 +371,25 @@ mod tests {
 
     #[test]
     fn floors_follow_the_base_rates() {
-        assert_eq!(max_level(20.0, MIN_STATE_HZ, 10), 6, "20 Hz halved 6 times is 0.3125 Hz >= 0.2 Hz");
+        assert_eq!(max_level(20.0, MIN_STATE_HZ, 10), 7, "20 Hz halved 7 times is 0.156 Hz >= 0.1 Hz");
         assert_eq!(max_level(99.0, MIN_SAMPLE_HZ, 6), 3, "99 Hz halved 3 times is 12.4 Hz >= 10 Hz");
         assert_eq!(max_level(5.0, MIN_SAMPLE_HZ, 6), 0);
     }
 
     #[test]
-    fn snapshots_go_first_straight_to_a_level_that_fits_then_sampling() {
+    fn snapshots_go_first_towards_a_level_that_fits_then_sampling() {
         let mut p = Policy::new(1.0, 20, 99);
         // 26% of a CPU, nearly all snapshots: fitting 25.8% into 0.9% - 0.2%
-        // takes 6 halvings, the floor.
-        assert_eq!(p.decide(&cost(26.0, 25.8)).map(|d| d.0), Some(Levels { snapshot: 6, sample: 0 }));
-        assert!((p.state_hz() - 0.3125).abs() < 1e-9);
-        let mut q = Policy::new(1.0, 20, 99);
-        // 5% of a CPU, 4.5% snapshots: 4.5 / 0.4 takes 4 halvings.
-        assert_eq!(q.decide(&cost(5.0, 4.5)).map(|d| d.0), Some(Levels { snapshot: 4, sample: 0 }));
+        // takes 6 halvings; two at a time.
+        assert_eq!(p.decide(&cost(26.0, 25.8)).map(|d| d.0), Some(Levels { snapshot: 2, sample: 0 }));
+        assert!((p.state_hz() - 5.0).abs() < 1e-9);
+        assert_eq!(p.decide(&cost(6.5, 6.3)).map(|d| d.0), Some(Levels { snapshot: 4, sample: 0 }));
+        assert_eq!(p.decide(&cost(1.8, 1.6)).map(|d| d.0), Some(Levels { snapshot: 6, sample: 0 }));
+        assert_eq!(p.decide(&cost(1.2, 0.4)).map(|d| d.0), Some(Levels { snapshot: 7, sample: 0 }));
         // Snapshots at their floor and still over: sampling goes down.
-        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 6, sample: 1 }));
-        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 6, sample: 2 }));
-        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 6, sample: 3 }));
+        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 7, sample: 1 }));
+        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 7, sample: 2 }));
+        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 7, sample: 3 }));
         assert_eq!(p.decide(&cost(1.5, 0.1)), None, "at both floors");
         // Room: not right after a cut... then sampling comes back first.
         let mut p = Policy::new(1.0, 20, 99);

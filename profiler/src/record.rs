@@ -72,7 +72,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     };
     let continuous = args.tier == Tier::Continuous;
     let (exits, snapshots) = if let Some(link) = loaded.snapshot_link.take() {
-        let taker = SnapshotTaker::start(link, state_hz)
+        let taker = SnapshotTaker::start(link, loaded.take_snap_config()?, state_hz)
             .map_err(|e| crate::Error::Load(format!("could not start the snapshot thread: {e}")))?;
         let snapshots = Snapshots {
             sampler: StateSampler::new(args.max_threads),

@@ -103,6 +103,8 @@ pub struct Exited {
     /// Processes whose main thread exited since this was last taken, for
     /// dropping per-process caches.
     pub processes_gone: Vec<u32>,
+    /// Threads that exited since this was last taken, for the snapshots.
+    pub threads_gone: Vec<u32>,
 }
 
 /// Drain exit records into `exited`.
@@ -112,6 +114,7 @@ pub fn drain_exits(ring: &mut RingBuf<MapData>, exited: &mut Exited) {
             if e.tid == e.times.tgid {
                 exited.processes_gone.push(e.tid);
             }
+            exited.threads_gone.push(e.tid);
             exited.times.insert(e.tid, e.times);
             exited.names.insert(e.tid, comm_string(&e.comm));
         }

@@ -63,7 +63,13 @@ pub struct Taken {
     /// Periods of `--state-hz` this snapshot stands for: 2^level while the
     /// cost governor takes one snapshot in 2^level periods.
     pub weight: u32,
+    /// It lists unchanged threads too (heads only): window bounds, and
+    /// every [`FULL_EVERY`]th periodic snapshot, to learn who is gone.
+    pub full: bool,
 }
+
+/// One periodic snapshot in this many lists every thread.
+pub const FULL_EVERY: u64 = 16;
 
 impl Taken {
     /// The instant the snapshot stands for.
@@ -95,8 +101,9 @@ const QUEUE: usize = 4;
 pub const MAX_SNAPSHOT_LEVEL: u32 = 10;
 
 impl SnapshotTaker {
-    /// Start taking `hz` snapshots a second through the iterator `link`.
-    pub fn start(link: OwnedFd, hz: u64) -> std::io::Result<Self> {
+    /// Start taking `hz` snapshots a second through the iterator `link`,
+    /// whose config array (`SNAP_CONFIG`) says whether to list every thread.
+    pub fn start(link: OwnedFd, config: aya::maps::Array<aya::maps::MapData, u32>, hz: u64) -> std::io::Result<Self> {
         let (commands, command_rx) = mpsc::channel();
         let (tx, taken) = tokio::sync::mpsc::channel(QUEUE);
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -104,7 +111,7 @@ impl SnapshotTaker {
         let thread = std::thread::Builder::new().name("tp-snapshot".into()).spawn(move || {
             let realtime = make_realtime();
             let _ = ready_tx.send(realtime);
-            run(&link, hz, &command_rx, &buffers, &tx);
+            run(&link, config, hz, &command_rx, &buffers, &tx);
         })?;
         let realtime = ready_rx.recv().unwrap_or(false);
         Ok(Self { commands: Some(commands), recycle, taken, thread: Some(thread), realtime })
@@ -174,6 +181,7 @@ impl Jitter {
 
 fn run(
     link: &OwnedFd,
+    mut config: aya::maps::Array<aya::maps::MapData, u32>,
     hz: u64,
     commands: &mpsc::Receiver<Command>,
     buffers: &mpsc::Receiver<Vec<u8>>,
@@ -185,6 +193,7 @@ fn run(
     let mut jitter = Jitter(monotonic_ns() | 1);
     let mut slot = monotonic_ns();
     let mut next = slot + jitter.below(period);
+    let mut periodic = 0u64;
     loop {
         let now = monotonic_ns();
         let kind = match commands.recv_timeout(Duration::from_nanos(next.saturating_sub(now))) {
@@ -207,9 +216,19 @@ fn run(
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         };
+        let full = match kind {
+            Kind::Bound => true,
+            Kind::Periodic => {
+                periodic += 1;
+                periodic % FULL_EVERY == 1
+            }
+        };
+        if let Err(err) = config.set(profiler_common::SNAP_CONFIG_FULL, u32::from(full), 0) {
+            tracing::warn!(%err, "could not set the snapshot's config; it may list too few threads");
+        }
         let mut bytes = buffers.try_recv().unwrap_or_else(|_| Vec::with_capacity(1 << 16));
         bytes.clear();
-        let taken = take(link, kind, bytes, 1 << level);
+        let taken = take(link, kind, bytes, 1 << level, full);
         if kind == Kind::Bound {
             // A window bound is never skipped.
             if out.blocking_send(taken).is_err() {
@@ -227,7 +246,7 @@ fn run(
     }
 }
 
-fn take(link: &OwnedFd, kind: Kind, mut bytes: Vec<u8>, weight: u32) -> std::io::Result<Taken> {
+fn take(link: &OwnedFd, kind: Kind, mut bytes: Vec<u8>, weight: u32, full: bool) -> std::io::Result<Taken> {
     let cpu_before = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
     let start_ns = monotonic_ns();
     let fd = std::os::fd::AsRawFd::as_raw_fd(link) as u32;
@@ -235,5 +254,5 @@ fn take(link: &OwnedFd, kind: Kind, mut bytes: Vec<u8>, weight: u32) -> std::io:
     std::fs::File::from(iter).read_to_end(&mut bytes)?;
     let end_ns = monotonic_ns();
     let cpu_ns = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(cpu_before);
-    Ok(Taken { kind, bytes, start_ns, end_ns, cpu_ns, weight })
+    Ok(Taken { kind, bytes, start_ns, end_ns, cpu_ns, weight, full })
 }

@@ -73,10 +73,6 @@ pub struct SamplerStats {
     pub weight_square_sum: u64,
     #[serde(default)]
     pub effective_snapshots: f64,
-    /// Records out of the iterator's tid order (never seen; each such thread
-    /// is read whole again).
-    #[serde(default)]
-    pub out_of_order: u64,
     /// Whether the snapshot thread ran at a real-time priority.
     #[serde(default)]
     pub realtime: bool,
@@ -101,8 +97,11 @@ struct Live {
     ustack: Option<Arc<[UserFrame]>>,
     /// What the thread waits on (fd syscalls), read at the segment's start.
     fd_target: Option<u32>,
-    /// Periods of --state-hz the periodic snapshots that saw this segment stand for.
-    n: u64,
+    /// The running total of periodic weights before the segment began: its
+    /// sightings are the total now minus this (see [`StateSampler::weights`]).
+    base: u64,
+    /// Sequence number of the last full snapshot that listed it.
+    listed: u64,
     /// The user stack is yet to be copied (the budget ran out).
     unwind_pending: bool,
 }
@@ -114,15 +113,6 @@ pub struct CounterRead {
     pub at_ns: u64,
     /// Per tid: (tgid, thread start ns, counters).
     pub threads: FxHashMap<u32, (u32, u64, TaskCounters)>,
-}
-
-/// Bytes of the record starting at `bytes` with head `head`.
-fn record_len(head: &SnapHead, bytes: &[u8]) -> usize {
-    if head.flags & SNAP_UNCHANGED != 0 {
-        return size_of::<SnapHead>();
-    }
-    let frames = decode::<StateRecord>(bytes).map_or(0, |r| (r.kstack_len as usize).min(SNAPSHOT_STACK_DEPTH));
-    (size_of::<StateRecord>() + frames * 8).min(bytes.len())
 }
 
 /// Most exit records kept per window, as a multiple of `--max-threads`.
@@ -150,17 +140,21 @@ pub struct StateSampler {
     pub blocked_counts: Vec<(crate::blocked_stacks::BlockKey, Option<Box<[UserFrame]>>, u64)>,
     /// Final counters of threads that exited (continuous tier).
     pub exits: FxHashMap<u32, TaskExit>,
-    /// Live threads by increasing tid, as the iterator lists them.
-    live: Vec<Live>,
-    /// The other buffer of the merge, kept for its allocation.
-    spare: Vec<Live>,
+    /// Live threads. A snapshot lists only those that changed (and, when
+    /// full, the others as heads): an unchanged thread costs nothing here,
+    /// not even a lookup, as memory left cold for a while is dear to touch
+    /// (on this VM a hash lookup of a thread last touched a snapshot ago
+    /// cost 2.8 us, 30 times a warm one).
+    live: FxHashMap<u32, Live>,
+    /// Running total of the periodic snapshots' weights (periods of
+    /// --state-hz): a segment's sightings are the growth of this total.
+    weights: u64,
     max_threads: usize,
     /// Snapshots parsed, bounds included.
     seq: u64,
     /// Live threads whose user stack is yet to be copied.
     pending: Vec<u32>,
-    /// Threads the kernel believes we know but we do not (table full,
-    /// out of order):
+    /// Threads the kernel believes we know but we do not (table full):
     /// their iterator entries are deleted so that they are sent whole.
     pub resync: Vec<u32>,
 }
@@ -179,8 +173,8 @@ impl StateSampler {
             sightings: FxHashMap::default(),
             blocked_counts: Vec::new(),
             exits: FxHashMap::default(),
-            live: Vec::new(),
-            spare: Vec::new(),
+            live: FxHashMap::default(),
+            weights: 0,
             max_threads: max_threads as usize,
             seq: 0,
             pending: Vec::new(),
@@ -204,46 +198,25 @@ impl StateSampler {
                 (self.stats.weight_sum as f64).powi(2) / self.stats.weight_square_sum.max(1) as f64;
         }
         let mut bound = (!periodic).then(|| CounterRead { at_ns: taken.at_ns(), threads: FxHashMap::default() });
-        // The iterator lists threads in increasing tid order, as `live` is
-        // kept: one sequential merge, no lookups. (Memory last touched a
-        // snapshot ago is cold: on this VM a random access to it cost
-        // microseconds, so a hash map cost 2.8 us per unchanged thread.)
-        // Both buffers keep their allocations from one snapshot to the next:
-        // fresh pages fault in, and that is dear on this VM too.
-        let mut previous = std::mem::take(&mut self.live);
-        let mut old = previous.drain(..).peekable();
-        let mut live = std::mem::take(&mut self.spare);
-        live.clear();
-        let mut last_tid = None;
+        // Segments that end here were seen up to the snapshot before.
+        let before = self.weights;
+        self.weights += weight;
+        let seq = self.seq;
         let mut bytes = &taken.bytes[..];
         const HEAD: usize = size_of::<StateRecord>();
         while let Some(head) = decode::<SnapHead>(bytes) {
             self.stats.records += 1;
             let tid = head.tid;
-            if last_tid.is_some_and(|last| tid <= last) {
-                // Never seen here; would break the merge. Its thread is
-                // read whole again next time.
-                self.stats.out_of_order += 1;
-                self.resync.push(tid);
-                bytes = &bytes[record_len(&head, bytes)..];
-                continue;
-            }
-            last_tid = Some(tid);
-            // Threads before this one in the last snapshot are gone.
-            while let Some(l) = old.next_if(|l| l.rec.head.tid < tid) {
-                self.close(l);
-            }
-            let prev = old.next_if(|l| l.rec.head.tid == tid);
             if head.flags & SNAP_UNCHANGED != 0 {
+                // Only full snapshots list unchanged threads.
                 bytes = &bytes[size_of::<SnapHead>()..];
                 self.stats.unchanged += 1;
-                match prev {
-                    Some(mut l) => {
-                        l.n += weight;
+                match self.live.get_mut(&tid) {
+                    Some(l) => {
+                        l.listed = seq;
                         if let Some(b) = bound.as_mut() {
                             b.threads.insert(tid, (l.rec.tgid, l.rec.start_ns, l.rec.counters));
                         }
-                        live.push(l);
                     }
                     None => self.resync.push(tid),
                 }
@@ -257,23 +230,27 @@ impl StateSampler {
             if let Some(b) = bound.as_mut() {
                 b.threads.insert(tid, (rec.tgid, rec.start_ns, rec.counters));
             }
-            let previous_kstack = prev.as_ref().and_then(|l| l.kstack.clone());
-            if let Some(l) = prev {
-                self.close(l);
-            }
-            if live.len() >= self.max_threads {
+            let previous = self.live.remove(&tid);
+            let previous_kstack = previous.as_ref().and_then(|l| l.kstack.clone());
+            if let Some(l) = previous {
+                self.close(l, before);
+            } else if self.live.len() >= self.max_threads {
                 self.stats.threads_dropped += 1;
                 self.resync.push(tid);
                 continue;
             }
-            live.push(self.whole(rec, stack, weight, previous_kstack));
+            let l = self.whole(rec, stack, before, previous_kstack);
+            self.live.insert(tid, l);
         }
-        // Threads after the last one listed are gone too.
-        for l in old {
-            self.close(l);
+        // A full snapshot lists every live thread: the others are gone.
+        if taken.full {
+            let gone: Vec<u32> = self.live.iter().filter(|(_, l)| l.listed != seq).map(|(tid, _)| *tid).collect();
+            for tid in gone {
+                if let Some(l) = self.live.remove(&tid) {
+                    self.close(l, before);
+                }
+            }
         }
-        self.spare = previous;
-        self.live = live;
         self.stats.read_cpu_ns += taken.cpu_ns;
         self.stats.cpu_ns +=
             taken.cpu_ns + crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
@@ -281,7 +258,7 @@ impl StateSampler {
     }
 
     /// A thread's whole record: it changed, or is new.
-    fn whole(&mut self, rec: StateRecord, stack: &[u8], weight: u64, previous_kstack: Option<Arc<[u64]>>) -> Live {
+    fn whole(&mut self, rec: StateRecord, stack: &[u8], base: u64, previous_kstack: Option<Arc<[u64]>>) -> Live {
         let tid = rec.head.tid;
         if rec.tgid != 0 && self.seen_processes.insert(rec.tgid) {
             self.new_processes.push(rec.tgid);
@@ -310,14 +287,16 @@ impl StateSampler {
         }
         // A thread still blocked where it was keeps the kernel stack it was
         // sent with (the deep tier's iterator sends it once).
-        let kstack =
-            kstack.or_else(|| (rec.head.flags & profiler_common::SNAP_STACK_SENT_BEFORE != 0).then_some(previous_kstack).flatten());
-        Live { rec, kstack, ustack: None, fd_target, n: weight, unwind_pending }
+        let kstack = kstack.or_else(|| {
+            (rec.head.flags & profiler_common::SNAP_STACK_SENT_BEFORE != 0).then_some(previous_kstack).flatten()
+        });
+        Live { rec, kstack, ustack: None, fd_target, base, listed: self.seq, unwind_pending }
     }
 
-    /// Count a segment's sightings.
-    fn close(&mut self, l: Live) {
-        let (rec, n) = (&l.rec, l.n);
+    /// Count a segment's sightings: it lasted until the running total of
+    /// periodic weights was `until`.
+    fn close(&mut self, l: Live, until: u64) {
+        let (rec, n) = (&l.rec, until.saturating_sub(l.base));
         if n == 0 {
             return;
         }
@@ -355,8 +334,7 @@ impl StateSampler {
     }
 
     fn live_mut(&mut self, tid: u32) -> Option<&mut Live> {
-        let i = self.live.binary_search_by_key(&tid, |l| l.rec.head.tid).ok()?;
-        self.live.get_mut(i)
+        self.live.get_mut(&tid)
     }
 
     /// The outcome of copying a blocked thread's user stack.
@@ -374,11 +352,21 @@ impl StateSampler {
 
     /// The last counters of a live thread (a thread gone without an exit record).
     pub fn last_counters(&self) -> impl Iterator<Item = (u32, u32, u64, TaskCounters)> + '_ {
-        self.live.iter().map(|l| (l.rec.head.tid, l.rec.tgid, l.rec.start_ns, l.rec.counters))
+        self.live.values().map(|l| (l.rec.head.tid, l.rec.tgid, l.rec.start_ns, l.rec.counters))
     }
 
-    /// A thread's final counters at its exit.
+    /// A thread exited (the deep tier's exit records): its segment ends now.
+    pub fn gone(&mut self, tid: u32) {
+        if let Some(l) = self.live.remove(&tid) {
+            self.close(l, self.weights);
+        }
+    }
+
+    /// A thread's final counters at its exit: its segment ends now.
     pub fn exited(&mut self, e: TaskExit) {
+        if let Some(l) = self.live.remove(&e.tid).filter(|l| l.rec.start_ns == e.start_ns) {
+            self.close(l, self.weights);
+        }
         if self.exits.len() >= self.max_threads.saturating_mul(EXITS_PER_THREAD_SLOT) {
             self.stats.threads_dropped += 1;
             return;
@@ -388,8 +376,9 @@ impl StateSampler {
 
     /// The capture is over: count every open segment.
     pub fn finish(&mut self) {
-        for l in std::mem::take(&mut self.live) {
-            self.close(l);
+        let until = self.weights;
+        for (_, l) in std::mem::take(&mut self.live) {
+            self.close(l, until);
         }
     }
 }
@@ -418,7 +407,7 @@ mod tests {
     }
 
     fn taken(kind: Kind, parts: &[Vec<u8>]) -> Taken {
-        Taken { kind, bytes: parts.concat(), start_ns: 100, end_ns: 200, cpu_ns: 0, weight: 1 }
+        Taken { kind, bytes: parts.concat(), start_ns: 100, end_ns: 200, cpu_ns: 0, weight: 1, full: true }
     }
 
     #[test]
@@ -440,6 +429,23 @@ mod tests {
         assert_eq!(s.stats.unchanged, 3);
         let sleeping: u64 = s.sightings[&1].iter().filter(|(k, _)| k.state == STATE_SLEEPING).map(|(_, n)| n).sum();
         assert_eq!(sleeping, 2);
+    }
+
+    #[test]
+    fn threads_a_snapshot_does_not_list_stay_as_they_were_until_a_full_one() {
+        let mut s = StateSampler::new(16);
+        let partial = |parts: &[Vec<u8>], weight| Taken { full: false, weight, ..taken(Kind::Periodic, parts) };
+        s.parse(&taken(Kind::Periodic, &[record(1, STATE_SLEEPING, 3), record(2, STATE_SLEEPING, 1)]));
+        s.parse(&partial(&[], 1));
+        // The governor halves the rate: each snapshot stands for 2 periods.
+        s.parse(&partial(&[], 2));
+        s.parse(&partial(&[record(1, STATE_RUNNABLE, 4)], 2));
+        // A full snapshot without thread 2: gone after the snapshot before.
+        s.parse(&Taken { weight: 2, ..taken(Kind::Periodic, &[unchanged(1)]) });
+        s.finish();
+        assert_eq!(s.threads[&1].states, [0, 4, 4, 0, 0]);
+        assert_eq!(s.threads[&2].states, [0, 0, 6, 0, 0]);
+        assert_eq!(s.stats.weight_sum, 8);
     }
 
     #[test]

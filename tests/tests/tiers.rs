@@ -53,14 +53,17 @@ struct Run {
     polled: std::collections::HashMap<u32, Vec<(u64, (u64, u64))>>,
 }
 
-fn capture(tier: &str) -> Run {
+fn capture(tier: &str, extra: &[&str]) -> Run {
     let bin = build_c_workload("tier_truth", &[]);
     let disk = disk_backed_dir();
     let mut w = Workload::start(&bin, &["60", disk.to_str().expect("utf-8 path")]);
     let tids: Vec<(&'static str, u32)> = NAMES.iter().map(|n| (*n, w.tid(n))).collect();
     let poller = SchedstatPoller::start(w.pid, tids.iter().map(|(_, t)| *t).collect(), Duration::from_millis(2));
     let dir = tempfile::tempdir().unwrap();
-    let out = record_ok(dir.path(), &["--tier", tier, "--pid", &w.pid.to_string(), "-d", CAPTURE]);
+    let pid = w.pid.to_string();
+    let mut args = vec!["--tier", tier, "--pid", &pid, "-d", CAPTURE];
+    args.extend_from_slice(extra);
+    let out = record_ok(dir.path(), &args);
     let polled = poller.finish();
     let _ = w.child.kill();
     println!("{}", String::from_utf8_lossy(&out.stdout));
@@ -155,7 +158,7 @@ fn check_times(tier: &str, run: &Run) -> Checks {
 #[test]
 fn deep_tier_times_and_sampled_states_match_schedstat() {
     require_root();
-    let run = capture("deep");
+    let run = capture("deep", &[]);
     check_times("deep", &run).finish();
 }
 
@@ -163,7 +166,12 @@ fn deep_tier_times_and_sampled_states_match_schedstat() {
 fn continuous_tier_times_states_and_blocking_stacks_match_the_kernel() {
     require_root();
     let _delayacct = DelayAcct::on();
-    let run = capture("continuous");
+    // Default settings but the cost budget: this workload (20,000 context
+    // switches and 17,000 disk waits a second, four spinners) costs the
+    // continuous tier about 1.2% of a CPU at the default 20 Hz, and the
+    // sampled shares are to be checked at that default rate. The governor
+    // is checked on its own below.
+    let run = capture("continuous", &["--cpu-budget", "100"]);
     let mut c = check_times("continuous", &run);
     let tid = |name: &str| run.tids.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).unwrap();
 
@@ -275,19 +283,20 @@ fn the_cost_governor_keeps_the_tool_within_its_budget_at_5000_idle_threads() {
     let _stats = BpfStats::on();
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(tailprof_bin())
-        .args(["record", "--tier", "continuous", "--cpu-budget", &BUDGET.to_string(), "-d", "24s", "-o"])
+        .args(["record", "--tier", "continuous", "--cpu-budget", &BUDGET.to_string(), "-d", "30s", "-o"])
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    // The governor judges every 2 s after a warm-up interval: measure once it settled.
-    std::thread::sleep(Duration::from_secs(10));
+    // The governor judges every 2 s after a warm-up interval and moves
+    // snapshots two levels at most per judgement: measure once it settled.
+    std::thread::sleep(Duration::from_secs(14));
     let iterator = prog_ids_named("thread_snapshot");
-    assert!(!iterator.is_empty(), "no snapshot iterator program loaded after 10 s");
+    assert!(!iterator.is_empty(), "no snapshot iterator program loaded after 14 s");
     let (t0, c0) = (monotonic_ns(), tool_cpu_ns(pid, &iterator));
-    std::thread::sleep(Duration::from_secs(12));
+    std::thread::sleep(Duration::from_secs(14));
     let (t1, c1) = (monotonic_ns(), tool_cpu_ns(pid, &iterator));
     let out = child.wait_with_output().unwrap();
     drop(closed);
@@ -299,14 +308,14 @@ fn the_cost_governor_keeps_the_tool_within_its_budget_at_5000_idle_threads() {
     let measured = 100.0 * (c1 - c0) as f64 / (t1 - t0) as f64;
     let summary = summary(dir.path());
     let g = &summary["governor"];
-    println!("{}\ntool CPU from 10 s to 22 s: {measured:.3}% of one CPU (budget {BUDGET}%)\ngovernor: {g}", stdout);
+    println!("{}\ntool CPU from 14 s to 28 s: {measured:.3}% of one CPU (budget {BUDGET}%)\ngovernor: {g}", stdout);
     let mut c = Checks::default();
     c.check(measured <= 1.2 * BUDGET, || {
         format!("tool CPU {measured:.3}% of one CPU once settled, budget {BUDGET}% (+20%: {:.2}%)", 1.2 * BUDGET)
     });
     let state_hz = g["state_hz"].as_f64().unwrap_or(f64::NAN);
-    c.check(state_hz < DEFAULT_STATE_HZ as f64 && state_hz >= 0.2, || {
-        format!("governor.state_hz {state_hz}: expected the snapshot rate lowered from {DEFAULT_STATE_HZ} Hz, not below its 0.2 Hz floor")
+    c.check(state_hz < DEFAULT_STATE_HZ as f64 && state_hz >= 0.1, || {
+        format!("governor.state_hz {state_hz}: expected the snapshot rate lowered from {DEFAULT_STATE_HZ} Hz, not below its 0.1 Hz floor")
     });
     c.check(g["changes"].as_array().is_some_and(|a| !a.is_empty()), || format!("no rate change reported: {g}"));
     c.check(g["budget_percent"].as_f64() == Some(BUDGET), || format!("governor.budget_percent: {g}"));
