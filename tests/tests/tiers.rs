@@ -283,7 +283,7 @@ fn the_cost_governor_keeps_the_tool_within_its_budget_at_5000_idle_threads() {
     let _stats = BpfStats::on();
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(tailprof_bin())
-        .args(["record", "--tier", "continuous", "--cpu-budget", &BUDGET.to_string(), "-d", "30s", "-o"])
+        .args(["record", "--tier", "continuous", "--cpu-budget", &BUDGET.to_string(), "-d", "36s", "-o"])
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -292,11 +292,11 @@ fn the_cost_governor_keeps_the_tool_within_its_budget_at_5000_idle_threads() {
     let pid = child.id();
     // The governor judges every 2 s after a warm-up interval and moves
     // snapshots two levels at most per judgement: measure once it settled.
-    std::thread::sleep(Duration::from_secs(14));
+    std::thread::sleep(Duration::from_secs(18));
     let iterator = prog_ids_named("thread_snapshot");
-    assert!(!iterator.is_empty(), "no snapshot iterator program loaded after 14 s");
+    assert!(!iterator.is_empty(), "no snapshot iterator program loaded after 18 s");
     let (t0, c0) = (monotonic_ns(), tool_cpu_ns(pid, &iterator));
-    std::thread::sleep(Duration::from_secs(14));
+    std::thread::sleep(Duration::from_secs(16));
     let (t1, c1) = (monotonic_ns(), tool_cpu_ns(pid, &iterator));
     let out = child.wait_with_output().unwrap();
     drop(closed);
@@ -308,7 +308,7 @@ fn the_cost_governor_keeps_the_tool_within_its_budget_at_5000_idle_threads() {
     let measured = 100.0 * (c1 - c0) as f64 / (t1 - t0) as f64;
     let summary = summary(dir.path());
     let g = &summary["governor"];
-    println!("{}\ntool CPU from 14 s to 28 s: {measured:.3}% of one CPU (budget {BUDGET}%)\ngovernor: {g}", stdout);
+    println!("{}\ntool CPU from 18 s to 34 s: {measured:.3}% of one CPU (budget {BUDGET}%)\ngovernor: {g}", stdout);
     let mut c = Checks::default();
     c.check(measured <= 1.2 * BUDGET, || {
         format!("tool CPU {measured:.3}% of one CPU once settled, budget {BUDGET}% (+20%: {:.2}%)", 1.2 * BUDGET)

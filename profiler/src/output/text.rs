@@ -144,18 +144,18 @@ pub fn report(profile: &Profile, top: usize) -> String {
             let _ = writeln!(out, "  - {line}");
         }
     }
-    if !profile.untrusted_times.is_empty() && profile.tier == crate::tier::Tier::Continuous {
+    if !profile.untrusted_times.is_empty() {
+        let (what, how) = match profile.tier {
+            crate::tier::Tier::Continuous => {
+                ("ended during the capture without handing over their final counters (exit ring full)", "short")
+            }
+            crate::tier::Tier::Deep => {
+                ("were never seen by sched_switch leaving a CPU although they are not running now", "wrong")
+            }
+        };
         let _ = writeln!(
             out,
-            "\nwarning: {} thread(s) ended during the capture without handing over their final counters (exit ring full; tids {:?}); their exact times are left out rather than reported short.",
-            profile.untrusted_times.len(),
-            profile.untrusted_times
-        );
-    }
-    if !profile.untrusted_times.is_empty() && profile.tier == crate::tier::Tier::Deep {
-        let _ = writeln!(
-            out,
-            "\nwarning: sched_switch never showed {} thread(s) leaving a CPU although they are not running now (tids {:?}); their exact times are left out rather than reported wrong.",
+            "\nwarning: {} thread(s) {what} (tids {:?}); their exact times are left out rather than reported {how}.",
             profile.untrusted_times.len(),
             profile.untrusted_times
         );
