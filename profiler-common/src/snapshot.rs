@@ -110,6 +110,11 @@ pub const SNAP_UNCHANGED: u32 = 4;
 /// CPU: it reads as running.
 pub const SNAP_PREEMPTED_BY_SNAPSHOT: u32 = 8;
 
+/// The thread was woken onto the snapshot taker's CPU while the snapshot
+/// ran, and could not run before the iterator reached it: it reads in the
+/// state it was woken from (disk if it waited in I/O, else sleeping).
+pub const SNAP_WOKEN_DURING_SNAPSHOT: u32 = 16;
+
 /// Deepest kernel stack a snapshot record carries.
 pub const SNAPSHOT_STACK_DEPTH: usize = 64;
 
@@ -147,6 +152,8 @@ pub const GLOBAL_DELAYS_BLKIO_OFFSET: &str = "DELAYS_BLKIO_OFFSET";
 /// Offset in `struct pt_regs` of the system call number (`orig_ax` on
 /// x86_64, `syscallno` on aarch64, an i32 there).
 pub const GLOBAL_PT_REGS_SYSCALL_OFFSET: &str = "PT_REGS_SYSCALL_OFFSET";
+/// Global: bit offset of `task_struct.in_iowait` (0: unknown).
+pub const GLOBAL_TASK_IN_IOWAIT_BIT: &str = "TASK_IN_IOWAIT_BIT";
 /// Global: non-zero when the iterator reads syscalls from the saved
 /// registers (no `sys_enter` hook: the continuous tier).
 pub const GLOBAL_SYSCALL_FROM_REGS: &str = "SYSCALL_FROM_REGS";

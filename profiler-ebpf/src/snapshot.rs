@@ -22,7 +22,8 @@ use aya_ebpf::{
 use profiler_common::{
     state_after_switch, SnapHead, SnapSeen, StateRecord, TaskExit, UserRegs, MAX_THREADS, RECORD_STACK_SENT,
     SNAPSHOT_STACK_DEPTH, SNAP_CONFIG_FULL, SNAP_PREEMPTED_BY_SNAPSHOT, SNAP_STACK_SENT_BEFORE, SNAP_UNCHANGED,
-    SNAP_UNTRACKED, STACK_NONE, STATE_RUNNABLE, STATE_RUNNING, TASK_COMM_LEN,
+    SNAP_UNTRACKED, SNAP_WOKEN_DURING_SNAPSHOT, STACK_NONE, STATE_DISK, STATE_RUNNABLE, STATE_RUNNING, STATE_SLEEPING,
+    TASK_COMM_LEN,
 };
 
 use crate::{
@@ -85,11 +86,14 @@ pub extern "C" fn thread_snapshot(ctx: *mut c_void) -> i32 {
     0
 }
 
-/// The state a snapshot sees `t` in. A runnable thread queued at the very
-/// instant the snapshot taker (the current task) got this CPU was running
-/// until the taker preempted it: both stamps are the same read of the run
-/// queue's clock (`sched_info_depart` of the one, `sched_info_arrive` of
-/// the other, in one context switch).
+/// The state a snapshot sees `t` in, as of the moment the snapshot taker
+/// (the current task) got this CPU. A runnable thread queued at that very
+/// instant was running until the taker preempted it: both stamps are the
+/// same read of the run queue's clock (`sched_info_depart` of the one,
+/// `sched_info_arrive` of the other, in one context switch). A thread
+/// queued on this CPU later was woken while the snapshot ran, and could not
+/// run only because the snapshot holds the CPU: it reads in the state it was
+/// woken from.
 #[inline(always)]
 fn snapshot_state(t: *const u8, on_cpu: u32, state: u32) -> (u32, u32) {
     if on_cpu != 0 {
@@ -99,8 +103,15 @@ fn snapshot_state(t: *const u8, on_cpu: u32, state: u32) -> (u32, u32) {
         return (state_after_switch(state), 0);
     }
     let queued = task::last_queued(t);
-    if queued != 0 && queued == task::current_last_arrival() {
-        return (STATE_RUNNING, SNAP_PREEMPTED_BY_SNAPSHOT);
+    if queued != 0 {
+        let arrival = task::current_last_arrival();
+        if queued == arrival {
+            return (STATE_RUNNING, SNAP_PREEMPTED_BY_SNAPSHOT);
+        }
+        if queued > arrival && task::cpu(t) == task::this_cpu() {
+            let was = if task::in_iowait(t) { STATE_DISK } else { STATE_SLEEPING };
+            return (was, SNAP_WOKEN_DURING_SNAPSHOT);
+        }
     }
     (STATE_RUNNABLE, 0)
 }

@@ -34,6 +34,8 @@ static TASK_DELAYS_OFFSET: u32 = 0;
 static DELAYS_BLKIO_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static PT_REGS_SYSCALL_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
+static TASK_IN_IOWAIT_BIT: u32 = 0;
 /// Non-zero without the syscall hooks (continuous tier): syscalls come
 /// from the saved registers.
 #[unsafe(no_mangle)]
@@ -70,6 +72,23 @@ pub fn cpu(task: *const u8) -> u32 {
 #[inline(always)]
 pub fn last_queued(task: *const u8) -> u64 {
     btf_field(task, &TASK_LAST_QUEUED_OFFSET)
+}
+
+/// Whether `task` waits in I/O (`in_iowait`, a bitfield; false if unknown).
+#[inline(always)]
+pub fn in_iowait(task: *const u8) -> bool {
+    let bit = read_global(&TASK_IN_IOWAIT_BIT);
+    if bit == 0 {
+        return false;
+    }
+    let byte = unsafe { aya_ebpf::helpers::bpf_probe_read_kernel(task.add((bit / 8) as usize)) }.unwrap_or(0u8);
+    byte & (1 << (bit % 8)) != 0
+}
+
+/// The CPU running this program.
+#[inline(always)]
+pub fn this_cpu() -> u32 {
+    unsafe { aya_ebpf::helpers::bpf_get_smp_processor_id() }
 }
 
 /// `sched_info.last_arrival` of the current task: when it last got its CPU.

@@ -143,6 +143,8 @@ pub struct KernelOffsets {
     pub cfs_rq: u32,
     pub cfs_rq_rq: u32,
     pub rq_clock: u32,
+    /// Bit offset of the `task_struct.in_iowait` bitfield (0: unknown).
+    pub in_iowait_bit: u32,
 }
 
 /// Member of `struct pt_regs` that holds a system call's first argument.
@@ -204,6 +206,7 @@ impl KernelOffsets {
             cfs_rq: task("se.cfs_rq").unwrap_or(0),
             cfs_rq_rq: off("cfs_rq", "rq").unwrap_or(0),
             rq_clock: off("rq", "clock").unwrap_or(0),
+            in_iowait_bit: btf.member_bit_offset("task_struct", "in_iowait").unwrap_or(0),
         })
         .map(Self::with_run_queue_clock)
     }
@@ -321,6 +324,7 @@ impl Loaded {
             .override_global(GLOBAL_TASK_CFS_RQ_OFFSET, &config.offsets.cfs_rq, true)
             .override_global(GLOBAL_CFS_RQ_RQ_OFFSET, &config.offsets.cfs_rq_rq, true)
             .override_global(GLOBAL_RQ_CLOCK_OFFSET, &config.offsets.rq_clock, true)
+            .override_global(profiler_common::GLOBAL_TASK_IN_IOWAIT_BIT, &config.offsets.in_iowait_bit, true)
             .map_max_entries(EVENTS_MAP, ring_buffer_bytes(config.frequency_hz, cpus.len(), config.record_bytes()))
             .map_max_entries(THREADS_MAP, config.max_threads)
             .map_max_entries(SNAP_SEEN_MAP, config.max_threads)
