@@ -29,7 +29,7 @@ impl Tier {
     pub fn cannot_show(self) -> &'static [&'static str] {
         match self {
             Self::Continuous => &[
-                "sleeping, disk and other time are split by sampled thread states (see off_cpu_ci95_ns in summary.json)",
+                "sleeping, disk and other time are split by sampled thread states (their 95% confidence half-widths: counters.sampled_ci95_ns in summary.json)",
                 "off-CPU stacks are sampled: each snapshot sighting weighs its share of the thread's exact or estimated state time",
                 "no wakers, no latency histograms, no exact noise per source (run with --tier deep for those)",
             ],
