@@ -207,8 +207,8 @@ impl KernelOffsets {
             cfs_rq_rq: off("cfs_rq", "rq").unwrap_or(0),
             rq_clock: off("rq", "clock").unwrap_or(0),
             in_iowait_bit: btf.member_bit_offset("task_struct", "in_iowait").unwrap_or(0),
-        })
-        .map(Self::with_run_queue_clock)
+        }
+        .with_run_queue_clock())
     }
 
     /// The run queue's clock is read only if all three offsets are known.

@@ -261,6 +261,14 @@ async fn next_snapshot(snapshots: &mut Option<Snapshots>) -> Option<std::io::Res
     }
 }
 
+/// How long to capture, and whether the window opens and closes with a
+/// snapshot of every thread's counters (the continuous tier).
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub duration: Duration,
+    pub bounds: bool,
+}
+
 /// Read samples (and exited threads' totals, if tracked) for `duration`.
 pub async fn run(
     ring: RingBuf<MapData>,
@@ -268,10 +276,10 @@ pub async fn run(
     mut snapshots: Option<Snapshots>,
     mut cgroup_filter: Option<CgroupFilter>,
     unwinder: Option<SampleUnwinder>,
-    duration: Duration,
-    bounds: bool,
+    plan: Plan,
     mut governed: Option<Governed>,
 ) -> Result<Captured> {
+    let Plan { duration, bounds } = plan;
     let mut exited = Exited::default();
     // SAFETY: the ring buffer owns its map fd, which stays open and is not
     // replaced while the AsyncFd owns the ring buffer.

@@ -117,9 +117,16 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         }),
         None => None,
     };
-    let mut captured =
-        capture::run(ring, exits, snapshots, cgroup_filter, unwinder, args.duration, continuous && off_cpu, governed)
-            .await?;
+    let mut captured = capture::run(
+        ring,
+        exits,
+        snapshots,
+        cgroup_filter,
+        unwinder,
+        capture::Plan { duration: args.duration, bounds: continuous && off_cpu },
+        governed,
+    )
+    .await?;
     // The continuous tier's window is that of its bound snapshots.
     let window_start_ns = captured.opening.as_ref().map_or(window_start_ns, |o| o.at_ns);
     loaded.set_window_end(captured.end_ns)?;

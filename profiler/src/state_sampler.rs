@@ -106,6 +106,10 @@ struct Live {
     unwind_pending: bool,
 }
 
+/// Sightings of a blocked thread under the hooks' key, with its complete
+/// user stack if one was unwound.
+pub type BlockedCount = (crate::blocked_stacks::BlockKey, Option<Box<[UserFrame]>>, u64);
+
 /// Cumulative counters of every live thread at one instant (a bound).
 #[derive(Debug, Clone, Default)]
 pub struct CounterRead {
@@ -137,7 +141,7 @@ pub struct StateSampler {
     /// continuous tier's off-CPU stacks.
     pub sightings: FxHashMap<u32, FxHashMap<SightKey, u64>>,
     /// Deep tier: complete user stacks of blocked threads by the hooks' key.
-    pub blocked_counts: Vec<(crate::blocked_stacks::BlockKey, Option<Box<[UserFrame]>>, u64)>,
+    pub blocked_counts: Vec<BlockedCount>,
     /// Final counters of threads that exited (continuous tier).
     pub exits: FxHashMap<u32, TaskExit>,
     /// Live threads. A snapshot lists only those that changed (and, when
