@@ -191,16 +191,7 @@ impl KernelBtf {
     /// Byte offset of `path` (a member name, or `a.b.c` through nested
     /// structs) inside `struct strukt`.
     pub fn member_offset(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
-        let mut id = *self.structs_by_name.get(strukt).ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
-        let mut bits = 0;
-        for part in path.split('.') {
-            let (off, ty) = self
-                .find_member(id, part, 0)
-                .ok_or_else(|| BtfError::NoMember { strukt: strukt.to_owned(), member: path.to_owned() })?;
-            bits += off;
-            id = self.resolve(ty);
-        }
-        Ok(bits / 8)
+        Ok(self.member_bit_offset(strukt, path)? / 8)
     }
 }
 
