@@ -6,7 +6,7 @@
 //! The map is sparse: one entry per (histogram, bucket) that was hit, so a
 //! histogram costs only the buckets it uses.
 
-/// Name of the hash map of bucket counts, [`HistKey`] → count (u64).
+/// Name of the hash map of buckets, [`HistKey`] → [`HistValue`].
 pub const HISTOGRAMS_MAP: &str = "HISTOGRAMS";
 /// Bound of [`HISTOGRAMS_MAP`]; events beyond it are counted in
 /// `Counter::HistogramMapFull`.
@@ -26,8 +26,18 @@ pub const HIST_VECTOR: u32 = 5;
 /// Softirq handler (own time); id: vector number (`SOFTIRQ_NAMES`).
 pub const HIST_SOFTIRQ: u32 = 6;
 
-/// Bucket that holds the exact sum of the values recorded, not a count.
+/// Key under which user space keeps a histogram's exact sum (the sum of
+/// its buckets' [`HistValue::sum`]); the kernel never writes it.
 pub const HIST_SUM_BUCKET: u32 = u32::MAX;
+
+/// One bucket: how many values fell in it and their exact sum, side by
+/// side so that counting a value is one map lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistValue {
+    pub count: u64,
+    pub sum: u64,
+}
 
 /// Values at or above `1 << HIST_VALUE_BITS` ns (about 73 minutes) fall in the last bucket.
 pub const HIST_VALUE_BITS: u32 = 42;
@@ -44,7 +54,7 @@ pub struct HistKey {
     /// `HIST_*`.
     pub kind: u32,
     pub id: u32,
-    /// [`bucket_index`] of the values counted, or [`HIST_SUM_BUCKET`].
+    /// [`bucket_index`] of the values counted ([`HIST_SUM_BUCKET`] in user space only).
     pub bucket: u32,
     pub _pad: u32,
 }
@@ -138,4 +148,5 @@ mod tests {
 mod user {
     // SAFETY: plain #[repr(C)] integers; any bit pattern is valid.
     unsafe impl aya::Pod for super::HistKey {}
+    unsafe impl aya::Pod for super::HistValue {}
 }

@@ -61,6 +61,8 @@ pub const GLOBAL_TASK_PCOUNT_OFFSET: &str = "TASK_PCOUNT_OFFSET";
 pub const GLOBAL_TASK_CFS_RQ_OFFSET: &str = "TASK_CFS_RQ_OFFSET";
 pub const GLOBAL_CFS_RQ_RQ_OFFSET: &str = "CFS_RQ_RQ_OFFSET";
 pub const GLOBAL_RQ_CLOCK_OFFSET: &str = "RQ_CLOCK_OFFSET";
+/// Global: offset of `rq.clock_task`.
+pub const GLOBAL_RQ_CLOCK_TASK_OFFSET: &str = "RQ_CLOCK_TASK_OFFSET";
 /// Global: offset in `struct pt_regs` of a system call's first argument
 /// (`di` on x86_64, `regs[0]` on aarch64).
 pub const GLOBAL_PT_REGS_ARG0_OFFSET: &str = "PT_REGS_ARG0_OFFSET";
@@ -154,17 +156,34 @@ pub struct ThreadRecord {
     /// First argument of `syscall` (a file descriptor for fd syscalls), truncated.
     pub syscall_fd: i32,
     pub waker_comm: [u8; crate::TASK_COMM_LEN],
-    /// The thread's own name at its last switch-out.
+    /// The thread's own name when its stacks were last walked.
     pub comm: [u8; crate::TASK_COMM_LEN],
-    /// When the stacks were last walked, and in which syscall.
-    pub stack_walk_ns: u64,
-    pub stack_syscall: i32,
+    /// Whose name `waker_comm` is.
+    pub waker_comm_tid: u32,
     pub _pad2: u32,
+    /// The stacks last walked in the two most recent kinds of switch-out.
+    pub stack_cache: [StackSlot; 2],
+}
+
+/// Stacks a thread switched out with, by syscall and by whether it was
+/// preempted: a thread that alternates between blocking in one syscall
+/// and being preempted in another (a pipe ping-pong) reuses both.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackSlot {
+    /// When walked (0: never).
+    pub walk_ns: u64,
+    pub syscall: i32,
+    /// 1 if the thread was preempted (runnable), 0 if it blocked.
+    pub preempted: u32,
+    pub kstack_id: i32,
+    pub ustack_id: i32,
 }
 
 /// A thread's blocking stacks are walked at most once per this interval
-/// while it keeps blocking in the same syscall; the switch-outs between
-/// reuse the last walked stacks. Walking kernel and user stacks costs
+/// while it keeps switching out the same way (same syscall, blocked or
+/// preempted; two such ways are remembered, [`StackSlot`]); the
+/// switch-outs between reuse the last walked stacks. Walking kernel and user stacks costs
 /// microseconds, a context switch about as much: without this bound a
 /// thread ping-ponging on a pipe would run at a third of its speed. Off-CPU
 /// time stays exact; only its stack attribution is sampled for threads that
@@ -203,9 +222,30 @@ impl ThreadRecord {
             syscall_fd: -1,
             waker_comm: [0; crate::TASK_COMM_LEN],
             comm: [0; crate::TASK_COMM_LEN],
-            stack_walk_ns: 0,
-            stack_syscall: NO_SYSCALL,
+            waker_comm_tid: NO_WAKER,
             _pad2: 0,
+            stack_cache: [StackSlot {
+                syscall: NO_SYSCALL,
+                kstack_id: STACK_NONE,
+                ustack_id: STACK_NONE,
+                ..StackSlot::default()
+            }; 2],
+        }
+    }
+
+    /// The stack slot for a switch-out in `syscall`, and whether it holds
+    /// that kind of switch-out: else it is the older slot, to be re-walked.
+    #[inline(always)]
+    pub fn stack_slot(&mut self, syscall: i32, preempted: u32) -> (&mut StackSlot, bool) {
+        let [a, b] = &mut self.stack_cache;
+        if a.syscall == syscall && a.preempted == preempted {
+            (a, true)
+        } else if b.syscall == syscall && b.preempted == preempted {
+            (b, true)
+        } else if a.walk_ns <= b.walk_ns {
+            (a, false)
+        } else {
+            (b, false)
         }
     }
 }

@@ -140,6 +140,9 @@ pub const TASK_EXITS_MAP: &str = "TASK_EXITS";
 pub const GLOBAL_TASK_RUN_DELAY_OFFSET: &str = "TASK_RUN_DELAY_OFFSET";
 pub const GLOBAL_TASK_LAST_ARRIVAL_OFFSET: &str = "TASK_LAST_ARRIVAL_OFFSET";
 pub const GLOBAL_TASK_LAST_QUEUED_OFFSET: &str = "TASK_LAST_QUEUED_OFFSET";
+/// Global: offset of `task_struct.se.exec_start` (run queue task clock when
+/// the task last started, or was last charged for, running).
+pub const GLOBAL_TASK_EXEC_START_OFFSET: &str = "TASK_EXEC_START_OFFSET";
 pub const GLOBAL_TASK_NVCSW_OFFSET: &str = "TASK_NVCSW_OFFSET";
 pub const GLOBAL_TASK_NIVCSW_OFFSET: &str = "TASK_NIVCSW_OFFSET";
 pub const GLOBAL_TASK_START_TIME_OFFSET: &str = "TASK_START_TIME_OFFSET";

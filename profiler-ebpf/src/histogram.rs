@@ -2,12 +2,12 @@
 //! bucket), see `profiler_common::histogram`.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, macros::map, maps::HashMap};
-use profiler_common::{bucket_index, Counter, HistKey, HIST_SUM_BUCKET, MAX_HISTOGRAM_ENTRIES};
+use profiler_common::{bucket_index, Counter, HistKey, HistValue, MAX_HISTOGRAM_ENTRIES};
 
 use crate::shared::bump;
 
 #[map]
-static HISTOGRAMS: HashMap<HistKey, u64> = HashMap::with_max_entries(MAX_HISTOGRAM_ENTRIES, 0);
+static HISTOGRAMS: HashMap<HistKey, HistValue> = HashMap::with_max_entries(MAX_HISTOGRAM_ENTRIES, 0);
 
 /// `*slot += n` as one BPF atomic add (the target has no compare-and-swap,
 /// so `AtomicU64::fetch_add` is not offered; the intrinsic with its result
@@ -18,33 +18,34 @@ fn atomic_add(slot: *mut u64, n: u64) {
     unsafe { core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(slot, n) };
 }
 
-/// Add `n` to a bucket. Buckets are shared by all CPUs: the addition is atomic.
+/// Count `ns` in a bucket. Buckets are shared by all CPUs: the additions are atomic.
 #[inline(always)]
-fn add(key: &HistKey, n: u64) -> bool {
-    if let Some(slot) = HISTOGRAMS.get_ptr_mut(key) {
-        atomic_add(slot, n);
+fn add(key: &HistKey, ns: u64) -> bool {
+    let bump = |v: *mut HistValue| {
+        // SAFETY: a map value, alive while the program runs; its fields are 8-byte aligned.
+        atomic_add(unsafe { &raw mut (*v).count }, 1);
+        atomic_add(unsafe { &raw mut (*v).sum }, ns);
+    };
+    if let Some(v) = HISTOGRAMS.get_ptr_mut(key) {
+        bump(v);
         return true;
     }
-    if HISTOGRAMS.insert(key, &n, BPF_NOEXIST as u64).is_ok() {
+    if HISTOGRAMS.insert(key, &HistValue { count: 1, sum: ns }, BPF_NOEXIST as u64).is_ok() {
         return true;
     }
     // Another CPU may have created it meanwhile.
-    if let Some(slot) = HISTOGRAMS.get_ptr_mut(key) {
-        atomic_add(slot, n);
+    if let Some(v) = HISTOGRAMS.get_ptr_mut(key) {
+        bump(v);
         return true;
     }
     false
 }
 
-/// Count one latency `ns` in histogram (`kind`, `id`), and add it to the histogram's exact sum.
+/// Count one latency `ns` in histogram (`kind`, `id`): one lookup, which
+/// adds to the bucket's count and to its exact sum.
 #[inline(always)]
 pub fn record(kind: u32, id: u32, ns: u64) {
-    let mut key = HistKey { kind, id, bucket: bucket_index(ns), _pad: 0 };
-    if !add(&key, 1) {
-        bump(Counter::HistogramMapFull);
-        return;
-    }
-    key.bucket = HIST_SUM_BUCKET;
+    let key = HistKey { kind, id, bucket: bucket_index(ns), _pad: 0 };
     if !add(&key, ns) {
         bump(Counter::HistogramMapFull);
     }

@@ -285,17 +285,24 @@ pub(crate) fn is_kernel_thread(task: *const u8) -> bool {
 #[inline(always)]
 pub fn on_switch(prev_tid: u32, next: *const u8, now: u64) {
     let Some(cpu) = cpu_state() else { return };
-    let comm = bpf_get_current_comm().unwrap_or_default();
     let run = cpu.thread;
     if run.start != 0 {
-        let start = if run.start < window_start() { window_start() } else { run.start };
-        if cpu.thread_kernel != 0 && prev_tid != 0 && window_open(now) && run.start >= window_start() {
-            let own = now.saturating_sub(run.start).saturating_sub(cpu.nested_ns.saturating_sub(run.base));
-            count(NOISE_THREAD, 0, comm, own);
+        let kernel_noise = cpu.thread_kernel != 0 && prev_tid != 0 && window_open(now) && run.start >= window_start();
+        // Only victims' waits (`--pid`) read the log of runs.
+        let log = read_global(&FILTER_PIDS) != 0;
+        if kernel_noise || log {
+            let comm = bpf_get_current_comm().unwrap_or_default();
+            if kernel_noise {
+                let own = now.saturating_sub(run.start).saturating_sub(cpu.nested_ns.saturating_sub(run.base));
+                count(NOISE_THREAD, 0, comm, own);
+            }
+            if log {
+                let start = if run.start < window_start() { window_start() } else { run.start };
+                let i = (cpu.log_head as usize) & (RUN_LOG_LEN - 1);
+                cpu.log[i] = Run { tid: prev_tid, _pad: 0, start, end: now, comm };
+                cpu.log_head = cpu.log_head.wrapping_add(1);
+            }
         }
-        let i = (cpu.log_head as usize) & (RUN_LOG_LEN - 1);
-        cpu.log[i] = Run { tid: prev_tid, _pad: 0, start, end: now, comm };
-        cpu.log_head = cpu.log_head.wrapping_add(1);
     }
     cpu.thread = Open { start: now, base: cpu.nested_ns, kind: NOISE_THREAD, id: 0 };
     cpu.thread_kernel = u32::from(is_kernel_thread(next));

@@ -12,7 +12,7 @@ use aya_ebpf::{
     programs::{tracing::StackIdContext, BtfTracePointContext},
 };
 use profiler_common::{
-    state_after_switch, Counter, OffCpuKey, OffCpuValue, ThreadExit, ThreadRecord, HIST_OFF_CPU, HIST_RUNQ,
+    state_after_switch, Counter, OffCpuKey, OffCpuValue, StackSlot, ThreadExit, ThreadRecord, HIST_OFF_CPU, HIST_RUNQ,
     HIST_SYSCALL, MAX_OFFCPU_KEYS, MAX_STACKS, MAX_THREADS, NO_WAKER, RECORD_STACK_SENT, STACK_LOST, STACK_NONE,
     STACK_WALK_INTERVAL_NS, STATE_RUNNABLE, STATE_RUNNING, STATE_SLEEPING, TASK_DEAD, TRACE_FRAMES_TO_SKIP,
 };
@@ -31,11 +31,14 @@ pub(crate) static PT_REGS_ARG0_OFFSET: u32 = 0;
 /// Offsets of `task_struct.se.cfs_rq`, `cfs_rq.rq` and `rq.clock`: the run
 /// queue clock a context switch is stamped with (0: not in this kernel).
 #[unsafe(no_mangle)]
-static TASK_CFS_RQ_OFFSET: u32 = 0;
+pub(crate) static TASK_CFS_RQ_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
-static CFS_RQ_RQ_OFFSET: u32 = 0;
+pub(crate) static CFS_RQ_RQ_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
-static RQ_CLOCK_OFFSET: u32 = 0;
+pub(crate) static RQ_CLOCK_OFFSET: u32 = 0;
+/// Offset of `rq.clock_task` (0: unknown).
+#[unsafe(no_mangle)]
+pub(crate) static RQ_CLOCK_TASK_OFFSET: u32 = 0;
 /// Non-zero when switch-outs walk blocking stacks (`record`, not `noise`).
 #[unsafe(no_mangle)]
 static WALK_STACKS: u8 = 1;
@@ -227,6 +230,31 @@ fn stack_id(ctx: &BtfTracePointContext, flags: u64) -> i32 {
     }
 }
 
+/// The stacks `r` (still `current`) blocks or waits in, walked at most
+/// every STACK_WALK_INTERVAL_NS per kind of switch-out (syscall, and
+/// whether preempted), else the ones last walked for that kind. Its name is
+/// refreshed with them.
+#[inline(always)]
+fn walk_stacks(ctx: &BtfTracePointContext, r: &mut ThreadRecord, preempted: u32, now: u64) {
+    let syscall = r.syscall;
+    let (slot, hit) = r.stack_slot(syscall, preempted);
+    let walk = !hit || slot.kstack_id < 0 || now.saturating_sub(slot.walk_ns) >= STACK_WALK_INTERVAL_NS;
+    if walk {
+        *slot = StackSlot {
+            walk_ns: now,
+            syscall,
+            preempted,
+            kstack_id: stack_id(ctx, TRACE_FRAMES_TO_SKIP),
+            ustack_id: stack_id(ctx, BPF_F_USER_STACK as u64),
+        };
+    }
+    let (kstack_id, ustack_id) = (slot.kstack_id, slot.ustack_id);
+    (r.kstack_id, r.ustack_id) = (kstack_id, ustack_id);
+    if walk {
+        r.comm = bpf_get_current_comm().unwrap_or_default();
+    }
+}
+
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let _ = try_sched_switch(&ctx);
@@ -279,27 +307,20 @@ fn try_sched_switch(ctx: &BtfTracePointContext) -> Result<(), i32> {
         if prev_state & TASK_DEAD != 0 {
             retire(prev_tid, now);
         } else if let Some(r) = record(prev_tid, prev_tgid, STATE_RUNNING, now) {
-            transition(prev_tid, r, state_after_switch(prev_state), now);
+            let state = state_after_switch(prev_state);
+            transition(prev_tid, r, state, now);
             // Without the syscall hooks, the syscall it blocks in comes from
             // its saved registers (as /proc/PID/task/TID/syscall reads it).
             if crate::task::syscalls_from_regs() {
                 (r.syscall, r.syscall_fd) = crate::task::syscall_of(prev as *mut _);
                 r.syscall_start_ns = 0;
             }
-            // Still `current`: these are the stacks it blocks or waits in.
-            // Walked at most every STACK_WALK_INTERVAL_NS per thread and syscall.
-            if read_global(&WALK_STACKS) != 0
-                && (r.kstack_id < 0
-                    || r.syscall != r.stack_syscall
-                    || now.saturating_sub(r.stack_walk_ns) >= STACK_WALK_INTERVAL_NS)
-            {
-                r.kstack_id = stack_id(ctx, TRACE_FRAMES_TO_SKIP);
-                r.ustack_id = stack_id(ctx, BPF_F_USER_STACK as u64);
-                r.stack_walk_ns = now;
-                r.stack_syscall = r.syscall;
+            if read_global(&WALK_STACKS) != 0 {
+                walk_stacks(ctx, r, u32::from(state == STATE_RUNNABLE), now);
+            } else if r.comm[0] == 0 {
+                r.comm = bpf_get_current_comm().unwrap_or_default();
             }
             r.waker_tid = NO_WAKER;
-            r.comm = bpf_get_current_comm().unwrap_or_default();
             r.flags &= !RECORD_STACK_SENT;
         }
     }
@@ -344,7 +365,11 @@ fn on_wakeup(ctx: &BtfTracePointContext) -> Result<(), i32> {
     // The waker is the current task (in interrupt context, whichever task
     // was interrupted; tid 0 is the idle task).
     r.waker_tid = bpf_get_current_pid_tgid() as u32;
-    r.waker_comm = bpf_get_current_comm().unwrap_or_default();
+    // Its name is read when the waker changes.
+    if r.waker_tid != r.waker_comm_tid {
+        r.waker_comm = bpf_get_current_comm().unwrap_or_default();
+        r.waker_comm_tid = r.waker_tid;
+    }
     transition(tid, r, STATE_RUNNABLE, now);
     Ok(())
 }

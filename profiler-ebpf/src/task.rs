@@ -21,6 +21,8 @@ static TASK_LAST_ARRIVAL_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static TASK_LAST_QUEUED_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
+static TASK_EXEC_START_OFFSET: u32 = 0;
+#[unsafe(no_mangle)]
 static TASK_NVCSW_OFFSET: u32 = 0;
 #[unsafe(no_mangle)]
 static TASK_NIVCSW_OFFSET: u32 = 0;
@@ -96,6 +98,33 @@ pub fn this_cpu() -> u32 {
 pub fn current_last_arrival() -> u64 {
     let current = unsafe { bpf_get_current_task_btf() } as *const u8;
     btf_field(current, &TASK_LAST_ARRIVAL_OFFSET)
+}
+
+/// Whether runnable `task`, queued at `queued` (run queue clock), was
+/// charged for running up to then, i.e. was preempted at `queued` rather
+/// than woken. A preempted task's `se.exec_start` is the run queue's task
+/// clock of the same switch, so `queued - exec_start` is the run queue's
+/// `clock - clock_task` then (interrupt and steal time so far), which can
+/// only have grown since. A woken task last ran before its sleep: the
+/// difference is larger by the sleep, less any interrupt and steal time
+/// in it. Unknown offsets: preempted.
+#[inline(always)]
+pub fn was_preempted_at(task: *const u8, queued: u64) -> bool {
+    use crate::sched::{CFS_RQ_RQ_OFFSET, RQ_CLOCK_OFFSET, RQ_CLOCK_TASK_OFFSET, TASK_CFS_RQ_OFFSET};
+    if read_global(&RQ_CLOCK_TASK_OFFSET) == 0 || read_global(&TASK_CFS_RQ_OFFSET) == 0 {
+        return true;
+    }
+    let cfs_rq: *const u8 = btf_field(task, &TASK_CFS_RQ_OFFSET);
+    if cfs_rq.is_null() {
+        return true;
+    }
+    let rq: *const u8 = btf_field(cfs_rq, &CFS_RQ_RQ_OFFSET);
+    if rq.is_null() {
+        return true;
+    }
+    let (clock, clock_task): (u64, u64) = (btf_field(rq, &RQ_CLOCK_OFFSET), btf_field(rq, &RQ_CLOCK_TASK_OFFSET));
+    let exec_start: u64 = btf_field(task, &TASK_EXEC_START_OFFSET);
+    queued.wrapping_sub(exec_start) <= clock.wrapping_sub(clock_task)
 }
 
 /// The kernel's cumulative counters of `task`.

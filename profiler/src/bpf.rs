@@ -1,6 +1,6 @@
 //! Loading the embedded eBPF object and attaching its programs.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd as _, OwnedFd};
 
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
@@ -12,7 +12,7 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use profiler_common::{
-    Counter, HistKey, NoiseKey, NoiseStats, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, VictimKey,
+    Counter, HistKey, HistValue, NoiseKey, NoiseStats, OffCpuKey, OffCpuValue, SampleEvent, ThreadRecord, VictimKey,
     CGROUP_FILTER_MAP, COUNTERS_MAP, EVENTS_MAP, EXITS_MAP, FP_PIDS_MAP, GLOBAL_BPRM_FILENAME_OFFSET,
     GLOBAL_CFS_RQ_RQ_OFFSET, GLOBAL_DELAYS_BLKIO_OFFSET, GLOBAL_FILTER_BY_COMM, GLOBAL_FILTER_CGROUPS,
     GLOBAL_FILTER_COMM, GLOBAL_FILTER_PIDS, GLOBAL_NOISE_THRESHOLD_NS, GLOBAL_PT_REGS_ARG0_OFFSET,
@@ -23,8 +23,8 @@ use profiler_common::{
     GLOBAL_TASK_NVCSW_OFFSET, GLOBAL_TASK_ON_CPU_OFFSET, GLOBAL_TASK_PCOUNT_OFFSET, GLOBAL_TASK_PID_OFFSET,
     GLOBAL_TASK_RUN_DELAY_OFFSET, GLOBAL_TASK_START_TIME_OFFSET, GLOBAL_TASK_STATE_OFFSET, GLOBAL_TASK_SUM_EXEC_OFFSET,
     GLOBAL_TASK_TGID_OFFSET, GLOBAL_UNWIND_MODE, GLOBAL_USER_STACK_BYTES, GLOBAL_WALK_STACKS, HISTOGRAMS_MAP,
-    MAX_PID_FILTER, NOISE_MAP, OFFCPU_MAP, PID_FILTER_MAP, RATES_MAP, SNAPSHOT_PROGRAM, SNAP_SEEN_MAP, STACKS_MAP,
-    TASK_COMM_LEN, TASK_EXITS_MAP, THREADS_MAP, VICTIMS_MAP, WINDOW_MAP,
+    HIST_SUM_BUCKET, MAX_PID_FILTER, NOISE_MAP, OFFCPU_MAP, PID_FILTER_MAP, RATES_MAP, SNAPSHOT_PROGRAM, SNAP_SEEN_MAP,
+    STACKS_MAP, TASK_COMM_LEN, TASK_EXITS_MAP, THREADS_MAP, VICTIMS_MAP, WINDOW_MAP,
 };
 
 use crate::{error::HookNeed, Error, Result};
@@ -129,6 +129,9 @@ pub struct KernelOffsets {
     pub run_delay: u32,
     pub last_arrival: u32,
     pub last_queued: u32,
+    /// `se.exec_start`: tells a thread the snapshot preempted from one
+    /// woken just before it (see `thread_snapshot`).
+    pub exec_start: u32,
     pub nvcsw: u32,
     pub nivcsw: u32,
     pub start_time: u32,
@@ -143,6 +146,9 @@ pub struct KernelOffsets {
     pub cfs_rq: u32,
     pub cfs_rq_rq: u32,
     pub rq_clock: u32,
+    /// `rq.clock_task` (0: unknown; with `rq.clock`, tells a thread the
+    /// snapshot preempted from one woken just before it).
+    pub rq_clock_task: u32,
     /// Bit offset of the `task_struct.in_iowait` bitfield (0: unknown).
     pub in_iowait_bit: u32,
 }
@@ -193,6 +199,7 @@ impl KernelOffsets {
             run_delay: task("sched_info.run_delay")?,
             last_arrival: task("sched_info.last_arrival")?,
             last_queued: task("sched_info.last_queued")?,
+            exec_start: task("se.exec_start")?,
             nvcsw: task("nvcsw")?,
             nivcsw: task("nivcsw")?,
             start_time: task("start_time")?,
@@ -206,6 +213,7 @@ impl KernelOffsets {
             cfs_rq: task("se.cfs_rq").unwrap_or(0),
             cfs_rq_rq: off("cfs_rq", "rq").unwrap_or(0),
             rq_clock: off("rq", "clock").unwrap_or(0),
+            rq_clock_task: off("rq", "clock_task").unwrap_or(0),
             in_iowait_bit: btf.member_bit_offset("task_struct", "in_iowait").unwrap_or(0),
         }
         .with_run_queue_clock())
@@ -214,7 +222,7 @@ impl KernelOffsets {
     /// The run queue's clock is read only if all three offsets are known.
     fn with_run_queue_clock(mut self) -> Self {
         if self.cfs_rq == 0 || self.cfs_rq_rq == 0 || self.rq_clock == 0 {
-            (self.cfs_rq, self.cfs_rq_rq, self.rq_clock) = (0, 0, 0);
+            (self.cfs_rq, self.cfs_rq_rq, self.rq_clock, self.rq_clock_task) = (0, 0, 0, 0);
         }
         self
     }
@@ -247,8 +255,9 @@ const NOISE_HOOKS: &[(&str, &str)] = &[
 pub struct Loaded {
     ebpf: Ebpf,
     pub cpus: Vec<u32>,
-    /// Link of the snapshot iterator (with the scheduler hooks).
-    pub snapshot_link: Option<OwnedFd>,
+    /// Links of the snapshot iterator (with the scheduler hooks): one over
+    /// every task, or with `--pid` one per process.
+    pub snapshot_link: Option<Vec<OwnedFd>>,
     /// Architecture-specific noise hooks this kernel lacks (their sources go unreported).
     pub missing_hooks: Vec<String>,
 }
@@ -313,6 +322,7 @@ impl Loaded {
             .override_global(GLOBAL_TASK_RUN_DELAY_OFFSET, &config.offsets.run_delay, true)
             .override_global(GLOBAL_TASK_LAST_ARRIVAL_OFFSET, &config.offsets.last_arrival, true)
             .override_global(GLOBAL_TASK_LAST_QUEUED_OFFSET, &config.offsets.last_queued, true)
+            .override_global(profiler_common::GLOBAL_TASK_EXEC_START_OFFSET, &config.offsets.exec_start, true)
             .override_global(GLOBAL_TASK_NVCSW_OFFSET, &config.offsets.nvcsw, true)
             .override_global(GLOBAL_TASK_NIVCSW_OFFSET, &config.offsets.nivcsw, true)
             .override_global(GLOBAL_TASK_START_TIME_OFFSET, &config.offsets.start_time, true)
@@ -322,6 +332,7 @@ impl Loaded {
             .override_global(GLOBAL_PT_REGS_SYSCALL_OFFSET, &config.offsets.pt_regs_syscall, true)
             .override_global(GLOBAL_SYSCALL_FROM_REGS, &u8::from(continuous || !config.syscall_hooks), true)
             .override_global(GLOBAL_TASK_CFS_RQ_OFFSET, &config.offsets.cfs_rq, true)
+            .override_global(profiler_common::GLOBAL_RQ_CLOCK_TASK_OFFSET, &config.offsets.rq_clock_task, true)
             .override_global(GLOBAL_CFS_RQ_RQ_OFFSET, &config.offsets.cfs_rq_rq, true)
             .override_global(GLOBAL_RQ_CLOCK_OFFSET, &config.offsets.rq_clock, true)
             .override_global(profiler_common::GLOBAL_TASK_IN_IOWAIT_BIT, &config.offsets.in_iowait_bit, true)
@@ -345,14 +356,14 @@ impl Loaded {
         loaded.attach_tracepoints(btf, PROCESS_HOOKS, HookNeed::Processes)?;
         if config.off_cpu && continuous {
             loaded.attach_tracepoints(btf, CONTINUOUS_HOOKS, HookNeed::OffCpu)?;
-            loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
+            loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf, &config.pids)?);
         } else if config.off_cpu {
             loaded.attach_tracepoints(btf, SCHEDULER_HOOKS, HookNeed::OffCpu)?;
             if config.syscall_hooks {
                 loaded.attach_tracepoints(btf, SYSCALL_HOOKS, HookNeed::OffCpu)?;
             }
             if config.walk_stacks {
-                loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf)?);
+                loaded.snapshot_link = Some(loaded.attach_snapshot_iterator(btf, &config.pids)?);
             }
         }
         if config.noise && !continuous {
@@ -447,17 +458,27 @@ impl Loaded {
         }
     }
 
-    /// Load and attach the thread-state snapshot iterator; returns a link fd
-    /// from which each snapshot is created (see `state_sampler`).
-    fn attach_snapshot_iterator(&mut self, btf: &Btf) -> Result<OwnedFd> {
+    /// Load and attach the thread-state snapshot iterator; returns the link
+    /// fds from which each snapshot is created (see `state_sampler`): one
+    /// over every task, or one per process of `pids`.
+    fn attach_snapshot_iterator(&mut self, btf: &Btf, pids: &[u32]) -> Result<Vec<OwnedFd>> {
         let hook = |e: &(dyn std::error::Error + 'static)| Error::hook("iter/task", HookNeed::OffCpu, e);
         let prog: &mut Iter = self.program(SNAPSHOT_PROGRAM)?;
         prog.load("task", btf).map_err(|e| hook(&e))?;
+        if !pids.is_empty() {
+            let fd = prog.fd().map_err(|e| hook(&e))?;
+            return pids
+                .iter()
+                .map(|&pid| {
+                    crate::snapshot_taker::process_iterator_link(fd.as_fd(), pid).map_err(|e| hook(&e))
+                })
+                .collect();
+        }
         let id = prog.attach().map_err(|e| hook(&e))?;
         let link = FdLink::try_from(prog.take_link(id).map_err(|e| hook(&e))?).map_err(|e| hook(&e))?;
         let link_id = link.info().map_err(|e| hook(&e))?.id();
         // aya does not lend out a link's fd; take our own reference by id.
-        crate::snapshot_taker::link_fd_by_id(link_id).map_err(|e| hook(&e))
+        crate::snapshot_taker::link_fd_by_id(link_id).map(|fd| vec![fd]).map_err(|e| hook(&e))
     }
 
     /// Start the accounting window: the hooks count no time before `ns`.
@@ -578,11 +599,22 @@ impl Loaded {
         victims.iter().map(|e| e.map_err(|e| Error::Read(e.to_string()))).collect()
     }
 
-    /// Every histogram bucket counted so far.
+    /// Every histogram bucket's count so far, and under `HIST_SUM_BUCKET`
+    /// each histogram's exact sum (the sum of its buckets' sums).
     pub fn histogram_entries(&self) -> Result<Vec<(HistKey, u64)>> {
         let map = self.ebpf.map(HISTOGRAMS_MAP).ok_or_else(|| Error::Read(format!("map {HISTOGRAMS_MAP} missing")))?;
-        let hist: HashMap<_, HistKey, u64> = HashMap::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
-        hist.iter().map(|e| e.map_err(|e| Error::Read(e.to_string()))).collect()
+        let hist: HashMap<_, HistKey, HistValue> = HashMap::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
+        let mut entries = Vec::new();
+        let mut sums = std::collections::BTreeMap::<(u32, u32), u64>::new();
+        for entry in hist.iter() {
+            let (key, value) = entry.map_err(|e| Error::Read(e.to_string()))?;
+            *sums.entry((key.kind, key.id)).or_default() += value.sum;
+            entries.push((key, value.count));
+        }
+        entries.extend(
+            sums.into_iter().map(|((kind, id), sum)| (HistKey { kind, id, bucket: HIST_SUM_BUCKET, _pad: 0 }, sum)),
+        );
+        Ok(entries)
     }
 
     /// Sum of a counter over all CPUs.

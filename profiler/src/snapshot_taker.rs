@@ -22,13 +22,17 @@ use std::{
 
 use crate::sched_times::{clock_ns, monotonic_ns};
 
+const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 const BPF_ITER_CREATE: libc::c_long = 33;
+/// `enum bpf_attach_type`: a BPF iterator.
+const BPF_TRACE_ITER: u32 = 28;
 
-/// `bpf(cmd, attr)` returning a new fd.
-fn bpf_fd(cmd: libc::c_long, attr: &mut [u32; 4]) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a zeroed, large-enough bpf_attr prefix for `cmd`.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), size_of::<[u32; 4]>() as u32) };
+/// `bpf(cmd, attr)` returning a new fd; `attr` is a `#[repr(C)]` prefix of
+/// `union bpf_attr` for `cmd` (the kernel zero-fills the rest).
+fn bpf_fd<A>(cmd: libc::c_long, attr: &mut A) -> std::io::Result<OwnedFd> {
+    // SAFETY: `attr` is a plain-data prefix of bpf_attr for `cmd`, alive for the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), size_of::<A>() as u32) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -39,6 +43,36 @@ fn bpf_fd(cmd: libc::c_long, attr: &mut [u32; 4]) -> std::io::Result<OwnedFd> {
 /// Our own fd of a BPF link, by id.
 pub fn link_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {
     bpf_fd(BPF_LINK_GET_FD_BY_ID, &mut [id, 0, 0, 0])
+}
+
+/// A link of the task iterator `prog` that visits the threads of process
+/// `pid` only (`bpf_iter_link_info.task.pid`): with `--pid`, a snapshot
+/// then lasts microseconds, not the time to visit every task on the host,
+/// and it reads the selected threads right after it preempted its CPU.
+pub fn process_iterator_link(prog: std::os::fd::BorrowedFd<'_>, pid: u32) -> std::io::Result<OwnedFd> {
+    /// `struct bpf_attr`'s `link_create` with `iter_info`.
+    #[repr(C)]
+    struct LinkCreate {
+        prog_fd: u32,
+        target_fd: u32,
+        attach_type: u32,
+        flags: u32,
+        iter_info: u64,
+        iter_info_len: u32,
+        _pad: u32,
+    }
+    // `union bpf_iter_link_info`'s `task`: tid, pid, pid_fd (16 bytes with the union's padding).
+    let info: [u32; 4] = [0, pid, 0, 0];
+    let mut attr = LinkCreate {
+        prog_fd: std::os::fd::AsRawFd::as_raw_fd(&prog) as u32,
+        target_fd: 0,
+        attach_type: BPF_TRACE_ITER,
+        flags: 0,
+        iter_info: info.as_ptr() as u64,
+        iter_info_len: size_of_val(&info) as u32,
+        _pad: 0,
+    };
+    bpf_fd(BPF_LINK_CREATE, &mut attr)
 }
 
 /// Why a snapshot was taken.
@@ -101,9 +135,10 @@ const QUEUE: usize = 4;
 pub const MAX_SNAPSHOT_LEVEL: u32 = 10;
 
 impl SnapshotTaker {
-    /// Start taking `hz` snapshots a second through the iterator `link`,
-    /// whose config array (`SNAP_CONFIG`) says whether to list every thread.
-    pub fn start(link: OwnedFd, config: aya::maps::Array<aya::maps::MapData, u32>, hz: u64) -> std::io::Result<Self> {
+    /// Start taking `hz` snapshots a second through the iterator `links`
+    /// (one snapshot reads them all in turn), whose config array
+    /// (`SNAP_CONFIG`) says whether to list every thread.
+    pub fn start(links: Vec<OwnedFd>, config: aya::maps::Array<aya::maps::MapData, u32>, hz: u64) -> std::io::Result<Self> {
         let (commands, command_rx) = mpsc::channel();
         let (tx, taken) = tokio::sync::mpsc::channel(QUEUE);
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -111,7 +146,7 @@ impl SnapshotTaker {
         let thread = std::thread::Builder::new().name("tp-snapshot".into()).spawn(move || {
             let realtime = make_realtime();
             let _ = ready_tx.send(realtime);
-            run(&link, config, hz, &command_rx, &buffers, &tx);
+            run(&links, config, hz, &command_rx, &buffers, &tx);
         })?;
         let realtime = ready_rx.recv().unwrap_or(false);
         Ok(Self { commands: Some(commands), recycle, taken, thread: Some(thread), realtime })
@@ -180,7 +215,7 @@ impl Jitter {
 }
 
 fn run(
-    link: &OwnedFd,
+    links: &[OwnedFd],
     mut config: aya::maps::Array<aya::maps::MapData, u32>,
     hz: u64,
     commands: &mpsc::Receiver<Command>,
@@ -228,7 +263,7 @@ fn run(
         }
         let mut bytes = buffers.try_recv().unwrap_or_else(|_| Vec::with_capacity(1 << 16));
         bytes.clear();
-        let taken = take(link, kind, bytes, 1 << level, full);
+        let taken = take(links, kind, bytes, 1 << level, full);
         if kind == Kind::Bound {
             // A window bound is never skipped.
             if out.blocking_send(taken).is_err() {
@@ -246,12 +281,14 @@ fn run(
     }
 }
 
-fn take(link: &OwnedFd, kind: Kind, mut bytes: Vec<u8>, weight: u32, full: bool) -> std::io::Result<Taken> {
+fn take(links: &[OwnedFd], kind: Kind, mut bytes: Vec<u8>, weight: u32, full: bool) -> std::io::Result<Taken> {
     let cpu_before = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
     let start_ns = monotonic_ns();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(link) as u32;
-    let iter = bpf_fd(BPF_ITER_CREATE, &mut [fd, 0, 0, 0])?;
-    std::fs::File::from(iter).read_to_end(&mut bytes)?;
+    for link in links {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(link) as u32;
+        let iter = bpf_fd(BPF_ITER_CREATE, &mut [fd, 0, 0, 0])?;
+        std::fs::File::from(iter).read_to_end(&mut bytes)?;
+    }
     let end_ns = monotonic_ns();
     let cpu_ns = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(cpu_before);
     Ok(Taken { kind, bytes, start_ns, end_ns, cpu_ns, weight, full })
