@@ -22,6 +22,7 @@
 
 mod common;
 mod enrichment;
+mod governor;
 mod noise;
 mod on_cpu;
 mod sched_pipe;

@@ -260,16 +260,30 @@ pub fn run(bin: &Path, scratch: &Path, reps: usize) -> anyhow::Result<String> {
     let helper = build_helper(scratch)?;
     let mut snaps = Vec::new();
     let mut baselines = Vec::new();
+    let mut governed = Vec::new();
     for rep in 0..reps {
         for threads in THREADS {
             let idle = start_ready_helper(&helper, threads)?;
             let measured = measure_with_idle(bin, scratch, rep, reps, threads, &mut snaps, &mut baselines);
+            let measured = measured.and_then(|()| {
+                if threads != super::governor::THREADS {
+                    return Ok(());
+                }
+                eprintln!(
+                    "xtask bench: state snapshots, repetition {} of {reps}: {threads} idle threads, the cost governor",
+                    rep + 1
+                );
+                governed.push(super::governor::measure(bin, scratch, host_threads())?);
+                Ok(())
+            });
             stop_ready_helper(idle)?;
             measured?;
         }
     }
     set_bpf_stats(true)?;
-    Ok(report(reps, &snaps, &baselines))
+    let mut md = report(reps, &snaps, &baselines);
+    super::governor::report(&mut md, &governed);
+    Ok(md)
 }
 
 /// Every capture at one idle-thread count, and the empty iteration.
