@@ -469,9 +469,7 @@ impl Loaded {
             let fd = prog.fd().map_err(|e| hook(&e))?;
             return pids
                 .iter()
-                .map(|&pid| {
-                    crate::snapshot_taker::process_iterator_link(fd.as_fd(), pid).map_err(|e| hook(&e))
-                })
+                .map(|&pid| crate::snapshot_taker::process_iterator_link(fd.as_fd(), pid).map_err(|e| hook(&e)))
                 .collect();
         }
         let id = prog.attach().map_err(|e| hook(&e))?;

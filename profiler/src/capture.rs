@@ -15,6 +15,7 @@ use crate::{
     blocked_stacks::BlockedStacks,
     enrich::{cgroup_filter::CgroupFilter, processes::ProcessTable},
     governor::{Apply, Governor, GovernorReport, Levels},
+    noise::sampled::NoiseSampler,
     off_cpu::StackResolver,
     progress::Progress,
     sched_times::{drain_exits, monotonic_ns, Exited},
@@ -53,7 +54,7 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Option<T> {
 }
 
 /// The kind of a record of the sample ring (its first `u32`).
-fn kind(bytes: &[u8]) -> Option<u32> {
+pub(crate) fn kind(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?))
 }
 
@@ -63,6 +64,9 @@ pub struct Sinks {
     pub processes: ProcessTable,
     /// With `--unwind dwarf|auto`.
     pub unwinder: Option<SampleUnwinder>,
+    /// The continuous tier's noise estimates: every sample classified by
+    /// its kernel stack (interrupt context, kernel thread).
+    pub noise: Option<NoiseSampler>,
     malformed: u64,
 }
 
@@ -77,6 +81,9 @@ impl Sinks {
                         if let Some(u) = self.unwinder.as_mut() {
                             u.count_frame_pointer_sample();
                         }
+                        if let Some(n) = self.noise.as_mut() {
+                            n.add(&event);
+                        }
                         let process = self.processes.current(event.pid);
                         self.stacks.add(&event, process);
                     }
@@ -88,6 +95,9 @@ impl Sinks {
                         // first stack is unwound, while it still lives.
                         let process = self.processes.current(rec.sample.pid);
                         let event = u.apply(rec);
+                        if let Some(n) = self.noise.as_mut() {
+                            n.add(&event);
+                        }
                         self.stacks.add(&event, process);
                     }
                     _ => self.malformed += 1,
@@ -98,12 +108,18 @@ impl Sinks {
                             // New code (exec), or a pid that may be reused (fork).
                             u.forget(event.pid);
                         }
+                        if let Some(n) = self.noise.as_mut() {
+                            n.forget(event.pid);
+                        }
                         self.processes.on_event(&event);
                     }
                     None => self.malformed += 1,
                 },
                 _ => self.malformed += 1,
             }
+        }
+        if let Some(n) = self.noise.as_mut() {
+            n.flush();
         }
     }
 }
@@ -127,6 +143,8 @@ pub struct Captured {
     pub closing: Option<CounterRead>,
     /// What the cost governor measured and did.
     pub governor: Option<GovernorReport>,
+    /// The samples classified as noise, over the window (`Plan::noise_sampling_hz`).
+    pub noise: Option<NoiseSampler>,
 }
 
 /// Thread-state snapshots taken during the capture, and the stack map
@@ -245,7 +263,7 @@ struct Turn<'a> {
 impl Apply for Turn<'_> {
     fn apply(&mut self, levels: Levels) {
         if let Some(t) = self.taker {
-            t.set_level(levels.snapshot);
+            t.set_stride(levels.snapshot_stride);
         }
         if let Err(err) = self.rates.set(profiler_common::RATE_SAMPLE_LEVEL, levels.sample, 0) {
             tracing::warn!(%err, "could not set the sampling rate");
@@ -261,12 +279,15 @@ async fn next_snapshot(snapshots: &mut Option<Snapshots>) -> Option<std::io::Res
     }
 }
 
-/// How long to capture, and whether the window opens and closes with a
-/// snapshot of every thread's counters (the continuous tier).
+/// How long to capture, whether the window opens and closes with a
+/// snapshot of every thread's counters (the continuous tier), and the
+/// sampling frequency when samples are to be classified as noise (the
+/// continuous tier's noise report).
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
     pub duration: Duration,
     pub bounds: bool,
+    pub noise_sampling_hz: Option<u64>,
 }
 
 /// Read samples (and exited threads' totals, if tracked) for `duration`.
@@ -279,13 +300,14 @@ pub async fn run(
     plan: Plan,
     mut governed: Option<Governed>,
 ) -> Result<Captured> {
-    let Plan { duration, bounds } = plan;
+    let Plan { duration, bounds, noise_sampling_hz } = plan;
     let mut exited = Exited::default();
     // SAFETY: the ring buffer owns its map fd, which stays open and is not
     // replaced while the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| Error::Read(e.to_string()))?;
-    let mut sinks = Sinks { stacks: StackAggregator::new(), processes: ProcessTable::new(), unwinder, malformed: 0 };
+    let mut sinks =
+        Sinks { stacks: StackAggregator::new(), processes: ProcessTable::new(), unwinder, noise: None, malformed: 0 };
     let mut progress = Progress::new();
     // The continuous tier's window opens and closes with a snapshot of
     // every thread's counters.
@@ -293,6 +315,9 @@ pub async fn run(
         (true, Some(s)) => Some(s.bound(&mut sinks).await?),
         _ => None,
     };
+    // Noise samples count from the window's start.
+    sinks.noise =
+        noise_sampling_hz.map(|hz| NoiseSampler::new(hz, opening.as_ref().map_or_else(monotonic_ns, |o| o.at_ns)));
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + duration);
     let mut tick = interval(Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
@@ -343,8 +368,9 @@ pub async fn run(
                     let snapshot_cpu = snapshots.as_ref().map_or(0, |s| {
                         s.sampler.stats.cpu_ns + s.blocked.as_ref().map_or(0, |b| b.stats.cpu_ns)
                     });
+                    let taken = snapshots.as_ref().map_or(0, |s| s.sampler.stats.snapshots);
                     let mut turn = Turn { taker: snapshots.as_ref().map(|s| &s.taker), rates: &mut g.rates };
-                    g.governor.poll(snapshot_cpu, &mut turn);
+                    g.governor.poll(snapshot_cpu, taken, &mut turn);
                 }
                 if let Some(filter) = cgroup_filter.as_mut() {
                     filter.rescan_if_due();
@@ -362,6 +388,9 @@ pub async fn run(
         s.drain_exits();
     }
     let elapsed = start.elapsed().min(duration);
+    if let Some(n) = sinks.noise.as_mut() {
+        n.set_end(end_ns);
+    }
     // Whatever the kernel wrote before we stopped still counts.
     sinks.drain(ring.get_mut());
     if let Some(exits) = exits.as_mut() {
@@ -384,6 +413,7 @@ pub async fn run(
         opening,
         closing,
         governor: governed.map(|g| g.governor.report()),
+        noise: sinks.noise,
     })
 }
 

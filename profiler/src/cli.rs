@@ -32,6 +32,18 @@ pub struct NoiseArgs {
     #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
+    /// deep: interrupt, softirq, NMI and scheduler hooks for exact own time per source, the
+    /// longest events, victims and latency histograms. continuous: no program on those paths;
+    /// per-CPU softirq, hard IRQ and steal time from /proc/stat, event counts from
+    /// /proc/softirqs and /proc/interrupts, time per source estimated from on-CPU samples.
+    #[arg(long, value_enum, default_value_t = crate::tier::Tier::Deep)]
+    pub tier: crate::tier::Tier,
+
+    /// On-CPU sampling frequency per CPU, in Hz, of the continuous tier's estimates
+    /// [default: 99].
+    #[arg(short = 'F', long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub frequency: Option<u64>,
+
     /// Only report these CPUs, e.g. 0-3,6 [default: every online CPU].
     #[arg(long, value_name = "LIST")]
     pub cpus: Option<String>,
@@ -290,6 +302,37 @@ pub fn parse_state_hz(s: &str) -> Result<u64, String> {
     Ok(hz)
 }
 
+/// Default on-CPU sampling frequency of `noise --tier continuous`.
+pub const DEFAULT_NOISE_FREQUENCY: u64 = 99;
+
+impl NoiseArgs {
+    /// The sampling frequency of the continuous tier; rejects options the
+    /// chosen tier cannot honour, naming the tier that can.
+    pub fn checked_frequency(&self) -> Result<u64, String> {
+        use crate::tier::Tier;
+        match self.tier {
+            Tier::Deep => match self.frequency {
+                Some(_) => Err("--frequency sets the continuous tier's on-CPU sampling; the deep tier measures noise \
+                                with hooks and samples nothing: drop --frequency or add --tier continuous"
+                    .into()),
+                None => Ok(0),
+            },
+            Tier::Continuous => {
+                let deep_only = [
+                    (!self.pids.is_empty(), "--pid (the victim view needs the scheduler hooks)"),
+                    (self.threshold.is_some(), "--threshold (sampling sees no event's length)"),
+                    (self.slo.is_some(), "--slo (there are no latency histograms)"),
+                    (self.syscall_latency, "--syscall-latency (there are no syscall hooks)"),
+                ];
+                if let Some((_, what)) = deep_only.iter().find(|(given, _)| *given) {
+                    return Err(format!("{what} works only with --tier deep; drop it or measure with --tier deep"));
+                }
+                Ok(self.frequency.unwrap_or(DEFAULT_NOISE_FREQUENCY))
+            }
+        }
+    }
+}
+
 impl RecordArgs {
     /// The CPU budget in effect: as given, or the tier's default.
     pub fn cpu_budget(&self) -> Option<f64> {
@@ -392,6 +435,25 @@ mod tests {
         assert_eq!(args(&["--tier", "continuous"]).cpu_budget(), Some(DEFAULT_CONTINUOUS_BUDGET));
         assert_eq!(args(&[]).cpu_budget(), None);
         assert_eq!(args(&["--cpu-budget", "3"]).cpu_budget(), Some(3.0));
+    }
+
+    #[test]
+    fn noise_tiers_take_their_own_options() {
+        let args = |v: &[&str]| match Cli::parse_from([&["tailprof", "noise"], v].concat()).command {
+            Command::Noise(a) => a,
+            _ => unreachable!("parsed a noise command"),
+        };
+        assert_eq!(args(&[]).tier, crate::tier::Tier::Deep, "deep is the default");
+        assert_eq!(args(&[]).checked_frequency(), Ok(0));
+        assert!(args(&["-F", "199"]).checked_frequency().unwrap_err().contains("--tier continuous"));
+        let continuous = |v: &[&str]| args(&[&["--tier", "continuous"], v].concat()).checked_frequency();
+        assert_eq!(continuous(&[]), Ok(DEFAULT_NOISE_FREQUENCY));
+        assert_eq!(continuous(&["--frequency", "499"]), Ok(499));
+        for deep_only in [&["--pid", "1"][..], &["--threshold", "5us"], &["--slo", "runq=1ms"], &["--syscall-latency"]]
+        {
+            let err = continuous(deep_only).unwrap_err();
+            assert!(err.contains(deep_only[0]) && err.contains("--tier deep"), "{err}");
+        }
     }
 
     #[test]

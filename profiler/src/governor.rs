@@ -2,16 +2,20 @@
 //! its process plus the run time of its BPF programs that run in other
 //! tasks, under a share of one CPU.
 //!
-//! Every [`DECIDE_EVERY`] it compares the last interval's cost with the
-//! budget. Over budget, it lowers the snapshot rate first (one snapshot in
-//! 2^level periods of `--state-hz`, going towards the level the snapshots'
-//! measured share says fits, at most two levels per interval), then the on-CPU sampling rate (the
-//! sampling program keeps one sample in 2^level, each kept one standing for
-//! 2^level), one level per interval, never below [`MIN_STATE_HZ`] and
-//! [`MIN_SAMPLE_HZ`]. Under half the budget, it raises them again, sampling
-//! first, one level per interval, not in the interval right after a cut.
-//! Each kept sample and each snapshot carries its weight, so times stay
-//! true across changes.
+//! Every [`DECIDE_EVERY`] it measures the last interval's cost. The
+//! snapshots are set in proportion: one snapshot every `stride` periods of
+//! `--state-hz`, the stride that makes the snapshots' cost (a smoothed CPU
+//! time per snapshot times their rate) fill what the rest of tailprof
+//! leaves of [`AIM`] of the budget, never below [`MIN_STATE_HZ`]; it moves
+//! only when the right stride differs by more than [`STRIDE_DEADBAND`],
+//! so that the dearer full snapshots and one-off work do not make it flap.
+//! When the rest alone is over budget with the snapshots at their floor,
+//! the on-CPU sampling rate goes down (the sampling program keeps one
+//! sample in 2^level, each kept one standing for 2^level), one level per
+//! interval, never below [`MIN_SAMPLE_HZ`]; under [`RAISE_BELOW`] of the
+//! budget it comes back, one level per interval, not in the interval right
+//! after a cut, before the snapshots speed up. Each kept sample and each
+//! snapshot carries its weight, so times stay true across changes.
 //!
 //! BPF time outside our process (the sampling program, the fork, exec and
 //! exit hooks; the deep tier's scheduler and interrupt hooks) is not in our
@@ -39,20 +43,30 @@ pub const WARM_UP_INTERVALS: u64 = 1;
 pub const MIN_STATE_HZ: f64 = 0.1;
 pub const MIN_SAMPLE_HZ: f64 = 10.0;
 
-/// Raising a rate doubles its cost: only when the whole cost is under
-/// this share of the budget.
+/// Raising the sampling rate doubles its cost: only when the whole cost
+/// is under this share of the budget.
 const RAISE_BELOW: f64 = 0.45;
-/// A cut aims this far under the budget.
-const AIM: f64 = 0.9;
-/// Most snapshot levels one cut takes: the measured share can be inflated
-/// by one-off work (a burst of new processes), and overshooting costs data.
-const MAX_SNAPSHOT_STEP: u32 = 2;
+/// The snapshots' stride aims the whole cost at this share of the budget.
+const AIM: f64 = 0.95;
+/// The stride moves only when the right one is this factor away.
+const STRIDE_DEADBAND: f64 = 1.25;
+/// Weight of the newest interval in the smoothed CPU time per snapshot
+/// and cost of the rest.
+const SMOOTHING: f64 = 0.5;
 
-/// The rates a governor can set, as levels: one in 2^level.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The rates a governor can set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Levels {
-    pub snapshot: u32,
+    /// One snapshot in this many periods of `--state-hz` (at least 1).
+    pub snapshot_stride: u32,
+    /// The sampling program keeps one sample in 2^sample.
     pub sample: u32,
+}
+
+impl Default for Levels {
+    fn default() -> Self {
+        Self { snapshot_stride: 1, sample: 0 }
+    }
 }
 
 /// A change of rates, for the log and the reports.
@@ -93,6 +107,8 @@ pub struct Cost {
     pub process_ns: u64,
     /// Of which snapshots (their thread's read and the parsing).
     pub snapshot_ns: u64,
+    /// Periodic snapshots taken in the interval.
+    pub snapshots: u64,
     /// Our BPF programs' run time outside our process (estimated).
     pub bpf_ns: u64,
 }
@@ -115,6 +131,10 @@ pub struct Policy {
     pub levels: Levels,
     max: Levels,
     just_cut: bool,
+    /// Smoothed CPU time of one snapshot, ns (0: none measured yet).
+    per_snapshot_ns: f64,
+    /// Smoothed cost of everything but the snapshots, percent of one CPU.
+    rest_percent: Option<f64>,
 }
 
 /// Highest level keeping `base / 2^level >= floor`.
@@ -129,14 +149,24 @@ fn max_level(base: f64, floor: f64, cap: u32) -> u32 {
 impl Policy {
     pub fn new(budget_percent: f64, state_hz: u64, frequency_hz: u64) -> Self {
         let max = Levels {
-            snapshot: max_level(state_hz as f64, MIN_STATE_HZ, crate::snapshot_taker::MAX_SNAPSHOT_LEVEL),
+            snapshot_stride: ((state_hz as f64 / MIN_STATE_HZ).floor() as u32)
+                .clamp(1, crate::snapshot_taker::MAX_SNAPSHOT_STRIDE),
             sample: max_level(frequency_hz as f64, MIN_SAMPLE_HZ, profiler_common::MAX_SAMPLE_LEVEL),
         };
-        Self { budget_percent, state_hz, frequency_hz, levels: Levels::default(), max, just_cut: false }
+        Self {
+            budget_percent,
+            state_hz,
+            frequency_hz,
+            levels: Levels::default(),
+            max,
+            just_cut: false,
+            per_snapshot_ns: 0.0,
+            rest_percent: None,
+        }
     }
 
     pub fn state_hz(&self) -> f64 {
-        self.state_hz as f64 / f64::from(1u32 << self.levels.snapshot)
+        self.state_hz as f64 / f64::from(self.levels.snapshot_stride)
     }
 
     pub fn frequency_hz(&self) -> f64 {
@@ -148,37 +178,50 @@ impl Policy {
         let total = cost.total_percent();
         let budget = self.budget_percent;
         let was = self.levels;
-        let cut = self.just_cut;
-        self.just_cut = false;
-        if total > budget {
-            let snapshots = cost.percent(cost.snapshot_ns);
-            let rest = total - snapshots;
-            if self.levels.snapshot < self.max.snapshot && snapshots > 0.0 {
-                // Enough halvings of the snapshots' share to fit the rest.
-                let room = AIM * budget - rest;
-                let need = if room <= 0.0 { u32::MAX } else { (snapshots / room).log2().ceil().max(1.0) as u32 };
-                let need = need.min(MAX_SNAPSHOT_STEP);
-                self.levels.snapshot = self.levels.snapshot.saturating_add(need).min(self.max.snapshot);
-            } else if self.levels.sample < self.max.sample {
-                self.levels.sample += 1;
-            }
-            if self.levels != was {
-                self.just_cut = true;
-                return Some((self.levels, "over budget"));
-            }
-            return None;
+        let cut = std::mem::take(&mut self.just_cut);
+        if cost.snapshots > 0 {
+            let per = cost.snapshot_ns as f64 / cost.snapshots as f64;
+            self.per_snapshot_ns = match self.per_snapshot_ns {
+                0.0 => per,
+                old => (1.0 - SMOOTHING) * old + SMOOTHING * per,
+            };
         }
-        if total < RAISE_BELOW * budget && !cut {
-            if self.levels.sample > 0 {
-                self.levels.sample -= 1;
-            } else if self.levels.snapshot > 0 {
-                self.levels.snapshot -= 1;
-            }
-            if self.levels != was {
-                return Some((self.levels, "room under budget"));
+        // What everything but the snapshots costs, percent of one CPU.
+        let rest = total - cost.percent(cost.snapshot_ns);
+        let rest = match self.rest_percent {
+            None => rest,
+            Some(old) => (1.0 - SMOOTHING) * old + SMOOTHING * rest,
+        };
+        self.rest_percent = Some(rest);
+        let room = AIM * budget - rest;
+        let stride = self.levels.snapshot_stride;
+        if self.per_snapshot_ns > 0.0 && (self.levels.sample == 0 || room <= 0.0) {
+            // Snapshots a second the room pays for, and the stride that gives them.
+            let right = match room > 0.0 {
+                true => {
+                    let per_second = room / 100.0 * 1e9 / self.per_snapshot_ns;
+                    (self.state_hz as f64 / per_second).ceil().clamp(1.0, f64::from(self.max.snapshot_stride)) as u32
+                }
+                false => self.max.snapshot_stride,
+            };
+            let far = f64::from(right) >= STRIDE_DEADBAND * f64::from(stride)
+                || f64::from(right) * STRIDE_DEADBAND <= f64::from(stride);
+            if far {
+                self.levels.snapshot_stride = right;
             }
         }
-        None
+        if total > budget && room <= 0.0 && was.snapshot_stride == self.max.snapshot_stride {
+            self.levels.sample = (self.levels.sample + 1).min(self.max.sample);
+        } else if total < RAISE_BELOW * budget && !cut && self.levels.sample > 0 {
+            self.levels.sample -= 1;
+        }
+        let slower = self.levels.snapshot_stride > was.snapshot_stride || self.levels.sample > was.sample;
+        self.just_cut = slower;
+        match self.levels == was {
+            true => None,
+            false if slower => Some((self.levels, "over budget")),
+            false => Some((self.levels, "room under budget")),
+        }
     }
 }
 
@@ -249,7 +292,8 @@ pub struct Governor {
     /// Intervals measured so far; the first is warm-up (first sight of
     /// every process and module, first stack copies) and not judged.
     intervals: u64,
-    last: Option<(u64, u64, u64)>,
+    /// At the last judgement: when, our CPU, the snapshots' CPU and count.
+    last: Option<(u64, u64, u64, u64)>,
     measured: Cost,
     changes: Vec<RateChange>,
 }
@@ -281,21 +325,21 @@ impl Governor {
         }
     }
 
-    /// Called often (every drain tick) with the snapshots' CPU so far;
-    /// decides every [`DECIDE_EVERY`].
-    pub fn poll(&mut self, snapshot_cpu_ns: u64, apply: &mut dyn Apply) {
+    /// Called often (every drain tick) with the snapshots' CPU so far and
+    /// the number of periodic snapshots taken; decides every [`DECIDE_EVERY`].
+    pub fn poll(&mut self, snapshot_cpu_ns: u64, snapshots: u64, apply: &mut dyn Apply) {
         let now = crate::sched_times::monotonic_ns();
         self.bpf.poll(now);
         let process = process_cpu_ns();
-        let Some((at, process_then, snapshots_then)) = self.last else {
-            self.last = Some((now, process, snapshot_cpu_ns));
+        let Some((at, process_then, snapshot_cpu_then, snapshots_then)) = self.last else {
+            self.last = Some((now, process, snapshot_cpu_ns, snapshots));
             return;
         };
         let wall_ns = now.saturating_sub(at);
         if wall_ns < DECIDE_EVERY.as_nanos() as u64 {
             return;
         }
-        self.last = Some((now, process, snapshot_cpu_ns));
+        self.last = Some((now, process, snapshot_cpu_ns, snapshots));
         self.intervals += 1;
         if self.intervals <= WARM_UP_INTERVALS {
             return;
@@ -303,7 +347,8 @@ impl Governor {
         let cost = Cost {
             wall_ns,
             process_ns: process.saturating_sub(process_then),
-            snapshot_ns: snapshot_cpu_ns.saturating_sub(snapshots_then),
+            snapshot_ns: snapshot_cpu_ns.saturating_sub(snapshot_cpu_then),
+            snapshots: snapshots.saturating_sub(snapshots_then),
             bpf_ns: (self.bpf.rate * wall_ns as f64) as u64,
         };
         tracing::debug!(
@@ -363,42 +408,48 @@ impl Governor {
 mod tests {
     use super::*;
 
-    fn cost(total_pct: f64, snapshot_pct: f64) -> Cost {
+    /// One second's cost with `snapshots` snapshots in it.
+    fn cost(total_pct: f64, snapshot_pct: f64, snapshots: u64) -> Cost {
         let wall_ns = 1_000_000_000;
         let ns = |pct: f64| (pct / 100.0 * wall_ns as f64) as u64;
-        Cost { wall_ns, process_ns: ns(total_pct), snapshot_ns: ns(snapshot_pct), bpf_ns: 0 }
+        Cost { wall_ns, process_ns: ns(total_pct), snapshot_ns: ns(snapshot_pct), snapshots, bpf_ns: 0 }
+    }
+
+    fn levels(snapshot_stride: u32, sample: u32) -> Option<Levels> {
+        Some(Levels { snapshot_stride, sample })
     }
 
     #[test]
     fn floors_follow_the_base_rates() {
-        assert_eq!(max_level(20.0, MIN_STATE_HZ, 10), 7, "20 Hz halved 7 times is 0.156 Hz >= 0.1 Hz");
         assert_eq!(max_level(99.0, MIN_SAMPLE_HZ, 6), 3, "99 Hz halved 3 times is 12.4 Hz >= 10 Hz");
         assert_eq!(max_level(5.0, MIN_SAMPLE_HZ, 6), 0);
+        assert_eq!(Policy::new(1.0, 20, 99).max, Levels { snapshot_stride: 200, sample: 3 }, "20 Hz / 200 = 0.1 Hz");
     }
 
     #[test]
-    fn snapshots_go_first_towards_a_level_that_fits_then_sampling() {
+    fn snapshots_get_the_stride_the_room_pays_for_then_sampling_goes_down() {
         let mut p = Policy::new(1.0, 20, 99);
-        // 26% of a CPU, nearly all snapshots: fitting 25.8% into 0.9% - 0.2%
-        // takes 6 halvings; two at a time.
-        assert_eq!(p.decide(&cost(26.0, 25.8)).map(|d| d.0), Some(Levels { snapshot: 2, sample: 0 }));
-        assert!((p.state_hz() - 5.0).abs() < 1e-9);
-        assert_eq!(p.decide(&cost(6.5, 6.3)).map(|d| d.0), Some(Levels { snapshot: 4, sample: 0 }));
-        assert_eq!(p.decide(&cost(1.8, 1.6)).map(|d| d.0), Some(Levels { snapshot: 6, sample: 0 }));
-        assert_eq!(p.decide(&cost(1.2, 0.4)).map(|d| d.0), Some(Levels { snapshot: 7, sample: 0 }));
-        // Snapshots at their floor and still over: sampling goes down.
-        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 7, sample: 1 }));
-        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 7, sample: 2 }));
-        assert_eq!(p.decide(&cost(1.5, 0.1)).map(|d| d.0), Some(Levels { snapshot: 7, sample: 3 }));
-        assert_eq!(p.decide(&cost(1.5, 0.1)), None, "at both floors");
-        // Room: not right after a cut... then sampling comes back first.
+        // 20 snapshots of 13 ms each (26% of a CPU) and 0.2% for the rest:
+        // 0.95% - 0.2% pays for 0.58 snapshots a second, one in 35 periods.
+        assert_eq!(p.decide(&cost(26.2, 26.0, 20)).map(|d| d.0), levels(35, 0));
+        assert!((p.state_hz() - 20.0 / 35.0).abs() < 1e-9);
+        // The same cost per snapshot at the new rate: nothing moves.
+        assert_eq!(p.decide(&cost(0.9, 0.7, 0)), None, "no snapshot in this interval, the estimate stands");
+        assert_eq!(p.decide(&cost(1.35, 1.15, 1)), None, "12.25 ms smoothed: 33 would do, within the dead band");
+        // The rest grows (smoothed 0.8%): fewer snapshots; then over the
+        // budget on its own: snapshots to their floor, then sampling.
+        assert_eq!(p.decide(&cost(1.5, 0.1, 1)).map(|d| d.0), levels(89, 0));
+        assert_eq!(p.decide(&cost(1.5, 0.05, 0)).map(|d| d.0), levels(200, 0));
+        assert_eq!(p.decide(&cost(1.5, 0.05, 0)).map(|d| d.0), levels(200, 1));
+        assert_eq!(p.decide(&cost(1.5, 0.05, 0)).map(|d| d.0), levels(200, 2));
+        assert_eq!(p.decide(&cost(1.5, 0.05, 0)).map(|d| d.0), levels(200, 3));
+        assert_eq!(p.decide(&cost(1.5, 0.05, 0)), None, "at both floors");
+        // Room again: sampling comes back first, not right after a cut, then the snapshots.
         let mut p = Policy::new(1.0, 20, 99);
-        p.levels = Levels { snapshot: 2, sample: 1 };
-        assert_eq!(p.decide(&cost(0.2, 0.1)).map(|d| d.0), Some(Levels { snapshot: 2, sample: 0 }));
-        assert_eq!(p.decide(&cost(0.2, 0.1)).map(|d| d.0), Some(Levels { snapshot: 1, sample: 0 }));
-        assert_eq!(p.decide(&cost(0.6, 0.3)), None, "between the two thresholds nothing moves");
-        assert_eq!(p.decide(&cost(2.0, 1.5)).map(|d| d.0), Some(Levels { snapshot: 3, sample: 0 }));
-        assert_eq!(p.decide(&cost(0.1, 0.05)), None, "no raise in the interval after a cut");
+        p.levels = Levels { snapshot_stride: 200, sample: 1 };
+        p.per_snapshot_ns = 13e6;
+        assert_eq!(p.decide(&cost(0.2, 0.1, 0)).map(|d| d.0), levels(200, 0));
+        assert_eq!(p.decide(&cost(0.2, 0.1, 0)).map(|d| d.0), levels(31, 0), "0.85% pays for 0.65 snapshots a second");
     }
 
     #[test]

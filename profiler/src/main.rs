@@ -38,14 +38,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Noise(args) => {
             let slos = tailprof::latency::parse_slos_arg(args.slo.as_deref())?;
             let measured = runtime.block_on(tailprof::noise::run::run(&args))?;
-            let rendered = tailprof::noise::output::render(
-                &measured.noise,
-                &measured.histograms,
-                &measured.histogram_names,
-                &slos,
-            );
+            let rendered = tailprof::noise::output::render(&measured.measurement, &slos);
             let files = match &args.output {
-                Some(dir) => tailprof::noise::output::write_files(dir, &measured.noise, &rendered)?,
+                Some(dir) => tailprof::noise::output::write_files(dir, &measured.measurement, &rendered)?,
                 None => Vec::new(),
             };
             if args.json {

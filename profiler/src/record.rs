@@ -96,7 +96,6 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     } else {
         (None, None)
     };
-    let steal_before = crate::noise::proc_counts::steal_ns();
     let window_start_ns =
         if off_cpu && !continuous { sched_times::seed(&mut loaded.threads()?) } else { sched_times::monotonic_ns() };
     // The noise hooks count from here too.
@@ -123,7 +122,11 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         snapshots,
         cgroup_filter,
         unwinder,
-        capture::Plan { duration: args.duration, bounds: continuous && off_cpu },
+        capture::Plan {
+            duration: args.duration,
+            bounds: continuous && off_cpu,
+            noise_sampling_hz: continuous.then_some(args.frequency),
+        },
         governed,
     )
     .await?;
@@ -131,7 +134,6 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let window_start_ns = captured.opening.as_ref().map_or(window_start_ns, |o| o.at_ns);
     loaded.set_window_end(captured.end_ns)?;
     let kernel_after = crate::noise::collect::KernelCounts::now();
-    let steal_after = crate::noise::proc_counts::steal_ns();
     if off_cpu {
         // Threads that exited before the window closed.
         if let Some(ring) = captured.exits.as_mut() {
@@ -243,25 +245,51 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
         }
     }
     let window = window_start_ns..captured.end_ns;
-    // Noise per source and latency histograms come from the deep tier's hooks.
-    let noise_and_histograms = match continuous {
-        true => None,
-        false => Some((
-            crate::noise::collect::noise(
-                &loaded,
-                crate::noise::collect::Window {
-                    ns: window.clone(),
-                    threshold_ns: 0,
-                    cpus: loaded.cpus.clone(),
-                    victim_pids: config.pids.clone(),
-                    steal_before,
-                    steal_after,
-                    kernel_before,
-                    kernel_after,
-                },
-            )?,
-            crate::noise::collect::histograms(&loaded, &window)?,
-        )),
+    // Noise per source and latency histograms come from the deep tier's
+    // hooks; the continuous tier's noise from procfs and the samples.
+    let mut noise = match captured.noise.take() {
+        Some(sampler) => {
+            let mut sampled =
+                sampler.finish(loaded.counter(Counter::IdleSamples)?, loaded.counter(Counter::LostSamples)?);
+            if !config.pids.is_empty() || config.comm.is_some() || config.cgroup_filter.is_some() {
+                sampled.restricted_to = Some(
+                    "the threads selected by --pid, --comm, --cgroup or --container (filtered in the kernel)".into(),
+                );
+            }
+            crate::noise::Measurement::Continuous(crate::noise::continuous::ContinuousRaw {
+                window_start_ns: window.start,
+                window_end_ns: window.end,
+                cpus: loaded.cpus.clone(),
+                stat: crate::noise::proc_counts::times_delta(&kernel_before.stat, &kernel_after.stat),
+                kernel_interrupts: crate::noise::collect::table_delta(
+                    &kernel_before.interrupts,
+                    &kernel_after.interrupts,
+                ),
+                kernel_softirqs: crate::noise::collect::table_delta(&kernel_before.softirqs, &kernel_after.softirqs),
+                stat_since_boot: kernel_after.stat,
+                irq_names: crate::noise::proc_counts::irq_names(),
+                sampled,
+            })
+        }
+        None => {
+            let histograms = crate::noise::collect::histograms(&loaded, &window)?;
+            let names = crate::noise::collect::histogram_names(&histograms);
+            crate::noise::Measurement::Deep {
+                noise: crate::noise::collect::noise(
+                    &loaded,
+                    crate::noise::collect::Window {
+                        ns: window.clone(),
+                        threshold_ns: 0,
+                        cpus: loaded.cpus.clone(),
+                        victim_pids: config.pids.clone(),
+                        kernel_before,
+                        kernel_after,
+                    },
+                )?,
+                histograms,
+                names,
+            }
+        }
     };
     let counter = |c| loaded.counter(c);
     profile.lost_samples = counter(Counter::LostSamples)?;
@@ -308,19 +336,18 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     profile.select(&selection);
     let started = std::time::Instant::now();
     let mut files = output::write_all(&args.output, &profile)?;
-    if let Some((noise_raw, histograms_raw)) = &noise_and_histograms {
-        let mut names = crate::noise::collect::histogram_names(histograms_raw);
+    if let crate::noise::Measurement::Deep { histograms, names, .. } = &mut noise {
         // Processes gone by now are named from what the capture saw.
-        for (key, _) in &histograms_raw.entries {
+        for (key, _) in &histograms.entries {
             if key.kind == profiler_common::HIST_RUNQ && !names.processes.contains_key(&key.id) {
                 if let Some(comm) = profile.comms.get(&key.id) {
                     names.processes.insert(key.id, comm.clone());
                 }
             }
         }
-        let rendered = crate::noise::output::render(noise_raw, histograms_raw, &names, &slos);
-        files.extend(crate::noise::output::write_files(&args.output, noise_raw, &rendered)?);
     }
+    let rendered = crate::noise::output::render(&noise, &slos);
+    files.extend(crate::noise::output::write_files(&args.output, &noise, &rendered)?);
     let samples = args.output.join(crate::samples_file::SAMPLES_FILE);
     crate::atomic_file::write_atomically(&samples, |w| crate::samples_file::write(&profile, w))?;
     files.push(samples);

@@ -94,8 +94,8 @@ pub struct Taken {
     pub end_ns: u64,
     /// CPU time of the read (the kernel's iteration and the BPF program).
     pub cpu_ns: u64,
-    /// Periods of `--state-hz` this snapshot stands for: 2^level while the
-    /// cost governor takes one snapshot in 2^level periods.
+    /// Periods of `--state-hz` this snapshot stands for: the stride while the
+    /// cost governor takes one snapshot in `stride` periods.
     pub weight: u32,
     /// It lists unchanged threads too (heads only): window bounds, and
     /// every [`FULL_EVERY`]th periodic snapshot, to learn who is gone.
@@ -114,7 +114,7 @@ impl Taken {
 
 enum Command {
     Bound,
-    Level(u32),
+    Stride(u32),
 }
 
 /// The snapshot thread; dropping it stops the thread.
@@ -131,14 +131,18 @@ pub struct SnapshotTaker {
 /// Snapshots waiting for the capture loop; more are skipped (counted).
 const QUEUE: usize = 4;
 
-/// Highest level the governor may set: one snapshot in 2^10 periods.
-pub const MAX_SNAPSHOT_LEVEL: u32 = 10;
+/// Largest stride the governor may set: one snapshot in 1024 periods.
+pub const MAX_SNAPSHOT_STRIDE: u32 = 1024;
 
 impl SnapshotTaker {
     /// Start taking `hz` snapshots a second through the iterator `links`
     /// (one snapshot reads them all in turn), whose config array
     /// (`SNAP_CONFIG`) says whether to list every thread.
-    pub fn start(links: Vec<OwnedFd>, config: aya::maps::Array<aya::maps::MapData, u32>, hz: u64) -> std::io::Result<Self> {
+    pub fn start(
+        links: Vec<OwnedFd>,
+        config: aya::maps::Array<aya::maps::MapData, u32>,
+        hz: u64,
+    ) -> std::io::Result<Self> {
         let (commands, command_rx) = mpsc::channel();
         let (tx, taken) = tokio::sync::mpsc::channel(QUEUE);
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -164,11 +168,11 @@ impl SnapshotTaker {
         let _ = self.recycle.send(bytes);
     }
 
-    /// Take one snapshot every 2^level periods of `--state-hz` from the
+    /// Take one snapshot every `stride` periods of `--state-hz` from the
     /// next period on (the cost governor).
-    pub fn set_level(&self, level: u32) {
+    pub fn set_stride(&self, stride: u32) {
         if let Some(c) = &self.commands {
-            let _ = c.send(Command::Level(level.min(MAX_SNAPSHOT_LEVEL)));
+            let _ = c.send(Command::Stride(stride.clamp(1, MAX_SNAPSHOT_STRIDE)));
         }
     }
 }
@@ -223,7 +227,7 @@ fn run(
     out: &tokio::sync::mpsc::Sender<std::io::Result<Taken>>,
 ) {
     let base = 1_000_000_000 / hz.max(1);
-    let mut level = 0;
+    let mut stride = 1;
     let mut period = base;
     let mut jitter = Jitter(monotonic_ns() | 1);
     let mut slot = monotonic_ns();
@@ -233,9 +237,9 @@ fn run(
         let now = monotonic_ns();
         let kind = match commands.recv_timeout(Duration::from_nanos(next.saturating_sub(now))) {
             Ok(Command::Bound) => Kind::Bound,
-            Ok(Command::Level(l)) => {
-                level = l;
-                period = base << level;
+            Ok(Command::Stride(s)) => {
+                stride = s;
+                period = base * u64::from(stride);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -263,7 +267,7 @@ fn run(
         }
         let mut bytes = buffers.try_recv().unwrap_or_else(|_| Vec::with_capacity(1 << 16));
         bytes.clear();
-        let taken = take(links, kind, bytes, 1 << level, full);
+        let taken = take(links, kind, bytes, stride, full);
         if kind == Kind::Bound {
             // A window bound is never skipped.
             if out.blocking_send(taken).is_err() {

@@ -169,16 +169,86 @@ fn symbolize_kernel<'a>(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    if addrs.is_empty() {
-        return HashMap::new();
-    }
-    let src = Source::Kernel(Kernel::default());
-    match symbolizer.symbolize(&src, Input::AbsAddr(&addrs)) {
-        Ok(syms) => addrs.iter().copied().zip(syms.iter().map(|s| name_of(s, unknown))).collect(),
+    match kernel_names(symbolizer, &addrs, unknown) {
+        Ok(names) => addrs.into_iter().zip(names).collect(),
         Err(err) => {
             tracing::warn!(%err, "could not symbolize kernel frames; they show as [unknown]");
             HashMap::new()
         }
+    }
+}
+
+/// Names of kernel addresses (kallsyms, or a vmlinux blazesym finds), in
+/// the order given; `unknown` where no symbol covers one.
+fn kernel_names(symbolizer: &Symbolizer, addrs: &[u64], unknown: &Arc<str>) -> blazesym::Result<Vec<Arc<str>>> {
+    if addrs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let src = Source::Kernel(Kernel::default());
+    let syms = symbolizer.symbolize(&src, Input::AbsAddr(addrs))?;
+    Ok(syms.iter().map(|s| name_of(s, unknown)).collect())
+}
+
+/// Kernel addresses named as they arrive, each looked up once and kept
+/// (the symbolizer keeps kallsyms parsed between lookups): for stacks that
+/// are classified during a capture rather than at its end.
+pub struct KernelSymbols {
+    symbolizer: Symbolizer,
+    names: HashMap<u64, Arc<str>>,
+    unknown: Arc<str>,
+    /// A lookup failed: logged once, its addresses stay unknown.
+    failed: bool,
+}
+
+impl Default for KernelSymbols {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KernelSymbols {
+    pub fn new() -> Self {
+        Self {
+            symbolizer: Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build(),
+            names: HashMap::new(),
+            unknown: Arc::from(UNKNOWN),
+            failed: false,
+        }
+    }
+
+    /// Look up, in one batch, the addresses of a kernel stack (innermost
+    /// first, as the kernel returns it) not named yet.
+    pub fn resolve<'a>(&mut self, stacks: impl Iterator<Item = &'a [u64]>) {
+        let mut new: Vec<u64> = stacks
+            .flat_map(|s| s.iter().enumerate().map(|(i, &a)| lookup_address(i, a)))
+            .filter(|a| !self.names.contains_key(a))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        if new.is_empty() {
+            return;
+        }
+        match kernel_names(&self.symbolizer, &new, &self.unknown) {
+            Ok(names) => self.names.extend(new.into_iter().zip(names)),
+            Err(err) => {
+                if !self.failed {
+                    tracing::warn!(%err, "could not symbolize kernel frames; they show as [unknown]");
+                    self.failed = true;
+                }
+                let unknown = self.unknown.clone();
+                self.names.extend(new.into_iter().map(|a| (a, unknown.clone())));
+            }
+        }
+    }
+
+    /// The function names of a kernel stack, innermost first (`[unknown]`
+    /// for an address not resolved or not covered by a symbol).
+    pub fn frames<'s>(&'s self, kstack: &[u64]) -> Vec<&'s str> {
+        kstack
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| self.names.get(&lookup_address(i, a)).map_or(&*self.unknown, |n| &**n))
+            .collect()
     }
 }
 

@@ -342,6 +342,11 @@ impl NoiseRun {
         }
     }
 
+    /// The tailprof process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Wait until the window has closed.
     pub fn wait_closed(&mut self) {
         self.wait_for("tailprof: measured");
@@ -443,15 +448,18 @@ pub fn num(v: &serde_json::Value, path: &[&str], what: &str) -> u64 {
 /// the window bounds tailprof reports.
 pub struct SchedstatPoller {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<HashMap<u32, Vec<(u64, (u64, u64))>>>>,
+    thread: Option<std::thread::JoinHandle<Polled>>,
 }
+
+/// Per tid, the (CLOCK_MONOTONIC ns, (run ns, wait ns)) schedstat points.
+pub type Polled = HashMap<u32, Vec<(u64, (u64, u64))>>;
 
 impl SchedstatPoller {
     pub fn start(pid: u32, tids: Vec<u32>, every: std::time::Duration) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut polled: HashMap<u32, Vec<(u64, (u64, u64))>> = HashMap::new();
+            let mut polled = Polled::new();
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 for tid in &tids {
                     let t = monotonic_ns();
@@ -467,8 +475,44 @@ impl SchedstatPoller {
     }
 
     /// Stop and return, per tid, the (time, (run ns, wait ns)) points.
-    pub fn finish(mut self) -> HashMap<u32, Vec<(u64, (u64, u64))>> {
+    pub fn finish(mut self) -> Polled {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.take().map(|t| t.join().expect("poller")).unwrap_or_default()
     }
+}
+
+/// Names of the BPF programs process `pid` holds a file descriptor of
+/// (ids from /proc/PID/fdinfo, names from `bpftool prog show`, cut to 15
+/// bytes by the kernel), sorted.
+pub fn bpf_programs_of(pid: u32) -> Vec<String> {
+    let mut ids = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("read the process's fds").flatten() {
+        if std::fs::read_link(fd.path()).map(|t| t.as_os_str() == "anon_inode:bpf-prog").unwrap_or(false) {
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy()))
+                .expect("read fdinfo");
+            let id = info.lines().find_map(|l| l.strip_prefix("prog_id:")?.trim().parse::<u64>().ok());
+            ids.push(id.expect("a BPF program's fdinfo has a prog_id"));
+        }
+    }
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .output()
+        .expect("bpftool must be installed (cargo xtask setup installs it)");
+    assert!(out.status.success(), "bpftool prog show failed: {}", String::from_utf8_lossy(&out.stderr));
+    let progs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool prog show -j prints JSON");
+    let mut names: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            progs
+                .as_array()
+                .expect("a JSON array")
+                .iter()
+                .find(|p| p["id"].as_u64() == Some(*id))
+                .and_then(|p| p["name"].as_str())
+                .unwrap_or_else(|| panic!("bpftool does not list program {id}"))
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    names
 }

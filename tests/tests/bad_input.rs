@@ -186,3 +186,18 @@ fn noise_threshold_and_slo_that_are_malformed() {
     assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--slo", "syscall:nosuchcall=1ms"]), "nosuchcall");
     assert_clean_failure(&tailprof(&["record", "-d", "1s", "--slo", "runq"]), "runq");
 }
+
+#[test]
+fn noise_options_of_the_other_tier_are_refused() {
+    require_root();
+    let continuous = |extra: &[&str]| tailprof(&[&["noise", "-d", "1s", "--tier", "continuous"], extra].concat());
+    assert_clean_failure(
+        &continuous(&["--pid", "1"]),
+        "--pid (the victim view needs the scheduler hooks) works only with --tier deep",
+    );
+    assert_clean_failure(&continuous(&["--threshold", "5us"]), "--threshold");
+    assert_clean_failure(&continuous(&["--slo", "runq=1ms"]), "--slo");
+    assert_clean_failure(&continuous(&["--syscall-latency"]), "--syscall-latency");
+    assert_clean_failure(&tailprof(&["noise", "-d", "1s", "-F", "199"]), "--tier continuous");
+    assert_clean_failure(&tailprof(&["noise", "-d", "1s", "--tier", "shallow"]), "shallow");
+}

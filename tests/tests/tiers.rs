@@ -50,7 +50,7 @@ struct Run {
     offcpu: Vec<(String, u64)>,
     tids: Vec<(&'static str, u32)>,
     window: (u64, u64),
-    polled: std::collections::HashMap<u32, Vec<(u64, (u64, u64))>>,
+    polled: tailprof_e2e::Polled,
 }
 
 fn capture(tier: &str, extra: &[&str]) -> Run {
@@ -268,7 +268,7 @@ impl Drop for BpfStats {
 }
 
 #[test]
-fn the_cost_governor_cuts_its_cost_at_5000_idle_threads_and_reports_the_rates() {
+fn the_cost_governor_holds_its_budget_at_5000_idle_threads_and_reports_the_rates() {
     require_root();
     const BUDGET: f64 = 0.5;
     // 5,000 threads blocked for the whole capture, whatever else runs.
@@ -282,7 +282,7 @@ fn the_cost_governor_cuts_its_cost_at_5000_idle_threads_and_reports_the_rates() 
         .collect();
     let _stats = BpfStats::on();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(tailprof_bin())
+    let child = std::process::Command::new(tailprof_bin())
         .args(["record", "--tier", "continuous", "--cpu-budget", &BUDGET.to_string(), "-d", "36s", "-o"])
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
@@ -310,18 +310,16 @@ fn the_cost_governor_cuts_its_cost_at_5000_idle_threads_and_reports_the_rates() 
     let g = &summary["governor"];
     println!("{}\ntool CPU from 18 s to 34 s: {measured:.3}% of one CPU (budget {BUDGET}%)\ngovernor: {g}", stdout);
     let mut c = Checks::default();
-    // The goal is the budget +-20%. Measured here: 0.40-0.55% in
-    // quiet runs, up to 1.0% in a clean-clone CI run after the whole suite,
-    // where memory last touched seconds ago is dear on this VM and the
-    // floors' own cost (one snapshot of 5,000 threads every 6.4 s, the
-    // capture loop) is above 0.5%. Asserted: a cut to at most a fifth of the
-    // ungoverned cost (its first judged interval, at 20 Hz), and at most
-    // three times the budget.
+    // The budget +-20%, once settled. Measured with the proportional
+    // governor: 0.40-0.49% in quiet runs (the power-of-two levels before it
+    // flapped between cuts and raises: 0.37-0.63%, up to 1.0% after the
+    // whole suite). And far below the ungoverned cost (its first judged
+    // interval, at 20 Hz).
     let first = g["changes"][0]["measured_percent"].as_f64().unwrap_or(f64::NAN);
     println!("ungoverned cost in the first judged interval {first:.2}%, settled {measured:.3}%");
-    c.check(measured <= 0.2 * first && measured <= 3.0 * BUDGET, || {
+    c.check((measured - BUDGET).abs() <= 0.2 * BUDGET && measured <= 0.2 * first, || {
         format!(
-            "tool CPU {measured:.3}% of one CPU once settled: expected at most a fifth of the ungoverned {first:.2}% and at most 3x the {BUDGET}% budget"
+            "tool CPU {measured:.3}% of one CPU once settled: expected the {BUDGET}% budget +-20% and at most a fifth of the ungoverned {first:.2}%"
         )
     });
     let state_hz = g["state_hz"].as_f64().unwrap_or(f64::NAN);

@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, build, run, test and bench for tailprof.
 
 mod bench;
+mod cycles;
 mod setup;
 mod util;
 
@@ -24,8 +25,11 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, build and run the whole test suite (unit tests and end-to-end tests loading real programs).
+    /// Set up, build and run the whole test suite: formatting, clippy and the import-cycle check, unit
+    /// tests, and end-to-end tests loading real programs.
     Test,
+    /// Print the import cycles among the files of profiler/src; fail on one not recorded in xtask/cycles.txt.
+    Cycles,
     /// Set up, build and run the overhead benchmarks side by side with perf; writes BENCHMARKS.md.
     Bench {
         /// Seconds per measured phase.
@@ -50,9 +54,22 @@ fn main() -> anyhow::Result<()> {
             let bin = util::build_release()?;
             util::run(std::process::Command::new(bin).args(args))
         }
+        Command::Cycles => cycles::check(&util::root()),
         Command::Test => {
             setup::setup()?;
             let bin = util::build_release()?;
+            // Style and structure first: they fail in seconds.
+            util::run(util::cargo().args(["fmt", "--all", "--check"]))?;
+            let clippy = ["clippy", "--release", "-p", "tailprof", "-p", "profiler-common", "-p", "xtask"];
+            util::run(util::cargo().args(clippy).args([
+                "-p",
+                "tailprof-e2e",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+            cycles::check(&util::root())?;
             let mut counts = util::TestCounts::default();
             // The eBPF crate is not a host crate: name the host packages.
             let unit = ["test", "--release", "-p", "tailprof", "-p", "profiler-common", "-p", "xtask"];

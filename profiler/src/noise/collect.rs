@@ -15,29 +15,33 @@ pub struct Window {
     /// CPUs to report.
     pub cpus: Vec<u32>,
     pub victim_pids: Vec<u32>,
-    /// Cumulative steal per CPU at the start and the end (ns).
-    pub steal_before: BTreeMap<u32, u64>,
-    pub steal_after: BTreeMap<u32, u64>,
-    /// /proc/interrupts and /proc/softirqs at the start and the end.
+    /// /proc/interrupts, /proc/softirqs and /proc/stat at the start and the end.
     pub kernel_before: KernelCounts,
     pub kernel_after: KernelCounts,
 }
 
-/// The kernel's own interrupt and softirq counters at one moment.
+/// The kernel's own interrupt and softirq counters and per-CPU interrupt
+/// and steal times at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct KernelCounts {
     pub interrupts: BTreeMap<String, BTreeMap<u32, u64>>,
     pub softirqs: BTreeMap<String, BTreeMap<u32, u64>>,
+    /// /proc/stat's hard IRQ, softirq and steal time per CPU, since boot.
+    pub stat: BTreeMap<u32, super::proc_counts::CpuTimes>,
 }
 
 impl KernelCounts {
     pub fn now() -> Self {
-        Self { interrupts: super::proc_counts::interrupt_counts(), softirqs: super::proc_counts::softirq_counts() }
+        Self {
+            interrupts: super::proc_counts::interrupt_counts(),
+            softirqs: super::proc_counts::softirq_counts(),
+            stat: super::proc_counts::cpu_times(),
+        }
     }
 }
 
 /// Per-row, per-CPU growth of a counter table between two reads.
-fn table_delta(
+pub fn table_delta(
     before: &BTreeMap<String, BTreeMap<u32, u64>>,
     after: &BTreeMap<String, BTreeMap<u32, u64>>,
 ) -> BTreeMap<String, BTreeMap<u32, u64>> {
@@ -61,9 +65,14 @@ pub fn noise(loaded: &Loaded, window: Window) -> Result<NoiseRaw> {
             }
         }
     }
-    let steal_ns = super::proc_counts::delta(&window.steal_before, &window.steal_after);
+    let steal_ns = super::proc_counts::times_delta(&window.kernel_before.stat, &window.kernel_after.stat)
+        .into_iter()
+        .map(|(cpu, t)| (cpu, t.steal_ns))
+        .collect();
     Ok(NoiseRaw {
         duration_ns: window.ns.end.saturating_sub(window.ns.start),
+        window_start_ns: window.ns.start,
+        window_end_ns: window.ns.end,
         threshold_ns: window.threshold_ns,
         cpus: window.cpus,
         sources: loaded.noise_sources()?,

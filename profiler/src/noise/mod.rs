@@ -1,13 +1,18 @@
 //! `tailprof noise`: what stole time from each CPU and from victim
-//! threads, osnoise-style, from the tracepoint hooks' per-CPU maps.
+//! threads. The deep tier measures it osnoise-style, from the tracepoint
+//! hooks' per-CPU maps ([`NoiseRaw`], [`report`]); the continuous tier
+//! hangs nothing on those paths and reports procfs times and counts and
+//! estimates from on-CPU samples ([`continuous`], [`sampled`]).
 
 pub mod collect;
+pub mod continuous;
 pub mod cpu_list;
 pub mod flame;
 pub mod output;
 pub mod proc_counts;
 pub mod report;
 pub mod run;
+pub mod sampled;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -20,6 +25,9 @@ use profiler_common::{NoiseKey, NoiseStats, VictimKey};
 pub struct NoiseRaw {
     /// Length of the accounting window.
     pub duration_ns: u64,
+    /// Its bounds, CLOCK_MONOTONIC ns.
+    pub window_start_ns: u64,
+    pub window_end_ns: u64,
     /// `--threshold`: events shorter than this were not counted.
     pub threshold_ns: u64,
     /// CPUs to report (all online ones, or `--cpus`), ascending.
@@ -46,6 +54,15 @@ pub struct NoiseRaw {
     /// Hooks this kernel lacks (e.g. `irq_vectors:local_timer_entry` off x86);
     /// their sources are absent from the report.
     pub missing_hooks: Vec<String>,
+}
+
+/// What one noise window measured, by tier.
+#[derive(Debug, Clone)]
+pub enum Measurement {
+    /// The hooks' maps, and the latency histograms with names for their ids.
+    Deep { noise: NoiseRaw, histograms: crate::latency::HistogramsRaw, names: crate::latency::HistogramNames },
+    /// procfs and on-CPU samples.
+    Continuous(continuous::ContinuousRaw),
 }
 
 /// Events not counted because a bounded map was full.

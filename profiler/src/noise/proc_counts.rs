@@ -1,6 +1,7 @@
-//! What procfs counts about interrupts and steal: IRQ names and per-CPU
-//! counts from /proc/interrupts, softirq counts from /proc/softirqs and
-//! hypervisor steal from /proc/stat.
+//! What procfs counts about interrupts and the time they take: IRQ names
+//! and per-CPU counts from /proc/interrupts, softirq counts from
+//! /proc/softirqs, and per-CPU hard IRQ, softirq and hypervisor steal time
+//! from /proc/stat.
 //!
 //! The files are parsed here rather than with the procfs crate: procfs
 //! 0.18 does not parse /proc/interrupts or /proc/softirqs, and its
@@ -25,11 +26,89 @@ pub fn irq_names() -> BTreeMap<u32, String> {
     parse_irq_names(&read(INTERRUPTS))
 }
 
-/// Cumulative hypervisor steal per CPU (ns since boot) from the `cpuN`
-/// rows of /proc/stat; take the difference of two reads for a window.
-pub fn steal_ns() -> BTreeMap<u32, u64> {
+/// The time columns of one `cpuN` row of /proc/stat that noise is made
+/// of, in ns: hard IRQ (`irq`), softirq and hypervisor steal. Cumulative
+/// since boot in a read, the growth over a window in a [`times_delta`].
+///
+/// The kernel keeps them in ns and prints USER_HZ ticks (10 ms at the
+/// usual 100), so every value is a multiple of the tick. Without
+/// `CONFIG_IRQ_TIME_ACCOUNTING` the kernel charges each scheduler tick
+/// wholly to the context it interrupted: `softirq` is then sampled at
+/// `CONFIG_HZ` by the kernel itself, and `irq` stays 0 (the tick is itself
+/// a hard IRQ and is not charged to one), see [`hardirq_accounting`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CpuTimes {
+    pub irq_ns: u64,
+    pub softirq_ns: u64,
+    pub steal_ns: u64,
+}
+
+/// Cumulative hard IRQ, softirq and steal time per CPU (ns since boot)
+/// from the `cpuN` rows of /proc/stat; take [`times_delta`] of two reads
+/// for a window.
+pub fn cpu_times() -> BTreeMap<u32, CpuTimes> {
     let hz = procfs::ticks_per_second();
-    parse_steal_ticks(&read(STAT)).into_iter().map(|(cpu, ticks)| (cpu, ticks_to_ns(ticks, hz))).collect()
+    parse_cpu_ticks(&read(STAT))
+        .into_iter()
+        .map(|(cpu, t)| {
+            (
+                cpu,
+                CpuTimes {
+                    irq_ns: ticks_to_ns(t.irq_ns, hz),
+                    softirq_ns: ticks_to_ns(t.softirq_ns, hz),
+                    steal_ns: ticks_to_ns(t.steal_ns, hz),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Growth of every CPU's times between two reads (a column that went
+/// backwards, or a CPU missing from `before`, counts from zero).
+pub fn times_delta(before: &BTreeMap<u32, CpuTimes>, after: &BTreeMap<u32, CpuTimes>) -> BTreeMap<u32, CpuTimes> {
+    after
+        .iter()
+        .map(|(cpu, a)| {
+            let b = before.get(cpu).copied().unwrap_or_default();
+            let d = CpuTimes {
+                irq_ns: a.irq_ns.saturating_sub(b.irq_ns),
+                softirq_ns: a.softirq_ns.saturating_sub(b.softirq_ns),
+                steal_ns: a.steal_ns.saturating_sub(b.steal_ns),
+            };
+            (*cpu, d)
+        })
+        .collect()
+}
+
+/// Whether /proc/stat's `irq` column holds hard IRQ time on this kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HardirqAccounting {
+    /// Some CPU has hard IRQ time since boot: the column is kept
+    /// (`CONFIG_IRQ_TIME_ACCOUNTING`), and so is softirq time, in ns.
+    Accounted,
+    /// The column is 0 on every CPU since boot while /proc/interrupts
+    /// counted interrupts in the window: this kernel does not account
+    /// hard IRQ time (no `CONFIG_IRQ_TIME_ACCOUNTING`); its softirq time
+    /// is the kernel's tick-based charge.
+    NotAccounted,
+    /// The column is 0 everywhere and no interrupt was counted in the
+    /// window either: nothing tells the two apart.
+    Unknown,
+}
+
+impl HardirqAccounting {
+    /// Judge from the cumulative times of a read (since boot) and the
+    /// interrupts /proc/interrupts counted over the window.
+    pub fn judge(since_boot: &BTreeMap<u32, CpuTimes>, interrupts_in_window: u64) -> Self {
+        if since_boot.values().any(|t| t.irq_ns > 0) {
+            Self::Accounted
+        } else if interrupts_in_window > 0 {
+            Self::NotAccounted
+        } else {
+            Self::Unknown
+        }
+    }
 }
 
 /// Per-row, per-CPU counts of /proc/interrupts: row name (`"36"`, `"LOC"`)
@@ -141,17 +220,20 @@ fn is_flow_type(s: &str) -> bool {
     }
 }
 
-/// CPU → steal ticks of the `cpuN` rows of /proc/stat text (the eighth
-/// value; kernels before 2.6.11 have none and give no entry).
-fn parse_steal_ticks(text: &str) -> BTreeMap<u32, u64> {
+/// CPU → (irq, softirq, steal) ticks of the `cpuN` rows of /proc/stat
+/// text: the 6th, 7th and 8th values (`user nice system idle iowait irq
+/// softirq steal …`). A row with fewer values (steal came with 2.6.11) or
+/// a value that is not a number gives no entry.
+fn parse_cpu_ticks(text: &str) -> BTreeMap<u32, CpuTimes> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let mut fields = line.split_whitespace();
         let Some(cpu) = fields.next().and_then(|f| f.strip_prefix("cpu")).and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        if let Some(Ok(steal)) = fields.nth(7).map(str::parse::<u64>) {
-            out.insert(cpu, steal);
+        let values: Vec<u64> = fields.take(8).map_while(|f| f.parse().ok()).collect();
+        if let [_, _, _, _, _, irq, softirq, steal] = values[..] {
+            out.insert(cpu, CpuTimes { irq_ns: irq, softirq_ns: softirq, steal_ns: steal });
         }
     }
     out
@@ -197,13 +279,38 @@ ERR:          0
         assert!(parse_per_cpu_table("").is_empty());
     }
 
+    fn times(irq: u64, softirq: u64, steal: u64) -> CpuTimes {
+        CpuTimes { irq_ns: irq, softirq_ns: softirq, steal_ns: steal }
+    }
+
     #[test]
-    fn steal_is_the_eighth_value_of_cpu_rows() {
+    fn irq_softirq_and_steal_are_the_sixth_to_eighth_values_of_cpu_rows() {
         let text = "cpu  1 2 3 4 5 6 7 99 0 0\ncpu0 970800 15440 144521 736884 3601 0 238 4573 0 0\n\
-                    cpu3 1 1 1 1 1 1 1 12 0 0\ncpu4 1 1 1 1\nintr 5 0\n";
-        assert_eq!(parse_steal_ticks(text), BTreeMap::from([(0, 4573), (3, 12)]));
+                    cpu3 1 1 1 1 1 9 8 12 0 0\ncpu4 1 1 1 1\ncpu5 1 1 1 1 1 x 1 1\ncpu6 1 1 1 1 1 1 1\n\
+                    intr 5 0\nsoftirq 9 9\n";
+        assert_eq!(parse_cpu_ticks(text), BTreeMap::from([(0, times(0, 238, 4573)), (3, times(9, 8, 12))]));
         assert_eq!(ticks_to_ns(12, 100), 120_000_000);
         assert_eq!(ticks_to_ns(u64::MAX, 1), u64::MAX);
+    }
+
+    #[test]
+    fn times_grow_per_column_from_zero() {
+        let before = BTreeMap::from([(0, times(1, 10, 100)), (1, times(5, 5, 5))]);
+        let after = BTreeMap::from([(0, times(1, 30, 150)), (1, times(4, 6, 5)), (2, times(0, 7, 0))]);
+        assert_eq!(
+            times_delta(&before, &after),
+            BTreeMap::from([(0, times(0, 20, 50)), (1, times(0, 1, 0)), (2, times(0, 7, 0))])
+        );
+    }
+
+    #[test]
+    fn hardirq_time_is_unaccounted_when_irq_is_zero_everywhere_while_interrupts_arrive() {
+        let zero = BTreeMap::from([(0, times(0, 500, 0)), (1, times(0, 900, 3))]);
+        assert_eq!(HardirqAccounting::judge(&zero, 1234), HardirqAccounting::NotAccounted);
+        assert_eq!(HardirqAccounting::judge(&zero, 0), HardirqAccounting::Unknown);
+        let kept = BTreeMap::from([(0, times(0, 500, 0)), (1, times(10_000_000, 900, 3))]);
+        assert_eq!(HardirqAccounting::judge(&kept, 0), HardirqAccounting::Accounted);
+        assert_eq!(HardirqAccounting::judge(&BTreeMap::new(), 0), HardirqAccounting::Unknown);
     }
 
     #[test]
@@ -216,7 +323,7 @@ ERR:          0
     #[test]
     fn reads_this_machine() {
         // Every machine has a local timer or at least one CPU in /proc/stat.
-        assert!(!steal_ns().is_empty());
+        assert!(!cpu_times().is_empty());
         assert!(!softirq_counts().is_empty());
     }
 }

@@ -24,7 +24,14 @@ pub const TOP_SOURCES: usize = 10;
 /// What [`build`] makes of a [`NoiseRaw`]; serialized, the `--json` document.
 #[derive(Debug, Clone, Serialize)]
 pub struct NoiseReport {
+    /// `deep`: the hooks measured every figure.
+    pub tier: crate::tier::Tier,
+    /// What the tier cannot show (empty for deep).
+    pub cannot_show: Vec<&'static str>,
     pub duration_ns: u64,
+    /// The window, CLOCK_MONOTONIC ns.
+    pub window_start_ns: u64,
+    pub window_end_ns: u64,
     /// `--threshold`: events shorter than this are in no count.
     pub threshold_ns: u64,
     /// The reported CPUs, ascending.
@@ -389,7 +396,11 @@ pub fn build(raw: &NoiseRaw) -> NoiseReport {
         })
         .collect();
     NoiseReport {
+        tier: crate::tier::Tier::Deep,
+        cannot_show: crate::tier::Tier::Deep.noise_cannot_show().to_vec(),
         duration_ns: raw.duration_ns,
+        window_start_ns: raw.window_start_ns,
+        window_end_ns: raw.window_end_ns,
         threshold_ns: raw.threshold_ns,
         top_sources: top_sources(&per_cpu, &raw.steal_ns),
         cpus,
@@ -575,6 +586,8 @@ pub(crate) mod tests {
     pub fn sample() -> NoiseRaw {
         NoiseRaw {
             duration_ns: 1_000_000_000,
+            window_start_ns: 5_000_000_000,
+            window_end_ns: 6_000_000_000,
             threshold_ns: 5_000,
             cpus: vec![0, 1],
             sources: vec![
@@ -717,6 +730,7 @@ pub(crate) mod tests {
         for field in ["duration_ns", "threshold_ns", "cpus", "top_sources", "victims", "dropped", "missing_hooks"] {
             assert!(v.get(field).is_some(), "{field}");
         }
+        assert_eq!((&v["tier"], &v["cannot_show"]), (&json!("deep"), &json!([])));
         let c0 = &v["cpus"][0];
         assert_eq!(c0["softirqs"]["NET_RX"], json!({"count": 10, "ns": 500_000, "max_ns": 90_000}));
         assert_eq!(c0["irqs"]["36"]["name"], "virtio1-req.0");

@@ -1,25 +1,39 @@
-//! `tailprof noise`: load the interrupt, softirq, NMI and scheduler
-//! hooks (no on-CPU sampling, no stack walks), open a window, wait, close
-//! it and read what the kernel counted.
+//! `tailprof noise`: open a window, wait, close it and read what was
+//! counted. The deep tier loads the interrupt, softirq, NMI and scheduler
+//! hooks (no on-CPU sampling, no stack walks) and reads their maps; the
+//! continuous tier loads only the on-CPU sampler (and the fork/exec hooks
+//! every load has), classifies its samples as they arrive, and reads
+//! /proc/stat, /proc/softirqs and /proc/interrupts at the window's bounds.
 
 use std::time::Instant;
 
-use tokio::signal::unix::{signal, SignalKind};
+use aya::maps::{MapData, RingBuf};
+use profiler_common::{Counter, ProcessEvent, SampleEvent, EVENT_EXEC, EVENT_FORK, EVENT_SAMPLE};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{signal, SignalKind},
+    time::{interval, MissedTickBehavior},
+};
 
-use super::{collect, NoiseRaw};
+use super::{
+    collect::{self, KernelCounts},
+    continuous::ContinuousRaw,
+    proc_counts,
+    sampled::NoiseSampler,
+    Measurement,
+};
 use crate::{
     bpf::{Loaded, SamplingConfig},
-    capture::EndReason,
+    capture::{self, EndReason},
     cli::NoiseArgs,
-    latency::HistogramsRaw,
-    preflight, sched_times, Error, Result,
+    preflight, sched_times,
+    tier::Tier,
+    Error, Result,
 };
 
 /// What one noise window measured.
 pub struct Measured {
-    pub noise: NoiseRaw,
-    pub histograms: HistogramsRaw,
-    pub histogram_names: crate::latency::HistogramNames,
+    pub measurement: Measurement,
     pub end: EndReason,
 }
 
@@ -27,9 +41,12 @@ pub struct Measured {
 struct Checked {
     cpus: Vec<u32>,
     pids: Vec<u32>,
+    /// On-CPU sampling frequency (continuous tier; 0 for deep).
+    frequency: u64,
 }
 
 fn check(args: &NoiseArgs) -> Result<Checked> {
+    let frequency = args.checked_frequency().map_err(Error::Usage)?;
     let online = aya::util::online_cpus().map_err(|(what, e)| Error::Load(format!("{what}: {e}")))?;
     let cpus = match &args.cpus {
         Some(list) => {
@@ -46,17 +63,44 @@ fn check(args: &NoiseArgs) -> Result<Checked> {
     }
     pids.sort_unstable();
     pids.dedup();
-    Ok(Checked { cpus, pids })
+    Ok(Checked { cpus, pids, frequency })
+}
+
+fn announce(cpus: usize, duration: std::time::Duration) {
+    eprintln!(
+        "tailprof: measuring noise on {cpus} CPU{} for {} (Ctrl-C ends early)",
+        if cpus == 1 { "" } else { "s" },
+        humantime::format_duration(duration)
+    );
 }
 
 pub async fn run(args: &NoiseArgs) -> Result<Measured> {
     let checked = check(args)?;
     let slos = crate::latency::parse_slos_arg(args.slo.as_deref())?;
     let (btf, offsets) = preflight::kernel_layout(&args.btf)?;
+    if args.tier == Tier::Continuous {
+        preflight::check_perf_events()?;
+    }
     if let Some(dir) = &args.output {
         crate::atomic_file::prepare_output_dir(dir)?;
     }
     preflight::raise_memlock_limit();
+    if args.tier == Tier::Continuous {
+        let config = SamplingConfig {
+            frequency_hz: checked.frequency,
+            offsets,
+            max_threads: args.max_threads,
+            unwind: crate::cli::UnwindMethod::Fp,
+            sample_on_cpu: true,
+            walk_stacks: false,
+            off_cpu: false,
+            noise: false,
+            tier: Tier::Continuous,
+            ..SamplingConfig::default()
+        };
+        let loaded = Loaded::load(btf.as_ref(), &config)?;
+        return continuous(loaded, checked, args.duration).await;
+    }
     let threshold_ns = args.threshold.map_or(0, |t| t.as_nanos().min(u128::from(u64::MAX)) as u64);
     let config = SamplingConfig {
         pids: checked.pids.clone(),
@@ -70,21 +114,14 @@ pub async fn run(args: &NoiseArgs) -> Result<Measured> {
         ..SamplingConfig::default()
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
-    let steal_before = super::proc_counts::steal_ns();
     let start = sched_times::seed(&mut loaded.threads()?);
     loaded.set_window_start(start)?;
-    let kernel_before = collect::KernelCounts::now();
-    eprintln!(
-        "tailprof: measuring noise on {} CPU{} for {} (Ctrl-C ends early)",
-        checked.cpus.len(),
-        if checked.cpus.len() == 1 { "" } else { "s" },
-        humantime::format_duration(args.duration)
-    );
+    let kernel_before = KernelCounts::now();
+    announce(checked.cpus.len(), args.duration);
     let end = wait(args.duration).await?;
     let end_ns = sched_times::monotonic_ns();
     loaded.set_window_end(end_ns)?;
-    let kernel_after = collect::KernelCounts::now();
-    let steal_after = super::proc_counts::steal_ns();
+    let kernel_after = KernelCounts::now();
     eprintln!("tailprof: measured {:.2}s", (end_ns - start) as f64 / 1e9);
     tracing::debug!(start, end_ns, "noise window closed");
     let window = start..end_ns;
@@ -95,15 +132,99 @@ pub async fn run(args: &NoiseArgs) -> Result<Measured> {
             threshold_ns,
             cpus: checked.cpus,
             victim_pids: checked.pids,
-            steal_before,
-            steal_after,
             kernel_before,
             kernel_after,
         },
     )?;
     let histograms = collect::histograms(&loaded, &window)?;
-    let histogram_names = collect::histogram_names(&histograms);
-    Ok(Measured { noise, histograms, histogram_names, end })
+    let names = collect::histogram_names(&histograms);
+    Ok(Measured { measurement: Measurement::Deep { noise, histograms, names }, end })
+}
+
+/// The continuous tier's window: procfs at both bounds, the samples in between.
+async fn continuous(mut loaded: Loaded, checked: Checked, duration: std::time::Duration) -> Result<Measured> {
+    let ring = loaded.take_events()?;
+    // SAFETY: the ring buffer owns its map fd, which stays open and is not
+    // replaced while the AsyncFd owns the ring buffer.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| Error::Read(e.to_string()))?;
+    let start = sched_times::monotonic_ns();
+    let kernel_before = KernelCounts::now();
+    let mut sampler = NoiseSampler::new(checked.frequency, start);
+    announce(checked.cpus.len(), duration);
+    let end = sample(&mut ring, &mut sampler, duration).await?;
+    let end_ns = sched_times::monotonic_ns();
+    sampler.set_end(end_ns);
+    let kernel_after = KernelCounts::now();
+    eprintln!("tailprof: measured {:.2}s", (end_ns - start) as f64 / 1e9);
+    // What the kernel wrote before the window closed still counts.
+    drain(ring.get_mut(), &mut sampler);
+    let sampled = sampler.finish(loaded.counter(Counter::IdleSamples)?, loaded.counter(Counter::LostSamples)?);
+    let interrupts = collect::table_delta(&kernel_before.interrupts, &kernel_after.interrupts);
+    let raw = ContinuousRaw {
+        window_start_ns: start,
+        window_end_ns: end_ns,
+        cpus: checked.cpus,
+        stat: proc_counts::times_delta(&kernel_before.stat, &kernel_after.stat),
+        stat_since_boot: kernel_after.stat,
+        kernel_interrupts: interrupts,
+        kernel_softirqs: collect::table_delta(&kernel_before.softirqs, &kernel_after.softirqs),
+        irq_names: proc_counts::irq_names(),
+        sampled,
+    };
+    Ok(Measured { measurement: Measurement::Continuous(raw), end })
+}
+
+/// Read the samples until the duration ends, Ctrl-C or SIGTERM.
+async fn sample(
+    ring: &mut AsyncFd<RingBuf<MapData>>,
+    sampler: &mut NoiseSampler,
+    duration: std::time::Duration,
+) -> Result<EndReason> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Read(e.to_string()))?;
+    let deadline = tokio::time::Instant::from_std(Instant::now() + duration);
+    // Samples are written without waking the reader (see the sampling
+    // program): drain on a tick as the capture loop does.
+    let mut tick = interval(std::time::Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    Ok(loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(|e| Error::Read(e.to_string()))?;
+                drain(guard.get_inner_mut(), sampler);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => drain(ring.get_mut(), sampler),
+            _ = tokio::time::sleep_until(deadline) => break EndReason::Elapsed,
+            _ = &mut ctrl_c => break EndReason::Interrupted,
+            _ = sigterm.recv() => break EndReason::Interrupted,
+        }
+    })
+}
+
+/// Hand every sample in the ring to the sampler; a new process's pid may
+/// be a recycled one, so it is judged kernel or user anew.
+fn drain(ring: &mut RingBuf<MapData>, sampler: &mut NoiseSampler) {
+    let mut malformed = 0u64;
+    while let Some(item) = ring.next() {
+        match capture::kind(&item) {
+            Some(EVENT_SAMPLE) => match capture::decode::<SampleEvent>(&item) {
+                Some(event) => sampler.add(&event),
+                None => malformed += 1,
+            },
+            Some(EVENT_EXEC | EVENT_FORK) => match capture::decode::<ProcessEvent>(&item) {
+                Some(event) => sampler.forget(event.pid),
+                None => malformed += 1,
+            },
+            _ => malformed += 1,
+        }
+    }
+    if malformed > 0 {
+        tracing::warn!(malformed, "ignored malformed ring buffer records");
+    }
+    sampler.flush();
 }
 
 /// Wait for the duration, Ctrl-C or SIGTERM.
