@@ -170,6 +170,35 @@ pub fn wait_with_cost(child: Child, what: &str, interrupted: bool) -> anyhow::Re
     Ok(Cost { user: tv(usage.ru_utime), sys: tv(usage.ru_stime) })
 }
 
+/// `tailprof ARGS -o OUT` started with no terminal, its stderr kept in
+/// OUT.stderr for [`wait_record`] to quote if it fails.
+pub struct Recording {
+    pub child: Child,
+    pub stderr: PathBuf,
+}
+
+pub fn spawn_record(bin: &Path, args: &[&str], out: &Path) -> anyhow::Result<Recording> {
+    let stderr = out.with_extension("stderr");
+    let child = Command::new(bin)
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&stderr)?)
+        .spawn()
+        .context("could not start tailprof")?;
+    Ok(Recording { child, stderr })
+}
+
+/// Reap a [`Recording`] that ends by itself; its cost, or an error quoting what it said.
+pub fn wait_record(r: Recording, what: &str) -> anyhow::Result<Cost> {
+    wait_with_cost(r.child, what, false).map_err(|e| {
+        let said = std::fs::read_to_string(&r.stderr).unwrap_or_default();
+        e.context(format!("{what} failed; it said: {}", said.trim()))
+    })
+}
+
 /// Send SIGINT, as Ctrl-C would.
 pub fn interrupt(child: &Child) -> anyhow::Result<()> {
     // SAFETY: plain kill(2) on a child we have not reaped yet.

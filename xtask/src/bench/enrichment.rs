@@ -26,7 +26,7 @@ use anyhow::{bail, Context};
 
 use super::common::{
     bpf_prog_names, bpf_progs_of, has_exited, interrupt, median, ms, perf_event_fds, process_cpu_ns, prog_deltas,
-    start_ready_helper, stop_ready_helper, summary, wait_with_cost, Cost, ProgStats,
+    spawn_record, start_ready_helper, stop_ready_helper, summary, wait_with_cost, Cost, ProgStats, Recording,
 };
 use crate::util::{cargo, output, root, run as run_cmd};
 
@@ -406,15 +406,7 @@ fn measure_memory(
 ) -> anyhow::Result<(MemRun, Vec<Micro>)> {
     let idle = start_ready_helper(helper, processes)?;
     let out = scratch.join(format!("enrich-mem-{processes}"));
-    let stderr = out.with_extension("stderr");
-    let child = Command::new(bin)
-        .args(["record", "-d", "600s", "-o"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&stderr)?)
-        .spawn()
-        .context("could not start tailprof")?;
+    let Recording { child, stderr } = spawn_record(bin, &["record", "-d", "600s"], &out)?;
     let pid = child.id();
     let begin = Instant::now();
     let (mut rss, mut anon, mut map_bytes) = (0, 0, 0);

@@ -4,9 +4,7 @@
 
 use std::{
     fmt::Write as _,
-    fs::File,
     path::Path,
-    process::{Command, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
@@ -14,7 +12,7 @@ use std::{
 use anyhow::Context;
 
 use super::common::{
-    bpf_prog_names, bpf_progs_of, median, process_cpu_ns, set_bpf_stats, tier_summary, wait_with_cost, Tier,
+    bpf_prog_names, bpf_progs_of, median, process_cpu_ns, set_bpf_stats, spawn_record, tier_summary, wait_record, Tier,
     SNAPSHOT_ITER_PROG,
 };
 
@@ -54,17 +52,9 @@ pub fn measure(bin: &Path, scratch: &Path, host_threads: u64) -> anyhow::Result<
     // iterator dearer too: the figure is, if anything, pessimistic).
     set_bpf_stats(true)?;
     let out = scratch.join("governor");
-    let stderr = out.with_extension("stderr");
-    let seconds = (SETTLE + MEASURE).as_secs() + 5;
-    let child = Command::new(bin)
-        .args(["record", "--tier", "continuous", "--duration", &format!("{seconds}s"), "-o"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&stderr)?)
-        .spawn()
-        .context("could not start tailprof")?;
-    let pid = child.id();
+    let seconds = format!("{}s", (SETTLE + MEASURE).as_secs() + 5);
+    let recording = spawn_record(bin, &["record", "--tier", "continuous", "--duration", &seconds], &out)?;
+    let pid = recording.child.id();
     sleep(SETTLE);
     let names = bpf_prog_names()?;
     let outside = |progs: &std::collections::BTreeMap<u32, super::common::ProgStats>| -> u64 {
@@ -78,10 +68,7 @@ pub fn measure(bin: &Path, scratch: &Path, host_threads: u64) -> anyhow::Result<
     sleep(MEASURE);
     let (p1, b1, t1) = (process_cpu_ns(pid), outside(&bpf_progs_of(pid)), Instant::now());
     let what = "tailprof record --tier continuous (governor)";
-    wait_with_cost(child, what, false).map_err(|e| {
-        let said = std::fs::read_to_string(&stderr).unwrap_or_default();
-        e.context(format!("{what} failed; it said: {}", said.trim()))
-    })?;
+    wait_record(recording, what)?;
     let json = tier_summary(&out, Tier::Continuous)?;
     let g = &json["governor"];
     let f = |name: &str| g[name].as_f64().with_context(|| format!("summary.json has no governor.{name}"));
@@ -115,7 +102,7 @@ pub fn report(md: &mut String, runs: &[Governed]) {
     );
     let _ = writeln!(
         md,
-        "| run | threads on host | process ms | BPF outside ms | seconds | tool CPU, % of one CPU | governor's own figure % | snapshots Hz | sampling Hz | rate changes |\n\
+        "| run | threads on host | process ms | BPF outside ms | seconds | tool CPU, % of one CPU | governor's mean over the whole capture % (its first judged interval at 20 Hz included) | snapshots Hz | sampling Hz | rate changes |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (i, r) in runs.iter().enumerate() {

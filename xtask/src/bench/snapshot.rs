@@ -6,9 +6,8 @@
 
 use std::{
     fmt::Write as _,
-    fs::File,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     thread::sleep,
     time::{Duration, Instant},
 };
@@ -17,8 +16,8 @@ use anyhow::{bail, Context};
 
 use super::{
     common::{
-        bpf_prog_names, bpf_progs_of, has_exited, median, ms, set_bpf_stats, start_ready_helper, stop_ready_helper,
-        tier_summary, wait_with_cost, Cost, ProgStats, Tier, SNAPSHOT_ITER_PROG,
+        bpf_prog_names, bpf_progs_of, has_exited, median, ms, set_bpf_stats, spawn_record, start_ready_helper,
+        stop_ready_helper, tier_summary, wait_record, Cost, ProgStats, Tier, SNAPSHOT_ITER_PROG,
     },
     task_iter::EmptyTaskIter,
 };
@@ -210,23 +209,11 @@ fn measure(bin: &Path, scratch: &Path, tier: Tier, threads: usize, bpf_stats: bo
     set_bpf_stats(bpf_stats)?;
     let host_threads = host_threads();
     let out = scratch.join(format!("snapshot-{}-{threads}", tier.name()));
-    let stderr = out.with_extension("stderr");
-    let mut cmd = Command::new(bin);
-    cmd.args(["record", "--tier", tier.name(), "--duration", &format!("{SECONDS}s")])
-        .args(["--state-hz", &STATE_HZ.to_string(), "-o"])
-        .arg(&out);
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(&stderr)?)
-        .spawn()
-        .context("could not start tailprof")?;
-    let iter = follow_iterator(child.id(), Duration::from_secs(SECONDS + 120));
-    let what = format!("tailprof record --tier {}", tier.name());
-    let whole = wait_with_cost(child, &what, false).map_err(|e| {
-        let said = std::fs::read_to_string(&stderr).unwrap_or_default();
-        e.context(format!("{what} failed; it said: {}", said.trim()))
-    });
+    let (seconds, hz) = (format!("{SECONDS}s"), STATE_HZ.to_string());
+    let recording =
+        spawn_record(bin, &["record", "--tier", tier.name(), "--duration", &seconds, "--state-hz", &hz], &out)?;
+    let iter = follow_iterator(recording.child.id(), Duration::from_secs(SECONDS + 120));
+    let whole = wait_record(recording, &format!("tailprof record --tier {}", tier.name()));
     let (iter, whole) = (iter?, whole?);
     let sampler = state_sampler(&out, tier)?;
     let _ = std::fs::remove_dir_all(&out);
