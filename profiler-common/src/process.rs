@@ -39,6 +39,9 @@ pub struct ProcessEvent {
     pub filename: [u8; EXEC_FILENAME_LEN],
 }
 
+// SAFETY: #[repr(C)] integers and arrays of them.
+unsafe impl crate::Record for ProcessEvent {}
+
 impl ProcessEvent {
     /// The file name up to its first NUL.
     pub fn filename_bytes(&self) -> &[u8] {

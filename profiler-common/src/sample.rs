@@ -115,6 +115,9 @@ pub struct SampleEvent {
     pub ustack: [u64; MAX_STACK_DEPTH],
 }
 
+// SAFETY: #[repr(C)] integers and arrays of them.
+unsafe impl crate::Record for SampleEvent {}
+
 impl SampleEvent {
     /// The valid part of the kernel stack.
     pub fn kernel_frames(&self) -> &[u64] {
@@ -131,5 +134,20 @@ impl SampleEvent {
     /// The comm up to its first NUL.
     pub fn comm_bytes(&self) -> &[u8] {
         comm_bytes(&self.comm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Record;
+
+    #[test]
+    fn a_record_decodes_from_any_alignment_and_short_bytes_are_rejected() {
+        assert!(SampleEvent::decode(&[0u8; 16]).is_none());
+        let mut bytes = [0u8; size_of::<SampleEvent>() + 1];
+        bytes[1..].copy_from_slice(&[0u8; size_of::<SampleEvent>()]);
+        let ev = SampleEvent::decode(&bytes[1..]).unwrap();
+        assert_eq!(ev.kernel_frames().len(), 0);
     }
 }

@@ -290,6 +290,9 @@ pub struct ThreadExit {
     pub comm: [u8; crate::TASK_COMM_LEN],
 }
 
+// SAFETY: #[repr(C)] integers and arrays of them.
+unsafe impl crate::Record for ThreadExit {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

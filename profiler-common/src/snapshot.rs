@@ -41,6 +41,9 @@ pub struct SnapHead {
     pub flags: u32,
 }
 
+// SAFETY: #[repr(C)] integers and arrays of them.
+unsafe impl crate::Record for SnapHead {}
+
 /// One thread at the instant of a snapshot. `kstack_len` kernel
 /// instruction pointers (u64, innermost first) follow the record.
 #[repr(C)]
@@ -79,6 +82,9 @@ pub struct StateRecord {
     /// and `pcount` change, and user space drops a stack copied from them.
     pub counters: TaskCounters,
 }
+
+// SAFETY: #[repr(C)] integers and arrays of them.
+unsafe impl crate::Record for StateRecord {}
 
 /// What the iterator remembers of a thread between snapshots.
 #[repr(C)]
@@ -132,6 +138,9 @@ pub struct TaskExit {
     pub counters: TaskCounters,
     pub comm: [u8; TASK_COMM_LEN],
 }
+
+// SAFETY: #[repr(C)] integers and arrays of them.
+unsafe impl crate::Record for TaskExit {}
 
 /// Name of the ring buffer of [`TaskExit`] records.
 pub const TASK_EXITS_MAP: &str = "TASK_EXITS";

@@ -54,6 +54,9 @@ pub struct UserRegs {
     pub lr: u64,
 }
 
+// SAFETY: #[repr(C)] integers and arrays of them.
+unsafe impl crate::Record for UserRegs {}
+
 /// The copy stopped before the requested size because the stack mapping
 /// ends there (normal for shallow stacks).
 pub const STACK_COPY_SHORT: u32 = 1;

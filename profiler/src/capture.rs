@@ -1,6 +1,7 @@
 //! The capture loop: drain the sample ring buffer until the duration ends,
 //! Ctrl-C or SIGTERM, updating the progress line.
 
+use profiler_common::Record as _;
 use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
@@ -33,26 +34,6 @@ pub enum EndReason {
     Interrupted,
 }
 
-/// Plain `#[repr(C)]` records that the programs write into ring buffers.
-pub trait Record: Copy {}
-impl Record for SampleEvent {}
-impl Record for profiler_common::ThreadExit {}
-impl Record for profiler_common::StateRecord {}
-impl Record for profiler_common::SnapHead {}
-impl Record for profiler_common::TaskExit {}
-impl Record for ProcessEvent {}
-impl Record for profiler_common::UserRegs {}
-
-/// Decode one ring buffer record; `None` if it is too short to be a `T`.
-pub fn decode<T: Record>(bytes: &[u8]) -> Option<T> {
-    if bytes.len() < size_of::<T>() {
-        return None;
-    }
-    // SAFETY: the length is checked; records are plain old data of integers
-    // for which every bit pattern is valid; the read tolerates any alignment.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
-}
-
 /// The kind of a record of the sample ring (its first `u32`).
 pub(crate) fn kind(bytes: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?))
@@ -76,7 +57,7 @@ impl Sinks {
     fn drain(&mut self, ring: &mut RingBuf<MapData>) {
         while let Some(item) = ring.next() {
             match kind(&item) {
-                Some(EVENT_SAMPLE) => match decode::<SampleEvent>(&item) {
+                Some(EVENT_SAMPLE) => match SampleEvent::decode(&item) {
                     Some(event) => {
                         if let Some(u) = self.unwinder.as_mut() {
                             u.count_frame_pointer_sample();
@@ -102,7 +83,7 @@ impl Sinks {
                     }
                     _ => self.malformed += 1,
                 },
-                Some(EVENT_EXEC | EVENT_FORK) => match decode::<ProcessEvent>(&item) {
+                Some(EVENT_EXEC | EVENT_FORK) => match ProcessEvent::decode(&item) {
                     Some(event) => {
                         if let Some(u) = self.unwinder.as_mut() {
                             // New code (exec), or a pid that may be reused (fork).
@@ -238,7 +219,7 @@ impl Snapshots {
     fn drain_exits(&mut self) {
         if let Some(ring) = self.task_exits.as_mut() {
             while let Some(item) = ring.next() {
-                if let Some(e) = decode::<profiler_common::TaskExit>(&item) {
+                if let Some(e) = profiler_common::TaskExit::decode(&item) {
                     self.sampler.exited(e);
                 }
             }
@@ -415,17 +396,4 @@ pub async fn run(
         governor: governed.map(|g| g.governor.report()),
         noise: sinks.noise,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_records_are_rejected() {
-        assert!(decode::<SampleEvent>(&[0u8; 16]).is_none());
-        let bytes = vec![0u8; size_of::<SampleEvent>()];
-        let ev = decode::<SampleEvent>(&bytes).unwrap();
-        assert_eq!(ev.kernel_frames().len(), 0);
-    }
 }

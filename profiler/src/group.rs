@@ -2,114 +2,14 @@
 //! dimension becomes a root frame of every flamegraph and a key of the
 //! `groups` table of summary.json.
 
-use std::{fmt, str::FromStr};
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{enrich::process::ProcessInfo, profile::STATE_NAMES};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dimension {
-    /// The thread's name.
-    Comm,
-    /// The process's name (its main thread's comm).
-    Process,
-    Pid,
-    Tid,
-    /// The process owner's user name (or uid).
-    User,
-    /// Cgroup v2 path, else the v1 name=systemd or cpu path.
-    Cgroup,
-    /// Container id.
-    Container,
-    /// Kubernetes pod UID.
-    Pod,
-    /// systemd unit, else slice.
-    Unit,
-    /// running, runnable, sleeping, disk, other.
-    State,
-    /// System call name.
-    Syscall,
-}
-
-/// Every dimension, in the order the error message lists them.
-pub const DIMENSIONS: [Dimension; 11] = [
-    Dimension::Comm,
-    Dimension::Process,
-    Dimension::Pid,
-    Dimension::Tid,
-    Dimension::User,
-    Dimension::Cgroup,
-    Dimension::Container,
-    Dimension::Pod,
-    Dimension::Unit,
-    Dimension::State,
-    Dimension::Syscall,
-];
-
-/// Value of a dimension that does not apply (no container, no syscall…).
-pub const NONE: &str = "[none]";
+pub use crate::query::dimension::{parse_group_by, Dimension, GroupBy, DIMENSIONS, NONE};
 
 /// Characters of a container id shown in flamegraph frames, as docker does.
 const SHORT_ID: usize = 12;
-
-impl Dimension {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Comm => "comm",
-            Self::Process => "process",
-            Self::Pid => "pid",
-            Self::Tid => "tid",
-            Self::User => "user",
-            Self::Cgroup => "cgroup",
-            Self::Container => "container",
-            Self::Pod => "pod",
-            Self::Unit => "unit",
-            Self::State => "state",
-            Self::Syscall => "syscall",
-        }
-    }
-}
-
-impl fmt::Display for Dimension {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Dimension {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        DIMENSIONS.into_iter().find(|d| d.name() == s).ok_or_else(|| {
-            let valid: Vec<&str> = DIMENSIONS.iter().map(|d| d.name()).collect();
-            format!("unknown --group-by dimension '{s}'; valid: {}", valid.join(", "))
-        })
-    }
-}
-
-/// The chosen dimensions, in order. Default: `comm`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupBy(pub Vec<Dimension>);
-
-impl Default for GroupBy {
-    fn default() -> Self {
-        Self(vec![Dimension::Comm])
-    }
-}
-
-/// Parse `comm,container,state`; each dimension at most once.
-pub fn parse_group_by(s: &str) -> Result<GroupBy, String> {
-    let mut dims = Vec::new();
-    for part in s.split(',').map(str::trim) {
-        let d: Dimension = part.parse()?;
-        if dims.contains(&d) {
-            return Err(format!("--group-by names '{d}' twice"));
-        }
-        dims.push(d);
-    }
-    Ok(GroupBy(dims))
-}
 
 /// What one piece of time is known to belong to.
 #[derive(Debug, Clone, Copy)]
@@ -189,7 +89,7 @@ impl GroupBy {
 
 /// How a dimension's value is shown as a flamegraph frame.
 fn frame(d: Dimension, a: &Attrs) -> String {
-    let clean = crate::output::folded::clean;
+    let clean = crate::model::text::clean;
     match (d, a.value(d)) {
         (Dimension::Comm, Some(v)) => clean(&v),
         (Dimension::Comm, None) => "[unknown]".to_owned(),

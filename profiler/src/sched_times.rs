@@ -1,6 +1,7 @@
 //! Exact per-thread times from the scheduler hooks: seeding the threads
 //! that exist when the capture starts, and closing the books at its end.
 
+use profiler_common::Record as _;
 use std::collections::BTreeMap;
 
 use aya::maps::{HashMap, MapData, RingBuf};
@@ -110,7 +111,7 @@ pub struct Exited {
 /// Drain exit records into `exited`.
 pub fn drain_exits(ring: &mut RingBuf<MapData>, exited: &mut Exited) {
     while let Some(item) = ring.next() {
-        if let Some(e) = crate::capture::decode::<ThreadExit>(&item) {
+        if let Some(e) = ThreadExit::decode(&item) {
             if e.tid == e.times.tgid {
                 exited.processes_gone.push(e.tid);
             }

@@ -12,6 +12,7 @@
 //! every live thread's cumulative counters ([`TaskCounters`]), from which
 //! the continuous tier takes exact on-CPU and run-queue times.
 
+use profiler_common::Record as _;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -22,7 +23,6 @@ use profiler_common::{
 
 use crate::{
     blocked_stacks::BlockedThread,
-    capture::decode,
     snapshot_taker::{Kind, Taken},
     stacks::UserFrame,
 };
@@ -208,7 +208,7 @@ impl StateSampler {
         let seq = self.seq;
         let mut bytes = &taken.bytes[..];
         const HEAD: usize = size_of::<StateRecord>();
-        while let Some(head) = decode::<SnapHead>(bytes) {
+        while let Some(head) = SnapHead::decode(bytes) {
             self.stats.records += 1;
             let tid = head.tid;
             if head.flags & SNAP_UNCHANGED != 0 {
@@ -226,7 +226,7 @@ impl StateSampler {
                 }
                 continue;
             }
-            let Some(rec) = decode::<StateRecord>(bytes) else { break };
+            let Some(rec) = StateRecord::decode(bytes) else { break };
             let frames = (rec.kstack_len as usize).min(SNAPSHOT_STACK_DEPTH);
             let end = HEAD + frames * 8;
             let Some(stack) = bytes.get(HEAD..end) else { break };

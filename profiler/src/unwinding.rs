@@ -5,13 +5,11 @@
 //! are told to the kernel, which then stops copying their stacks.
 
 use aya::maps::{HashMap, MapData};
+use profiler_common::Record as _;
 use profiler_common::{SampleEvent, StackSample, UserRegs, MAX_STACK_DEPTH, STACK_COPY_FAILED, STACK_SAMPLE_HEADER};
 use rustc_hash::FxHashSet;
 
-use crate::{
-    capture::decode,
-    unwind::{StopReason, Unwinder},
-};
+use crate::unwind::{StopReason, Unwinder};
 
 /// How the user stacks of a capture were obtained, for summary.json.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -65,9 +63,9 @@ pub struct StackRecord<'a> {
 /// Decode an `EVENT_SAMPLE_STACK` record; `None` if it is malformed.
 pub fn decode_stack_record(bytes: &[u8]) -> Option<StackRecord<'_>> {
     let head = bytes.get(..STACK_SAMPLE_HEADER)?;
-    let sample = decode::<SampleEvent>(head)?;
+    let sample = SampleEvent::decode(head)?;
     let regs_at = std::mem::offset_of!(StackSample, regs);
-    let regs = decode::<UserRegs>(head.get(regs_at..)?)?;
+    let regs = UserRegs::decode(head.get(regs_at..)?)?;
     let word = |at: usize| Some(u32::from_ne_bytes(head.get(at..at + 4)?.try_into().ok()?));
     let len = word(std::mem::offset_of!(StackSample, stack_len))? as usize;
     let flags = word(std::mem::offset_of!(StackSample, flags))?;

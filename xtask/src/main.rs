@@ -29,7 +29,11 @@ enum Command {
     /// tests, and end-to-end tests loading real programs.
     Test,
     /// Print the import cycles among the files of profiler/src; fail on one not recorded in xtask/cycles.txt.
-    Cycles,
+    Cycles {
+        /// Also print the imports inside each cycle.
+        #[arg(long)]
+        edges: bool,
+    },
     /// Set up, build and run the overhead benchmarks side by side with perf; writes BENCHMARKS.md.
     Bench {
         /// Seconds per measured phase.
@@ -54,7 +58,7 @@ fn main() -> anyhow::Result<()> {
             let bin = util::build_release()?;
             util::run(std::process::Command::new(bin).args(args))
         }
-        Command::Cycles => cycles::check(&util::root()),
+        Command::Cycles { edges } => cycles::check(&util::root(), edges),
         Command::Test => {
             setup::setup()?;
             let bin = util::build_release()?;
@@ -69,7 +73,7 @@ fn main() -> anyhow::Result<()> {
                 "-D",
                 "warnings",
             ]))?;
-            cycles::check(&util::root())?;
+            cycles::check(&util::root(), false)?;
             let mut counts = util::TestCounts::default();
             // The eBPF crate is not a host crate: name the host packages.
             let unit = ["test", "--release", "-p", "tailprof", "-p", "profiler-common", "-p", "xtask"];

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
-use crate::profile::syscall_name;
+use crate::model::syscall::syscall_name;
 
 /// System calls whose first argument is the file descriptor they block on.
 const FD_SYSCALLS: &[&str] = &[

@@ -5,6 +5,7 @@
 //! every load has), classifies its samples as they arrive, and reads
 //! /proc/stat, /proc/softirqs and /proc/interrupts at the window's bounds.
 
+use profiler_common::Record as _;
 use std::time::Instant;
 
 use aya::maps::{MapData, RingBuf};
@@ -210,11 +211,11 @@ fn drain(ring: &mut RingBuf<MapData>, sampler: &mut NoiseSampler) {
     let mut malformed = 0u64;
     while let Some(item) = ring.next() {
         match capture::kind(&item) {
-            Some(EVENT_SAMPLE) => match capture::decode::<SampleEvent>(&item) {
+            Some(EVENT_SAMPLE) => match SampleEvent::decode(&item) {
                 Some(event) => sampler.add(&event),
                 None => malformed += 1,
             },
-            Some(EVENT_EXEC | EVENT_FORK) => match capture::decode::<ProcessEvent>(&item) {
+            Some(EVENT_EXEC | EVENT_FORK) => match ProcessEvent::decode(&item) {
                 Some(event) => sampler.forget(event.pid),
                 None => malformed += 1,
             },

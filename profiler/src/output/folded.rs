@@ -12,16 +12,7 @@ use crate::{
 /// Folded lines, merged and sorted: stack text to sample count.
 pub type Folded = BTreeMap<String, u64>;
 
-/// Characters that would break the folded format are replaced.
-pub fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            ';' => ':',
-            '\n' | '\r' | '\t' => ' ',
-            c => c,
-        })
-        .collect()
-}
+pub use crate::model::text::clean;
 
 /// The name of a frame without annotations: its function, or for a user
 /// frame no symbol covers, `module+0xOFFSET` (file name, hex file offset).
