@@ -32,6 +32,8 @@ use crate::{
     unwind::{StopReason, Unwinder},
 };
 
+pub use crate::model::stats::BlockedStackStats;
+
 /// A blocked thread a snapshot saw, with its user registers.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockedThread {
@@ -82,27 +84,6 @@ pub const COPIES_PER_SNAPSHOT: u32 = 128;
 
 /// Key of off-CPU time: thread and its frame-pointer blocking stacks.
 pub type BlockKey = (u32, i32, i32);
-
-/// Cost and outcome of the copies, for summary.json.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct BlockedStackStats {
-    /// Observations of blocked threads with user registers.
-    pub observed: u64,
-    /// Stacks copied and unwound (a thread still blocked where an earlier
-    /// snapshot saw it reuses that result).
-    pub copies: u64,
-    /// Copies dropped because the thread ran meanwhile.
-    pub stale: u64,
-    /// Copies that could not be read (process gone, unmapped).
-    pub read_errors: u64,
-    /// Copies whose unwind stopped before the outermost frame: not used.
-    pub incomplete: u64,
-    /// Observations not copied because the snapshot had used its budget
-    /// ([`COPIES_PER_SNAPSHOT`]).
-    pub deferred: u64,
-    /// CPU time spent copying and unwinding, ns.
-    pub cpu_ns: u64,
-}
 
 /// How a thread was last seen blocked, and what its stack unwound to.
 struct Last {

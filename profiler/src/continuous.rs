@@ -23,21 +23,7 @@ use crate::{
     state_sampler::{CounterRead, SightKey, StateSampler},
 };
 
-/// What the counters say of one thread beyond its times.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CounterExtras {
-    /// Context switches in the window: voluntary (it blocked) and
-    /// involuntary (it was preempted).
-    pub voluntary_switches: u64,
-    pub involuntary_switches: u64,
-    /// Time waiting for block I/O, from delay accounting (`None` when
-    /// `kernel.task_delayacct` is off).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub blkio_delay_ns: Option<u64>,
-    /// Half-widths of the 95% confidence intervals of the sampled
-    /// sleeping, disk and other times, ns.
-    pub sampled_ci95_ns: [u64; 3],
-}
+pub use crate::model::stats::CounterExtras;
 
 /// Exact and estimated times of every thread seen in the window.
 #[derive(Debug, Default)]

@@ -8,6 +8,9 @@
 
 use std::{collections::HashMap, path::Path};
 
+/// Default location of the running kernel's BTF.
+pub const SYSFS_BTF: &str = "/sys/kernel/btf/vmlinux";
+
 /// First two bytes of every BTF blob, in the producer's byte order.
 pub const BTF_MAGIC: u16 = 0xeb9f;
 
@@ -204,10 +207,10 @@ mod tests {
     /// Offsets agree with bpftool's reading of the running kernel's BTF.
     #[test]
     fn offsets_match_bpftool() {
-        let path = Path::new(crate::preflight::SYSFS_BTF);
+        let path = Path::new(SYSFS_BTF);
         let btf = KernelBtf::from_file(path).expect("this kernel has BTF");
         let raw = Command::new("bpftool")
-            .args(["btf", "dump", "file", crate::preflight::SYSFS_BTF, "format", "raw"])
+            .args(["btf", "dump", "file", SYSFS_BTF, "format", "raw"])
             .output()
             .expect("bpftool is installed by cargo xtask setup");
         assert!(raw.status.success());

@@ -32,6 +32,7 @@ pub mod snapshot_taker;
 pub mod stacks;
 pub mod state_sampler;
 pub mod symbolize;
+pub mod sys;
 pub mod tier;
 pub mod unwind;
 pub mod unwinding;

@@ -13,6 +13,8 @@ use crate::{
     stacks::{StackAggregator, UserFrame},
 };
 
+pub use crate::model::stats::OffCpuUnwind;
+
 /// One aggregate with its stacks read out of the stack map.
 #[derive(Debug, Clone)]
 pub struct RawOffCpu {
@@ -79,20 +81,6 @@ impl StackResolver {
         self.user.insert((tgid, id), s.clone());
         s
     }
-}
-
-/// Where off-CPU user stacks came from (`--unwind dwarf|auto`), ns.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct OffCpuUnwind {
-    /// Time whose blocking key snapshots saw with one complete user stack.
-    pub unwound_ns: u64,
-    /// Time whose key snapshots saw with several complete stacks, split
-    /// between them in proportion to the snapshots that saw each.
-    pub estimated_ns: u64,
-    /// Time no snapshot unwound (intervals shorter than the snapshot
-    /// period, or processes walked with frame pointers): the
-    /// frame-pointer walk from the switch-out is reported.
-    pub frame_pointer_ns: u64,
 }
 
 /// Everything off-CPU: the kernel's aggregates, then the interval each

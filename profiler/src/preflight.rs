@@ -27,8 +27,7 @@ pub fn check_privileges() -> Result<()> {
     }
 }
 
-/// Default location of the running kernel's BTF.
-pub const SYSFS_BTF: &str = "/sys/kernel/btf/vmlinux";
+pub use crate::kernel_btf::SYSFS_BTF;
 
 /// The kernel must describe itself in BTF (later programs read kernel type
 /// layouts from it). The default file is only checked for its magic here;

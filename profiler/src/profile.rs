@@ -335,7 +335,7 @@ pub struct ThreadTotal {
     /// Continuous tier: context switches, block-I/O delay and how sure the
     /// sampled states are.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub counters: Option<crate::continuous::CounterExtras>,
+    pub counters: Option<crate::model::stats::CounterExtras>,
 }
 
 /// Everything a capture produced.
@@ -346,7 +346,7 @@ pub struct Profile {
     /// What the cost governor (`--cpu-budget`) measured and did.
     pub governor: Option<crate::governor::GovernorReport>,
     /// Continuous tier: what the kernel's counters say beyond the times.
-    pub counter_extras: BTreeMap<u32, crate::continuous::CounterExtras>,
+    pub counter_extras: BTreeMap<u32, crate::model::stats::CounterExtras>,
     /// Wall-clock start, nanoseconds since the Unix epoch.
     pub start_unix_ns: u64,
     pub duration_ns: u64,
@@ -374,7 +374,7 @@ pub struct Profile {
     pub state_hz: u64,
     /// Per thread: tgid and the snapshots that saw it in each state.
     pub state_samples: BTreeMap<u32, (u32, StateSamples)>,
-    pub state_sampler: crate::state_sampler::SamplerStats,
+    pub state_sampler: crate::model::stats::SamplerStats,
     /// Threads whose exact times were dropped: the hooks missed their switch-outs.
     pub untrusted_times: Vec<u32>,
     /// Bounds that filled up (each warned about once).
@@ -396,7 +396,7 @@ pub struct Profile {
     /// Wall time symbolization took at the end of the recording, ns.
     pub symbolize_ns: u64,
     /// How user stacks were unwound (`None`: `--unwind fp`).
-    pub unwind: Option<crate::unwinding::UnwindReport>,
+    pub unwind: Option<crate::model::stats::UnwindReport>,
 }
 
 impl Profile {

@@ -27,6 +27,8 @@ use crate::{
     stacks::UserFrame,
 };
 
+pub use crate::model::stats::SamplerStats;
+
 /// Number of `STATE_*` values.
 pub const STATES: usize = 5;
 
@@ -37,45 +39,6 @@ pub struct ThreadSamples {
     pub comm: String,
     /// Snapshots that saw the thread in each `STATE_*`.
     pub states: [u64; STATES],
-}
-
-/// Cost and volume of the snapshots.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SamplerStats {
-    /// Periodic snapshots (the sampled states).
-    pub snapshots: u64,
-    /// Thread records read over all snapshots, window bounds included.
-    pub records: u64,
-    /// Of those, threads that had not changed: an 8-byte record and no work.
-    #[serde(default)]
-    pub unchanged: u64,
-    /// CPU time of the snapshots: the kernel's iteration and BPF program
-    /// (run inside read(), on the snapshot thread) plus parsing here.
-    pub cpu_ns: u64,
-    /// Of `cpu_ns`, the reads of the iterator: the kernel's iteration and
-    /// the BPF program, on the snapshot thread.
-    #[serde(default)]
-    pub read_cpu_ns: u64,
-    /// Snapshots that found the capture loop behind and were dropped.
-    #[serde(default)]
-    pub skipped: u64,
-    /// Threads not followed because the live-thread table was full
-    /// (`--max-threads`).
-    #[serde(default)]
-    pub threads_dropped: u64,
-    /// Sum of the periodic snapshots' weights (periods of --state-hz they
-    /// stand for) and of their squares: with the governor's changes of rate
-    /// the sampled shares are weighted means, as sure as
-    /// `effective_snapshots` = (sum)^2 / (sum of squares) equal ones.
-    #[serde(default)]
-    pub weight_sum: u64,
-    #[serde(default)]
-    pub weight_square_sum: u64,
-    #[serde(default)]
-    pub effective_snapshots: f64,
-    /// Whether the snapshot thread ran at a real-time priority.
-    #[serde(default)]
-    pub realtime: bool,
 }
 
 /// Key of off-CPU sightings (continuous tier): state, syscall and the

@@ -4,8 +4,6 @@
 //! demangled, JIT frames from perf maps. Each unique address is looked up
 //! once.
 
-mod elf_file;
-pub(crate) use elf_file::read_at_most;
 mod user;
 
 use std::{
@@ -18,7 +16,7 @@ use blazesym::symbolize::{
     Input, Symbolized, Symbolizer,
 };
 
-pub use elf_file::{ElfError, ElfFile};
+pub use crate::enrich::elf::{ElfError, ElfFile};
 pub use user::{debug_file_by_build_id, default_debug_dirs};
 
 use crate::{

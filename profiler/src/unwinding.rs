@@ -11,46 +11,9 @@ use rustc_hash::FxHashSet;
 
 use crate::unwind::{StopReason, Unwinder};
 
-/// How the user stacks of a capture were obtained, for summary.json.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct UnwindUse {
-    /// Samples that carried a stack copy.
-    pub copied: u64,
-    /// Of those, unwound from the copy to the outermost frame.
-    pub complete: u64,
-    /// Unwound from the copy, but the copy ended first and the kernel's
-    /// frame-pointer walk continued from the same frame.
-    pub spliced: u64,
-    /// Unwound from the copy, stopped early (see `unwind.stops`).
-    pub partial: u64,
-    /// The copy was unreadable or gave nothing: the frame-pointer walk is used.
-    pub fell_back: u64,
-    /// Samples without a copy: frame pointers only (`fp`, or `auto` for
-    /// processes in `fp_pids`), and kernel threads.
-    pub frame_pointers: u64,
-    /// Processes `auto` walks with frame pointers only.
-    pub fp_pids: u64,
-}
+pub use crate::model::stats::UnwindUse;
 
-/// Everything about how user stacks were unwound: `unwind` in summary.json.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct UnwindReport {
-    /// `--unwind`: auto, fp or dwarf.
-    pub method: String,
-    /// `--user-stack-size` (0 with `fp`).
-    pub user_stack_bytes: u32,
-    /// How each on-CPU sample's user stack was obtained.
-    pub samples: UnwindUse,
-    /// Samples whose user stack copy the kernel could not read.
-    pub copy_errors: u64,
-    /// The unwinder: samples and blocked stacks unwound, why unwinds
-    /// stopped, modules loaded and failed, time and cache memory.
-    pub unwinder: crate::unwind::UnwindStats,
-    /// Blocked threads' stacks copied from user space by the snapshots.
-    pub blocked: crate::blocked_stacks::BlockedStackStats,
-    /// Where the off-CPU time's user stacks came from.
-    pub off_cpu: crate::off_cpu::OffCpuUnwind,
-}
+pub use crate::model::stats::UnwindReport;
 
 /// A stack-copy record split into its sample, registers and copied bytes.
 pub struct StackRecord<'a> {

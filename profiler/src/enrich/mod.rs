@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod cgroup_filter;
 pub mod cgroup_fs;
+pub mod elf;
 pub mod fd_target;
 pub mod process;
 pub mod processes;

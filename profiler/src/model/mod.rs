@@ -3,5 +3,6 @@
 //! pipeline of windows); today it holds the helpers that every layer
 //! above names.
 
+pub mod stats;
 pub mod syscall;
 pub mod text;

@@ -192,7 +192,7 @@ fn fd_path(f: &File) -> PathBuf {
 }
 
 fn read_build_id(path: &Path) -> Option<String> {
-    crate::symbolize::ElfFile::read(path).ok()?.build_id_hex()
+    crate::enrich::elf::ElfFile::read(path).ok()?.build_id_hex()
 }
 
 /// Descriptors modules may hold: half the open-file limit, raised to its

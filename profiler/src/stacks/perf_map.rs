@@ -88,7 +88,7 @@ impl PerfMap {
             return Ok(());
         }
         let mut buf = vec![0; (end - self.pos) as usize];
-        let n = crate::symbolize::read_at_most(&self.file, &mut buf, self.pos)?;
+        let n = crate::sys::io::read_at_most(&self.file, &mut buf, self.pos)?;
         buf.truncate(n);
         // Only complete lines: the runtime may be writing the last one.
         let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);

@@ -24,7 +24,7 @@ use blazesym::symbolize::{
     CodeInfo, Input, Sym, Symbolized, Symbolizer,
 };
 
-use super::elf_file::ElfFile;
+use crate::enrich::elf::ElfFile;
 use crate::{
     profile::{Frame, FrameKind, Module, SourceLine},
     stacks::ModuleTable,

@@ -37,6 +37,10 @@ use address_space::{AddressSpace, NativeUnwinder};
 pub use module_cache::{Limits, ModuleFailure};
 use module_cache::{ModuleCache, Resolved};
 
+pub use crate::model::stats::StopCounts;
+
+pub use crate::model::stats::UnwindStats;
+
 /// Why an unwind stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,17 +70,6 @@ pub struct Unwound {
     pub stop: StopReason,
 }
 
-/// Unwinds by [`StopReason`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct StopCounts {
-    pub complete: u64,
-    pub stack_copy_end: u64,
-    pub no_unwind_info: u64,
-    pub bad_frame: u64,
-    pub depth_limit: u64,
-    pub not_mapped: u64,
-}
-
 impl StopCounts {
     fn count(&mut self, stop: StopReason) {
         let c = match stop {
@@ -89,30 +82,6 @@ impl StopCounts {
         };
         *c += 1;
     }
-}
-
-/// What the unwinder did; `"unwind"` in summary.json.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct UnwindStats {
-    /// Calls to [`Unwinder::unwind`].
-    pub samples: u64,
-    /// Addresses written, over all samples.
-    pub frames: u64,
-    pub stops: StopCounts,
-    /// Modules whose unwind information was read (each file once).
-    pub modules_loaded: u64,
-    /// Modules that could not be used, each once (at most 1024 listed).
-    pub modules_failed: Vec<ModuleFailure>,
-    /// Heap bytes held: unwind tables of the modules, plus an estimate of
-    /// the per-process state (rule cache, mappings).
-    pub cache_bytes: u64,
-    /// Time spent in [`Unwinder::unwind`], including first reads of maps
-    /// and modules, ns.
-    pub unwind_ns: u64,
-    /// Reads of `/proc/PID/maps`.
-    pub maps_reads: u64,
-    /// Processes whose address space is held now.
-    pub processes: u64,
 }
 
 /// One per capture; see the module documentation.

@@ -21,12 +21,13 @@ use std::{
 };
 
 use framehop::ExplicitModuleSectionInfo;
-use serde::Serialize;
 
 use super::{
     elf::{read_unwind_info, ElfUnwindInfo},
     maps::{Backing, ExecMapping},
 };
+
+pub use crate::model::stats::ModuleFailure;
 
 /// Memory bounds of the module cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,15 +49,6 @@ impl Default for Limits {
 const VDSO_MAX_BYTES: u64 = 1 << 20;
 /// Failures recorded in the stats at most (the rest are only logged).
 const MAX_FAILURES: usize = 1024;
-
-/// A module that could not be used for unwinding; its frames are unwound
-/// with frame pointers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-pub struct ModuleFailure {
-    pub path: String,
-    /// One line.
-    pub reason: String,
-}
 
 /// A module whose unwind information is loaded.
 #[derive(Debug)]

@@ -2,7 +2,9 @@
 //! (the `GNU` build-id note) and turn file offsets into the virtual
 //! addresses its separate debug file uses. Only headers and notes are read.
 
-use std::{fs::File, io, os::unix::fs::FileExt, path::Path};
+use std::{fs::File, io, path::Path};
+
+use crate::sys::io::read_at_most;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
@@ -198,21 +200,6 @@ fn find_build_id<'a>(r: &Reader, mut notes: &'a [u8], align: u64) -> Option<&'a 
     None
 }
 
-/// Read into `buf` from `offset` until it is full or the file ends;
-/// returns the bytes read.
-pub(crate) fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read_at(&mut buf[n..], offset + n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
 /// Fixed-size fields of either byte order.
 struct Reader {
     big: bool,
@@ -254,9 +241,18 @@ mod tests {
         }
         // Where this function is mapped: its file offset, and the load bias.
         let here = translates_offsets_of_this_binary_like_its_mapping as *const () as usize as u64;
-        let maps = crate::stacks::AddressSpace::read(std::process::id()).unwrap();
-        let m = maps.find(here).unwrap();
-        let offset = m.file_offset(here);
+        // Its mapping in /proc/self/maps: `start-end perms offset dev inode path`.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let offset = maps
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                let (start, end) = f.next()?.split_once('-')?;
+                let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+                let file_offset = u64::from_str_radix(f.nth(1)?, 16).ok()?;
+                (start..end).contains(&here).then(|| here - start + file_offset)
+            })
+            .unwrap();
         let vaddr = elf.virt_offset(offset).unwrap();
         // The bias is a multiple of the page size: the page offsets agree.
         assert_eq!(vaddr % 4096, here % 4096);

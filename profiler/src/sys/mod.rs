@@ -1,0 +1,3 @@
+//! Small wrappers over the operating system that every layer uses.
+
+pub mod io;
