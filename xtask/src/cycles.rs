@@ -1,6 +1,5 @@
 //! `cargo xtask cycles`: the import graph between the files of
-//! profiler/src, and a check that it has no cycle beyond the ones recorded
-//! in xtask/cycles.txt (which only ever shrinks).
+//! profiler/src, and a check that it has no cycle.
 //!
 //! A file's module is its path (`enrich/process.rs` is `enrich::process`,
 //! `noise/mod.rs` is `noise`). It depends on every module that a `use`
@@ -44,9 +43,13 @@ fn modules(src: &Path) -> anyhow::Result<Modules> {
     Ok(out)
 }
 
-/// The paths a file names through `crate`, `super` or `self`.
+/// The paths a file names, each with the inline modules (`mod tests { … }`)
+/// it is named in, relative to which `self` and `super` resolve.
 #[derive(Default)]
-struct Paths(Vec<Vec<String>>);
+struct Paths {
+    found: Vec<(Vec<String>, Vec<String>)>,
+    inline: Vec<String>,
+}
 
 impl Paths {
     fn use_tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree) {
@@ -69,7 +72,7 @@ impl Paths {
 
     fn push(&mut self, path: Vec<String>) {
         if path.len() > 1 || matches!(path.first().map(String::as_str), Some("crate" | "super" | "self")) {
-            self.0.push(path);
+            self.found.push((self.inline.clone(), path));
         }
     }
 }
@@ -77,6 +80,12 @@ impl Paths {
 impl<'ast> Visit<'ast> for Paths {
     fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
         self.use_tree(&mut Vec::new(), &item.tree);
+    }
+
+    fn visit_item_mod(&mut self, item: &'ast syn::ItemMod) {
+        self.inline.push(item.ident.to_string());
+        syn::visit::visit_item_mod(self, item);
+        self.inline.pop();
     }
 
     fn visit_path(&mut self, path: &'ast syn::Path) {
@@ -125,9 +134,12 @@ fn graph(src: &Path) -> anyhow::Result<BTreeMap<Vec<String>, BTreeSet<Vec<String
         let mut paths = Paths::default();
         paths.visit_file(&ast);
         let to: BTreeSet<_> = paths
-            .0
+            .found
             .iter()
-            .filter_map(|p| resolve(&modules, module, p))
+            .filter_map(|(inline, p)| {
+                let from: Vec<String> = module.iter().chain(inline).cloned().collect();
+                resolve(&modules, &from, p)
+            })
             .filter(|m| m != module && !m.is_empty())
             .collect();
         edges.insert(module.clone(), to);
@@ -196,26 +208,17 @@ fn cycles(edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> Vec<BTreeSet<
     s.out.into_iter().map(|c| c.into_iter().map(|i| names[i].join("::")).collect()).collect()
 }
 
-/// Recorded cycles: one line per cycle, its modules separated by spaces.
-fn allowed(path: &Path) -> anyhow::Result<Vec<BTreeSet<String>>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| l.split_whitespace().map(str::to_owned).collect())
-        .collect())
-}
-
-/// Print the cycles of profiler/src (with `edges`, the imports inside each);
-/// fail on one not inside a recorded one.
+/// Print the cycles of profiler/src (with `edges`, the imports inside
+/// each); fail if there is one.
 pub fn check(root: &Path, edges: bool) -> anyhow::Result<()> {
     let src = root.join("profiler/src");
     let files = modules(&src)?.len();
     let graph = graph(&src)?;
     let found = cycles(&graph);
-    let allowed = allowed(&root.join("xtask/cycles.txt"))?;
-    let mut new = Vec::new();
+    if found.is_empty() {
+        println!("no import cycle among the {files} files of profiler/src");
+        return Ok(());
+    }
     for c in &found {
         let members: Vec<_> = c.iter().map(String::as_str).collect();
         println!("cycle through {} of {files} files: {}", c.len(), members.join(" "));
@@ -226,28 +229,11 @@ pub fn check(root: &Path, edges: bool) -> anyhow::Result<()> {
                 println!("  {from} -> {}", inside.join(" "));
             }
         }
-        if !allowed.iter().any(|a| c.is_subset(a)) {
-            new.push(members.join(" "));
-        }
     }
-    if found.is_empty() {
-        println!("no import cycle among the {files} files of profiler/src");
-    }
-    for a in &allowed {
-        if !found.iter().any(|c| c == a) {
-            println!(
-                "xtask/cycles.txt records a cycle that is now smaller or gone; shrink it: {}",
-                a.iter().map(String::as_str).collect::<Vec<_>>().join(" ")
-            );
-        }
-    }
-    if !new.is_empty() {
-        bail!(
-            "new import cycle(s) in profiler/src (not within a cycle recorded in xtask/cycles.txt): {}",
-            new.join("; ")
-        );
-    }
-    Ok(())
+    bail!(
+        "import cycle(s) among the files of profiler/src ({}): data flows one way; `cargo xtask cycles --edges` shows the imports",
+        found.iter().map(|c| c.iter().map(String::as_str).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("; ")
+    );
 }
 
 #[cfg(test)]
@@ -271,6 +257,7 @@ mod tests {
         assert_eq!(r("bpf", "crate::Error"), Some("".into()));
         assert_eq!(r("bpf", "std::fs"), None);
         assert_eq!(r("noise", "run::Measured"), Some("noise::run".into()), "a child module by its name");
+        assert_eq!(r("noise::run::tests", "super::Measured"), Some("noise::run".into()), "from an inline module");
     }
 
     #[test]

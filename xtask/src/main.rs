@@ -28,7 +28,7 @@ enum Command {
     /// Set up, build and run the whole test suite: formatting, clippy and the import-cycle check, unit
     /// tests, and end-to-end tests loading real programs.
     Test,
-    /// Print the import cycles among the files of profiler/src; fail on one not recorded in xtask/cycles.txt.
+    /// Check that the files of profiler/src import each other without a cycle (else print the cycles).
     Cycles {
         /// Also print the imports inside each cycle.
         #[arg(long)]

@@ -15,11 +15,11 @@ use hdrhistogram::Histogram;
 use profiler_common::histogram::{bucket_bounds, bucket_count};
 use profiler_common::noise::{SOFTIRQ_NAMES, VECTOR_NAMES};
 use profiler_common::sched::{STATE_DISK, STATE_OTHER, STATE_SLEEPING};
-use profiler_common::{HIST_IRQ, HIST_OFF_CPU, HIST_RUNQ, HIST_SOFTIRQ, HIST_SUM_BUCKET, HIST_SYSCALL, HIST_VECTOR};
+use profiler_common::HIST_SUM_BUCKET;
 use serde::Serialize;
 
+use super::raw::{HistogramNames, HistogramsRaw};
 use super::slo::Slo;
-use super::{HistogramNames, HistogramsRaw};
 
 /// What the `precision` field of `histograms.json` says.
 pub const PRECISION: &str = "log-linear buckets with 2 significant digits: exact below 256 ns, \
@@ -31,65 +31,7 @@ const HDR_HIGHEST: u64 = 1 << 42;
 /// Significant digits of the HdrHistograms, as in the kernel.
 const HDR_SIGFIG: u8 = 2;
 
-/// Which latency a histogram holds, in report order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Run-queue latency (wakeup or preemption to on-CPU), per process.
-    Runq,
-    /// Off-CPU interval, per state (sleeping, disk, other).
-    OffCpu,
-    /// System call latency, per syscall.
-    Syscall,
-    /// Hardware interrupt handler own time, per IRQ line.
-    Irq,
-    /// Architecture interrupt vector own time (local timer, IPIs).
-    Vector,
-    /// Softirq handler own time, per vector.
-    Softirq,
-}
-
-impl Kind {
-    /// Every kind, in report order.
-    pub const ALL: [Kind; 6] = [Kind::Runq, Kind::OffCpu, Kind::Syscall, Kind::Irq, Kind::Vector, Kind::Softirq];
-
-    /// The kind of a kernel `HIST_*` value, `None` for unknown ones.
-    pub fn from_raw(kind: u32) -> Option<Kind> {
-        match kind {
-            HIST_RUNQ => Some(Kind::Runq),
-            HIST_OFF_CPU => Some(Kind::OffCpu),
-            HIST_SYSCALL => Some(Kind::Syscall),
-            HIST_IRQ => Some(Kind::Irq),
-            HIST_VECTOR => Some(Kind::Vector),
-            HIST_SOFTIRQ => Some(Kind::Softirq),
-            _ => None,
-        }
-    }
-
-    /// The JSON name: `runq`, `off_cpu`, `syscall`, `irq`, `vector`, `softirq`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Runq => "runq",
-            Kind::OffCpu => "off_cpu",
-            Kind::Syscall => "syscall",
-            Kind::Irq => "irq",
-            Kind::Vector => "vector",
-            Kind::Softirq => "softirq",
-        }
-    }
-
-    /// A heading for tables and plots.
-    pub fn title(self) -> &'static str {
-        match self {
-            Kind::Runq => "Run-queue latency (wakeup or preemption to on-CPU)",
-            Kind::OffCpu => "Off-CPU time by state",
-            Kind::Syscall => "System call latency",
-            Kind::Irq => "Hardware interrupt handlers (own time)",
-            Kind::Vector => "Interrupt vectors (own time)",
-            Kind::Softirq => "Softirq handlers (own time)",
-        }
-    }
-}
+pub use super::kind::Kind;
 
 /// `histograms.json`: every latency histogram of a window and the misery
 /// counts of the `--slo` thresholds.
@@ -394,7 +336,7 @@ fn slo_name_matches(kind: Kind, want: &str, key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use profiler_common::histogram::bucket_index;
-    use profiler_common::HistKey;
+    use profiler_common::{HistKey, HIST_IRQ, HIST_OFF_CPU, HIST_RUNQ, HIST_SOFTIRQ, HIST_SYSCALL, HIST_VECTOR};
 
     use super::*;
     use crate::latency::slo::parse_slos;

@@ -3,39 +3,18 @@
 //! counts against `--slo` thresholds, text, JSON and an SVG plot.
 
 pub mod histograms;
+pub mod kind;
 pub mod plot;
+pub mod raw;
 pub mod slo;
 pub mod text;
 
-pub use histograms::{build, Histograms, Kind, LatencyHistogram, SloResult};
+pub use histograms::{build, Histograms, LatencyHistogram, SloResult};
+pub use kind::Kind;
 pub use plot::svg;
+pub use raw::{HistogramNames, HistogramsRaw};
 pub use slo::{parse_slos, syscall_number, Slo};
 pub use text::{format_ns, text};
-
-use std::collections::BTreeMap;
-
-use profiler_common::HistKey;
-
-/// The kernel's histogram map as read at the end of a window.
-#[derive(Debug, Clone, Default)]
-pub struct HistogramsRaw {
-    pub duration_ns: u64,
-    /// Every (histogram, bucket) → count, and the `HIST_SUM_BUCKET` sums.
-    pub entries: Vec<(HistKey, u64)>,
-    /// Events not counted because the map was full.
-    pub dropped: u64,
-}
-
-/// Names for histogram ids.
-#[derive(Debug, Clone, Default)]
-pub struct HistogramNames {
-    /// tgid → process name (comm of its main thread).
-    pub processes: BTreeMap<u32, String>,
-    /// IRQ number → action name, from /proc/interrupts.
-    pub irqs: BTreeMap<u32, String>,
-    /// Architecture whose syscall table names syscall numbers (`std::env::consts::ARCH`).
-    pub arch: String,
-}
 
 /// `--slo`, parsed; none when the flag is absent. A bad spec is a usage error naming it.
 /// Whether the syscall hooks must run: asked for, or an SLO on syscalls.

@@ -3,7 +3,7 @@
 
 use profiler_common::noise::{SOFTIRQ_NAMES, VECTOR_NAMES};
 
-use super::histograms::Kind;
+use super::kind::Kind;
 
 /// The targets `--slo` accepts, for error messages.
 const TARGETS: &str = "runq, runq:COMM, sleeping, disk, other, syscall, syscall:NAME, irq, irq:N, \

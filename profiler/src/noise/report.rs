@@ -15,7 +15,7 @@ use profiler_common::{
 };
 use serde::{ser::SerializeMap, Serialize, Serializer};
 
-use super::{NoiseDropped, NoiseRaw};
+use super::raw::{NoiseDropped, NoiseRaw};
 use crate::sched_times::comm_string;
 
 /// Entries of [`NoiseReport::top_sources`].

@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn an_empty_report_still_reads() {
-        let raw = crate::noise::NoiseRaw { duration_ns: 2_000_000_000, cpus: vec![1], ..Default::default() };
+        let raw = crate::noise::raw::NoiseRaw { duration_ns: 2_000_000_000, cpus: vec![1], ..Default::default() };
         let text = table(&build(&raw));
         assert!(text.starts_with("OS noise over 2.00s on CPU 1 "));
         assert!(text.contains("No noise above the threshold"));
