@@ -174,8 +174,7 @@ const PT_REGS_USER: [(&str, u32); 4] = [("pc", 0), ("sp", 0), ("regs", 29 * 8), 
 
 impl KernelOffsets {
     pub fn from_btf(btf: &crate::kernel_btf::KernelBtf) -> Result<Self> {
-        let off =
-            |strukt: &str, member: &str| btf.member_offset(strukt, member).map_err(|e| Error::Load(e.to_string()));
+        let off = |strukt: &str, member: &str| btf.member_offset(strukt, member).map_err(Error::KernelLayout);
         let task = |member: &str| off("task_struct", member);
         let user_reg = |i: usize| match PT_REGS_USER[i] {
             ("", _) => Ok(0),
@@ -382,7 +381,7 @@ impl Loaded {
         let map = self
             .ebpf
             .take_map(CGROUP_FILTER_MAP)
-            .ok_or_else(|| Error::Load(format!("map {CGROUP_FILTER_MAP} missing")))?;
+            .ok_or_else(|| Error::ObjectMissing(format!("map {CGROUP_FILTER_MAP}")))?;
         let mut filter: HashMap<MapData, u64, u8> = HashMap::try_from(map).map_err(|e| Error::load(&e))?;
         for id in ids {
             filter.insert(id, 1, 0).map_err(|e| Error::load(&e))?;
@@ -392,7 +391,7 @@ impl Loaded {
 
     fn fill_pid_filter(&mut self, pids: &[u32]) -> Result<()> {
         let map =
-            self.ebpf.map_mut(PID_FILTER_MAP).ok_or_else(|| Error::Load(format!("map {PID_FILTER_MAP} missing")))?;
+            self.ebpf.map_mut(PID_FILTER_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {PID_FILTER_MAP}")))?;
         let mut filter: HashMap<_, u32, u8> = HashMap::try_from(map).map_err(|e| Error::load(&e))?;
         for pid in pids {
             filter.insert(pid, 1, 0).map_err(|e| Error::load(&e))?;
@@ -407,7 +406,7 @@ impl Loaded {
     {
         self.ebpf
             .program_mut(name)
-            .ok_or_else(|| Error::Load(format!("program {name} missing from the object")))?
+            .ok_or_else(|| Error::ObjectMissing(format!("program {name}")))?
             .try_into()
             .map_err(|e| Error::load(&e))
     }
@@ -491,33 +490,33 @@ impl Loaded {
     }
 
     fn set_array<V: aya::Pod>(&mut self, name: &str, index: u32, value: V) -> Result<()> {
-        let map = self.ebpf.map_mut(name).ok_or_else(|| Error::Load(format!("map {name} missing")))?;
+        let map = self.ebpf.map_mut(name).ok_or_else(|| Error::ObjectMissing(format!("map {name}")))?;
         let mut array: Array<_, V> = Array::try_from(map).map_err(|e| Error::load(&e))?;
         array.set(index, value, 0).map_err(|e| Error::load(&e))
     }
 
     /// The off-CPU aggregation map, read at the end.
     pub fn off_cpu_map(&self) -> Result<HashMap<&MapData, OffCpuKey, OffCpuValue>> {
-        let map = self.ebpf.map(OFFCPU_MAP).ok_or_else(|| Error::Read(format!("map {OFFCPU_MAP} missing")))?;
-        HashMap::try_from(map).map_err(|e| Error::Read(e.to_string()))
+        let map = self.ebpf.map(OFFCPU_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {OFFCPU_MAP}")))?;
+        HashMap::try_from(map).map_err(Error::Map)
     }
 
     /// Take the blocking-stack map out of the object.
     pub fn take_stacks(&mut self) -> Result<StackTraceMap<MapData>> {
-        let map = self.ebpf.take_map(STACKS_MAP).ok_or_else(|| Error::Read(format!("map {STACKS_MAP} missing")))?;
-        StackTraceMap::try_from(map).map_err(|e| Error::Read(e.to_string()))
+        let map = self.ebpf.take_map(STACKS_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {STACKS_MAP}")))?;
+        StackTraceMap::try_from(map).map_err(Error::Map)
     }
 
     /// Take the map of processes whose stacks frame pointers walk
     /// completely (`--unwind auto`: their samples carry no stack copy).
     pub fn take_fp_pids(&mut self) -> Result<HashMap<MapData, u32, u8>> {
-        let map = self.ebpf.take_map(FP_PIDS_MAP).ok_or_else(|| Error::Load(format!("map {FP_PIDS_MAP} missing")))?;
+        let map = self.ebpf.take_map(FP_PIDS_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {FP_PIDS_MAP}")))?;
         HashMap::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// Take the map of run-time rates (the cost governor's sample level).
     pub fn take_rates(&mut self) -> Result<Array<MapData, u32>> {
-        let map = self.ebpf.take_map(RATES_MAP).ok_or_else(|| Error::Load(format!("map {RATES_MAP} missing")))?;
+        let map = self.ebpf.take_map(RATES_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {RATES_MAP}")))?;
         Array::try_from(map).map_err(|e| Error::load(&e))
     }
 
@@ -535,50 +534,49 @@ impl Loaded {
     /// Take the snapshot iterator's config array.
     pub fn take_snap_config(&mut self) -> Result<Array<MapData, u32>> {
         let name = profiler_common::SNAP_CONFIG_MAP;
-        let map = self.ebpf.take_map(name).ok_or_else(|| Error::Load(format!("map {name} missing")))?;
+        let map = self.ebpf.take_map(name).ok_or_else(|| Error::ObjectMissing(format!("map {name}")))?;
         Array::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// Take the snapshot iterator's memory of each thread.
     pub fn take_snap_seen(&mut self) -> Result<HashMap<MapData, u32, profiler_common::SnapSeen>> {
         let map =
-            self.ebpf.take_map(SNAP_SEEN_MAP).ok_or_else(|| Error::Load(format!("map {SNAP_SEEN_MAP} missing")))?;
+            self.ebpf.take_map(SNAP_SEEN_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {SNAP_SEEN_MAP}")))?;
         HashMap::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// Take the ring buffer of exiting threads' counters (continuous tier).
     pub fn take_task_exits(&mut self) -> Result<RingBuf<MapData>> {
         let map =
-            self.ebpf.take_map(TASK_EXITS_MAP).ok_or_else(|| Error::Load(format!("map {TASK_EXITS_MAP} missing")))?;
+            self.ebpf.take_map(TASK_EXITS_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {TASK_EXITS_MAP}")))?;
         RingBuf::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// Take the exited-thread ring buffer out of the object.
     pub fn take_exits(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self.ebpf.take_map(EXITS_MAP).ok_or_else(|| Error::Load(format!("map {EXITS_MAP} missing")))?;
+        let map = self.ebpf.take_map(EXITS_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {EXITS_MAP}")))?;
         RingBuf::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// The thread map, for seeding and for the final read.
     pub fn threads(&mut self) -> Result<HashMap<&mut MapData, u32, ThreadRecord>> {
-        let map = self.ebpf.map_mut(THREADS_MAP).ok_or_else(|| Error::Load(format!("map {THREADS_MAP} missing")))?;
+        let map = self.ebpf.map_mut(THREADS_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {THREADS_MAP}")))?;
         HashMap::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// Take the sample ring buffer out of the object, for the reader task.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self.ebpf.take_map(EVENTS_MAP).ok_or_else(|| Error::Load(format!("map {EVENTS_MAP} missing")))?;
+        let map = self.ebpf.take_map(EVENTS_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {EVENTS_MAP}")))?;
         RingBuf::try_from(map).map_err(|e| Error::load(&e))
     }
 
     /// Per CPU: every noise source seen on it, as (cpu, source, stats).
     pub fn noise_sources(&self) -> Result<Vec<(u32, NoiseKey, NoiseStats)>> {
-        let map = self.ebpf.map(NOISE_MAP).ok_or_else(|| Error::Read(format!("map {NOISE_MAP} missing")))?;
-        let noise: PerCpuHashMap<_, NoiseKey, NoiseStats> =
-            PerCpuHashMap::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
+        let map = self.ebpf.map(NOISE_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {NOISE_MAP}")))?;
+        let noise: PerCpuHashMap<_, NoiseKey, NoiseStats> = PerCpuHashMap::try_from(map).map_err(Error::Map)?;
         let mut out = Vec::new();
         for entry in noise.iter() {
-            let (key, values) = entry.map_err(|e| Error::Read(e.to_string()))?;
+            let (key, values) = entry.map_err(Error::Map)?;
             for (i, stats) in values.iter().enumerate() {
                 if stats.count > 0 {
                     // Per-CPU values come in the order of the possible CPUs.
@@ -591,21 +589,20 @@ impl Loaded {
 
     /// What victim threads (`--pid`) lost, by kind.
     pub fn victims(&self) -> Result<Vec<(VictimKey, NoiseStats)>> {
-        let map = self.ebpf.map(VICTIMS_MAP).ok_or_else(|| Error::Read(format!("map {VICTIMS_MAP} missing")))?;
-        let victims: HashMap<_, VictimKey, NoiseStats> =
-            HashMap::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
-        victims.iter().map(|e| e.map_err(|e| Error::Read(e.to_string()))).collect()
+        let map = self.ebpf.map(VICTIMS_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {VICTIMS_MAP}")))?;
+        let victims: HashMap<_, VictimKey, NoiseStats> = HashMap::try_from(map).map_err(Error::Map)?;
+        victims.iter().map(|e| e.map_err(Error::Map)).collect()
     }
 
     /// Every histogram bucket's count so far, and under `HIST_SUM_BUCKET`
     /// each histogram's exact sum (the sum of its buckets' sums).
     pub fn histogram_entries(&self) -> Result<Vec<(HistKey, u64)>> {
-        let map = self.ebpf.map(HISTOGRAMS_MAP).ok_or_else(|| Error::Read(format!("map {HISTOGRAMS_MAP} missing")))?;
-        let hist: HashMap<_, HistKey, HistValue> = HashMap::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
+        let map = self.ebpf.map(HISTOGRAMS_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {HISTOGRAMS_MAP}")))?;
+        let hist: HashMap<_, HistKey, HistValue> = HashMap::try_from(map).map_err(Error::Map)?;
         let mut entries = Vec::new();
         let mut sums = std::collections::BTreeMap::<(u32, u32), u64>::new();
         for entry in hist.iter() {
-            let (key, value) = entry.map_err(|e| Error::Read(e.to_string()))?;
+            let (key, value) = entry.map_err(Error::Map)?;
             *sums.entry((key.kind, key.id)).or_default() += value.sum;
             entries.push((key, value.count));
         }
@@ -617,9 +614,9 @@ impl Loaded {
 
     /// Sum of a counter over all CPUs.
     pub fn counter(&self, counter: Counter) -> Result<u64> {
-        let map = self.ebpf.map(COUNTERS_MAP).ok_or_else(|| Error::Read(format!("map {COUNTERS_MAP} missing")))?;
-        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(|e| Error::Read(e.to_string()))?;
-        let values = counters.get(&(counter as u32), 0).map_err(|e| Error::Read(e.to_string()))?;
+        let map = self.ebpf.map(COUNTERS_MAP).ok_or_else(|| Error::ObjectMissing(format!("map {COUNTERS_MAP}")))?;
+        let counters: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(Error::Map)?;
+        let values = counters.get(&(counter as u32), 0).map_err(Error::Map)?;
         Ok(values.iter().sum())
     }
 }

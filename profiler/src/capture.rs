@@ -8,7 +8,6 @@ use aya::maps::{MapData, RingBuf};
 use profiler_common::{ProcessEvent, SampleEvent, EVENT_EXEC, EVENT_FORK, EVENT_SAMPLE, EVENT_SAMPLE_STACK};
 use tokio::{
     io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
     time::{interval, sleep_until, MissedTickBehavior},
 };
 
@@ -261,14 +260,16 @@ async fn next_snapshot(snapshots: &mut Option<Snapshots>) -> Option<std::io::Res
 }
 
 /// How long to capture, whether the window opens and closes with a
-/// snapshot of every thread's counters (the continuous tier), and the
+/// snapshot of every thread's counters (the continuous tier), the
 /// sampling frequency when samples are to be classified as noise (the
-/// continuous tier's noise report).
-#[derive(Debug, Clone, Copy)]
+/// continuous tier's noise report), and what may end it early.
+#[derive(Debug, Clone)]
 pub struct Plan {
     pub duration: Duration,
     pub bounds: bool,
     pub noise_sampling_hz: Option<u64>,
+    /// Ends the capture early, as if its duration were up.
+    pub cancel: crate::sys::cancel::Cancel,
 }
 
 /// Read samples (and exited threads' totals, if tracked) for `duration`.
@@ -281,12 +282,12 @@ pub async fn run(
     plan: Plan,
     mut governed: Option<Governed>,
 ) -> Result<Captured> {
-    let Plan { duration, bounds, noise_sampling_hz } = plan;
+    let Plan { duration, bounds, noise_sampling_hz, cancel } = plan;
     let mut exited = Exited::default();
     // SAFETY: the ring buffer owns its map fd, which stays open and is not
     // replaced while the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| Error::Read(e.to_string()))?;
+        .map_err(|e| Error::Io { what: "watch the sample ring buffer", source: e.into_parts().1 })?;
     let mut sinks =
         Sinks { stacks: StackAggregator::new(), processes: ProcessTable::new(), unwinder, noise: None, malformed: 0 };
     let mut progress = Progress::new();
@@ -303,20 +304,16 @@ pub async fn run(
     let deadline = tokio::time::Instant::from_std(start + duration);
     let mut tick = interval(Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Read(e.to_string()))?;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
 
     let reason = loop {
         tokio::select! {
             guard = ring.readable_mut() => {
-                let mut guard = guard.map_err(|e| Error::Read(e.to_string()))?;
+                let mut guard = guard.map_err(|source| Error::Io { what: "wait for the sample ring buffer", source })?;
                 sinks.drain(guard.get_inner_mut());
                 guard.clear_ready();
             }
             _ = sleep_until(deadline) => break EndReason::Elapsed,
-            _ = &mut ctrl_c => break EndReason::Interrupted,
-            _ = sigterm.recv() => break EndReason::Interrupted,
+            _ = cancel.cancelled() => break EndReason::Interrupted,
             Some(taken) = next_snapshot(&mut snapshots) => {
                 // Execs still in the ring must reach the unwinder before
                 // blocked threads of the new program are unwound.

@@ -50,6 +50,30 @@ pub enum Error {
     #[error("could not read samples from the kernel: {0}")]
     Read(String),
 
+    /// The embedded eBPF object lacks a map or program this binary names.
+    #[error("the embedded eBPF object has no {0}; this tailprof was built from mismatched sources, rebuild it")]
+    ObjectMissing(String),
+
+    #[error("this kernel's BTF does not describe a kernel structure the way tailprof reads it")]
+    KernelLayout(#[source] crate::kernel_btf::BtfError),
+
+    #[error("could not read a kernel map")]
+    Map(#[source] aya::maps::MapError),
+
+    #[error("could not write {what} as JSON")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("could not {what}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{dir} is not a tailprof capture: {reason}; give a directory written by `tailprof record -o DIR`")]
     NotACapture { dir: PathBuf, reason: String },
 

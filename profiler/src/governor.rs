@@ -7,7 +7,7 @@
 //! `--state-hz`, the stride that makes the snapshots' cost (a smoothed CPU
 //! time per snapshot times their rate) fill what the rest of tailprof
 //! leaves of [`AIM`] of the budget, never below [`MIN_STATE_HZ`]; it moves
-//! only when the right stride differs by more than [`STRIDE_DEADBAND`],
+//! only while the smoothed whole cost is outside [`BAND`] of the budget,
 //! so that the dearer full snapshots and one-off work do not make it flap.
 //! When the rest alone is over budget with the snapshots at their floor,
 //! the on-CPU sampling rate goes down (the sampling program keeps one
@@ -47,9 +47,13 @@ pub const MIN_SAMPLE_HZ: f64 = 10.0;
 /// is under this share of the budget.
 const RAISE_BELOW: f64 = 0.45;
 /// The snapshots' stride aims the whole cost at this share of the budget.
-const AIM: f64 = 0.95;
-/// The stride moves only when the right one is this factor away.
-const STRIDE_DEADBAND: f64 = 1.25;
+const AIM: f64 = 0.97;
+/// The stride moves only while the smoothed whole cost is outside this
+/// band around the budget: inside it, the lumpy cost of snapshots a few
+/// seconds apart (every 16th lists every thread) does not make it flap.
+const BAND: (f64, f64) = (0.85, 1.1);
+/// Weight of the newest interval in the smoothed whole cost.
+const TOTAL_SMOOTHING: f64 = 0.3;
 /// Weight of the newest interval in the smoothed CPU time per snapshot
 /// and cost of the rest.
 const SMOOTHING: f64 = 0.5;
@@ -135,6 +139,10 @@ pub struct Policy {
     per_snapshot_ns: f64,
     /// Smoothed cost of everything but the snapshots, percent of one CPU.
     rest_percent: Option<f64>,
+    /// Smoothed whole cost since the last change, percent of one CPU, and
+    /// the intervals it covers.
+    total_percent: Option<f64>,
+    intervals_since_change: u32,
 }
 
 /// Highest level keeping `base / 2^level >= floor`.
@@ -162,6 +170,8 @@ impl Policy {
             just_cut: false,
             per_snapshot_ns: 0.0,
             rest_percent: None,
+            total_percent: None,
+            intervals_since_change: 0,
         }
     }
 
@@ -193,30 +203,43 @@ impl Policy {
             Some(old) => (1.0 - SMOOTHING) * old + SMOOTHING * rest,
         };
         self.rest_percent = Some(rest);
+        let smoothed = match self.total_percent {
+            None => total,
+            Some(old) => (1.0 - TOTAL_SMOOTHING) * old + TOTAL_SMOOTHING * total,
+        };
+        self.total_percent = Some(smoothed);
+        self.intervals_since_change += 1;
+        // Out of the band, judged over two intervals at least, unless far out.
+        let far = smoothed > 2.0 * budget || smoothed < 0.5 * budget;
+        let judged = far || self.intervals_since_change >= 2;
+        let over = smoothed > BAND.1 * budget && judged;
+        let outside = over || (smoothed < BAND.0 * budget && judged);
         let room = AIM * budget - rest;
-        let stride = self.levels.snapshot_stride;
         if self.per_snapshot_ns > 0.0 && (self.levels.sample == 0 || room <= 0.0) {
             // Snapshots a second the room pays for, and the stride that gives them.
             let right = match room > 0.0 {
                 true => {
                     let per_second = room / 100.0 * 1e9 / self.per_snapshot_ns;
-                    (self.state_hz as f64 / per_second).ceil().clamp(1.0, f64::from(self.max.snapshot_stride)) as u32
+                    (self.state_hz as f64 / per_second).round().clamp(1.0, f64::from(self.max.snapshot_stride)) as u32
                 }
                 false => self.max.snapshot_stride,
             };
-            let far = f64::from(right) >= STRIDE_DEADBAND * f64::from(stride)
-                || f64::from(right) * STRIDE_DEADBAND <= f64::from(stride);
-            if far {
+            if outside {
                 self.levels.snapshot_stride = right;
             }
         }
-        if total > budget && room <= 0.0 && was.snapshot_stride == self.max.snapshot_stride {
+        if over && room <= 0.0 && was.snapshot_stride == self.max.snapshot_stride {
             self.levels.sample = (self.levels.sample + 1).min(self.max.sample);
-        } else if total < RAISE_BELOW * budget && !cut && self.levels.sample > 0 {
+        } else if smoothed < RAISE_BELOW * budget && !cut && self.levels.sample > 0 {
             self.levels.sample -= 1;
         }
         let slower = self.levels.snapshot_stride > was.snapshot_stride || self.levels.sample > was.sample;
         self.just_cut = slower;
+        if self.levels != was {
+            // Judge the new rates on their own cost.
+            self.total_percent = None;
+            self.intervals_since_change = 0;
+        }
         match self.levels == was {
             true => None,
             false if slower => Some((self.levels, "over budget")),
@@ -430,26 +453,29 @@ mod tests {
     fn snapshots_get_the_stride_the_room_pays_for_then_sampling_goes_down() {
         let mut p = Policy::new(1.0, 20, 99);
         // 20 snapshots of 13 ms each (26% of a CPU) and 0.2% for the rest:
-        // 0.95% - 0.2% pays for 0.58 snapshots a second, one in 35 periods.
-        assert_eq!(p.decide(&cost(26.2, 26.0, 20)).map(|d| d.0), levels(35, 0));
-        assert!((p.state_hz() - 20.0 / 35.0).abs() < 1e-9);
-        // The same cost per snapshot at the new rate: nothing moves.
-        assert_eq!(p.decide(&cost(0.9, 0.7, 0)), None, "no snapshot in this interval, the estimate stands");
-        assert_eq!(p.decide(&cost(1.35, 1.15, 1)), None, "12.25 ms smoothed: 33 would do, within the dead band");
-        // The rest grows (smoothed 0.8%): fewer snapshots; then over the
-        // budget on its own: snapshots to their floor, then sampling.
-        assert_eq!(p.decide(&cost(1.5, 0.1, 1)).map(|d| d.0), levels(89, 0));
+        // far over, so at once: 0.97% - 0.2% pays for 0.59 snapshots a
+        // second, one in 34 periods.
+        assert_eq!(p.decide(&cost(26.2, 26.0, 20)).map(|d| d.0), levels(34, 0));
+        assert!((p.state_hz() - 20.0 / 34.0).abs() < 1e-9);
+        assert_eq!(p.decide(&cost(0.9, 0.7, 0)), None, "inside the band around the budget: nothing moves");
+        // Cheaper snapshots (8 ms smoothed); the smoothed cost (0.78%) leaves
+        // the band, judged over two intervals: more of them.
+        assert_eq!(p.decide(&cost(0.5, 0.3, 1)).map(|d| d.0), levels(21, 0));
+        // The rest grows: one interval over is not enough, two are (rest
+        // smoothed 1.1%): snapshots to their floor; then sampling goes down.
+        assert_eq!(p.decide(&cost(1.5, 0.1, 1)), None);
         assert_eq!(p.decide(&cost(1.5, 0.05, 0)).map(|d| d.0), levels(200, 0));
+        assert_eq!(p.decide(&cost(1.5, 0.05, 0)), None, "one interval after a change");
         assert_eq!(p.decide(&cost(1.5, 0.05, 0)).map(|d| d.0), levels(200, 1));
-        assert_eq!(p.decide(&cost(1.5, 0.05, 0)).map(|d| d.0), levels(200, 2));
-        assert_eq!(p.decide(&cost(1.5, 0.05, 0)).map(|d| d.0), levels(200, 3));
-        assert_eq!(p.decide(&cost(1.5, 0.05, 0)), None, "at both floors");
+        assert_eq!(p.decide(&cost(2.5, 0.05, 0)).map(|d| d.0), levels(200, 2), "far over: at once");
+        assert_eq!(p.decide(&cost(2.5, 0.05, 0)).map(|d| d.0), levels(200, 3));
+        assert_eq!(p.decide(&cost(2.5, 0.05, 0)), None, "at both floors");
         // Room again: sampling comes back first, not right after a cut, then the snapshots.
         let mut p = Policy::new(1.0, 20, 99);
         p.levels = Levels { snapshot_stride: 200, sample: 1 };
         p.per_snapshot_ns = 13e6;
         assert_eq!(p.decide(&cost(0.2, 0.1, 0)).map(|d| d.0), levels(200, 0));
-        assert_eq!(p.decide(&cost(0.2, 0.1, 0)).map(|d| d.0), levels(31, 0), "0.85% pays for 0.65 snapshots a second");
+        assert_eq!(p.decide(&cost(0.2, 0.1, 0)).map(|d| d.0), levels(30, 0), "0.87% pays for 0.67 snapshots a second");
     }
 
     #[test]

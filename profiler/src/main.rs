@@ -5,6 +5,7 @@ use tailprof::{
     capture::EndReason,
     cli::{Cli, Command},
     output, record, report,
+    sys::cancel::Cancel,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -24,11 +25,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// A cancel that Ctrl-C (SIGINT) or SIGTERM triggers: the capture then
+/// ends early and still writes what it has.
+fn cancel_on_signals(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Cancel> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let cancel = Cancel::new();
+    let mut sigterm = runtime.block_on(async { signal(SignalKind::terminate()) })?;
+    let on_signal = cancel.clone();
+    runtime.spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm.recv() => {}
+        }
+        on_signal.cancel();
+    });
+    Ok(cancel)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match cli.command {
         Command::Record(args) => {
-            let recording = runtime.block_on(record::record(&args))?;
+            let cancel = cancel_on_signals(&runtime)?;
+            let recording = runtime.block_on(record::record(&args, &cancel))?;
             if recording.end == EndReason::Interrupted {
                 eprintln!("tailprof: interrupted; wrote what was captured");
             }
@@ -37,7 +56,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Noise(args) => {
             let slos = tailprof::latency::parse_slos_arg(args.slo.as_deref())?;
-            let measured = runtime.block_on(tailprof::noise::run::run(&args))?;
+            let cancel = cancel_on_signals(&runtime)?;
+            let measured = runtime.block_on(tailprof::noise::run::run(&args, &cancel))?;
             let rendered = tailprof::noise::output::render(&measured.measurement, &slos);
             let files = match &args.output {
                 Some(dir) => tailprof::noise::output::write_files(dir, &measured.measurement, &rendered)?,

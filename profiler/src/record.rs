@@ -30,7 +30,7 @@ pub struct Recording {
     pub files: Vec<std::path::PathBuf>,
 }
 
-pub async fn record(args: &RecordArgs) -> Result<Recording> {
+pub async fn record(args: &RecordArgs, cancel: &crate::sys::cancel::Cancel) -> Result<Recording> {
     let state_hz = args.state_hz().map_err(crate::Error::Usage)?;
     let slos = crate::latency::parse_slos_arg(args.slo.as_deref())?;
     let (btf, offsets) = preflight::kernel_layout(&args.btf)?;
@@ -73,7 +73,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
     let continuous = args.tier == Tier::Continuous;
     let (exits, snapshots) = if let Some(link) = loaded.snapshot_link.take() {
         let taker = SnapshotTaker::start(link, loaded.take_snap_config()?, state_hz)
-            .map_err(|e| crate::Error::Load(format!("could not start the snapshot thread: {e}")))?;
+            .map_err(|source| crate::Error::Io { what: "start the snapshot thread", source })?;
         let snapshots = Snapshots {
             sampler: StateSampler::new(args.max_threads),
             taker,
@@ -126,6 +126,7 @@ pub async fn record(args: &RecordArgs) -> Result<Recording> {
             duration: args.duration,
             bounds: continuous && off_cpu,
             noise_sampling_hz: continuous.then_some(args.frequency),
+            cancel: cancel.clone(),
         },
         governed,
     )

@@ -34,7 +34,7 @@ pub fn render(measured: &Measurement, slos: &[latency::slo::Slo]) -> Rendered {
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| crate::Error::Read(e.to_string()))
+    serde_json::to_value(v).map_err(|source| crate::Error::Json { what: "the noise report", source })
 }
 
 /// The one JSON document of `noise --json`: the noise report with the
@@ -47,7 +47,7 @@ pub fn json_document(r: &Rendered) -> Result<String> {
     if let Some(map) = doc.as_object_mut() {
         map.insert("histograms".into(), histograms);
     }
-    serde_json::to_string_pretty(&doc).map_err(|e| crate::Error::Read(e.to_string()))
+    serde_json::to_string_pretty(&doc).map_err(|source| crate::Error::Json { what: "noise.json", source })
 }
 
 /// The human report: the per-CPU table, victims, then the histograms.

@@ -12,7 +12,6 @@ use aya::maps::{MapData, RingBuf};
 use profiler_common::{Counter, ProcessEvent, SampleEvent, EVENT_EXEC, EVENT_FORK, EVENT_SAMPLE};
 use tokio::{
     io::unix::AsyncFd,
-    signal::unix::{signal, SignalKind},
     time::{interval, MissedTickBehavior},
 };
 
@@ -75,7 +74,7 @@ fn announce(cpus: usize, duration: std::time::Duration) {
     );
 }
 
-pub async fn run(args: &NoiseArgs) -> Result<Measured> {
+pub async fn run(args: &NoiseArgs, cancel: &crate::sys::cancel::Cancel) -> Result<Measured> {
     let checked = check(args)?;
     let slos = crate::latency::parse_slos_arg(args.slo.as_deref())?;
     let (btf, offsets) = preflight::kernel_layout(&args.btf)?;
@@ -100,7 +99,7 @@ pub async fn run(args: &NoiseArgs) -> Result<Measured> {
             ..SamplingConfig::default()
         };
         let loaded = Loaded::load(btf.as_ref(), &config)?;
-        return continuous(loaded, checked, args.duration).await;
+        return continuous(loaded, checked, args.duration, cancel).await;
     }
     let threshold_ns = args.threshold.map_or(0, |t| t.as_nanos().min(u128::from(u64::MAX)) as u64);
     let config = SamplingConfig {
@@ -119,7 +118,7 @@ pub async fn run(args: &NoiseArgs) -> Result<Measured> {
     loaded.set_window_start(start)?;
     let kernel_before = KernelCounts::now();
     announce(checked.cpus.len(), args.duration);
-    let end = wait(args.duration).await?;
+    let end = wait(args.duration, cancel).await?;
     let end_ns = sched_times::monotonic_ns();
     loaded.set_window_end(end_ns)?;
     let kernel_after = KernelCounts::now();
@@ -143,17 +142,22 @@ pub async fn run(args: &NoiseArgs) -> Result<Measured> {
 }
 
 /// The continuous tier's window: procfs at both bounds, the samples in between.
-async fn continuous(mut loaded: Loaded, checked: Checked, duration: std::time::Duration) -> Result<Measured> {
+async fn continuous(
+    mut loaded: Loaded,
+    checked: Checked,
+    duration: std::time::Duration,
+    cancel: &crate::sys::cancel::Cancel,
+) -> Result<Measured> {
     let ring = loaded.take_events()?;
     // SAFETY: the ring buffer owns its map fd, which stays open and is not
     // replaced while the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| Error::Read(e.to_string()))?;
+        .map_err(|e| Error::Io { what: "watch the sample ring buffer", source: e.into_parts().1 })?;
     let start = sched_times::monotonic_ns();
     let kernel_before = KernelCounts::now();
     let mut sampler = NoiseSampler::new(checked.frequency, start);
     announce(checked.cpus.len(), duration);
-    let end = sample(&mut ring, &mut sampler, duration).await?;
+    let end = sample(&mut ring, &mut sampler, duration, cancel).await?;
     let end_ns = sched_times::monotonic_ns();
     sampler.set_end(end_ns);
     let kernel_after = KernelCounts::now();
@@ -181,26 +185,23 @@ async fn sample(
     ring: &mut AsyncFd<RingBuf<MapData>>,
     sampler: &mut NoiseSampler,
     duration: std::time::Duration,
+    cancel: &crate::sys::cancel::Cancel,
 ) -> Result<EndReason> {
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Read(e.to_string()))?;
     let deadline = tokio::time::Instant::from_std(Instant::now() + duration);
     // Samples are written without waking the reader (see the sampling
     // program): drain on a tick as the capture loop does.
     let mut tick = interval(std::time::Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
     tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     Ok(loop {
         tokio::select! {
             guard = ring.readable_mut() => {
-                let mut guard = guard.map_err(|e| Error::Read(e.to_string()))?;
+                let mut guard = guard.map_err(|source| Error::Io { what: "wait for the sample ring buffer", source })?;
                 drain(guard.get_inner_mut(), sampler);
                 guard.clear_ready();
             }
             _ = tick.tick() => drain(ring.get_mut(), sampler),
             _ = tokio::time::sleep_until(deadline) => break EndReason::Elapsed,
-            _ = &mut ctrl_c => break EndReason::Interrupted,
-            _ = sigterm.recv() => break EndReason::Interrupted,
+            _ = cancel.cancelled() => break EndReason::Interrupted,
         }
     })
 }
@@ -228,13 +229,11 @@ fn drain(ring: &mut RingBuf<MapData>, sampler: &mut NoiseSampler) {
     sampler.flush();
 }
 
-/// Wait for the duration, Ctrl-C or SIGTERM.
-async fn wait(duration: std::time::Duration) -> Result<EndReason> {
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Read(e.to_string()))?;
+/// Wait for the duration, or until cancelled.
+async fn wait(duration: std::time::Duration, cancel: &crate::sys::cancel::Cancel) -> Result<EndReason> {
     let deadline = tokio::time::Instant::from_std(Instant::now() + duration);
     Ok(tokio::select! {
         _ = tokio::time::sleep_until(deadline) => EndReason::Elapsed,
-        _ = tokio::signal::ctrl_c() => EndReason::Interrupted,
-        _ = sigterm.recv() => EndReason::Interrupted,
+        _ = cancel.cancelled() => EndReason::Interrupted,
     })
 }

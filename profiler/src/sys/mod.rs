@@ -1,3 +1,4 @@
 //! Small wrappers over the operating system that every layer uses.
 
+pub mod cancel;
 pub mod io;
