@@ -23,6 +23,7 @@
 mod common;
 mod enrichment;
 mod governor;
+mod memory;
 mod noise;
 mod on_cpu;
 mod sched_pipe;
@@ -51,11 +52,19 @@ enum Section {
     Enrichment,
     Unwind,
     Noise,
+    Memory,
 }
 
 impl Section {
-    const ALL: [Section; 6] =
-        [Section::OnCpu, Section::SchedPipe, Section::Snapshot, Section::Enrichment, Section::Unwind, Section::Noise];
+    const ALL: [Section; 7] = [
+        Section::OnCpu,
+        Section::SchedPipe,
+        Section::Snapshot,
+        Section::Enrichment,
+        Section::Unwind,
+        Section::Noise,
+        Section::Memory,
+    ];
 
     fn key(self) -> &'static str {
         match self {
@@ -65,6 +74,7 @@ impl Section {
             Section::Enrichment => "enrichment",
             Section::Unwind => "unwind",
             Section::Noise => "noise",
+            Section::Memory => "memory",
         }
     }
 
@@ -149,6 +159,7 @@ pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
             Section::Enrichment => enrichment::run(bin, &guard.scratch, reps)?,
             Section::Unwind => unwind::run(bin, &guard.scratch, seconds, reps)?,
             Section::Noise => noise::run(bin, &guard.scratch, reps)?,
+            Section::Memory => memory::run(bin, &guard.scratch, reps)?,
         };
         written.push((*section, md));
     }
@@ -168,7 +179,7 @@ fn header() -> String {
     let _ = writeln!(
         md,
         "Written by `cargo xtask bench` (do not edit by hand; `{ONLY_ENV}=sched-pipe` or a comma-separated list of \
-         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment`, `unwind`, `noise` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
+         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment`, `unwind`, `noise`, `memory` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
         machine(),
         common::kernel_release()
     );
