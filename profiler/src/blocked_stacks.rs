@@ -139,7 +139,7 @@ impl BlockedStacks {
     pub fn start_snapshot(&mut self) {
         self.budget = COPIES_PER_SNAPSHOT;
         self.snapshot += 1;
-        self.snapshot_started_ns = crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+        self.snapshot_started_ns = crate::sys::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         if self.snapshot.is_multiple_of(FORGET_AFTER_SNAPSHOTS) {
             let now = self.snapshot;
             self.last.retain(|_, l| now - l.seen < FORGET_AFTER_SNAPSHOTS);
@@ -148,7 +148,7 @@ impl BlockedStacks {
 
     /// The snapshot's threads are done: account its CPU time.
     pub fn finish_snapshot(&mut self) {
-        let now = crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+        let now = crate::sys::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         self.stats.cpu_ns += now.saturating_sub(self.snapshot_started_ns);
     }
 

@@ -51,7 +51,7 @@ pub struct SamplingConfig {
     pub max_threads: u32,
     pub max_stacks: u32,
     /// How user stacks are walked (`--unwind`).
-    pub unwind: crate::cli::UnwindMethod,
+    pub unwind: crate::config::UnwindMethod,
     /// Bytes of user stack copied per sample when unwinding from copies.
     pub user_stack_bytes: u32,
     /// Sample on-CPU stacks (`record`; `noise` does not).
@@ -80,7 +80,7 @@ impl Default for SamplingConfig {
             cgroup_filter: None,
             max_threads: profiler_common::MAX_THREADS,
             max_stacks: profiler_common::MAX_STACKS,
-            unwind: crate::cli::UnwindMethod::Auto,
+            unwind: crate::config::UnwindMethod::Auto,
             user_stack_bytes: profiler_common::DEFAULT_USER_STACK_BYTES,
             sample_on_cpu: true,
             walk_stacks: true,
@@ -96,7 +96,7 @@ impl SamplingConfig {
     /// Bytes one sample record takes in the ring buffer.
     fn record_bytes(&self) -> u64 {
         match self.unwind {
-            crate::cli::UnwindMethod::Fp => size_of::<SampleEvent>() as u64,
+            crate::config::UnwindMethod::Fp => size_of::<SampleEvent>() as u64,
             _ => (profiler_common::STACK_SAMPLE_HEADER as u64) + u64::from(self.user_stack_bytes),
         }
     }

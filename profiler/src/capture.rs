@@ -18,10 +18,11 @@ use crate::{
     noise::sampled::NoiseSampler,
     off_cpu::StackResolver,
     progress::Progress,
-    sched_times::{drain_exits, monotonic_ns, Exited},
+    sched_times::{drain_exits, Exited},
     snapshot_taker::{SnapshotTaker, Taken},
     stacks::StackAggregator,
     state_sampler::{CounterRead, StateSampler},
+    sys::clock::monotonic_ns,
     unwinding::{decode_stack_record, SampleUnwinder},
     Error, Result,
 };

@@ -228,26 +228,22 @@ pub struct RecordArgs {
     pub btf: PathBuf,
 }
 
-/// How user stacks are walked (`--unwind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UnwindMethod {
-    /// DWARF where a process's code lacks frame pointers, frame pointers elsewhere.
-    Auto,
-    /// Frame pointers, walked in the kernel.
-    Fp,
-    /// Copy the user stack and unwind it with the modules' CFI.
-    Dwarf,
-}
+pub use crate::config::UnwindMethod;
 
-impl UnwindMethod {
-    /// The kernel's `UNWIND_*` value.
-    pub fn mode(self) -> u8 {
-        match self {
-            Self::Auto => profiler_common::UNWIND_AUTO,
-            Self::Fp => profiler_common::UNWIND_FP,
-            Self::Dwarf => profiler_common::UNWIND_DWARF,
-        }
+/// `--unwind`'s values: the command line's view of the library's enum.
+impl clap::ValueEnum for UnwindMethod {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Auto, Self::Fp, Self::Dwarf]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        Some(match self {
+            Self::Auto => PossibleValue::new("auto")
+                .help("DWARF where a process's code lacks frame pointers, frame pointers elsewhere"),
+            Self::Fp => PossibleValue::new("fp").help("Frame pointers, walked in the kernel"),
+            Self::Dwarf => PossibleValue::new("dwarf").help("Copy the user stack and unwind it with the modules' CFI"),
+        })
     }
 }
 
@@ -334,6 +330,30 @@ impl NoiseArgs {
 }
 
 impl RecordArgs {
+    /// The plain configuration `record` runs with; rejects combinations
+    /// that cannot work, in one sentence.
+    pub fn to_config(&self) -> crate::Result<crate::config::RecordConfig> {
+        Ok(crate::config::RecordConfig {
+            duration: self.duration,
+            frequency_hz: self.frequency,
+            selection: self.slice.selection(),
+            group_by: self.slice.group_by.clone().unwrap_or_default(),
+            output: self.output.clone(),
+            tier: self.tier,
+            cpu_budget: self.cpu_budget(),
+            off_cpu: !self.no_off_cpu,
+            state_hz: self.state_hz().map_err(crate::Error::Usage)?,
+            max_threads: self.max_threads,
+            max_stacks: self.max_stacks,
+            unwind: self.unwind,
+            user_stack_bytes: self.user_stack_size,
+            lines: self.lines,
+            syscall_latency: self.syscall_latency,
+            slos: crate::latency::parse_slos_arg(self.slo.as_deref())?,
+            btf: self.btf.clone(),
+        })
+    }
+
     /// The CPU budget in effect: as given, or the tier's default.
     pub fn cpu_budget(&self) -> Option<f64> {
         match self.tier {

@@ -7,8 +7,10 @@
 //! `--state-hz`, the stride that makes the snapshots' cost (a smoothed CPU
 //! time per snapshot times their rate) fill what the rest of tailprof
 //! leaves of [`AIM`] of the budget, never below [`MIN_STATE_HZ`]; it moves
-//! only while the smoothed whole cost is outside [`BAND`] of the budget,
-//! so that the dearer full snapshots and one-off work do not make it flap.
+//! only while the mean whole cost since the last change, over at least
+//! [`JUDGE_INTERVALS`], is outside [`BAND`] of the budget, so that the
+//! lumpy cost of snapshots seconds apart (every 16th lists every thread)
+//! and one-off work do not make it flap; far over the budget it moves at once.
 //! When the rest alone is over budget with the snapshots at their floor,
 //! the on-CPU sampling rate goes down (the sampling program keeps one
 //! sample in 2^level, each kept one standing for 2^level), one level per
@@ -28,7 +30,7 @@
 
 use std::{os::fd::OwnedFd, time::Duration};
 
-use crate::sched_times::clock_ns;
+use crate::sys::clock::clock_ns;
 
 /// How often the governor decides.
 pub const DECIDE_EVERY: Duration = Duration::from_secs(2);
@@ -48,12 +50,12 @@ pub const MIN_SAMPLE_HZ: f64 = 10.0;
 const RAISE_BELOW: f64 = 0.45;
 /// The snapshots' stride aims the whole cost at this share of the budget.
 const AIM: f64 = 0.97;
-/// The stride moves only while the smoothed whole cost is outside this
-/// band around the budget: inside it, the lumpy cost of snapshots a few
-/// seconds apart (every 16th lists every thread) does not make it flap.
+/// The stride moves only while the mean whole cost since the last change
+/// is outside this band around the budget.
 const BAND: (f64, f64) = (0.85, 1.1);
-/// Weight of the newest interval in the smoothed whole cost.
-const TOTAL_SMOOTHING: f64 = 0.3;
+/// Intervals that mean must cover before it is judged (2 s each), unless
+/// it is more than twice the budget.
+const JUDGE_INTERVALS: u32 = 3;
 /// Weight of the newest interval in the smoothed CPU time per snapshot
 /// and cost of the rest.
 const SMOOTHING: f64 = 0.5;
@@ -139,9 +141,9 @@ pub struct Policy {
     per_snapshot_ns: f64,
     /// Smoothed cost of everything but the snapshots, percent of one CPU.
     rest_percent: Option<f64>,
-    /// Smoothed whole cost since the last change, percent of one CPU, and
-    /// the intervals it covers.
-    total_percent: Option<f64>,
+    /// Whole cost since the last change: ns spent and ns of wall time, and
+    /// the intervals they cover.
+    since_change: (u64, u64),
     intervals_since_change: u32,
 }
 
@@ -170,7 +172,7 @@ impl Policy {
             just_cut: false,
             per_snapshot_ns: 0.0,
             rest_percent: None,
-            total_percent: None,
+            since_change: (0, 0),
             intervals_since_change: 0,
         }
     }
@@ -203,17 +205,14 @@ impl Policy {
             Some(old) => (1.0 - SMOOTHING) * old + SMOOTHING * rest,
         };
         self.rest_percent = Some(rest);
-        let smoothed = match self.total_percent {
-            None => total,
-            Some(old) => (1.0 - TOTAL_SMOOTHING) * old + TOTAL_SMOOTHING * total,
-        };
-        self.total_percent = Some(smoothed);
+        self.since_change.0 += cost.process_ns + cost.bpf_ns;
+        self.since_change.1 += cost.wall_ns;
         self.intervals_since_change += 1;
-        // Out of the band, judged over two intervals at least, unless far out.
-        let far = smoothed > 2.0 * budget || smoothed < 0.5 * budget;
-        let judged = far || self.intervals_since_change >= 2;
-        let over = smoothed > BAND.1 * budget && judged;
-        let outside = over || (smoothed < BAND.0 * budget && judged);
+        // The mean cost since the last change, percent of one CPU.
+        let mean = 100.0 * self.since_change.0 as f64 / self.since_change.1.max(1) as f64;
+        let judged = mean > 2.0 * budget || self.intervals_since_change >= JUDGE_INTERVALS;
+        let over = mean > BAND.1 * budget && judged;
+        let outside = over || (mean < BAND.0 * budget && judged);
         let room = AIM * budget - rest;
         if self.per_snapshot_ns > 0.0 && (self.levels.sample == 0 || room <= 0.0) {
             // Snapshots a second the room pays for, and the stride that gives them.
@@ -230,14 +229,14 @@ impl Policy {
         }
         if over && room <= 0.0 && was.snapshot_stride == self.max.snapshot_stride {
             self.levels.sample = (self.levels.sample + 1).min(self.max.sample);
-        } else if smoothed < RAISE_BELOW * budget && !cut && self.levels.sample > 0 {
+        } else if mean < RAISE_BELOW * budget && judged && !cut && self.levels.sample > 0 {
             self.levels.sample -= 1;
         }
         let slower = self.levels.snapshot_stride > was.snapshot_stride || self.levels.sample > was.sample;
         self.just_cut = slower;
         if self.levels != was {
             // Judge the new rates on their own cost.
-            self.total_percent = None;
+            self.since_change = (0, 0);
             self.intervals_since_change = 0;
         }
         match self.levels == was {
@@ -340,7 +339,7 @@ impl Governor {
                 measured: false,
                 error: None,
             },
-            started_ns: crate::sched_times::monotonic_ns(),
+            started_ns: crate::sys::clock::monotonic_ns(),
             intervals: 0,
             last: None,
             measured: Cost::default(),
@@ -351,7 +350,7 @@ impl Governor {
     /// Called often (every drain tick) with the snapshots' CPU so far and
     /// the number of periodic snapshots taken; decides every [`DECIDE_EVERY`].
     pub fn poll(&mut self, snapshot_cpu_ns: u64, snapshots: u64, apply: &mut dyn Apply) {
-        let now = crate::sched_times::monotonic_ns();
+        let now = crate::sys::clock::monotonic_ns();
         self.bpf.poll(now);
         let process = process_cpu_ns();
         let Some((at, process_then, snapshot_cpu_then, snapshots_then)) = self.last else {
@@ -457,24 +456,28 @@ mod tests {
         // second, one in 34 periods.
         assert_eq!(p.decide(&cost(26.2, 26.0, 20)).map(|d| d.0), levels(34, 0));
         assert!((p.state_hz() - 20.0 / 34.0).abs() < 1e-9);
-        assert_eq!(p.decide(&cost(0.9, 0.7, 0)), None, "inside the band around the budget: nothing moves");
-        // Cheaper snapshots (8 ms smoothed); the smoothed cost (0.78%) leaves
-        // the band, judged over two intervals: more of them.
-        assert_eq!(p.decide(&cost(0.5, 0.3, 1)).map(|d| d.0), levels(21, 0));
-        // The rest grows: one interval over is not enough, two are (rest
-        // smoothed 1.1%): snapshots to their floor; then sampling goes down.
-        assert_eq!(p.decide(&cost(1.5, 0.1, 1)), None);
-        assert_eq!(p.decide(&cost(1.5, 0.05, 0)).map(|d| d.0), levels(200, 0));
-        assert_eq!(p.decide(&cost(1.5, 0.05, 0)), None, "one interval after a change");
-        assert_eq!(p.decide(&cost(1.5, 0.05, 0)).map(|d| d.0), levels(200, 1));
-        assert_eq!(p.decide(&cost(2.5, 0.05, 0)).map(|d| d.0), levels(200, 2), "far over: at once");
+        // Inside the band around the budget, or not yet judged: nothing moves.
+        assert_eq!(p.decide(&cost(0.9, 0.7, 0)), None);
+        assert_eq!(p.decide(&cost(0.3, 0.1, 1)), None, "one cheap interval is not judged");
+        // Cheaper snapshots (5.5 ms smoothed): the mean over three
+        // intervals (0.6%) is under the band: more of them.
+        assert_eq!(p.decide(&cost(0.6, 0.4, 1)).map(|d| d.0), levels(14, 0));
+        // The rest grows far over the budget: at once, snapshots to their
+        // floor; then sampling goes down, one level per judged stretch.
+        assert_eq!(p.decide(&cost(3.0, 0.1, 1)).map(|d| d.0), levels(200, 0));
+        assert_eq!(p.decide(&cost(2.5, 0.05, 0)).map(|d| d.0), levels(200, 1));
+        assert_eq!(p.decide(&cost(2.5, 0.05, 0)).map(|d| d.0), levels(200, 2));
         assert_eq!(p.decide(&cost(2.5, 0.05, 0)).map(|d| d.0), levels(200, 3));
         assert_eq!(p.decide(&cost(2.5, 0.05, 0)), None, "at both floors");
-        // Room again: sampling comes back first, not right after a cut, then the snapshots.
+        // Room again: sampling comes back first, once judged, then the snapshots.
         let mut p = Policy::new(1.0, 20, 99);
         p.levels = Levels { snapshot_stride: 200, sample: 1 };
         p.per_snapshot_ns = 13e6;
+        assert_eq!(p.decide(&cost(0.2, 0.1, 0)), None);
+        assert_eq!(p.decide(&cost(0.2, 0.1, 0)), None);
         assert_eq!(p.decide(&cost(0.2, 0.1, 0)).map(|d| d.0), levels(200, 0));
+        assert_eq!(p.decide(&cost(0.2, 0.1, 0)), None);
+        assert_eq!(p.decide(&cost(0.2, 0.1, 0)), None);
         assert_eq!(p.decide(&cost(0.2, 0.1, 0)).map(|d| d.0), levels(30, 0), "0.87% pays for 0.67 snapshots a second");
     }
 

@@ -8,6 +8,7 @@ pub mod blocked_stacks;
 pub mod bpf;
 pub mod capture;
 pub mod cli;
+pub mod config;
 pub mod continuous;
 pub mod enrich;
 pub mod error;

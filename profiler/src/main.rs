@@ -46,8 +46,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match cli.command {
         Command::Record(args) => {
+            let config = args.to_config()?;
             let cancel = cancel_on_signals(&runtime)?;
-            let recording = runtime.block_on(record::record(&args, &cancel))?;
+            let recording = runtime.block_on(record::record(&config, &cancel))?;
             if recording.end == EndReason::Interrupted {
                 eprintln!("tailprof: interrupted; wrote what was captured");
             }

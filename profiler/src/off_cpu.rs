@@ -9,7 +9,7 @@ use profiler_common::{OffCpuKey, OffCpuValue, ThreadRecord, NO_SYSCALL, NO_WAKER
 
 use crate::{
     blocked_stacks::BlockedStacks,
-    sched_times::comm_string,
+    model::text::comm_string,
     stacks::{StackAggregator, UserFrame},
 };
 

@@ -7,7 +7,7 @@ use profiler_common::Counter;
 use crate::{
     bpf::{Loaded, SamplingConfig},
     capture::{self, EndReason, Snapshots},
-    cli::RecordArgs,
+    config::RecordConfig,
     continuous,
     enrich::cgroup_filter::{CgroupFilter, Plan},
     governor::{Governor, Policy},
@@ -30,12 +30,12 @@ pub struct Recording {
     pub files: Vec<std::path::PathBuf>,
 }
 
-pub async fn record(args: &RecordArgs, cancel: &crate::sys::cancel::Cancel) -> Result<Recording> {
-    let state_hz = args.state_hz().map_err(crate::Error::Usage)?;
-    let slos = crate::latency::parse_slos_arg(args.slo.as_deref())?;
+pub async fn record(args: &RecordConfig, cancel: &crate::sys::cancel::Cancel) -> Result<Recording> {
+    let state_hz = args.state_hz;
+    let slos = args.slos.clone();
     let (btf, offsets) = preflight::kernel_layout(&args.btf)?;
     preflight::check_perf_events()?;
-    let mut selection = args.slice.selection();
+    let mut selection = args.selection.clone();
     let mut pids = Vec::with_capacity(selection.pids.len());
     for &pid in &selection.pids {
         pids.push(preflight::resolve_pid(pid)?);
@@ -47,9 +47,9 @@ pub async fn record(args: &RecordArgs, cancel: &crate::sys::cancel::Cancel) -> R
     crate::atomic_file::prepare_output_dir(&args.output)?;
     preflight::raise_memlock_limit();
 
-    let off_cpu = !args.no_off_cpu;
+    let off_cpu = args.off_cpu;
     let config = SamplingConfig {
-        frequency_hz: args.frequency,
+        frequency_hz: args.frequency_hz,
         pids,
         comm: selection.comm.clone(),
         cgroup_filter: cgroup_plan.as_ref().map(|p| p.ids.clone()),
@@ -58,7 +58,7 @@ pub async fn record(args: &RecordArgs, cancel: &crate::sys::cancel::Cancel) -> R
         max_threads: args.max_threads,
         max_stacks: args.max_stacks,
         unwind: args.unwind,
-        user_stack_bytes: args.user_stack_size,
+        user_stack_bytes: args.user_stack_bytes,
         tier: args.tier,
         noise: args.tier == Tier::Deep,
         syscall_hooks: crate::latency::wants_syscall_hooks(args.syscall_latency, &slos),
@@ -82,8 +82,8 @@ pub async fn record(args: &RecordArgs, cancel: &crate::sys::cancel::Cancel) -> R
                 false => Some(StackResolver::new(loaded.take_stacks()?)),
             },
             hz: state_hz,
-            blocked: (args.unwind != crate::cli::UnwindMethod::Fp)
-                .then(|| crate::blocked_stacks::BlockedStacks::new(args.user_stack_size, &config.pids, state_hz)),
+            blocked: (args.unwind != crate::config::UnwindMethod::Fp)
+                .then(|| crate::blocked_stacks::BlockedStacks::new(args.user_stack_bytes, &config.pids, state_hz)),
             copy_all: continuous,
             task_exits: continuous.then(|| loaded.take_task_exits()).transpose()?,
             seen: Some(loaded.take_snap_seen()?),
@@ -96,22 +96,28 @@ pub async fn record(args: &RecordArgs, cancel: &crate::sys::cancel::Cancel) -> R
     } else {
         (None, None)
     };
-    let window_start_ns =
-        if off_cpu && !continuous { sched_times::seed(&mut loaded.threads()?) } else { sched_times::monotonic_ns() };
+    let window_start_ns = if off_cpu && !continuous {
+        sched_times::seed(&mut loaded.threads()?)
+    } else {
+        crate::sys::clock::monotonic_ns()
+    };
     // The noise hooks count from here too.
     loaded.set_window_start(window_start_ns)?;
     let kernel_before = crate::noise::collect::KernelCounts::now();
     let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     tracing::info!(cpus = loaded.cpus.len(), "capturing");
     let unwinder = match args.unwind {
-        crate::cli::UnwindMethod::Fp => None,
-        crate::cli::UnwindMethod::Dwarf => Some(SampleUnwinder::new(None)),
-        crate::cli::UnwindMethod::Auto => Some(SampleUnwinder::new(Some(loaded.take_fp_pids()?))),
+        crate::config::UnwindMethod::Fp => None,
+        crate::config::UnwindMethod::Dwarf => Some(SampleUnwinder::new(None)),
+        crate::config::UnwindMethod::Auto => Some(SampleUnwinder::new(Some(loaded.take_fp_pids()?))),
     };
     let delayacct = continuous::delay_accounting_on();
-    let governed = match args.cpu_budget() {
+    let governed = match args.cpu_budget {
         Some(budget) => Some(capture::Governed {
-            governor: Governor::new(Policy::new(budget, state_hz.max(1), args.frequency), loaded.outside_program_fds()),
+            governor: Governor::new(
+                Policy::new(budget, state_hz.max(1), args.frequency_hz),
+                loaded.outside_program_fds(),
+            ),
             rates: loaded.take_rates()?,
         }),
         None => None,
@@ -125,7 +131,7 @@ pub async fn record(args: &RecordArgs, cancel: &crate::sys::cancel::Cancel) -> R
         capture::Plan {
             duration: args.duration,
             bounds: continuous && off_cpu,
-            noise_sampling_hz: continuous.then_some(args.frequency),
+            noise_sampling_hz: continuous.then_some(args.frequency_hz),
             cancel: cancel.clone(),
         },
         governed,
@@ -143,7 +149,7 @@ pub async fn record(args: &RecordArgs, cancel: &crate::sys::cancel::Cancel) -> R
     }
     let mut unwind_report = captured.unwinder.as_ref().map(|u| crate::unwinding::UnwindReport {
         method: format!("{:?}", args.unwind).to_lowercase(),
-        user_stack_bytes: args.user_stack_size,
+        user_stack_bytes: args.user_stack_bytes,
         samples: u.usage,
         unwinder: u.unwinder.stats(),
         ..Default::default()
@@ -156,12 +162,12 @@ pub async fn record(args: &RecordArgs, cancel: &crate::sys::cancel::Cancel) -> R
         governor: captured.governor.take(),
         start_unix_ns,
         duration_ns: elapsed.as_nanos() as u64,
-        frequency_hz: args.frequency,
+        frequency_hz: args.frequency_hz,
         window_start_ns,
         window_end_ns: captured.end_ns,
         state_hz,
         arch: std::env::consts::ARCH.to_owned(),
-        group_by: args.slice.group_by.clone().unwrap_or_default(),
+        group_by: args.group_by.clone(),
         lines: args.lines,
         ..Profile::default()
     };
@@ -179,7 +185,7 @@ pub async fn record(args: &RecordArgs, cancel: &crate::sys::cancel::Cancel) -> R
             let mut comms: rustc_hash::FxHashMap<u32, String> =
                 snapshots.sampler.threads.iter().map(|(tid, t)| (*tid, t.comm.clone())).collect();
             for e in snapshots.sampler.exits.values() {
-                comms.entry(e.tid).or_insert_with(|| sched_times::comm_string(&e.comm));
+                comms.entry(e.tid).or_insert_with(|| crate::model::text::comm_string(&e.comm));
             }
             off_cpu_raw = continuous::off_cpu_stacks(&accounted, &snapshots.sampler.sightings, &comms);
             if let (Some(report), Some(b)) = (unwind_report.as_mut(), &snapshots.blocked) {

@@ -10,18 +10,7 @@ use profiler_common::{
     STATE_SLEEPING,
 };
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns()`.
-pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
-
-/// A clock in nanoseconds.
-pub fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+use crate::{model::text::comm_string, sys::clock::monotonic_ns};
 
 /// Thread state letter of /proc/PID/task/TID/stat to our state.
 fn state_from_proc(letter: char) -> u32 {
@@ -120,11 +109,6 @@ pub fn drain_exits(ring: &mut RingBuf<MapData>, exited: &mut Exited) {
             exited.names.insert(e.tid, comm_string(&e.comm));
         }
     }
-}
-
-/// A NUL-padded kernel comm as a string.
-pub fn comm_string(comm: &[u8; profiler_common::TASK_COMM_LEN]) -> String {
-    String::from_utf8_lossy(profiler_common::comm_bytes(comm)).into_owned()
 }
 
 /// Threads whose record says they have been running for more than

@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use crate::sched_times::{clock_ns, monotonic_ns};
+use crate::sys::clock::{clock_ns, monotonic_ns};
 
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;

@@ -187,7 +187,7 @@ impl StackAggregator {
                 tid: key.tid,
                 process: key.process,
                 syscall: key.syscall,
-                comm: crate::sched_times::comm_string(&key.comm),
+                comm: crate::model::text::comm_string(&key.comm),
                 kstack: key.kstack,
                 ustack,
                 count,

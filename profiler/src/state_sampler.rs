@@ -152,7 +152,7 @@ impl StateSampler {
     /// Parse one snapshot. A bound snapshot returns every live thread's
     /// counters; a periodic one counts sightings.
     pub fn parse(&mut self, taken: &Taken) -> Option<CounterRead> {
-        let started = crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+        let started = crate::sys::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         self.seq += 1;
         let periodic = taken.kind == Kind::Periodic;
         // Sightings count in periods of --state-hz.
@@ -220,7 +220,7 @@ impl StateSampler {
         }
         self.stats.read_cpu_ns += taken.cpu_ns;
         self.stats.cpu_ns +=
-            taken.cpu_ns + crate::sched_times::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
+            taken.cpu_ns + crate::sys::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
         bound
     }
 
@@ -233,7 +233,7 @@ impl StateSampler {
         let t = self.threads.entry(tid).or_default();
         t.tgid = rec.tgid;
         if t.comm.as_bytes() != profiler_common::comm_bytes(&rec.comm) {
-            t.comm = crate::sched_times::comm_string(&rec.comm);
+            t.comm = crate::model::text::comm_string(&rec.comm);
         }
         let kstack: Option<Arc<[u64]>> = (!stack.is_empty())
             .then(|| stack.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect());

@@ -12,7 +12,7 @@ use std::io::Read;
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::{parse_proc_cgroup, Placement};
-use crate::sched_times::clock_ns;
+use crate::sys::clock::clock_ns;
 
 /// Longest command line kept, in bytes.
 pub const CMDLINE_MAX: usize = 4096;

@@ -21,7 +21,7 @@ use serde::Serialize;
 use profiler_common::{ProcessEvent, EVENT_EXEC, EVENT_FORK};
 
 use super::process::{BootClock, ProcRead, ProcessInfo, Source};
-use crate::sched_times::comm_string;
+use crate::model::text::comm_string;
 
 /// Largest difference between a fork event's time and the start time
 /// procfs gives for the process: procfs counts in clock ticks (4 ms at

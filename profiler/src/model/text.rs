@@ -10,3 +10,8 @@ pub fn clean(s: &str) -> String {
         })
         .collect()
 }
+
+/// A NUL-padded kernel comm as a string.
+pub fn comm_string(comm: &[u8; profiler_common::TASK_COMM_LEN]) -> String {
+    String::from_utf8_lossy(profiler_common::comm_bytes(comm)).into_owned()
+}

@@ -11,7 +11,7 @@ use super::{
     report::{Source, SourceKind},
     NoiseRaw,
 };
-use crate::{output::folded::clean, sched_times::comm_string};
+use crate::model::text::{clean, comm_string};
 
 /// The `[kind]` frame of a source; vectors are IRQs here as in the table.
 fn kind_frame(kind: SourceKind) -> &'static str {

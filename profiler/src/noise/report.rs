@@ -16,7 +16,7 @@ use profiler_common::{
 use serde::{ser::SerializeMap, Serialize, Serializer};
 
 use super::raw::{NoiseDropped, NoiseRaw};
-use crate::sched_times::comm_string;
+use crate::model::text::comm_string;
 
 /// Entries of [`NoiseReport::top_sources`].
 pub const TOP_SOURCES: usize = 10;

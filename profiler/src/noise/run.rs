@@ -90,7 +90,7 @@ pub async fn run(args: &NoiseArgs, cancel: &crate::sys::cancel::Cancel) -> Resul
             frequency_hz: checked.frequency,
             offsets,
             max_threads: args.max_threads,
-            unwind: crate::cli::UnwindMethod::Fp,
+            unwind: crate::config::UnwindMethod::Fp,
             sample_on_cpu: true,
             walk_stacks: false,
             off_cpu: false,
@@ -106,7 +106,7 @@ pub async fn run(args: &NoiseArgs, cancel: &crate::sys::cancel::Cancel) -> Resul
         pids: checked.pids.clone(),
         offsets,
         max_threads: args.max_threads,
-        unwind: crate::cli::UnwindMethod::Fp,
+        unwind: crate::config::UnwindMethod::Fp,
         sample_on_cpu: false,
         walk_stacks: false,
         noise_threshold_ns: threshold_ns,
@@ -119,7 +119,7 @@ pub async fn run(args: &NoiseArgs, cancel: &crate::sys::cancel::Cancel) -> Resul
     let kernel_before = KernelCounts::now();
     announce(checked.cpus.len(), args.duration);
     let end = wait(args.duration, cancel).await?;
-    let end_ns = sched_times::monotonic_ns();
+    let end_ns = crate::sys::clock::monotonic_ns();
     loaded.set_window_end(end_ns)?;
     let kernel_after = KernelCounts::now();
     eprintln!("tailprof: measured {:.2}s", (end_ns - start) as f64 / 1e9);
@@ -153,12 +153,12 @@ async fn continuous(
     // replaced while the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| Error::Io { what: "watch the sample ring buffer", source: e.into_parts().1 })?;
-    let start = sched_times::monotonic_ns();
+    let start = crate::sys::clock::monotonic_ns();
     let kernel_before = KernelCounts::now();
     let mut sampler = NoiseSampler::new(checked.frequency, start);
     announce(checked.cpus.len(), duration);
     let end = sample(&mut ring, &mut sampler, duration, cancel).await?;
-    let end_ns = sched_times::monotonic_ns();
+    let end_ns = crate::sys::clock::monotonic_ns();
     sampler.set_end(end_ns);
     let kernel_after = KernelCounts::now();
     eprintln!("tailprof: measured {:.2}s", (end_ns - start) as f64 / 1e9);

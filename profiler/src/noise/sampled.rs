@@ -36,7 +36,7 @@ use profiler_common::{SampleEvent, TASK_COMM_LEN};
 use rustc_hash::FxHashMap;
 
 use super::report::SourceKind;
-use crate::{sched_times::comm_string, symbolize::KernelSymbols};
+use crate::{model::text::comm_string, symbolize::KernelSymbols};
 
 /// Where a sample landed, from its kernel stack.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

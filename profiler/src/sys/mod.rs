@@ -1,4 +1,5 @@
 //! Small wrappers over the operating system that every layer uses.
 
 pub mod cancel;
+pub mod clock;
 pub mod io;
