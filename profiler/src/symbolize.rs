@@ -187,12 +187,19 @@ fn kernel_names(symbolizer: &Symbolizer, addrs: &[u64], unknown: &Arc<str>) -> b
     Ok(syms.iter().map(|s| name_of(s, unknown)).collect())
 }
 
+/// Bound of [`KernelSymbols`]' names.
+pub const MAX_KERNEL_NAMES: usize = 65_536;
+
 /// Kernel addresses named as they arrive, each looked up once and kept
 /// (the symbolizer keeps kallsyms parsed between lookups): for stacks that
 /// are classified during a capture rather than at its end.
 pub struct KernelSymbols {
     symbolizer: Symbolizer,
+    /// At most [`MAX_KERNEL_NAMES`]; emptied when full (kernel text holds
+    /// far fewer return addresses than that on a normal host).
     names: HashMap<u64, Arc<str>>,
+    /// Names dropped by emptying `names`.
+    pub evicted: u64,
     unknown: Arc<str>,
     /// A lookup failed: logged once, its addresses stay unknown.
     failed: bool,
@@ -209,6 +216,7 @@ impl KernelSymbols {
         Self {
             symbolizer: Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build(),
             names: HashMap::new(),
+            evicted: 0,
             unknown: Arc::from(UNKNOWN),
             failed: false,
         }
@@ -225,6 +233,11 @@ impl KernelSymbols {
         new.dedup();
         if new.is_empty() {
             return;
+        }
+        if self.names.len() + new.len() > MAX_KERNEL_NAMES {
+            self.evicted += self.names.len() as u64;
+            tracing::info!(evicted = self.evicted, "kernel symbol cache full: emptied");
+            self.names.clear();
         }
         match kernel_names(&self.symbolizer, &new, &self.unknown) {
             Ok(names) => self.names.extend(new.into_iter().zip(names)),

@@ -102,6 +102,8 @@ pub struct Sampling {
     pub lost_samples: u64,
     /// Samples whose thread was gone before it could be told kernel or user.
     pub threads_guessed: u64,
+    /// Kernel frame names the bounded name cache dropped (looked up again).
+    pub kernel_names_evicted: u64,
     /// `null`, or why the samples cover only some threads.
     pub restricted_to: Option<String>,
     /// What sampling cannot see, one sentence each.
@@ -415,6 +417,7 @@ pub fn build(raw: &ContinuousRaw) -> ContinuousReport {
             idle_samples: s.idle_samples,
             lost_samples: s.lost_samples,
             threads_guessed: s.threads_guessed,
+            kernel_names_evicted: s.kernel_names_evicted,
             restricted_to: s.restricted_to.clone(),
             blind_spots: BLIND_SPOTS.to_vec(),
         },
@@ -676,6 +679,7 @@ mod tests {
                 idle_samples: 370,
                 lost_samples: 0,
                 threads_guessed: 0,
+                kernel_names_evicted: 0,
                 restricted_to: None,
             },
         }

@@ -215,6 +215,9 @@ pub struct SampledRaw {
     /// Samples in the window whose thread could not be told kernel or user
     /// (gone before /proc/TID/stat was read): judged by their empty user stack.
     pub threads_guessed: u64,
+    /// Kernel frame names dropped when the bounded name cache filled
+    /// (`symbolize::MAX_KERNEL_NAMES`); they were looked up again.
+    pub kernel_names_evicted: u64,
     /// Set when the sampler saw only selected threads (`record --pid`, …):
     /// the estimates then cover only the noise that hit those threads.
     pub restricted_to: Option<String>,
@@ -324,6 +327,7 @@ impl NoiseSampler {
         self.flush();
         self.raw.idle_samples = idle_samples;
         self.raw.lost_samples = lost_samples;
+        self.raw.kernel_names_evicted = self.symbols.evicted;
         tracing::debug!(frequency_hz = self.frequency_hz, cpus = self.raw.delivered.len(), "noise samples classified");
         self.raw
     }
