@@ -17,7 +17,6 @@ use crate::{
     governor::{Apply, Governor, GovernorReport, Levels},
     noise::sampled::NoiseSampler,
     off_cpu::StackResolver,
-    progress::Progress,
     sched_times::{drain_exits, Exited},
     snapshot_taker::{SnapshotTaker, Taken},
     stacks::StackAggregator,
@@ -49,15 +48,55 @@ pub struct Sinks {
     /// its kernel stack (interrupt context, kernel thread).
     pub noise: Option<NoiseSampler>,
     malformed: u64,
+    /// Records stamped after a window's end, read while closing it: they
+    /// are handled, in order, once the next window is open.
+    held: Vec<Vec<u8>>,
+}
+
+/// When a record of the sample ring was stamped (CLOCK_MONOTONIC ns).
+fn stamp(item: &[u8]) -> Option<u64> {
+    match kind(item)? {
+        EVENT_SAMPLE => Some(SampleEvent::decode(item)?.ts_ns),
+        EVENT_SAMPLE_STACK => Some(decode_stack_record(item)?.sample.ts_ns),
+        EVENT_EXEC | EVENT_FORK => Some(ProcessEvent::decode(item)?.ts_ns),
+        _ => None,
+    }
 }
 
 impl Sinks {
     /// Samples and process events, in the order the kernel wrote them: an
-    /// exec is seen before the samples of the program it started.
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+    /// exec is seen before the samples of the program it started. With
+    /// `split`, the first record stamped after it and all that follow are
+    /// held for the next window.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>, split: Option<u64>) {
         while let Some(item) = ring.next() {
-            match kind(&item) {
-                Some(EVENT_SAMPLE) => match SampleEvent::decode(&item) {
+            if let Some(end) = split {
+                if !self.held.is_empty() || stamp(&item).is_some_and(|ts| ts > end) {
+                    self.held.push(item.to_vec());
+                    continue;
+                }
+            }
+            self.handle(&item);
+        }
+        if let Some(n) = self.noise.as_mut() {
+            n.flush();
+        }
+    }
+
+    /// Handle the records held at the last window's end.
+    fn replay(&mut self) {
+        for item in std::mem::take(&mut self.held) {
+            self.handle(&item);
+        }
+        if let Some(n) = self.noise.as_mut() {
+            n.flush();
+        }
+    }
+
+    fn handle(&mut self, item: &[u8]) {
+        {
+            match kind(item) {
+                Some(EVENT_SAMPLE) => match SampleEvent::decode(item) {
                     Some(event) => {
                         if let Some(u) = self.unwinder.as_mut() {
                             u.count_frame_pointer_sample();
@@ -70,7 +109,7 @@ impl Sinks {
                     }
                     None => self.malformed += 1,
                 },
-                Some(EVENT_SAMPLE_STACK) => match (decode_stack_record(&item), self.unwinder.as_mut()) {
+                Some(EVENT_SAMPLE_STACK) => match (decode_stack_record(item), self.unwinder.as_mut()) {
                     (Some(rec), Some(u)) => {
                         // The process table reads a new process before its
                         // first stack is unwound, while it still lives.
@@ -83,7 +122,7 @@ impl Sinks {
                     }
                     _ => self.malformed += 1,
                 },
-                Some(EVENT_EXEC | EVENT_FORK) => match ProcessEvent::decode(&item) {
+                Some(EVENT_EXEC | EVENT_FORK) => match ProcessEvent::decode(item) {
                     Some(event) => {
                         if let Some(u) = self.unwinder.as_mut() {
                             // New code (exec), or a pid that may be reused (fork).
@@ -99,33 +138,7 @@ impl Sinks {
                 _ => self.malformed += 1,
             }
         }
-        if let Some(n) = self.noise.as_mut() {
-            n.flush();
-        }
     }
-}
-
-/// What the capture loop gathered.
-pub struct Captured {
-    pub stacks: StackAggregator,
-    pub processes: ProcessTable,
-    pub unwinder: Option<SampleUnwinder>,
-    pub elapsed: Duration,
-    pub end: EndReason,
-    /// Final times and names of threads that exited.
-    pub exited: Exited,
-    /// The exit ring, to drain once more after the window is closed.
-    pub exits: Option<RingBuf<MapData>>,
-    /// CLOCK_MONOTONIC ns when the loop stopped.
-    pub end_ns: u64,
-    pub snapshots: Option<Snapshots>,
-    /// Every thread's counters when the window opened and closed (continuous tier).
-    pub opening: Option<CounterRead>,
-    pub closing: Option<CounterRead>,
-    /// What the cost governor measured and did.
-    pub governor: Option<GovernorReport>,
-    /// The samples classified as noise, over the window (`Plan::noise_sampling_hz`).
-    pub noise: Option<NoiseSampler>,
 }
 
 /// Thread-state snapshots taken during the capture, and the stack map
@@ -260,138 +273,266 @@ async fn next_snapshot(snapshots: &mut Option<Snapshots>) -> Option<std::io::Res
     }
 }
 
-/// How long to capture, whether the window opens and closes with a
+/// Called on every drain tick with the time left and the samples of the
+/// open window: the command line's progress line.
+pub type OnProgress = Box<dyn FnMut(Duration, u64) + Send>;
+
+/// How long to capture, whether each window opens and closes with a
 /// snapshot of every thread's counters (the continuous tier), the
 /// sampling frequency when samples are to be classified as noise (the
 /// continuous tier's noise report), and what may end it early.
-#[derive(Debug, Clone)]
 pub struct Plan {
     pub duration: Duration,
     pub bounds: bool,
     pub noise_sampling_hz: Option<u64>,
     /// Ends the capture early, as if its duration were up.
     pub cancel: crate::sys::cancel::Cancel,
+    pub progress: Option<OnProgress>,
 }
 
-/// Read samples (and exited threads' totals, if tracked) for `duration`.
-pub async fn run(
-    ring: RingBuf<MapData>,
-    mut exits: Option<RingBuf<MapData>>,
-    mut snapshots: Option<Snapshots>,
-    mut cgroup_filter: Option<CgroupFilter>,
-    unwinder: Option<SampleUnwinder>,
-    plan: Plan,
-    mut governed: Option<Governed>,
-) -> Result<Captured> {
-    let Plan { duration, bounds, noise_sampling_hz, cancel } = plan;
-    let mut exited = Exited::default();
-    // SAFETY: the ring buffer owns its map fd, which stays open and is not
-    // replaced while the AsyncFd owns the ring buffer.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| Error::Io { what: "watch the sample ring buffer", source: e.into_parts().1 })?;
-    let mut sinks =
-        Sinks { stacks: StackAggregator::new(), processes: ProcessTable::new(), unwinder, noise: None, malformed: 0 };
-    let mut progress = Progress::new();
-    // The continuous tier's window opens and closes with a snapshot of
-    // every thread's counters.
-    let opening = match (bounds, snapshots.as_mut()) {
-        (true, Some(s)) => Some(s.bound(&mut sinks).await?),
-        _ => None,
-    };
-    // Noise samples count from the window's start.
-    sinks.noise =
-        noise_sampling_hz.map(|hz| NoiseSampler::new(hz, opening.as_ref().map_or_else(monotonic_ns, |o| o.at_ns)));
-    let start = Instant::now();
-    let deadline = tokio::time::Instant::from_std(start + duration);
-    let mut tick = interval(Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+/// Why [`Collector::collect_until`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The window's end: the capture goes on.
+    Boundary,
+    /// The capture is over.
+    End(EndReason),
+}
 
-    let reason = loop {
-        tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard.map_err(|source| Error::Io { what: "wait for the sample ring buffer", source })?;
-                sinks.drain(guard.get_inner_mut());
-                guard.clear_ready();
-            }
-            _ = sleep_until(deadline) => break EndReason::Elapsed,
-            _ = cancel.cancelled() => break EndReason::Interrupted,
-            Some(taken) = next_snapshot(&mut snapshots) => {
-                // Execs still in the ring must reach the unwinder before
-                // blocked threads of the new program are unwound.
-                sinks.drain(ring.get_mut());
-                if let Some(s) = snapshots.as_mut() {
-                    s.handle(taken, &mut sinks);
+/// What one window gathered, taken at its end (see [`Collector::close_window`]).
+pub struct WindowTaken {
+    /// On-CPU stacks of the window.
+    pub stacks: Vec<crate::stacks::AggregatedStack>,
+    /// The snapshots' sightings of the window.
+    pub sampled: Option<crate::state_sampler::SampledWindow>,
+    /// The samples classified as noise (continuous tier), with the
+    /// sampler's counts over the window still to be filled in.
+    pub noise: Option<crate::noise::sampled::SampledRaw>,
+    /// Every thread's counters at the window's start and end (continuous tier).
+    pub opening: Option<CounterRead>,
+    pub closing: Option<CounterRead>,
+    /// CLOCK_MONOTONIC ns of the window's end.
+    pub end_ns: u64,
+}
+
+/// The capture loop over its sources: the sample ring, exit records,
+/// snapshots, the cgroup filter and the governor. It runs window by window;
+/// what it keeps between windows (processes, modules, address spaces,
+/// unwind tables, kernel names) lives as long as it does.
+pub struct Collector {
+    ring: AsyncFd<RingBuf<MapData>>,
+    pub exits: Option<RingBuf<MapData>>,
+    pub snapshots: Option<Snapshots>,
+    cgroup_filter: Option<CgroupFilter>,
+    pub sinks: Sinks,
+    governed: Option<Governed>,
+    /// Final times and names of threads that exited (deep tier).
+    pub exited: Exited,
+    bounds: bool,
+    cancel: crate::sys::cancel::Cancel,
+    progress: Option<OnProgress>,
+    duration: Duration,
+    start: Instant,
+    deadline: tokio::time::Instant,
+    tick: tokio::time::Interval,
+    /// The open window's opening bound (continuous tier).
+    pub opening: Option<CounterRead>,
+}
+
+impl Collector {
+    /// Start collecting: the first window opens now (with a bound snapshot
+    /// in the continuous tier).
+    pub async fn start(
+        ring: RingBuf<MapData>,
+        exits: Option<RingBuf<MapData>>,
+        mut snapshots: Option<Snapshots>,
+        cgroup_filter: Option<CgroupFilter>,
+        unwinder: Option<SampleUnwinder>,
+        plan: Plan,
+        governed: Option<Governed>,
+    ) -> Result<Self> {
+        let Plan { duration, bounds, noise_sampling_hz, cancel, progress } = plan;
+        // SAFETY: the ring buffer owns its map fd, which stays open and is not
+        // replaced while the AsyncFd owns the ring buffer.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| Error::Io { what: "watch the sample ring buffer", source: e.into_parts().1 })?;
+        let mut sinks = Sinks {
+            stacks: StackAggregator::new(),
+            processes: ProcessTable::new(),
+            unwinder,
+            noise: None,
+            malformed: 0,
+            held: Vec::new(),
+        };
+        // The continuous tier's window opens and closes with a snapshot of
+        // every thread's counters.
+        let opening = match (bounds, snapshots.as_mut()) {
+            (true, Some(s)) => Some(s.bound(&mut sinks).await?),
+            _ => None,
+        };
+        // Noise samples count from the window's start.
+        sinks.noise =
+            noise_sampling_hz.map(|hz| NoiseSampler::new(hz, opening.as_ref().map_or_else(monotonic_ns, |o| o.at_ns)));
+        let start = Instant::now();
+        let mut tick = interval(Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        Ok(Self {
+            ring,
+            exits,
+            snapshots,
+            cgroup_filter,
+            sinks,
+            governed,
+            exited: Exited::default(),
+            bounds,
+            cancel,
+            progress,
+            duration,
+            start,
+            deadline: tokio::time::Instant::from_std(start + duration),
+            tick,
+            opening,
+        })
+    }
+
+    /// When the capture started.
+    pub fn started(&self) -> Instant {
+        self.start
+    }
+
+    /// Time since the capture started, at most its duration.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed().min(self.duration)
+    }
+
+    /// Collect until `until`, the capture's end, or a cancel.
+    pub async fn collect_until(&mut self, until: Instant) -> Result<Cut> {
+        let until = tokio::time::Instant::from_std(until).min(self.deadline);
+        let deadline = self.deadline;
+        loop {
+            tokio::select! {
+                guard = self.ring.readable_mut() => {
+                    let mut guard = guard.map_err(|source| Error::Io { what: "wait for the sample ring buffer", source })?;
+                    self.sinks.drain(guard.get_inner_mut(), None);
+                    guard.clear_ready();
                 }
-            }
-            _ = tick.tick() => {
-                sinks.drain(ring.get_mut());
-                if let Some(exits) = exits.as_mut() {
-                    drain_exits(exits, &mut exited);
-                    for tid in std::mem::take(&mut exited.threads_gone) {
-                        if let Some(s) = snapshots.as_mut() {
-                            s.sampler.gone(tid);
-                        }
+                _ = sleep_until(until) => {
+                    return Ok(if until >= deadline { Cut::End(EndReason::Elapsed) } else { Cut::Boundary });
+                }
+                _ = self.cancel.cancelled() => return Ok(Cut::End(EndReason::Interrupted)),
+                Some(taken) = next_snapshot(&mut self.snapshots) => {
+                    // Execs still in the ring must reach the unwinder before
+                    // blocked threads of the new program are unwound.
+                    self.sinks.drain(self.ring.get_mut(), None);
+                    if let Some(s) = self.snapshots.as_mut() {
+                        s.handle(taken, &mut self.sinks);
                     }
-                    for pid in std::mem::take(&mut exited.processes_gone) {
-                        if let Some(u) = sinks.unwinder.as_mut() {
-                            u.forget(pid);
-                        }
-                    }
                 }
-                if let Some(s) = snapshots.as_mut() {
-                    s.drain_exits();
-                }
-                if let Some(g) = governed.as_mut() {
-                    // What snapshots cost: taking and parsing them, and copying
-                    // and unwinding the stacks of the blocked threads they find.
-                    let snapshot_cpu = snapshots.as_ref().map_or(0, |s| {
-                        s.sampler.stats.cpu_ns + s.blocked.as_ref().map_or(0, |b| b.stats.cpu_ns)
-                    });
-                    let taken = snapshots.as_ref().map_or(0, |s| s.sampler.stats.snapshots);
-                    let mut turn = Turn { taker: snapshots.as_ref().map(|s| &s.taker), rates: &mut g.rates };
-                    g.governor.poll(snapshot_cpu, taken, &mut turn);
-                }
-                if let Some(filter) = cgroup_filter.as_mut() {
-                    filter.rescan_if_due();
-                }
-                progress.update(duration.saturating_sub(start.elapsed()), sinks.stacks.samples());
+                _ = self.tick.tick() => self.on_tick(),
             }
         }
-    };
-    let closing = match (bounds, snapshots.as_mut()) {
-        (true, Some(s)) => Some(s.bound(&mut sinks).await?),
-        _ => None,
-    };
-    let end_ns = closing.as_ref().map_or_else(monotonic_ns, |c| c.at_ns);
-    if let Some(s) = snapshots.as_mut() {
-        s.drain_exits();
     }
-    let elapsed = start.elapsed().min(duration);
-    if let Some(n) = sinks.noise.as_mut() {
-        n.set_end(end_ns);
+
+    fn on_tick(&mut self) {
+        self.sinks.drain(self.ring.get_mut(), None);
+        if let Some(exits) = self.exits.as_mut() {
+            drain_exits(exits, &mut self.exited);
+            for tid in std::mem::take(&mut self.exited.threads_gone) {
+                if let Some(s) = self.snapshots.as_mut() {
+                    s.sampler.gone(tid);
+                }
+            }
+            for pid in std::mem::take(&mut self.exited.processes_gone) {
+                if let Some(u) = self.sinks.unwinder.as_mut() {
+                    u.forget(pid);
+                }
+            }
+        }
+        if let Some(s) = self.snapshots.as_mut() {
+            s.drain_exits();
+        }
+        let snapshots = &self.snapshots;
+        if let Some(g) = self.governed.as_mut() {
+            // What snapshots cost: taking and parsing them, and copying
+            // and unwinding the stacks of the blocked threads they find.
+            let snapshot_cpu = snapshots
+                .as_ref()
+                .map_or(0, |s| s.sampler.stats.cpu_ns + s.blocked.as_ref().map_or(0, |b| b.stats.cpu_ns));
+            let taken = snapshots.as_ref().map_or(0, |s| s.sampler.stats.snapshots);
+            let mut turn = Turn { taker: snapshots.as_ref().map(|s| &s.taker), rates: &mut g.rates };
+            g.governor.poll(snapshot_cpu, taken, &mut turn);
+        }
+        if let Some(filter) = self.cgroup_filter.as_mut() {
+            filter.rescan_if_due();
+        }
+        if let Some(p) = self.progress.as_mut() {
+            p(self.duration.saturating_sub(self.start.elapsed()), self.sinks.stacks.samples());
+        }
     }
-    // Whatever the kernel wrote before we stopped still counts.
-    sinks.drain(ring.get_mut());
-    if let Some(exits) = exits.as_mut() {
-        drain_exits(exits, &mut exited);
+
+    /// Close the open window (with a bound snapshot in the continuous
+    /// tier) and take what it gathered; the next window opens where this
+    /// one ends. Samples stamped after the end wait for the next window.
+    pub async fn close_window(&mut self) -> Result<WindowTaken> {
+        let closing = match (self.bounds, self.snapshots.as_mut()) {
+            (true, Some(s)) => Some(s.bound(&mut self.sinks).await?),
+            _ => None,
+        };
+        let end_ns = closing.as_ref().map_or_else(monotonic_ns, |c| c.at_ns);
+        if let Some(s) = self.snapshots.as_mut() {
+            s.drain_exits();
+        }
+        // Whatever the kernel wrote up to the end counts in this window.
+        self.sinks.drain(self.ring.get_mut(), Some(end_ns));
+        if let Some(exits) = self.exits.as_mut() {
+            drain_exits(exits, &mut self.exited);
+        }
+        if self.sinks.malformed > 0 {
+            tracing::warn!(malformed = self.sinks.malformed, "ignored malformed ring buffer records");
+            self.sinks.malformed = 0;
+        }
+        let stacks = self.sinks.stacks.take_stacks();
+        let sampled = self.snapshots.as_mut().map(|s| {
+            let mut w = s.sampler.cut();
+            for (key, frames, n) in std::mem::take(&mut w.blocked_counts) {
+                if let Some(b) = s.blocked.as_mut() {
+                    b.count(key, frames.as_deref(), n);
+                }
+            }
+            w
+        });
+        let noise = self.sinks.noise.as_mut().map(|n| n.cut(end_ns, 0, 0));
+        // The next window's samples.
+        self.sinks.replay();
+        let opening = std::mem::replace(&mut self.opening, closing.clone());
+        Ok(WindowTaken { stacks, sampled, noise, opening, closing, end_ns })
     }
-    progress.finish();
-    if sinks.malformed > 0 {
-        tracing::warn!(malformed = sinks.malformed, "ignored malformed ring buffer records");
+
+    /// Between windows: forget what is kept of processes and threads the
+    /// window's closing snapshot did not list. Returns how many entries.
+    pub fn evict(&mut self, live_tids: &rustc_hash::FxHashSet<u32>, live_tgids: &rustc_hash::FxHashSet<u32>) -> u64 {
+        let mut n = self.sinks.processes.evict(live_tgids) + self.sinks.stacks.evict(live_tgids);
+        if let Some(u) = self.sinks.unwinder.as_mut() {
+            n += u.evict(live_tgids);
+        }
+        if let Some(noise) = self.sinks.noise.as_mut() {
+            n += noise.evict(live_tids);
+        }
+        if let Some(s) = self.snapshots.as_mut() {
+            n += s.sampler.evict(live_tids);
+        }
+        n
     }
-    Ok(Captured {
-        stacks: sinks.stacks,
-        processes: sinks.processes,
-        unwinder: sinks.unwinder,
-        elapsed,
-        end: reason,
-        exited,
-        exits,
-        end_ns,
-        snapshots,
-        opening,
-        closing,
-        governor: governed.map(|g| g.governor.report()),
-        noise: sinks.noise,
-    })
+
+    /// Read the exit ring (deep tier) once more.
+    pub fn drain_exits(&mut self) {
+        if let Some(exits) = self.exits.as_mut() {
+            drain_exits(exits, &mut self.exited);
+        }
+    }
+
+    /// The cost governor's report so far.
+    pub fn governor(&self) -> Option<GovernorReport> {
+        self.governed.as_ref().map(|g| g.governor.report())
+    }
 }

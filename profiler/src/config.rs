@@ -10,6 +10,8 @@ use crate::{latency::Slo, profile::Selection, query::dimension::GroupBy, tier::T
 #[derive(Debug, Clone)]
 pub struct RecordConfig {
     pub duration: Duration,
+    /// Cut the capture into windows this long (`None`: one window).
+    pub window: Option<Duration>,
     /// On-CPU sampling frequency per CPU, Hz.
     pub frequency_hz: u64,
     /// Which processes and threads (pids resolved at start).
@@ -34,6 +36,29 @@ pub struct RecordConfig {
     /// Syscall latency histograms (hooks on every syscall).
     pub syscall_latency: bool,
     pub slos: Vec<Slo>,
+    /// Kernel BTF to read type layouts from.
+    pub btf: PathBuf,
+}
+
+/// What `noise` measures and where it writes it.
+#[derive(Debug, Clone)]
+pub struct NoiseConfig {
+    pub duration: Duration,
+    pub tier: Tier,
+    /// On-CPU sampling frequency of the continuous tier's estimates, Hz (0 for deep).
+    pub frequency_hz: u64,
+    /// CPUs to report, as given (for messages) and parsed (`None`: every online CPU).
+    pub cpus: Option<(String, Vec<u32>)>,
+    /// Victim view: these processes (pids or tids, resolved at start).
+    pub pids: Vec<u32>,
+    /// Events shorter than this are not counted, ns.
+    pub threshold_ns: u64,
+    pub slos: Vec<Slo>,
+    /// Syscall latency histograms (hooks on every syscall).
+    pub syscall_latency: bool,
+    /// Also write the reports into this directory.
+    pub output: Option<PathBuf>,
+    pub max_threads: u32,
     /// Kernel BTF to read type layouts from.
     pub btf: PathBuf,
 }

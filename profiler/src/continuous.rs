@@ -20,7 +20,7 @@ use profiler_common::{
 
 use crate::{
     off_cpu::RawOffCpu,
-    state_sampler::{CounterRead, SightKey, StateSampler},
+    state_sampler::{CounterRead, SampledWindow, SightKey},
 };
 
 pub use crate::model::stats::CounterExtras;
@@ -70,7 +70,7 @@ fn split(ns: u64, weights: &[u64]) -> Vec<u64> {
 pub fn account(
     opening: &CounterRead,
     closing: &CounterRead,
-    sampler: &StateSampler,
+    sampler: &SampledWindow,
     window: &Range<u64>,
     delayacct: bool,
 ) -> Accounted {
@@ -101,7 +101,16 @@ pub fn account(
         };
         let life = end_ns.saturating_sub(window.start.max(start_ns));
         let d = delta(&end_counters, &base);
-        let (on, runnable) = (d.sum_exec_ns, d.run_delay_ns);
+        let (mut on, mut runnable) = (d.sum_exec_ns, d.run_delay_ns);
+        // A running thread's counters are brought up to date at ticks and
+        // switches, so a bound may read them up to a tick late: a window of
+        // a thread that never sleeps can then hold a little more than its
+        // span. It is capped at the span, the time shared in proportion.
+        if on + runnable > life {
+            let total = on + runnable;
+            on = (u128::from(on) * u128::from(life) / u128::from(total)) as u64;
+            runnable = life - on;
+        }
         let rest = life.saturating_sub(on + runnable);
         let samples = sampler.threads.get(&tid).map(|t| t.states).unwrap_or_default();
         let seen = [samples[STATE_SLEEPING as usize], samples[STATE_DISK as usize], samples[STATE_OTHER as usize]];
@@ -221,8 +230,7 @@ mod tests {
         closing.threads.insert(1, (1, 0, c(3_500, 1_100)));
         // Born in the window at 6_000, alive at the end.
         closing.threads.insert(2, (1, 6_000, c(1_000, 0)));
-        let sampler = StateSampler::new(16);
-        let a = account(&opening, &closing, &sampler, &(1_000..11_000), false);
+        let a = account(&opening, &closing, &SampledWindow::default(), &(1_000..11_000), false);
         let t = a.times[&1];
         assert_eq!((t.on_cpu_ns, t.off_cpu_ns), (3_000, [1_000, 6_000, 0, 0]));
         let t = a.times[&2];

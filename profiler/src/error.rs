@@ -60,6 +60,9 @@ pub enum Error {
     #[error("could not read a kernel map")]
     Map(#[source] aya::maps::MapError),
 
+    #[error("could not merge windows")]
+    Merge(#[source] crate::model::window::MergeError),
+
     #[error("could not write {what} as JSON")]
     Json {
         what: &'static str,

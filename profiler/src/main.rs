@@ -3,9 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tailprof::{
     capture::EndReason,
-    cli::{Cli, Command},
+    cli::{progress::Progress, signals::cancel_on_signals, Cli, Command},
     output, record, report,
-    sys::cancel::Cancel,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -25,30 +24,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// A cancel that Ctrl-C (SIGINT) or SIGTERM triggers: the capture then
-/// ends early and still writes what it has.
-fn cancel_on_signals(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Cancel> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let cancel = Cancel::new();
-    let mut sigterm = runtime.block_on(async { signal(SignalKind::terminate()) })?;
-    let on_signal = cancel.clone();
-    runtime.spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = sigterm.recv() => {}
-        }
-        on_signal.cancel();
-    });
-    Ok(cancel)
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     match cli.command {
         Command::Record(args) => {
             let config = args.to_config()?;
             let cancel = cancel_on_signals(&runtime)?;
-            let recording = runtime.block_on(record::record(&config, &cancel))?;
+            let mut line = Progress::new();
+            let progress = Box::new(move |left, samples| line.update(left, samples));
+            let recording = runtime.block_on(record::record(&config, Some(progress), &cancel))?;
             if recording.end == EndReason::Interrupted {
                 eprintln!("tailprof: interrupted; wrote what was captured");
             }
@@ -56,10 +40,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Noise(args) => {
-            let slos = tailprof::latency::parse_slos_arg(args.slo.as_deref())?;
+            let config = args.to_config()?;
             let cancel = cancel_on_signals(&runtime)?;
-            let measured = runtime.block_on(tailprof::noise::run::run(&args, &cancel))?;
-            let rendered = tailprof::noise::output::render(&measured.measurement, &slos);
+            let duration = humantime::format_duration(config.duration);
+            let mut announce = |cpus: usize| {
+                let s = if cpus == 1 { "" } else { "s" };
+                eprintln!("tailprof: measuring noise on {cpus} CPU{s} for {duration} (Ctrl-C ends early)");
+            };
+            let measured = runtime.block_on(tailprof::noise::run::run(&config, &mut announce, &cancel))?;
+            eprintln!("tailprof: measured {:.2}s", measured.measurement.duration_ns() as f64 / 1e9);
+            let slos = &config.slos;
+            let rendered = tailprof::noise::output::render(&measured.measurement, slos);
             let files = match &args.output {
                 Some(dir) => tailprof::noise::output::write_files(dir, &measured.measurement, &rendered)?,
                 None => Vec::new(),

@@ -397,6 +397,9 @@ pub struct Profile {
     pub symbolize_ns: u64,
     /// How user stacks were unwound (`None`: `--unwind fp`).
     pub unwind: Option<crate::model::stats::UnwindReport>,
+    /// The collector's long-lived caches after the window (not in a
+    /// re-rendered capture).
+    pub caches: Option<crate::model::stats::CacheReport>,
 }
 
 impl Profile {

@@ -68,6 +68,9 @@ struct Header {
     /// Absent without `--cpu-budget` and in older files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     governor: Option<crate::governor::GovernorReport>,
+    /// The collector's caches after the window; absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    caches: Option<crate::model::stats::CacheReport>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -237,6 +240,7 @@ pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
         unwind: p.unwind.clone(),
         tier: p.tier,
         governor: p.governor.clone(),
+        caches: p.caches.clone(),
     })))?;
     for m in &p.modules {
         out.put(&Record::Module(m.clone()))?;
@@ -375,6 +379,7 @@ pub fn read(dir: &Path) -> Result<Profile> {
                     unwind: h.unwind,
                     tier: h.tier,
                     governor: h.governor,
+                    caches: h.caches,
                     ..Profile::default()
                 };
             }

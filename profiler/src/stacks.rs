@@ -6,7 +6,6 @@
 //! open when deleted or replaced, see [`ModuleTable`]), and a process with
 //! addresses outside any module gets its perf map opened for JIT names.
 
-mod maps;
 mod modules;
 mod perf_map;
 
@@ -17,7 +16,7 @@ use rustc_hash::FxHashMap;
 use blazesym::normalize::{NormalizeOpts, Normalizer, UserMeta};
 use profiler_common::{SampleEvent, TASK_COMM_LEN};
 
-pub use maps::{AddressSpace, Mapping, MappingKind};
+pub use crate::enrich::maps::{AddressSpace, Mapping, MappingKind};
 pub use modules::ModuleTable;
 #[cfg(test)]
 pub(crate) use perf_map::ns_pid;
@@ -179,8 +178,15 @@ impl StackAggregator {
     /// All unique stacks and the modules they reference.
     pub fn finish(mut self) -> (ModuleTable, Vec<AggregatedStack>) {
         self.modules.seal();
-        let stacks = self
-            .stacks
+        let stacks = self.take_stacks();
+        (self.modules, stacks)
+    }
+
+    /// The window's unique stacks; the modules and what is known of each
+    /// process's address space stay for the next window.
+    pub fn take_stacks(&mut self) -> Vec<AggregatedStack> {
+        self.samples = 0;
+        std::mem::take(&mut self.stacks)
             .into_iter()
             .map(|(key, (ustack, count))| AggregatedStack {
                 pid: key.pid,
@@ -192,8 +198,25 @@ impl StackAggregator {
                 ustack,
                 count,
             })
-            .collect();
-        (self.modules, stacks)
+            .collect()
+    }
+
+    /// The long-lived module table (user frames index into it).
+    pub fn modules(&mut self) -> &mut ModuleTable {
+        &mut self.modules
+    }
+
+    /// Between windows: forget the address spaces and perf maps of
+    /// processes no longer alive (`live` tgids); returns how many.
+    pub fn evict(&mut self, live: &rustc_hash::FxHashSet<u32>) -> u64 {
+        let before = self.procs.len();
+        self.procs.retain(|pid, _| live.contains(pid));
+        (before - self.procs.len()) as u64 + self.modules.perf_maps.evict(live)
+    }
+
+    /// Processes whose address spaces are held.
+    pub fn processes_held(&self) -> u64 {
+        self.procs.len() as u64
     }
 }
 

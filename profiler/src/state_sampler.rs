@@ -124,6 +124,8 @@ pub struct StateSampler {
     /// Threads the kernel believes we know but we do not (table full):
     /// their iterator entries are deleted so that they are sent whole.
     pub resync: Vec<u32>,
+    /// `stats` at the last [`cut`](Self::cut): a window's are the growth since.
+    stats_at_cut: SamplerStats,
 }
 
 impl StateSampler {
@@ -146,6 +148,7 @@ impl StateSampler {
             seq: 0,
             pending: Vec::new(),
             resync: Vec::new(),
+            stats_at_cut: SamplerStats::default(),
         }
     }
 
@@ -263,6 +266,10 @@ impl StateSampler {
     /// Count a segment's sightings: it lasted until the running total of
     /// periodic weights was `until`.
     fn close(&mut self, l: Live, until: u64) {
+        self.count(&l, until);
+    }
+
+    fn count(&mut self, l: &Live, until: u64) {
         let (rec, n) = (&l.rec, until.saturating_sub(l.base));
         if n == 0 {
             return;
@@ -348,6 +355,69 @@ impl StateSampler {
             self.close(l, until);
         }
     }
+
+    /// End a window (after its closing bound): every open segment counts
+    /// its sightings so far into this window and goes on in the next one.
+    /// Returns what the window saw; live threads stay known.
+    pub fn cut(&mut self) -> SampledWindow {
+        let until = self.weights;
+        let mut live = std::mem::take(&mut self.live);
+        for l in live.values_mut() {
+            self.count(l, until);
+            l.base = until;
+        }
+        let next: FxHashMap<u32, ThreadSamples> = live
+            .keys()
+            .filter_map(|tid| self.threads.get(tid).map(|t| (*tid, ThreadSamples { states: [0; STATES], ..t.clone() })))
+            .collect();
+        self.live = live;
+        // Processes are listed again when next seen whole (the table knows them).
+        self.seen_processes.clear();
+        let stats = self.stats.since(&self.stats_at_cut);
+        self.stats_at_cut = self.stats;
+        SampledWindow {
+            threads: std::mem::replace(&mut self.threads, next),
+            sightings: std::mem::take(&mut self.sightings),
+            exits: std::mem::take(&mut self.exits),
+            blocked_counts: std::mem::take(&mut self.blocked_counts),
+            fd_waits: self.fd_waits.take_counts(),
+            stats,
+        }
+    }
+
+    /// Forget what is kept of threads no longer alive (between windows).
+    pub fn evict(&mut self, live: &rustc_hash::FxHashSet<u32>) -> u64 {
+        let before = self.kstacks.len();
+        self.kstacks.retain(|tid, _| live.contains(tid));
+        let evicted = (before - self.kstacks.len()) as u64;
+        self.seen_user_stacks.clear();
+        evicted + self.fd_waits.evict(live)
+    }
+
+    /// The live-thread table's bound (`--max-threads`).
+    pub fn max_threads(&self) -> u32 {
+        self.max_threads as u32
+    }
+
+    /// Entries held across windows: live threads and their kernel stacks.
+    pub fn held(&self) -> u64 {
+        (self.live.len() + self.kstacks.len()) as u64
+    }
+}
+
+/// What the snapshots saw in one window.
+#[derive(Debug, Default)]
+pub struct SampledWindow {
+    /// Per tid: name, process and snapshots by state.
+    pub threads: FxHashMap<u32, ThreadSamples>,
+    pub sightings: FxHashMap<u32, FxHashMap<SightKey, u64>>,
+    /// Final counters of threads that exited in the window.
+    pub exits: FxHashMap<u32, TaskExit>,
+    pub blocked_counts: Vec<BlockedCount>,
+    /// Per tid, what it was seen blocked on.
+    pub fd_waits: std::collections::BTreeMap<u32, Vec<crate::enrich::fd_target::BlockedOn>>,
+    /// The snapshots of this window.
+    pub stats: SamplerStats,
 }
 
 #[cfg(test)]

@@ -25,111 +25,198 @@ use crate::{
     stacks::{lookup_address, AggregatedStack, ModuleTable, UserFrame},
 };
 
-/// Build the symbolized [`Profile`] from aggregated on-CPU and off-CPU stacks.
+/// Build the symbolized [`Profile`] from aggregated on-CPU and off-CPU
+/// stacks, with a symbolizer of its own (one window).
 pub fn symbolize(
-    modules: ModuleTable,
+    mut modules: ModuleTable,
     stacks: Vec<AggregatedStack>,
     off_cpu: Vec<RawOffCpu>,
-    mut profile: Profile,
+    profile: Profile,
 ) -> Profile {
-    let started = std::time::Instant::now();
-    let all = || {
-        stacks
-            .iter()
-            .map(|s| (s.pid, &*s.kstack, &*s.ustack))
-            .chain(off_cpu.iter().map(|s| (s.tgid, &*s.kstack, &*s.ustack)))
-    };
-    let mut modules = modules;
-    let symbols = Symbols::resolve(&mut modules, &default_debug_dirs(), all);
-    profile.samples = stacks.iter().map(|s| s.count).sum();
-    profile.modules = std::mem::take(&mut modules.modules);
-    profile.stacks = stacks
-        .into_iter()
-        .map(|s| Stack {
-            frames: symbols.frames(s.pid, &s.kstack, &s.ustack),
-            pid: s.pid,
-            tid: s.tid,
-            comm: s.comm,
-            process: s.process,
-            syscall: s.syscall,
-            count: s.count,
-        })
-        .collect();
-    profile.off_cpu = off_cpu
-        .into_iter()
-        .map(|s| OffCpuStack {
-            frames: symbols.frames(s.tgid, &s.kstack, &s.ustack),
-            pid: s.tgid,
-            tid: s.tid,
-            comm: s.comm,
-            process: s.process,
-            state: s.state,
-            syscall: s.syscall,
-            waker_tid: s.waker_tid,
-            waker_comm: s.waker_comm,
-            stack_lost: s.stack_lost,
-            ns: s.ns,
-            count: s.count,
-        })
-        .collect();
-    profile.symbolize_ns = started.elapsed().as_nanos() as u64;
-    profile
+    Names::default().window(&mut modules, stacks, off_cpu, profile)
 }
 
-/// Names of every address the stacks hold, each looked up once.
-struct Symbols {
+/// Most kernel addresses and (module, offset) pairs whose names are kept
+/// between windows; a cache that outgrows its bound is emptied.
+pub const MAX_KERNEL_CACHE: usize = 262_144;
+pub const MAX_USER_CACHE: usize = 1_048_576;
+
+/// Sizes and evictions of the symbol caches, for summary.json.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NameCacheStats {
+    /// Kernel addresses named and kept.
+    pub kernel: u64,
+    /// (module, offset) pairs named (or found unnamed) and kept.
+    pub user: u64,
+    /// Entries dropped when a cache outgrew its bound.
+    pub evicted: u64,
+    /// Addresses looked up in this window (the rest came from the caches).
+    pub looked_up: u64,
+}
+
+/// Names of addresses, kept for the collector's life: a window looks up
+/// only addresses no earlier window named. User frames are keyed by the
+/// long-lived module table's index and file offset (a module is one file,
+/// so the key stands for its build id and offset).
+#[derive(Default)]
+pub struct Names {
     kernel: HashMap<u64, Arc<str>>,
-    user: user::UserNames,
-    /// JIT frames by (pid, address), from perf maps.
-    jit: HashMap<(u32, u64), Arc<str>>,
-    unknown: Arc<str>,
+    /// `None`: no symbol covers the offset.
+    user: HashMap<(usize, u64), Option<Arc<[Frame]>>>,
+    pub stats: NameCacheStats,
 }
 
-impl Symbols {
-    fn resolve<'a, I>(modules: &mut ModuleTable, debug_dirs: &[std::path::PathBuf], stacks: impl Fn() -> I) -> Self
+impl Names {
+    /// Symbolize one window's stacks into `profile`.
+    pub fn window(
+        &mut self,
+        modules: &mut ModuleTable,
+        stacks: Vec<AggregatedStack>,
+        off_cpu: Vec<RawOffCpu>,
+        mut profile: Profile,
+    ) -> Profile {
+        let started = std::time::Instant::now();
+        let all = || {
+            stacks
+                .iter()
+                .map(|s| (s.pid, &*s.kstack, &*s.ustack))
+                .chain(off_cpu.iter().map(|s| (s.tgid, &*s.kstack, &*s.ustack)))
+        };
+        let symbols = self.resolve(modules, &default_debug_dirs(), all);
+        profile.samples = stacks.iter().map(|s| s.count).sum();
+        profile.modules = modules.modules.clone();
+        profile.stacks = stacks
+            .into_iter()
+            .map(|s| Stack {
+                frames: symbols.frames(self, s.pid, &s.kstack, &s.ustack),
+                pid: s.pid,
+                tid: s.tid,
+                comm: s.comm,
+                process: s.process,
+                syscall: s.syscall,
+                count: s.count,
+            })
+            .collect();
+        profile.off_cpu = off_cpu
+            .into_iter()
+            .map(|s| OffCpuStack {
+                frames: symbols.frames(self, s.tgid, &s.kstack, &s.ustack),
+                pid: s.tgid,
+                tid: s.tid,
+                comm: s.comm,
+                process: s.process,
+                state: s.state,
+                syscall: s.syscall,
+                waker_tid: s.waker_tid,
+                waker_comm: s.waker_comm,
+                stack_lost: s.stack_lost,
+                ns: s.ns,
+                count: s.count,
+            })
+            .collect();
+        profile.symbolize_ns = started.elapsed().as_nanos() as u64;
+        self.bound();
+        profile
+    }
+
+    /// Empty a cache that outgrew its bound (between windows).
+    fn bound(&mut self) {
+        if self.kernel.len() > MAX_KERNEL_CACHE {
+            self.stats.evicted += self.kernel.len() as u64;
+            self.kernel.clear();
+        }
+        if self.user.len() > MAX_USER_CACHE {
+            self.stats.evicted += self.user.len() as u64;
+            self.user.clear();
+        }
+        self.stats.kernel = self.kernel.len() as u64;
+        self.stats.user = self.user.len() as u64;
+    }
+
+    /// Look up every address the stacks hold that is not named yet.
+    fn resolve<'a, I>(
+        &mut self,
+        modules: &mut ModuleTable,
+        debug_dirs: &[std::path::PathBuf],
+        stacks: impl Fn() -> I,
+    ) -> Jit
     where
         I: Iterator<Item = (u32, &'a [u64], &'a [UserFrame])>,
     {
         let unknown: Arc<str> = Arc::from(UNKNOWN);
         let symbolizer = Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build();
-        let kernel = symbolize_kernel(&symbolizer, stacks().map(|(_, k, _)| k), &unknown);
+        let kernel_new: Vec<u64> = stacks()
+            .flat_map(|(_, k, _)| k.iter().enumerate().map(|(i, &a)| lookup_address(i, a)))
+            .filter(|a| !self.kernel.contains_key(a))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut looked_up = kernel_new.len() as u64;
+        match kernel_names(&symbolizer, &kernel_new, &unknown) {
+            Ok(names) => self.kernel.extend(kernel_new.into_iter().zip(names)),
+            Err(err) => tracing::warn!(%err, "could not symbolize kernel frames; they show as [unknown]"),
+        }
         let mut wanted: HashMap<usize, HashSet<u64>> = HashMap::new();
         let mut anonymous: HashSet<(u32, u64)> = HashSet::new();
         for (pid, _, ustack) in stacks() {
             for f in ustack {
                 match f {
-                    UserFrame::InModule { module, offset } => {
+                    UserFrame::InModule { module, offset } if !self.user.contains_key(&(*module, *offset)) => {
                         wanted.entry(*module).or_default().insert(*offset);
                     }
                     UserFrame::Unknown { addr } => {
                         anonymous.insert((pid, *addr));
                     }
-                    UserFrame::Named { .. } => {}
+                    _ => {}
                 }
             }
         }
-        let wanted = wanted.into_iter().map(|(m, o)| (m, sorted(o))).collect();
-        let user = user::name_modules(modules, wanted, debug_dirs);
+        if !wanted.is_empty() {
+            // Modules replaced since they were first seen are reopened
+            // through their mappings while those still exist.
+            modules.seal();
+        }
+        let wanted: HashMap<usize, Vec<u64>> = wanted.into_iter().map(|(m, o)| (m, sorted(o))).collect();
+        looked_up += wanted.values().map(|o| o.len() as u64).sum::<u64>();
+        let mut named = user::name_modules(modules, wanted.clone(), debug_dirs);
+        for (module, offsets) in wanted {
+            for offset in offsets {
+                self.user.insert((module, offset), named.remove(&(module, offset)));
+            }
+        }
+        if !anonymous.is_empty() {
+            modules.perf_maps.refresh_all();
+        }
         let jit = anonymous
             .into_iter()
             .filter_map(|(pid, addr)| Some(((pid, addr), modules.perf_maps.lookup(pid, addr)?)))
             .collect();
-        tracing::debug!(perf_maps = modules.perf_maps.count(), "JIT frames named");
-        Self { kernel, user, jit, unknown }
+        tracing::debug!(perf_maps = modules.perf_maps.count(), looked_up, "frames named");
+        self.stats.looked_up = looked_up;
+        Jit { names: jit, unknown }
     }
+}
 
+/// JIT frames of one window by (pid, address), from perf maps (which
+/// grow as the runtime compiles, so they are looked up every window).
+struct Jit {
+    names: HashMap<(u32, u64), Arc<str>>,
+    unknown: Arc<str>,
+}
+
+impl Jit {
     /// Frames of process `pid`, outermost first: user frames, then kernel frames.
-    fn frames(&self, pid: u32, kstack: &[u64], ustack: &[UserFrame]) -> Vec<Frame> {
+    fn frames(&self, names: &Names, pid: u32, kstack: &[u64], ustack: &[UserFrame]) -> Vec<Frame> {
         let unknown = &self.unknown;
         let mut frames = Vec::with_capacity(ustack.len() + kstack.len());
         for f in ustack.iter().rev() {
             match f {
-                UserFrame::InModule { module, offset } => match self.user.get(&(*module, *offset)) {
-                    Some(named) => frames.extend(named.iter().cloned()),
-                    None => frames.push(Frame::new(unknown.clone(), FrameKind::User, Some(*module), *offset)),
+                UserFrame::InModule { module, offset } => match names.user.get(&(*module, *offset)) {
+                    Some(Some(named)) => frames.extend(named.iter().cloned()),
+                    _ => frames.push(Frame::new(unknown.clone(), FrameKind::User, Some(*module), *offset)),
                 },
                 UserFrame::Named { name } => frames.push(Frame::new(name.clone(), FrameKind::User, None, 0)),
-                UserFrame::Unknown { addr } => frames.push(match self.jit.get(&(pid, *addr)) {
+                UserFrame::Unknown { addr } => frames.push(match self.names.get(&(pid, *addr)) {
                     Some(name) => Frame::new(name.clone(), FrameKind::Jit, None, *addr),
                     None => Frame::new(unknown.clone(), FrameKind::User, None, *addr),
                 }),
@@ -137,7 +224,7 @@ impl Symbols {
         }
         for (i, &addr) in kstack.iter().enumerate().rev() {
             let addr = lookup_address(i, addr);
-            let name = self.kernel.get(&addr).cloned().unwrap_or_else(|| unknown.clone());
+            let name = names.kernel.get(&addr).cloned().unwrap_or_else(|| unknown.clone());
             frames.push(Frame::new(name, FrameKind::Kernel, None, addr));
         }
         frames
@@ -154,25 +241,6 @@ fn name_of(sym: &Symbolized<'_>, unknown: &Arc<str>) -> Arc<str> {
     match sym {
         Symbolized::Sym(sym) => Arc::from(&*sym.name),
         Symbolized::Unknown(_) => unknown.clone(),
-    }
-}
-
-fn symbolize_kernel<'a>(
-    symbolizer: &Symbolizer,
-    stacks: impl Iterator<Item = &'a [u64]>,
-    unknown: &Arc<str>,
-) -> HashMap<u64, Arc<str>> {
-    let addrs: Vec<u64> = stacks
-        .flat_map(|s| s.iter().enumerate().map(|(i, &a)| lookup_address(i, a)))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    match kernel_names(symbolizer, &addrs, unknown) {
-        Ok(names) => addrs.into_iter().zip(names).collect(),
-        Err(err) => {
-            tracing::warn!(%err, "could not symbolize kernel frames; they show as [unknown]");
-            HashMap::new()
-        }
     }
 }
 

@@ -123,6 +123,16 @@ impl SampleUnwinder {
         self.fp_ok.contains(&pid)
     }
 
+    /// Between windows: forget processes not in `live` (tgids).
+    pub fn evict(&mut self, live: &FxHashSet<u32>) -> u64 {
+        let gone: Vec<u32> = self.judged.iter().filter(|pid| !live.contains(pid)).copied().collect();
+        for pid in &gone {
+            self.forget(*pid);
+        }
+        self.fp_ok.retain(|pid| live.contains(pid));
+        self.unwinder.evict(live) + gone.len() as u64
+    }
+
     /// A process exec'd or a pid was reused: its code changed.
     pub fn forget(&mut self, pid: u32) {
         self.unwinder.forget(pid);

@@ -65,6 +65,9 @@ const FD_SYSCALLS: &[&str] = &[
 /// How long a resolved (process, fd) target is reused.
 pub const RESOLVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Most distinct fd targets named over a collector's life.
+pub const MAX_TARGETS: usize = 65_536;
+
 /// Highest syscall number looked at when building the set.
 const MAX_SYSCALL_NR: i32 = 1024;
 
@@ -94,6 +97,8 @@ pub struct FdWaits {
     counts: FxHashMap<(u32, u32, i32, u32), u64>,
     /// fd readlinks done: one per blocking call seen.
     pub resolutions: u64,
+    /// Targets not named because [`MAX_TARGETS`] were.
+    pub targets_refused: u64,
 }
 
 impl Default for FdWaits {
@@ -113,17 +118,24 @@ impl FdWaits {
             target_ids: FxHashMap::default(),
             counts: FxHashMap::default(),
             resolutions: 0,
+            targets_refused: 0,
         }
     }
 
-    fn intern(&mut self, target: String) -> u32 {
+    fn intern(&mut self, target: String) -> Option<u32> {
         if let Some(&id) = self.target_ids.get(&target) {
-            return id;
+            return Some(id);
+        }
+        if self.targets.len() >= MAX_TARGETS {
+            // Named targets are few (files, sockets, pipes); a flood of new
+            // ones is not followed further.
+            self.targets_refused += 1;
+            return None;
         }
         let id = self.targets.len() as u32;
         self.target_ids.insert(target.clone(), id);
         self.targets.push(target);
-        id
+        Some(id)
     }
 
     /// What thread `tid` of `tgid`, seen off-CPU by a snapshot in
@@ -164,19 +176,39 @@ impl FdWaits {
             _ => {
                 self.resolutions += 1;
                 let link = std::fs::read_link(format!("/proc/{tgid}/fd/{fd}")).ok();
-                let target = link.map(|l| self.intern(l.to_string_lossy().into_owned()));
+                let target = link.and_then(|l| self.intern(l.to_string_lossy().into_owned()));
                 self.resolved.insert((tgid, fd), (target, now));
                 target
             }
         }
     }
 
+    /// The window's counts, named; targets and calls are kept for the next.
+    pub fn take_counts(&mut self) -> BTreeMap<u32, Vec<BlockedOn>> {
+        let counts = std::mem::take(&mut self.counts);
+        Self::named(&self.targets, counts)
+    }
+
+    /// Forget calls of threads and fds of processes no longer alive, and
+    /// resolutions older than [`RESOLVE_INTERVAL`]; returns how many.
+    pub fn evict(&mut self, live_tids: &FxHashSet<u32>) -> u64 {
+        let before = self.calls.len() + self.resolved.len();
+        self.calls.retain(|tid, _| live_tids.contains(tid));
+        let now = std::time::Instant::now();
+        self.resolved.retain(|_, (_, at)| now.duration_since(*at) < RESOLVE_INTERVAL);
+        (before - self.calls.len() - self.resolved.len()) as u64
+    }
+
     /// Per thread, what it was blocked on, most snapshots first.
     pub fn finish(self) -> BTreeMap<u32, Vec<BlockedOn>> {
+        Self::named(&self.targets, self.counts)
+    }
+
+    fn named(targets: &[String], counts: FxHashMap<(u32, u32, i32, u32), u64>) -> BTreeMap<u32, Vec<BlockedOn>> {
         let mut sockets: FxHashMap<u32, FxHashMap<u64, String>> = FxHashMap::default();
         let mut out: BTreeMap<u32, Vec<BlockedOn>> = BTreeMap::new();
-        for ((tgid, tid, syscall, target), snapshots) in self.counts {
-            let raw = &self.targets[target as usize];
+        for ((tgid, tid, syscall, target), snapshots) in counts {
+            let Some(raw) = targets.get(target as usize) else { continue };
             let target = match socket_inode(raw) {
                 Some(ino) => sockets
                     .entry(tgid)

@@ -7,5 +7,6 @@ pub mod cgroup_filter;
 pub mod cgroup_fs;
 pub mod elf;
 pub mod fd_target;
+pub mod maps;
 pub mod process;
 pub mod processes;

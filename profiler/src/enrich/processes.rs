@@ -29,6 +29,9 @@ use crate::model::text::comm_string;
 /// the machine was suspended.
 const FORK_START_SLACK_NS: u64 = 50_000_000;
 
+/// Most user names (uid → name) kept; the cache is emptied when full.
+const MAX_USERS: usize = 4_096;
+
 /// Cost and volume of enrichment, for summary.json and the benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct EnrichStats {
@@ -45,7 +48,11 @@ pub struct EnrichStats {
 }
 
 pub struct ProcessTable {
-    infos: Vec<ProcessInfo>,
+    /// Generations by id; ids grow for the table's life.
+    infos: FxHashMap<u32, ProcessInfo>,
+    next_id: u32,
+    /// Generations forgotten between windows (superseded or gone).
+    pub evicted: u64,
     /// pid to its latest generation.
     current: FxHashMap<u32, u32>,
     /// Fork generations not read from procfs yet.
@@ -64,7 +71,9 @@ impl Default for ProcessTable {
 impl ProcessTable {
     pub fn new() -> Self {
         Self {
-            infos: Vec::new(),
+            infos: FxHashMap::default(),
+            next_id: 0,
+            evicted: 0,
             current: FxHashMap::default(),
             unread: FxHashSet::default(),
             users: FxHashMap::default(),
@@ -74,10 +83,11 @@ impl ProcessTable {
     }
 
     fn push(&mut self, mut info: ProcessInfo) -> u32 {
-        let id = self.infos.len() as u32;
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
         info.id = id;
         self.current.insert(info.pid, id);
-        self.infos.push(info);
+        self.infos.insert(id, info);
         id
     }
 
@@ -125,7 +135,7 @@ impl ProcessTable {
         self.stats.events += 1;
         match ev.kind {
             EVENT_FORK => {
-                let parent = self.current.get(&ev.ppid).and_then(|&id| self.infos.get(id as usize));
+                let parent = self.current.get(&ev.ppid).and_then(|id| self.infos.get(id));
                 let mut info = parent.cloned().unwrap_or_default();
                 info.pid = ev.pid;
                 info.ppid = Some(ev.ppid);
@@ -139,7 +149,7 @@ impl ProcessTable {
             EVENT_EXEC => {
                 // Owner, placement, parent and start time survive an exec.
                 let mut info = match self.current.get(&ev.pid) {
-                    Some(&id) => self.infos.get(id as usize).cloned().unwrap_or_default(),
+                    Some(id) => self.infos.get(id).cloned().unwrap_or_default(),
                     None => ProcessInfo::default(),
                 };
                 info.pid = ev.pid;
@@ -194,7 +204,7 @@ impl ProcessTable {
     /// Read a forked child whose metadata so far is its parent's, if
     /// procfs still shows that child (same start, same program).
     fn read_forked(&mut self, id: u32) {
-        let Some(info) = self.infos.get(id as usize) else { return };
+        let Some(info) = self.infos.get(&id) else { return };
         let (pid, since, comm) = (info.pid, info.since_ns, info.comm.clone());
         let Some(read) = self.read(pid) else { return };
         let same_start = read.start_boot_ns.is_some_and(|s| s.abs_diff(since) <= FORK_START_SLACK_NS);
@@ -202,24 +212,68 @@ impl ProcessTable {
             self.stats.procfs_misses += 1;
             return;
         }
-        let mut info = std::mem::take(&mut self.infos[id as usize]);
+        let Some(mut info) = self.infos.remove(&id) else { return };
         self.apply(&mut info, read);
         info.source = Source::Fork;
-        self.infos[id as usize] = info;
+        self.infos.insert(id, info);
     }
 
     /// Give a generation a name if it has none (the process was gone).
     pub fn name_if_unknown(&mut self, id: u32, comm: &str) {
-        if let Some(info) = self.infos.get_mut(id as usize) {
+        if let Some(info) = self.infos.get_mut(&id) {
             if info.comm.is_empty() {
                 info.comm = comm.to_owned();
             }
         }
     }
 
-    pub fn finish(mut self) -> (Vec<ProcessInfo>, EnrichStats) {
-        self.stats.processes = self.infos.len() as u64;
-        (self.infos, self.stats)
+    pub fn finish(self) -> (Vec<ProcessInfo>, EnrichStats) {
+        let (infos, _, stats) = self.window();
+        (infos, stats)
+    }
+
+    /// The generations known now as one window's table: in id order,
+    /// renumbered densely (`ProcessInfo::id` is the index), with each
+    /// generation's index. Without evictions the indices are the ids.
+    pub fn window(&self) -> (Vec<ProcessInfo>, FxHashMap<u32, u32>, EnrichStats) {
+        let mut ids: Vec<u32> = self.infos.keys().copied().collect();
+        ids.sort_unstable();
+        let mut index = FxHashMap::default();
+        let mut infos = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(info) = self.infos.get(&id) else { continue };
+            index.insert(id, infos.len() as u32);
+            infos.push(ProcessInfo { id: infos.len() as u32, ..info.clone() });
+        }
+        let stats = EnrichStats { processes: infos.len() as u64, ..self.stats };
+        (infos, index, stats)
+    }
+
+    /// Between windows: forget generations that a later one replaced and
+    /// processes no longer alive (`live` holds the tgids the window's
+    /// closing snapshot listed). Returns how many were forgotten.
+    pub fn evict(&mut self, live: &FxHashSet<u32>) -> u64 {
+        let before = self.infos.len();
+        let current = &self.current;
+        self.infos.retain(|id, info| current.get(&info.pid) == Some(id) && live.contains(&info.pid));
+        self.current.retain(|pid, _| live.contains(pid));
+        let infos = &self.infos;
+        self.unread.retain(|id| infos.contains_key(id));
+        if self.users.len() > MAX_USERS {
+            self.users.clear();
+        }
+        let evicted = (before - self.infos.len()) as u64;
+        self.evicted += evicted;
+        evicted
+    }
+
+    /// Generations held now.
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
     }
 }
 

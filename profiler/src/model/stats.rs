@@ -62,6 +62,27 @@ pub struct SamplerStats {
     pub realtime: bool,
 }
 
+impl SamplerStats {
+    /// What was counted since `before` (an earlier reading of the same sampler).
+    pub fn since(&self, before: &Self) -> Self {
+        let weight_sum = self.weight_sum.saturating_sub(before.weight_sum);
+        let weight_square_sum = self.weight_square_sum.saturating_sub(before.weight_square_sum);
+        Self {
+            snapshots: self.snapshots.saturating_sub(before.snapshots),
+            records: self.records.saturating_sub(before.records),
+            unchanged: self.unchanged.saturating_sub(before.unchanged),
+            cpu_ns: self.cpu_ns.saturating_sub(before.cpu_ns),
+            read_cpu_ns: self.read_cpu_ns.saturating_sub(before.read_cpu_ns),
+            skipped: self.skipped.saturating_sub(before.skipped),
+            threads_dropped: self.threads_dropped.saturating_sub(before.threads_dropped),
+            weight_sum,
+            weight_square_sum,
+            effective_snapshots: (weight_sum as f64).powi(2) / weight_square_sum.max(1) as f64,
+            realtime: self.realtime,
+        }
+    }
+}
+
 // From unwinding.rs.
 /// Everything about how user stacks were unwound: `unwind` in summary.json.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -187,4 +208,30 @@ pub struct OffCpuUnwind {
     /// period, or processes walked with frame pointers): the
     /// frame-pointer walk from the switch-out is reported.
     pub frame_pointer_ns: u64,
+}
+
+/// One long-lived cache of the collector: what it holds after a window
+/// and what it has let go of so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheUse {
+    /// Entries held when the window closed.
+    pub held: u64,
+    /// Entries dropped since the collector started (by exit, exec, age
+    /// or bound).
+    pub evicted: u64,
+    /// Its bound, where it has one of its own (others follow the live
+    /// processes and threads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound: Option<u64>,
+}
+
+/// The collector's caches after a window: `caches` in summary.json.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheReport {
+    /// Windows the collector has closed, this one included.
+    pub windows: u64,
+    /// Per cache, by name.
+    pub caches: std::collections::BTreeMap<String, CacheUse>,
+    /// Resident memory of the process when the window closed, bytes.
+    pub rss_bytes: u64,
 }

@@ -25,7 +25,7 @@ use super::{
 use crate::{
     bpf::{Loaded, SamplingConfig},
     capture::{self, EndReason},
-    cli::NoiseArgs,
+    config::NoiseConfig,
     preflight, sched_times,
     tier::Tier,
     Error, Result,
@@ -45,15 +45,13 @@ struct Checked {
     frequency: u64,
 }
 
-fn check(args: &NoiseArgs) -> Result<Checked> {
-    let frequency = args.checked_frequency().map_err(Error::Usage)?;
+fn check(args: &NoiseConfig) -> Result<Checked> {
+    let frequency = args.frequency_hz;
     let online = aya::util::online_cpus().map_err(|(what, e)| Error::Load(format!("{what}: {e}")))?;
     let cpus = match &args.cpus {
-        Some(list) => {
-            let cpus =
-                super::cpu_list::parse_cpu_list(list).map_err(|e| Error::Usage(format!("--cpus {list}: {e}")))?;
-            super::cpu_list::check_online(&cpus).map_err(|e| Error::Usage(format!("--cpus {list}: {e}")))?;
-            cpus
+        Some((list, cpus)) => {
+            super::cpu_list::check_online(cpus).map_err(|e| Error::Usage(format!("--cpus {list}: {e}")))?;
+            cpus.clone()
         }
         None => online,
     };
@@ -66,17 +64,15 @@ fn check(args: &NoiseArgs) -> Result<Checked> {
     Ok(Checked { cpus, pids, frequency })
 }
 
-fn announce(cpus: usize, duration: std::time::Duration) {
-    eprintln!(
-        "tailprof: measuring noise on {cpus} CPU{} for {} (Ctrl-C ends early)",
-        if cpus == 1 { "" } else { "s" },
-        humantime::format_duration(duration)
-    );
-}
-
-pub async fn run(args: &NoiseArgs, cancel: &crate::sys::cancel::Cancel) -> Result<Measured> {
+/// Measure one noise window as `args` say; `on_start` is told how many
+/// CPUs are measured once the window opens.
+pub async fn run(
+    args: &NoiseConfig,
+    on_start: &mut dyn FnMut(usize),
+    cancel: &crate::sys::cancel::Cancel,
+) -> Result<Measured> {
     let checked = check(args)?;
-    let slos = crate::latency::parse_slos_arg(args.slo.as_deref())?;
+    let slos = &args.slos;
     let (btf, offsets) = preflight::kernel_layout(&args.btf)?;
     if args.tier == Tier::Continuous {
         preflight::check_perf_events()?;
@@ -99,9 +95,9 @@ pub async fn run(args: &NoiseArgs, cancel: &crate::sys::cancel::Cancel) -> Resul
             ..SamplingConfig::default()
         };
         let loaded = Loaded::load(btf.as_ref(), &config)?;
-        return continuous(loaded, checked, args.duration, cancel).await;
+        return continuous(loaded, checked, args.duration, on_start, cancel).await;
     }
-    let threshold_ns = args.threshold.map_or(0, |t| t.as_nanos().min(u128::from(u64::MAX)) as u64);
+    let threshold_ns = args.threshold_ns;
     let config = SamplingConfig {
         pids: checked.pids.clone(),
         offsets,
@@ -110,19 +106,18 @@ pub async fn run(args: &NoiseArgs, cancel: &crate::sys::cancel::Cancel) -> Resul
         sample_on_cpu: false,
         walk_stacks: false,
         noise_threshold_ns: threshold_ns,
-        syscall_hooks: crate::latency::wants_syscall_hooks(args.syscall_latency, &slos),
+        syscall_hooks: crate::latency::wants_syscall_hooks(args.syscall_latency, slos),
         ..SamplingConfig::default()
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
     let start = sched_times::seed(&mut loaded.threads()?);
     loaded.set_window_start(start)?;
     let kernel_before = KernelCounts::now();
-    announce(checked.cpus.len(), args.duration);
+    on_start(checked.cpus.len());
     let end = wait(args.duration, cancel).await?;
     let end_ns = crate::sys::clock::monotonic_ns();
     loaded.set_window_end(end_ns)?;
     let kernel_after = KernelCounts::now();
-    eprintln!("tailprof: measured {:.2}s", (end_ns - start) as f64 / 1e9);
     tracing::debug!(start, end_ns, "noise window closed");
     let window = start..end_ns;
     let noise = collect::noise(
@@ -146,6 +141,7 @@ async fn continuous(
     mut loaded: Loaded,
     checked: Checked,
     duration: std::time::Duration,
+    on_start: &mut dyn FnMut(usize),
     cancel: &crate::sys::cancel::Cancel,
 ) -> Result<Measured> {
     let ring = loaded.take_events()?;
@@ -156,12 +152,11 @@ async fn continuous(
     let start = crate::sys::clock::monotonic_ns();
     let kernel_before = KernelCounts::now();
     let mut sampler = NoiseSampler::new(checked.frequency, start);
-    announce(checked.cpus.len(), duration);
+    on_start(checked.cpus.len());
     let end = sample(&mut ring, &mut sampler, duration, cancel).await?;
     let end_ns = crate::sys::clock::monotonic_ns();
     sampler.set_end(end_ns);
     let kernel_after = KernelCounts::now();
-    eprintln!("tailprof: measured {:.2}s", (end_ns - start) as f64 / 1e9);
     // What the kernel wrote before the window closed still counts.
     drain(ring.get_mut(), &mut sampler);
     let sampled = sampler.finish(loaded.counter(Counter::IdleSamples)?, loaded.counter(Counter::LostSamples)?);

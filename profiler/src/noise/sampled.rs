@@ -321,6 +321,28 @@ impl NoiseSampler {
         }
     }
 
+    /// End this window at `end_ns` (every sample stamped up to it has been
+    /// added) and start the next there; the kernel names stay. `idle` and
+    /// `lost` are the sampling program's counts over the window.
+    pub fn cut(&mut self, end_ns: u64, idle_samples: u64, lost_samples: u64) -> SampledRaw {
+        self.flush();
+        let next =
+            SampledRaw { frequency_hz: self.frequency_hz, period_ns: self.raw.period_ns, ..SampledRaw::default() };
+        let mut raw = std::mem::replace(&mut self.raw, next);
+        raw.idle_samples = idle_samples;
+        raw.lost_samples = lost_samples;
+        raw.kernel_names_evicted = self.symbols.evicted;
+        self.window = end_ns..u64::MAX;
+        raw
+    }
+
+    /// Between windows: forget what is known of threads no longer alive.
+    pub fn evict(&mut self, live: &rustc_hash::FxHashSet<u32>) -> u64 {
+        let before = self.kthreads.len();
+        self.kthreads.retain(|tid, _| live.contains(tid));
+        (before - self.kthreads.len()) as u64
+    }
+
     /// What the window's samples gave; `idle` and `lost` are the sampling
     /// program's counters.
     pub fn finish(mut self, idle_samples: u64, lost_samples: u64) -> SampledRaw {

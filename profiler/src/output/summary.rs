@@ -37,6 +37,9 @@ pub struct Summary {
     /// How user stacks were unwound (absent with `--unwind fp`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unwind: Option<crate::unwinding::UnwindReport>,
+    /// The collector's long-lived caches after the window: sizes and evictions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caches: Option<crate::model::stats::CacheReport>,
     pub group_by: Vec<crate::group::Dimension>,
     pub groups: Vec<crate::group::GroupTotal>,
     pub threads: Vec<ThreadTotal>,
@@ -63,6 +66,7 @@ impl Summary {
             enrichment: profile.enrichment,
             symbolization: crate::profile::SymbolizationStats::of(profile),
             unwind: profile.unwind.clone(),
+            caches: profile.caches.clone(),
             group_by: profile.group_by.0.clone(),
             groups: crate::group::groups(profile),
             threads: profile.threads(),

@@ -18,10 +18,8 @@ use std::{
     sync::Arc,
 };
 
-use super::{
-    maps::{Mapping, MappingKind},
-    perf_map::PerfMaps,
-};
+use super::perf_map::PerfMaps;
+use crate::enrich::maps::{Mapping, MappingKind};
 use crate::profile::Module;
 
 /// Where a module's bytes are read from at the end.
@@ -159,8 +157,15 @@ impl ModuleTable {
                 continue;
             }
             let seen = self.first_seen[i];
-            let map_file = Mapping { start: seen.start, end: seen.end, offset: 0, inode: 0, kind: MappingKind::Other }
-                .map_file(seen.pid);
+            let map_file = Mapping {
+                start: seen.start,
+                end: seen.end,
+                offset: 0,
+                dev: (0, 0),
+                inode: 0,
+                kind: MappingKind::Other,
+            }
+            .map_file(seen.pid);
             *source = match File::open(&map_file) {
                 Ok(f) if f.metadata().is_ok_and(|m| FileId { dev: m.dev(), ino: m.ino() } == *id) => {
                     Source::Held(Arc::new(f))
@@ -218,7 +223,7 @@ fn held_budget() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stacks::maps::AddressSpace;
+    use crate::enrich::maps::AddressSpace;
 
     /// The mapping of this test binary's code.
     fn own_code() -> Mapping {
@@ -266,6 +271,7 @@ mod tests {
             start: 0x1000,
             end: 0x2000,
             offset: 0,
+            dev: (0, 0),
             inode: 1,
             kind: MappingKind::File { path: "/nonexistent/app".into(), deleted: true },
         };

@@ -185,6 +185,13 @@ impl PerfMaps {
         self.maps.get(&pid)?.as_ref()?.lookup(addr).cloned()
     }
 
+    /// Forget the maps of processes no longer alive; returns how many.
+    pub fn evict(&mut self, live: &rustc_hash::FxHashSet<u32>) -> u64 {
+        let before = self.maps.len();
+        self.maps.retain(|pid, _| live.contains(pid));
+        (before - self.maps.len()) as u64
+    }
+
     /// Perf maps found.
     pub fn count(&self) -> usize {
         self.maps.values().filter(|m| m.is_some()).count()

@@ -237,6 +237,7 @@ int main(void) { hot_outer(); return 0; }
             start: 1,
             end: 2,
             offset: 0,
+            dev: (0, 0),
             inode,
             kind: MappingKind::File { path: path.into(), deleted: false },
         };

@@ -3,3 +3,4 @@
 pub mod cancel;
 pub mod clock;
 pub mod io;
+pub mod mem;

@@ -1,4 +1,5 @@
-//! The executable mappings of a process, from `/proc/PID/maps`.
+//! The executable mappings of a process as the unwinder keys them (from
+//! `/proc/PID/maps`, read by [`crate::enrich::maps`]).
 
 use std::sync::Arc;
 
@@ -43,53 +44,24 @@ impl ExecMapping {
 }
 
 /// The executable mappings of `/proc/PID/maps` text, sorted by start
-/// address. Lines that do not parse are skipped (the kernel writes them,
-/// but a short read of a changing file may cut the last one).
+/// address, as the unwinder keys them. Parsed by the one maps parser
+/// ([`crate::enrich::maps`]); lines that do not parse are skipped (a short
+/// read of a changing file may cut the last one).
 pub fn parse_exec_mappings(text: &str) -> Vec<ExecMapping> {
-    let mut out: Vec<ExecMapping> = text.lines().filter_map(parse_line).collect();
-    out.sort_by_key(|m| m.start);
-    out
+    crate::enrich::maps::AddressSpace::parse(text.as_bytes()).into_mappings().into_iter().map(exec_mapping).collect()
 }
 
-fn parse_line(line: &str) -> Option<ExecMapping> {
-    let mut rest = line;
-    let mut field = || {
-        let trimmed = rest.trim_start_matches(' ');
-        let end = trimmed.find(' ').unwrap_or(trimmed.len());
-        let (f, r) = trimmed.split_at(end);
-        rest = r;
-        (!f.is_empty()).then_some(f)
+fn exec_mapping(m: crate::enrich::maps::Mapping) -> ExecMapping {
+    use crate::enrich::maps::MappingKind;
+    let backing = match m.kind {
+        MappingKind::Vdso => Backing::Vdso,
+        MappingKind::File { path, deleted } if m.inode != 0 => {
+            Backing::File { path: Arc::from(path.to_string_lossy().as_ref()), deleted }
+        }
+        _ => Backing::Anonymous,
     };
-    let range = field()?;
-    let perms = field()?;
-    let offset = field()?;
-    let dev = field()?;
-    let inode = field()?;
-    let path = rest.trim_start_matches(' ');
-
-    if perms.as_bytes().get(2) != Some(&b'x') {
-        return None;
-    }
-    let (start, end) = range.split_once('-')?;
-    let start = u64::from_str_radix(start, 16).ok()?;
-    let end = u64::from_str_radix(end, 16).ok()?;
-    if end <= start {
-        return None;
-    }
-    let offset = u64::from_str_radix(offset, 16).ok()?;
-    let inode: u64 = inode.parse().ok()?;
-    let backing = if path == "[vdso]" {
-        Backing::Vdso
-    } else if inode != 0 && path.starts_with('/') {
-        let (path, deleted) = match path.strip_suffix(" (deleted)") {
-            Some(p) => (p, true),
-            None => (path, false),
-        };
-        Backing::File { path: Arc::from(path), deleted }
-    } else {
-        Backing::Anonymous
-    };
-    Some(ExecMapping { start, end, offset, dev: Arc::from(dev), inode, backing })
+    let dev = Arc::from(format!("{:02x}:{:02x}", m.dev.0, m.dev.1));
+    ExecMapping { start: m.start, end: m.end, offset: m.offset, dev, inode: m.inode, backing }
 }
 
 /// The mapping containing `addr`, in mappings sorted by start.

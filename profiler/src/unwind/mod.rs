@@ -133,6 +133,13 @@ impl Unwinder {
         self.spaces.remove(&pid);
     }
 
+    /// Between windows: drop the address spaces of processes not in `live`.
+    pub fn evict(&mut self, live: &rustc_hash::FxHashSet<u32>) -> u64 {
+        let before = self.spaces.len();
+        self.spaces.retain(|pid, _| live.contains(pid));
+        (before - self.spaces.len()) as u64
+    }
+
     /// For `--unwind auto`: `Some(true)` when every module `pid` maps keeps
     /// frame pointers (judged from its CFI, see [`frame_pointers`]; the
     /// judgement is made once per module), `Some(false)` when one does not,

@@ -1,6 +1,9 @@
 //! Command-line interface (clap). Values are validated here so that bad
 //! input is rejected before anything is loaded.
 
+pub mod progress;
+pub mod signals;
+
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
@@ -153,6 +156,11 @@ pub struct RecordArgs {
     #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
+    /// Cut the capture into windows this long, e.g. 1s (continuous tier): each window is
+    /// written into windows/NNNN/ of the output directory, and their merge into the directory.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub window: Option<Duration>,
+
     /// On-CPU sampling frequency per CPU, in Hz.
     #[arg(short = 'F', long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub frequency: u64,
@@ -302,6 +310,33 @@ pub fn parse_state_hz(s: &str) -> Result<u64, String> {
 pub const DEFAULT_NOISE_FREQUENCY: u64 = 99;
 
 impl NoiseArgs {
+    /// The plain configuration `noise` runs with; rejects options the
+    /// chosen tier cannot honour and malformed lists, in one sentence.
+    pub fn to_config(&self) -> crate::Result<crate::config::NoiseConfig> {
+        let frequency_hz = self.checked_frequency().map_err(crate::Error::Usage)?;
+        let cpus = match &self.cpus {
+            Some(list) => Some((
+                list.clone(),
+                crate::noise::cpu_list::parse_cpu_list(list)
+                    .map_err(|e| crate::Error::Usage(format!("--cpus {list}: {e}")))?,
+            )),
+            None => None,
+        };
+        Ok(crate::config::NoiseConfig {
+            duration: self.duration,
+            tier: self.tier,
+            frequency_hz,
+            cpus,
+            pids: self.pids.clone(),
+            threshold_ns: self.threshold.map_or(0, |t| t.as_nanos().min(u128::from(u64::MAX)) as u64),
+            slos: crate::latency::parse_slos_arg(self.slo.as_deref())?,
+            syscall_latency: self.syscall_latency,
+            output: self.output.clone(),
+            max_threads: self.max_threads,
+            btf: self.btf.clone(),
+        })
+    }
+
     /// The sampling frequency of the continuous tier; rejects options the
     /// chosen tier cannot honour, naming the tier that can.
     pub fn checked_frequency(&self) -> Result<u64, String> {
@@ -333,8 +368,17 @@ impl RecordArgs {
     /// The plain configuration `record` runs with; rejects combinations
     /// that cannot work, in one sentence.
     pub fn to_config(&self) -> crate::Result<crate::config::RecordConfig> {
+        if self.window.is_some() && (self.tier != crate::tier::Tier::Continuous || self.no_off_cpu) {
+            return Err(crate::Error::Usage(
+                "--window needs --tier continuous with the off-CPU view: a deep capture is one window, as its hooks' maps are read at its end".into(),
+            ));
+        }
+        if self.window.is_some_and(|w| w < Duration::from_millis(100)) {
+            return Err(crate::Error::Usage("--window must be at least 100ms".into()));
+        }
         Ok(crate::config::RecordConfig {
             duration: self.duration,
+            window: self.window,
             frequency_hz: self.frequency,
             selection: self.slice.selection(),
             group_by: self.slice.group_by.clone().unwrap_or_default(),

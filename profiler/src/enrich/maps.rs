@@ -1,4 +1,6 @@
-//! Executable mappings of a process, from `/proc/PID/maps`.
+//! Executable mappings of a process, from `/proc/PID/maps`: the one parser
+//! of that file (the stack normalizer and the DWARF unwinder both read it
+//! through here).
 
 use std::{
     ffi::OsStr,
@@ -29,6 +31,8 @@ pub struct Mapping {
     pub end: u64,
     /// File offset of `start`.
     pub offset: u64,
+    /// Device as the kernel prints it (`major:minor` in hex) and inode.
+    pub dev: (u32, u32),
     pub inode: u64,
     pub kind: MappingKind,
 }
@@ -66,6 +70,15 @@ impl AddressSpace {
         Self { mappings }
     }
 
+    /// The mappings, by start address.
+    pub fn mappings(&self) -> &[Mapping] {
+        &self.mappings
+    }
+
+    pub fn into_mappings(self) -> Vec<Mapping> {
+        self.mappings
+    }
+
     /// The mapping that holds `addr`.
     pub fn find(&self, addr: u64) -> Option<&Mapping> {
         let i = self.mappings.partition_point(|m| m.start <= addr);
@@ -81,7 +94,7 @@ fn parse_line(line: &[u8]) -> Option<Mapping> {
     let range = fields.next()?;
     let perms = fields.next()?;
     let offset = fields.next()?;
-    let _dev = fields.next()?;
+    let dev = fields.next()?;
     let inode = fields.next()?;
     // The path follows padding spaces; it may itself contain spaces.
     let path = fields.next().map(|p| p.trim_ascii_start()).unwrap_or_default();
@@ -95,7 +108,9 @@ fn parse_line(line: &[u8]) -> Option<Mapping> {
     if start >= end {
         return None;
     }
-    Some(Mapping { start, end, offset, inode, kind: kind_of(path) })
+    let (major, minor) = split_once(dev, b':')?;
+    let dev = (hex(major)? as u32, hex(minor)? as u32);
+    Some(Mapping { start, end, offset, dev, inode, kind: kind_of(path) })
 }
 
 fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
@@ -145,7 +160,7 @@ garbage line
         assert_eq!(space.mappings.len(), 8, "{:#?}", space.mappings);
         let app = space.find(0x55d0c0a02010).unwrap();
         assert_eq!(app.kind, MappingKind::File { path: "/usr/bin/app".into(), deleted: false });
-        assert_eq!((app.file_offset(0x55d0c0a02010), app.inode), (0x2010, 1234));
+        assert_eq!((app.file_offset(0x55d0c0a02010), app.inode, app.dev), (0x2010, 1234, (0xfe, 1)));
         assert_eq!(app.map_file(7), Path::new("/proc/7/map_files/55d0c0a02000-55d0c0a05000"));
         // Not executable: not kept.
         assert!(space.find(0x55d0c0a00010).is_none());

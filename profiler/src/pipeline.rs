@@ -1,0 +1,569 @@
+//! The pipeline every capture runs: load the kernel side, collect window
+//! by window, and hand each symbolized [`Window`] to the sinks.
+//!
+//! ```text
+//! bpf.rs (load) → capture.rs (collect: ring, snapshots, exits, governor)
+//!   → enrich/, unwind/, stacks.rs (processes, modules, user stacks, long-lived)
+//!   → continuous.rs | off_cpu.rs + sched_times.rs (thread times and off-CPU stacks of the window)
+//!   → symbolize.rs (names, cached for the collector's life)
+//!   → model/window.rs (the Window) → sinks (record's directories, the agent's store)
+//! ```
+//!
+//! `record` is the case of one window (or, with `--window`, of several and
+//! their merge). The continuous tier's windows roll over without stopping
+//! anything: each ends with a snapshot of every thread's cumulative counters,
+//! which is the next one's start. A deep capture is one window, as its hooks'
+//! maps are read once, at its end.
+
+use std::{
+    sync::Arc,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use profiler_common::Counter;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::{
+    bpf::{Loaded, SamplingConfig},
+    capture::{self, Collector, Cut, EndReason, OnProgress, Snapshots, WindowTaken},
+    config::RecordConfig,
+    continuous,
+    enrich::cgroup_filter::{CgroupFilter, Plan},
+    governor::{Governor, Policy},
+    model::{
+        stats::{CacheReport, CacheUse},
+        window::Window,
+    },
+    noise::{collect::KernelCounts, Measurement},
+    off_cpu::{self, RawOffCpu, StackResolver},
+    preflight,
+    profile::{Dropped, LimitHit, Profile, Selection, StateSamples},
+    sched_times,
+    snapshot_taker::SnapshotTaker,
+    state_sampler::StateSampler,
+    symbolize::Names,
+    tier::Tier,
+    unwinding::SampleUnwinder,
+    Result,
+};
+
+/// A consumer of windows: `record`'s directory writers, the agent's store,
+/// metrics and pushers.
+pub trait WindowSink {
+    /// The capture can start (its settings are checked): make ready, e.g.
+    /// create an output directory. Nothing is loaded yet.
+    fn open(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn window(&mut self, window: &Arc<Window>) -> Result<()>;
+}
+
+/// How a pipeline run ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    pub end: EndReason,
+    pub windows: u64,
+}
+
+/// Cumulative counters of the kernel side, read at each window's end: a
+/// window's are the growth since the last.
+#[derive(Debug, Clone, Copy, Default)]
+struct KernelCounters {
+    lost_samples: u64,
+    idle_samples: u64,
+    dropped: Dropped,
+}
+
+impl KernelCounters {
+    fn read(loaded: &Loaded) -> Result<Self> {
+        let c = |c| loaded.counter(c);
+        Ok(Self {
+            lost_samples: c(Counter::LostSamples)?,
+            idle_samples: c(Counter::IdleSamples)?,
+            dropped: Dropped {
+                threads: c(Counter::ThreadMapFull)?,
+                exits: c(Counter::LostExits)?,
+                stacks: c(Counter::StackMapFull)?,
+                off_cpu_aggregates: c(Counter::OffCpuMapFull)?,
+                process_events: c(Counter::LostProcessEvents)?,
+            },
+        })
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        let (a, b) = (&self.dropped, &before.dropped);
+        Self {
+            lost_samples: self.lost_samples.saturating_sub(before.lost_samples),
+            idle_samples: self.idle_samples.saturating_sub(before.idle_samples),
+            dropped: Dropped {
+                threads: a.threads.saturating_sub(b.threads),
+                exits: a.exits.saturating_sub(b.exits),
+                stacks: a.stacks.saturating_sub(b.stacks),
+                off_cpu_aggregates: a.off_cpu_aggregates.saturating_sub(b.off_cpu_aggregates),
+                process_events: a.process_events.saturating_sub(b.process_events),
+            },
+        }
+    }
+}
+
+/// What stays the same for every window of a run.
+struct Run<'a> {
+    args: &'a RecordConfig,
+    config: SamplingConfig,
+    selection: Selection,
+    continuous: bool,
+    delayacct: bool,
+    /// Wall-clock and CLOCK_MONOTONIC time of the first window's start.
+    start_unix_ns: u64,
+    first_start_ns: u64,
+}
+
+/// Where the open window began, and the counts read there.
+struct Open {
+    start_ns: u64,
+    kernel: KernelCounts,
+    counters: KernelCounters,
+    started: Instant,
+}
+
+/// Run a capture as `args` say, window by window, handing each window to
+/// every sink in turn. Ends when the duration is up or `cancel` fires (the
+/// open window is then closed short and handed on).
+pub async fn run(
+    args: &RecordConfig,
+    progress: Option<OnProgress>,
+    sinks: &mut [&mut dyn WindowSink],
+    cancel: &crate::sys::cancel::Cancel,
+) -> Result<Outcome> {
+    let state_hz = args.state_hz;
+    let (btf, offsets) = preflight::kernel_layout(&args.btf)?;
+    preflight::check_perf_events()?;
+    let mut selection = args.selection.clone();
+    let mut pids = Vec::with_capacity(selection.pids.len());
+    for &pid in &selection.pids {
+        pids.push(preflight::resolve_pid(pid)?);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    selection.pids = pids.clone();
+    let cgroup_plan = Plan::for_selection(&selection);
+    for sink in sinks.iter_mut() {
+        sink.open()?;
+    }
+    preflight::raise_memlock_limit();
+
+    let continuous = args.tier == Tier::Continuous;
+    let config = SamplingConfig {
+        frequency_hz: args.frequency_hz,
+        pids,
+        comm: selection.comm.clone(),
+        cgroup_filter: cgroup_plan.as_ref().map(|p| p.ids.clone()),
+        off_cpu: args.off_cpu,
+        offsets,
+        max_threads: args.max_threads,
+        max_stacks: args.max_stacks,
+        unwind: args.unwind,
+        user_stack_bytes: args.user_stack_bytes,
+        tier: args.tier,
+        noise: args.tier == Tier::Deep,
+        syscall_hooks: crate::latency::wants_syscall_hooks(args.syscall_latency, &args.slos),
+        ..SamplingConfig::default()
+    };
+    let mut loaded = Loaded::load(btf.as_ref(), &config)?;
+    let ring = loaded.take_events()?;
+    let cgroup_filter = match cgroup_plan {
+        Some(plan) => Some(CgroupFilter::new(loaded.take_cgroup_filter(&plan.ids)?, plan)),
+        None => None,
+    };
+    let (exits, snapshots) = if let Some(link) = loaded.snapshot_link.take() {
+        let taker = SnapshotTaker::start(link, loaded.take_snap_config()?, state_hz)
+            .map_err(|source| crate::Error::Io { what: "start the snapshot thread", source })?;
+        let snapshots = Snapshots {
+            sampler: StateSampler::new(args.max_threads),
+            taker,
+            stacks: match continuous {
+                true => None,
+                false => Some(StackResolver::new(loaded.take_stacks()?)),
+            },
+            hz: state_hz,
+            blocked: (args.unwind != crate::config::UnwindMethod::Fp)
+                .then(|| crate::blocked_stacks::BlockedStacks::new(args.user_stack_bytes, &config.pids, state_hz)),
+            copy_all: continuous,
+            task_exits: continuous.then(|| loaded.take_task_exits()).transpose()?,
+            seen: Some(loaded.take_snap_seen()?),
+        };
+        let exits = match continuous {
+            true => None,
+            false => Some(loaded.take_exits()?),
+        };
+        (exits, Some(snapshots))
+    } else {
+        (None, None)
+    };
+    let seeded_ns = if args.off_cpu && !continuous {
+        sched_times::seed(&mut loaded.threads()?)
+    } else {
+        crate::sys::clock::monotonic_ns()
+    };
+    // The noise hooks count from here too.
+    loaded.set_window_start(seeded_ns)?;
+    let kernel_before = KernelCounts::now();
+    let start_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    tracing::info!(cpus = loaded.cpus.len(), "capturing");
+    let unwinder = match args.unwind {
+        crate::config::UnwindMethod::Fp => None,
+        crate::config::UnwindMethod::Dwarf => Some(SampleUnwinder::new(None)),
+        crate::config::UnwindMethod::Auto => Some(SampleUnwinder::new(Some(loaded.take_fp_pids()?))),
+    };
+    let governed = match args.cpu_budget {
+        Some(budget) => Some(capture::Governed {
+            governor: Governor::new(
+                Policy::new(budget, state_hz.max(1), args.frequency_hz),
+                loaded.outside_program_fds(),
+            ),
+            rates: loaded.take_rates()?,
+        }),
+        None => None,
+    };
+    let mut collector = Collector::start(
+        ring,
+        exits,
+        snapshots,
+        cgroup_filter,
+        unwinder,
+        capture::Plan {
+            duration: args.duration,
+            bounds: continuous && args.off_cpu,
+            noise_sampling_hz: continuous.then_some(args.frequency_hz),
+            cancel: cancel.clone(),
+            progress,
+        },
+        governed,
+    )
+    .await?;
+    // The continuous tier's windows are those of its bound snapshots.
+    let first_start_ns = collector.opening.as_ref().map_or(seeded_ns, |o| o.at_ns);
+    let run = Run {
+        args,
+        config,
+        selection,
+        continuous,
+        delayacct: continuous::delay_accounting_on(),
+        start_unix_ns,
+        first_start_ns,
+    };
+    // Deep captures are one window: their hooks' maps are read at the end.
+    let window_len = match args.window {
+        Some(w) if continuous => w,
+        _ => args.duration,
+    };
+    let mut names = Names::default();
+    let mut evicted: FxHashMap<&'static str, u64> = FxHashMap::default();
+    let mut open = Open {
+        start_ns: first_start_ns,
+        kernel: kernel_before,
+        counters: KernelCounters::default(),
+        started: collector.started(),
+    };
+    let mut id = 0u64;
+    let end = loop {
+        let cut = collector.collect_until(open.started + window_len).await?;
+        let taken = collector.close_window().await?;
+        let kernel_after = KernelCounts::now();
+        let counters = KernelCounters::read(&loaded)?;
+        let next = Open { start_ns: taken.end_ns, kernel: kernel_after.clone(), counters, started: Instant::now() };
+        let single = id == 0 && cut != Cut::Boundary;
+        let live = live_sets(taken.closing.as_ref());
+        let mut window =
+            build_window(&run, &mut loaded, &mut collector, &mut names, taken, &open, kernel_after, counters, single)?;
+        window.id = id;
+        if let Some((tids, tgids)) = live.as_ref().filter(|_| cut == Cut::Boundary) {
+            // Between windows, never inside one.
+            let n = collector.evict(tids, tgids);
+            tracing::debug!(evicted = n, "caches trimmed between windows");
+        }
+        window.profile.caches = Some(cache_report(&collector, &names, &mut evicted, id + 1));
+        let window = Arc::new(window);
+        for sink in sinks.iter_mut() {
+            sink.window(&window)?;
+        }
+        drop(window);
+        if let Cut::End(reason) = cut {
+            break reason;
+        }
+        open = next;
+        id += 1;
+    };
+    Ok(Outcome { end, windows: id + 1 })
+}
+
+/// The threads and processes a closing snapshot listed.
+fn live_sets(closing: Option<&crate::state_sampler::CounterRead>) -> Option<(FxHashSet<u32>, FxHashSet<u32>)> {
+    let c = closing?;
+    Some((c.threads.keys().copied().collect(), c.threads.values().map(|t| t.0).collect()))
+}
+
+/// Sizes and evictions of the collector's long-lived caches.
+fn cache_report(
+    collector: &Collector,
+    names: &Names,
+    evicted: &mut FxHashMap<&'static str, u64>,
+    windows: u64,
+) -> CacheReport {
+    let mut caches = std::collections::BTreeMap::new();
+    let mut put = |name: &str, held: u64, evicted: u64, bound: Option<u64>| {
+        caches.insert(name.to_owned(), CacheUse { held, evicted, bound });
+    };
+    let sinks = &collector.sinks;
+    put("processes", sinks.processes.len() as u64, sinks.processes.evicted, None);
+    put("address_spaces", sinks.stacks.processes_held(), *evicted.entry("address_spaces").or_default(), None);
+    put("symbol_names", names.stats.kernel + names.stats.user, names.stats.evicted, None);
+    if let Some(u) = sinks.unwinder.as_ref() {
+        let s = u.unwinder.stats();
+        put("unwind_tables_bytes", s.cache_bytes, 0, Some(crate::unwind::Limits::default().total_bytes));
+    }
+    if let Some(s) = collector.snapshots.as_ref() {
+        put("threads", s.sampler.held(), 0, Some(u64::from(s.sampler.max_threads())));
+    }
+    CacheReport { windows, caches, rss_bytes: crate::sys::mem::rss_bytes() }
+}
+
+/// Turn what one window gathered into a symbolized [`Window`].
+#[allow(clippy::too_many_arguments)]
+fn build_window(
+    run: &Run,
+    loaded: &mut Loaded,
+    collector: &mut Collector,
+    names: &mut Names,
+    taken: WindowTaken,
+    open: &Open,
+    kernel_after: KernelCounts,
+    counters_now: KernelCounters,
+    single: bool,
+) -> Result<Window> {
+    let args = run.args;
+    let WindowTaken { stacks, sampled, noise: sampled_noise, opening, closing, end_ns } = taken;
+    let window = open.start_ns..end_ns;
+    let counters = counters_now.since(&open.counters);
+    if !run.continuous {
+        // The deep tier's hooks stop counting here; threads that exited
+        // before are in the exit ring.
+        loaded.set_window_end(end_ns)?;
+        collector.drain_exits();
+    }
+    let mut unwind_report = collector.sinks.unwinder.as_ref().map(|u| crate::unwinding::UnwindReport {
+        method: format!("{:?}", args.unwind).to_lowercase(),
+        user_stack_bytes: args.user_stack_bytes,
+        samples: u.usage,
+        unwinder: u.unwinder.stats(),
+        ..Default::default()
+    });
+    let duration_ns = match single {
+        // One window: the time the capture ran, as always reported.
+        true => collector.elapsed().as_nanos() as u64,
+        false => window.end.saturating_sub(window.start),
+    };
+    let mut profile = Profile {
+        tier: args.tier,
+        governor: collector.governor(),
+        start_unix_ns: run.start_unix_ns + window.start.saturating_sub(run.first_start_ns),
+        duration_ns,
+        frequency_hz: args.frequency_hz,
+        window_start_ns: window.start,
+        window_end_ns: window.end,
+        state_hz: args.state_hz,
+        arch: std::env::consts::ARCH.to_owned(),
+        group_by: args.group_by.clone(),
+        lines: args.lines,
+        ..Profile::default()
+    };
+    let mut off_cpu_raw: Vec<RawOffCpu> = Vec::new();
+    if let (Some(snapshots), Some(sampled)) = (collector.snapshots.as_mut(), sampled) {
+        if let (Some(opening), Some(closing)) = (opening.as_ref(), closing.as_ref()) {
+            let accounted = continuous::account(opening, closing, &sampled, &window, run.delayacct);
+            let mut comms: FxHashMap<u32, String> =
+                sampled.threads.iter().map(|(tid, t)| (*tid, t.comm.clone())).collect();
+            for e in sampled.exits.values() {
+                comms.entry(e.tid).or_insert_with(|| crate::model::text::comm_string(&e.comm));
+            }
+            off_cpu_raw = continuous::off_cpu_stacks(&accounted, &sampled.sightings, &comms);
+            if let (Some(report), Some(b)) = (unwind_report.as_mut(), &snapshots.blocked) {
+                report.blocked = b.stats;
+                report.off_cpu = continuous::unwind_sources(&off_cpu_raw);
+            }
+            profile.thread_times = accounted.times;
+            profile.counter_extras = accounted.extras;
+            profile.untrusted_times = accounted.unaccounted;
+        } else {
+            let live = sched_times::live(&loaded.threads()?);
+            let unwind;
+            let stacks = snapshots.stacks.as_mut().ok_or_else(|| crate::Error::Read("no stack map".into()))?;
+            (off_cpu_raw, unwind) = off_cpu::collect(
+                &loaded.off_cpu_map()?,
+                &live,
+                window.clone(),
+                &snapshots.sampler.kstacks,
+                stacks,
+                &mut collector.sinks.stacks,
+                snapshots.blocked.as_ref(),
+            );
+            if let (Some(report), Some(b)) = (unwind_report.as_mut(), &snapshots.blocked) {
+                report.blocked = b.stats;
+                report.off_cpu = unwind;
+            }
+            let exited = std::mem::take(&mut collector.exited.times);
+            profile.thread_times = sched_times::finish(&live, exited, window.start, window.end);
+            profile.untrusted_times = sched_times::missed_switch_outs(&live, window.end);
+        }
+        // Neither their exact times nor their off-CPU time can be trusted.
+        for tid in &profile.untrusted_times {
+            profile.thread_times.remove(tid);
+        }
+        off_cpu_raw.retain(|s| !profile.untrusted_times.contains(&s.tid));
+        // Names, least to most recent: off-CPU records, exits, snapshots, procfs.
+        profile.comms.extend(off_cpu_raw.iter().filter(|s| !s.comm.is_empty()).map(|s| (s.tid, s.comm.clone())));
+        profile.comms.extend(std::mem::take(&mut collector.exited.names));
+        let mut stats = sampled.stats;
+        stats.realtime = snapshots.taker.realtime;
+        profile.state_sampler = stats;
+        for (tid, t) in sampled.threads {
+            let [running, runnable, sleeping, disk, other] = t.states;
+            profile.state_samples.insert(tid, (t.tgid, StateSamples { running, runnable, sleeping, disk, other }));
+            profile.comms.insert(tid, t.comm);
+        }
+        // Names of live threads as they are now.
+        profile.comms.extend(sched_times::proc_names(profile.thread_times.iter().map(|(tid, t)| (t.tgid, *tid))));
+        profile.blocked_on = sampled.fd_waits;
+        // Exact times, snapshots and off-CPU time go to each process's
+        // latest generation; processes not seen yet are read now.
+        let threads = profile.thread_times.iter().map(|(tid, t)| (*tid, t.tgid));
+        let seen = profile.state_samples.iter().map(|(tid, (tgid, _))| (*tid, *tgid));
+        let off = off_cpu_raw.iter().map(|s| (s.tid, s.tgid));
+        let pairs: Vec<(u32, u32)> = threads.chain(seen).chain(off).collect();
+        for (tid, tgid) in pairs {
+            let id = collector.sinks.processes.current(tgid);
+            profile.thread_process.insert(tid, id);
+        }
+        for s in &mut off_cpu_raw {
+            s.process = profile.thread_process.get(&s.tid).copied().unwrap_or(u32::MAX);
+            if s.comm.is_empty() {
+                s.comm = profile.thread_name(s.tid).to_owned();
+            }
+        }
+    }
+    // Noise per source and latency histograms come from the deep tier's
+    // hooks; the continuous tier's noise from procfs and the samples.
+    let mut noise = match sampled_noise {
+        Some(mut sampled) => {
+            sampled.idle_samples = counters.idle_samples;
+            sampled.lost_samples = counters.lost_samples;
+            let c = &run.config;
+            if !c.pids.is_empty() || c.comm.is_some() || c.cgroup_filter.is_some() {
+                sampled.restricted_to = Some(
+                    "the threads selected by --pid, --comm, --cgroup or --container (filtered in the kernel)".into(),
+                );
+            }
+            let before = &open.kernel;
+            Measurement::Continuous(crate::noise::continuous::ContinuousRaw {
+                window_start_ns: window.start,
+                window_end_ns: window.end,
+                cpus: loaded.cpus.clone(),
+                stat: crate::noise::proc_counts::times_delta(&before.stat, &kernel_after.stat),
+                kernel_interrupts: crate::noise::collect::table_delta(&before.interrupts, &kernel_after.interrupts),
+                kernel_softirqs: crate::noise::collect::table_delta(&before.softirqs, &kernel_after.softirqs),
+                stat_since_boot: kernel_after.stat,
+                irq_names: crate::noise::proc_counts::irq_names(),
+                sampled,
+            })
+        }
+        None => {
+            let histograms = crate::noise::collect::histograms(loaded, &window)?;
+            let names = crate::noise::collect::histogram_names(&histograms);
+            Measurement::Deep {
+                noise: crate::noise::collect::noise(
+                    loaded,
+                    crate::noise::collect::Window {
+                        ns: window.clone(),
+                        threshold_ns: 0,
+                        cpus: loaded.cpus.clone(),
+                        victim_pids: run.config.pids.clone(),
+                        kernel_before: open.kernel.clone(),
+                        kernel_after,
+                    },
+                )?,
+                histograms,
+                names,
+            }
+        }
+    };
+    profile.lost_samples = counters.lost_samples;
+    profile.dropped = counters.dropped;
+    profile.dropped_events = profile.dropped.total();
+    profile.limits_hit = limits_hit(&counters.dropped, &run.config);
+    if let Some(report) = unwind_report.as_mut() {
+        report.copy_errors = loaded.counter(Counter::UserStackCopyErrors)?;
+    }
+    profile.unwind = unwind_report;
+
+    let processes = &mut collector.sinks.processes;
+    // A process gone before it could be read is named after its main thread.
+    for s in &stacks {
+        if s.tid == s.pid {
+            processes.name_if_unknown(s.process, &s.comm);
+        }
+    }
+    for (&tid, comm) in &profile.comms {
+        if let Some(&id) = profile.thread_process.get(&tid) {
+            if profile.thread_times.get(&tid).is_some_and(|t| t.tgid == tid) {
+                processes.name_if_unknown(id, comm);
+            }
+        }
+    }
+    // The window's process table, indexed densely.
+    let index;
+    (profile.processes, index, profile.enrichment) = processes.window();
+    let local = |id: u32| index.get(&id).copied().unwrap_or(u32::MAX);
+    let mut stacks = stacks;
+    for s in &mut stacks {
+        s.process = local(s.process);
+    }
+    for s in &mut off_cpu_raw {
+        s.process = local(s.process);
+    }
+    for p in profile.thread_process.values_mut() {
+        *p = local(*p);
+    }
+    let started = Instant::now();
+    let mut profile = names.window(collector.sinks.stacks.modules(), stacks, off_cpu_raw, profile);
+    tracing::debug!(elapsed = ?started.elapsed(), "symbolized");
+    // The selection applies to what is reported, exact times included.
+    profile.select(&run.selection);
+    if let Measurement::Deep { histograms, names, .. } = &mut noise {
+        // Processes gone by now are named from what the capture saw.
+        for (key, _) in &histograms.entries {
+            if key.kind == profiler_common::HIST_RUNQ && !names.processes.contains_key(&key.id) {
+                if let Some(comm) = profile.comms.get(&key.id) {
+                    names.processes.insert(key.id, comm.clone());
+                }
+            }
+        }
+    }
+    Ok(Window { id: 0, profile, noise })
+}
+
+/// Which bounds filled up in the window, for a warning naming the flag.
+fn limits_hit(dropped: &Dropped, config: &SamplingConfig) -> Vec<LimitHit> {
+    let mut hits = Vec::new();
+    if dropped.threads > 0 {
+        hits.push(LimitHit::new("thread map", config.max_threads, "--max-threads", dropped.threads));
+    }
+    if dropped.stacks > 0 {
+        hits.push(LimitHit::new("stack map", config.max_stacks, "--max-stacks", dropped.stacks));
+    }
+    if dropped.off_cpu_aggregates > 0 {
+        let bound = config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK);
+        hits.push(LimitHit::new("off-CPU map", bound, "--max-stacks", dropped.off_cpu_aggregates));
+    }
+    hits
+}
