@@ -261,12 +261,15 @@ pub struct Loaded {
     pub missing_hooks: Vec<String>,
 }
 
-/// Ring buffer size: about two seconds of samples at full rate on every
-/// CPU, so that a stalled reader loses nothing for a while, bounded to
-/// 1..=64 MiB and a power of two as the kernel requires.
+/// Ring buffer size: about half a second of samples at full rate on every
+/// CPU (the reader drains it every [`profiler_common::DRAIN_INTERVAL_MS`]
+/// and when half full), so that a reader busy closing a window (tens of
+/// milliseconds) loses nothing, bounded to 1..=64 MiB and a power of two
+/// as the kernel requires. Its pages are mapped twice into the process and
+/// count twice in its RSS.
 pub fn ring_buffer_bytes(frequency_hz: u64, cpus: usize, record_bytes: u64) -> u32 {
     let per_second = frequency_hz.saturating_mul(cpus as u64).saturating_mul(record_bytes + 8);
-    let want = per_second.saturating_mul(2).clamp(1 << 20, 64 << 20);
+    let want = (per_second / 2).clamp(1 << 20, 64 << 20);
     want.next_power_of_two().min(64 << 20) as u32
 }
 

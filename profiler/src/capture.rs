@@ -47,6 +47,9 @@ pub struct Sinks {
     /// The continuous tier's noise estimates: every sample classified by
     /// its kernel stack (interrupt context, kernel thread).
     pub noise: Option<NoiseSampler>,
+    /// Names of addresses, for the collector's life: the noise sampler
+    /// names kernel frames as samples arrive, windows at their end.
+    pub names: crate::symbolize::Names,
     malformed: u64,
     /// Records stamped after a window's end, read while closing it: they
     /// are handled, in order, once the next window is open.
@@ -79,7 +82,7 @@ impl Sinks {
             self.handle(&item);
         }
         if let Some(n) = self.noise.as_mut() {
-            n.flush();
+            n.flush(self.names.kernel_mut());
         }
     }
 
@@ -89,7 +92,7 @@ impl Sinks {
             self.handle(&item);
         }
         if let Some(n) = self.noise.as_mut() {
-            n.flush();
+            n.flush(self.names.kernel_mut());
         }
     }
 
@@ -361,6 +364,7 @@ impl Collector {
             processes: ProcessTable::new(),
             unwinder,
             noise: None,
+            names: crate::symbolize::Names::default(),
             malformed: 0,
             held: Vec::new(),
         };
@@ -501,7 +505,8 @@ impl Collector {
             }
             w
         });
-        let noise = self.sinks.noise.as_mut().map(|n| n.cut(end_ns, 0, 0));
+        let sinks = &mut self.sinks;
+        let noise = sinks.noise.as_mut().map(|n| n.cut(end_ns, sinks.names.kernel_mut()));
         // The next window's samples.
         self.sinks.replay();
         let opening = std::mem::replace(&mut self.opening, closing.clone());

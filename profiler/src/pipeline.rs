@@ -41,7 +41,7 @@ use crate::{
     sched_times,
     snapshot_taker::SnapshotTaker,
     state_sampler::StateSampler,
-    symbolize::Names,
+    symbolize::{MAX_KERNEL_NAMES, MAX_USER_CACHE},
     tier::Tier,
     unwinding::SampleUnwinder,
     Result,
@@ -171,6 +171,8 @@ pub async fn run(
         ..SamplingConfig::default()
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
+    drop(btf);
+    crate::sys::mem::release_free_memory();
     let ring = loaded.take_events()?;
     let cgroup_filter = match cgroup_plan {
         Some(plan) => Some(CgroupFilter::new(loaded.take_cgroup_filter(&plan.ids)?, plan)),
@@ -258,8 +260,6 @@ pub async fn run(
         Some(w) if continuous => w,
         _ => args.duration,
     };
-    let mut names = Names::default();
-    let mut evicted: FxHashMap<&'static str, u64> = FxHashMap::default();
     let mut open = Open {
         start_ns: first_start_ns,
         kernel: kernel_before,
@@ -269,6 +269,7 @@ pub async fn run(
     let mut id = 0u64;
     let end = loop {
         let cut = collector.collect_until(open.started + window_len).await?;
+        tracing::debug!(rss_kib = crate::sys::mem::rss_bytes() >> 10, "closing a window");
         let taken = collector.close_window().await?;
         let kernel_after = KernelCounts::now();
         let counters = KernelCounters::read(&loaded)?;
@@ -276,19 +277,20 @@ pub async fn run(
         let single = id == 0 && cut != Cut::Boundary;
         let live = live_sets(taken.closing.as_ref());
         let mut window =
-            build_window(&run, &mut loaded, &mut collector, &mut names, taken, &open, kernel_after, counters, single)?;
+            build_window(&run, &mut loaded, &mut collector, taken, &open, kernel_after, counters, single)?;
         window.id = id;
         if let Some((tids, tgids)) = live.as_ref().filter(|_| cut == Cut::Boundary) {
             // Between windows, never inside one.
             let n = collector.evict(tids, tgids);
             tracing::debug!(evicted = n, "caches trimmed between windows");
         }
-        window.profile.caches = Some(cache_report(&collector, &names, &mut evicted, id + 1));
+        window.profile.caches = Some(cache_report(&collector, id + 1));
         let window = Arc::new(window);
         for sink in sinks.iter_mut() {
             sink.window(&window)?;
         }
         drop(window);
+        crate::sys::mem::release_free_memory();
         if let Cut::End(reason) = cut {
             break reason;
         }
@@ -305,26 +307,24 @@ fn live_sets(closing: Option<&crate::state_sampler::CounterRead>) -> Option<(FxH
 }
 
 /// Sizes and evictions of the collector's long-lived caches.
-fn cache_report(
-    collector: &Collector,
-    names: &Names,
-    evicted: &mut FxHashMap<&'static str, u64>,
-    windows: u64,
-) -> CacheReport {
+fn cache_report(collector: &Collector, windows: u64) -> CacheReport {
     let mut caches = std::collections::BTreeMap::new();
     let mut put = |name: &str, held: u64, evicted: u64, bound: Option<u64>| {
         caches.insert(name.to_owned(), CacheUse { held, evicted, bound });
     };
     let sinks = &collector.sinks;
+    let names = &sinks.names;
     put("processes", sinks.processes.len() as u64, sinks.processes.evicted, None);
-    put("address_spaces", sinks.stacks.processes_held(), *evicted.entry("address_spaces").or_default(), None);
-    put("symbol_names", names.stats.kernel + names.stats.user, names.stats.evicted, None);
+    put("address_spaces", sinks.stacks.processes_held(), sinks.stacks.evicted, None);
+    put("kernel_names", names.stats.kernel, names.stats.evicted - names.stats.user_evicted, Some(MAX_KERNEL_NAMES as u64));
+    put("user_names", names.stats.user, names.stats.user_evicted, Some(MAX_USER_CACHE as u64));
     if let Some(u) = sinks.unwinder.as_ref() {
         let s = u.unwinder.stats();
         put("unwind_tables_bytes", s.cache_bytes, 0, Some(crate::unwind::Limits::default().total_bytes));
+        put("unwind_processes", s.processes, u.evicted, None);
     }
     if let Some(s) = collector.snapshots.as_ref() {
-        put("threads", s.sampler.held(), 0, Some(u64::from(s.sampler.max_threads())));
+        put("threads", s.sampler.held(), s.sampler.evicted, Some(u64::from(s.sampler.max_threads())));
     }
     CacheReport { windows, caches, rss_bytes: crate::sys::mem::rss_bytes() }
 }
@@ -335,7 +335,6 @@ fn build_window(
     run: &Run,
     loaded: &mut Loaded,
     collector: &mut Collector,
-    names: &mut Names,
     taken: WindowTaken,
     open: &Open,
     kernel_after: KernelCounts,
@@ -535,8 +534,10 @@ fn build_window(
         *p = local(*p);
     }
     let started = Instant::now();
-    let mut profile = names.window(collector.sinks.stacks.modules(), stacks, off_cpu_raw, profile);
-    tracing::debug!(elapsed = ?started.elapsed(), "symbolized");
+    tracing::debug!(rss_kib = crate::sys::mem::rss_bytes() >> 10, "window built, symbolizing");
+    let sinks = &mut collector.sinks;
+    let mut profile = sinks.names.window(sinks.stacks.modules(), stacks, off_cpu_raw, profile);
+    tracing::debug!(elapsed = ?started.elapsed(), rss_kib = crate::sys::mem::rss_bytes() >> 10, "symbolized");
     // The selection applies to what is reported, exact times included.
     profile.select(&run.selection);
     if let Measurement::Deep { histograms, names, .. } = &mut noise {

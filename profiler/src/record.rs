@@ -11,7 +11,7 @@ use std::{
 use crate::{
     capture::{EndReason, OnProgress},
     config::RecordConfig,
-    model::window::Window,
+    model::window::{ProfileMerger, Window},
     output,
     pipeline::{self, WindowSink},
     profile::Profile,
@@ -43,9 +43,15 @@ pub fn write_window(dir: &Path, window: &Window, slos: &[crate::latency::Slo]) -
 }
 
 /// Merges every window into one, to be written into the output directory.
+/// A single window is kept as it is. Of several, only the noise is merged
+/// as they come (a few KiB); their profiles, which grow with every process
+/// and thread a window saw, are read back from `windows/` at the end, so
+/// that memory stays flat however long the recording.
 struct Whole {
     output: PathBuf,
-    merged: Option<Arc<Window>>,
+    first: Option<Arc<Window>>,
+    noise: Option<crate::noise::Measurement>,
+    windows: u64,
 }
 
 impl WindowSink for Whole {
@@ -54,12 +60,55 @@ impl WindowSink for Whole {
     }
 
     fn window(&mut self, window: &Arc<Window>) -> Result<()> {
-        self.merged = Some(match self.merged.take() {
-            None => window.clone(),
-            Some(m) => Arc::new(m.merge(window).map_err(crate::Error::Merge)?),
-        });
+        self.windows += 1;
+        match self.first.take() {
+            None if self.windows == 1 => self.first = Some(window.clone()),
+            first => {
+                let so_far = match (first, self.noise.take()) {
+                    (Some(f), _) => f.noise.clone(),
+                    (None, Some(n)) => n,
+                    (None, None) => window.noise.clone(),
+                };
+                self.noise = Some(merge_noise(&so_far, &window.noise)?);
+            }
+        }
         Ok(())
     }
+}
+
+fn merge_noise(a: &crate::noise::Measurement, b: &crate::noise::Measurement) -> Result<crate::noise::Measurement> {
+    use crate::{model::window::MergeError, noise::Measurement};
+    match (a, b) {
+        (Measurement::Continuous(a), Measurement::Continuous(b)) => {
+            Ok(Measurement::Continuous(crate::model::window::merge_noise(a, b)))
+        }
+        _ => Err(crate::Error::Merge(MergeError::Deep)),
+    }
+}
+
+impl Whole {
+    /// The merge of every window.
+    fn finish(self, windows_dir: &Path) -> Result<Window> {
+        if let Some(first) = self.first {
+            return Ok(Arc::try_unwrap(first).unwrap_or_else(|w| (*w).clone()));
+        }
+        let noise = self.noise.ok_or_else(|| crate::Error::Read("the capture produced no window".into()))?;
+        let mut merger: Option<ProfileMerger> = None;
+        for id in 0..self.windows {
+            let p = crate::samples_file::read(&windows_dir.join(window_dir_name(id)))?;
+            match merger.as_mut() {
+                None => merger = Some(ProfileMerger::new(p)),
+                Some(m) => m.add(&p),
+            }
+        }
+        let profile =
+            merger.ok_or_else(|| crate::Error::Read("the capture produced no window".into()))?.finish();
+        Ok(Window { id: 0, profile, noise })
+    }
+}
+
+fn window_dir_name(id: u64) -> String {
+    format!("{id:04}")
 }
 
 /// Writes each window into `windows/NNNN/` of the output directory.
@@ -70,7 +119,7 @@ struct WindowDirs<'a> {
 
 impl WindowSink for WindowDirs<'_> {
     fn window(&mut self, window: &Arc<Window>) -> Result<()> {
-        let dir = self.root.join(format!("{:04}", window.id));
+        let dir = self.root.join(window_dir_name(window.id));
         crate::atomic_file::prepare_output_dir(&dir)?;
         write_window(&dir, window, self.slos)?;
         tracing::info!(id = window.id, dir = %dir.display(), "window written");
@@ -83,16 +132,15 @@ pub async fn record(
     progress: Option<OnProgress>,
     cancel: &crate::sys::cancel::Cancel,
 ) -> Result<Recording> {
-    let mut whole = Whole { output: args.output.clone(), merged: None };
+    let mut whole = Whole { output: args.output.clone(), first: None, noise: None, windows: 0 };
     let mut dirs = WindowDirs { root: args.output.join(WINDOWS_DIR), slos: &args.slos };
     let outcome = match args.window {
         Some(_) => pipeline::run(args, progress, &mut [&mut dirs, &mut whole], cancel).await?,
         None => pipeline::run(args, progress, &mut [&mut whole], cancel).await?,
     };
-    let window = whole.merged.take().ok_or_else(|| crate::Error::Read("the capture produced no window".into()))?;
     let started = std::time::Instant::now();
+    let window = whole.finish(&dirs.root)?;
     let files = write_window(&args.output, &window, &args.slos)?;
-    tracing::info!(elapsed = ?started.elapsed(), "wrote reports");
-    let window = Arc::try_unwrap(window).unwrap_or_else(|w| (*w).clone());
+    tracing::info!(elapsed = ?started.elapsed(), rss_kib = crate::sys::mem::rss_bytes() >> 10, "wrote reports");
     Ok(Recording { profile: window.profile, end: outcome.end, windows: outcome.windows, files })
 }

@@ -70,6 +70,8 @@ pub struct StackAggregator {
     /// Keyed by whole raw stacks: a fast non-cryptographic hash matters here.
     stacks: FxHashMap<RawKey, (Box<[UserFrame]>, u64)>,
     samples: u64,
+    /// Address spaces forgotten between windows.
+    pub evicted: u64,
 }
 
 /// What is known of one process's address space.
@@ -118,6 +120,7 @@ impl StackAggregator {
             procs: FxHashMap::default(),
             stacks: FxHashMap::default(),
             samples: 0,
+            evicted: 0,
         }
     }
 
@@ -211,7 +214,9 @@ impl StackAggregator {
     pub fn evict(&mut self, live: &rustc_hash::FxHashSet<u32>) -> u64 {
         let before = self.procs.len();
         self.procs.retain(|pid, _| live.contains(pid));
-        (before - self.procs.len()) as u64 + self.modules.perf_maps.evict(live)
+        let n = (before - self.procs.len()) as u64;
+        self.evicted += n;
+        n + self.modules.perf_maps.evict(live)
     }
 
     /// Processes whose address spaces are held.

@@ -126,6 +126,8 @@ pub struct StateSampler {
     pub resync: Vec<u32>,
     /// `stats` at the last [`cut`](Self::cut): a window's are the growth since.
     stats_at_cut: SamplerStats,
+    /// Entries of gone threads forgotten between windows.
+    pub evicted: u64,
 }
 
 impl StateSampler {
@@ -149,6 +151,7 @@ impl StateSampler {
             pending: Vec::new(),
             resync: Vec::new(),
             stats_at_cut: SamplerStats::default(),
+            evicted: 0,
         }
     }
 
@@ -389,9 +392,10 @@ impl StateSampler {
     pub fn evict(&mut self, live: &rustc_hash::FxHashSet<u32>) -> u64 {
         let before = self.kstacks.len();
         self.kstacks.retain(|tid, _| live.contains(tid));
-        let evicted = (before - self.kstacks.len()) as u64;
+        let evicted = (before - self.kstacks.len()) as u64 + self.fd_waits.evict(live);
         self.seen_user_stacks.clear();
-        evicted + self.fd_waits.evict(live)
+        self.evicted += evicted;
+        evicted
     }
 
     /// The live-thread table's bound (`--max-threads`).

@@ -36,9 +36,9 @@ pub fn symbolize(
     Names::default().window(&mut modules, stacks, off_cpu, profile)
 }
 
-/// Most kernel addresses and (module, offset) pairs whose names are kept
-/// between windows; a cache that outgrows its bound is emptied.
-pub const MAX_KERNEL_CACHE: usize = 262_144;
+/// Most (module, offset) pairs whose names are kept between windows; the
+/// cache is emptied when it outgrows it. Kernel names are bounded by
+/// [`MAX_KERNEL_NAMES`].
 pub const MAX_USER_CACHE: usize = 1_048_576;
 
 /// Sizes and evictions of the symbol caches, for summary.json.
@@ -50,6 +50,8 @@ pub struct NameCacheStats {
     pub user: u64,
     /// Entries dropped when a cache outgrew its bound.
     pub evicted: u64,
+    /// Of those, user frames.
+    pub user_evicted: u64,
     /// Addresses looked up in this window (the rest came from the caches).
     pub looked_up: u64,
 }
@@ -60,7 +62,9 @@ pub struct NameCacheStats {
 /// so the key stands for its build id and offset).
 #[derive(Default)]
 pub struct Names {
-    kernel: HashMap<u64, Arc<str>>,
+    /// Keeps kallsyms parsed for the collector's life (one parse, shared
+    /// with the continuous tier's noise sampler).
+    kernel: KernelSymbols,
     /// `None`: no symbol covers the offset.
     user: HashMap<(usize, u64), Option<Arc<[Frame]>>>,
     pub stats: NameCacheStats,
@@ -119,18 +123,20 @@ impl Names {
         profile
     }
 
+    /// The kernel's names, for frames named as they arrive.
+    pub fn kernel_mut(&mut self) -> &mut KernelSymbols {
+        &mut self.kernel
+    }
+
     /// Empty a cache that outgrew its bound (between windows).
     fn bound(&mut self) {
-        if self.kernel.len() > MAX_KERNEL_CACHE {
-            self.stats.evicted += self.kernel.len() as u64;
-            self.kernel.clear();
-        }
         if self.user.len() > MAX_USER_CACHE {
-            self.stats.evicted += self.user.len() as u64;
+            self.stats.user_evicted += self.user.len() as u64;
             self.user.clear();
         }
-        self.stats.kernel = self.kernel.len() as u64;
+        self.stats.kernel = self.kernel.names.len() as u64;
         self.stats.user = self.user.len() as u64;
+        self.stats.evicted = self.kernel.evicted + self.stats.user_evicted;
     }
 
     /// Look up every address the stacks hold that is not named yet.
@@ -144,18 +150,9 @@ impl Names {
         I: Iterator<Item = (u32, &'a [u64], &'a [UserFrame])>,
     {
         let unknown: Arc<str> = Arc::from(UNKNOWN);
-        let symbolizer = Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build();
-        let kernel_new: Vec<u64> = stacks()
-            .flat_map(|(_, k, _)| k.iter().enumerate().map(|(i, &a)| lookup_address(i, a)))
-            .filter(|a| !self.kernel.contains_key(a))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let mut looked_up = kernel_new.len() as u64;
-        match kernel_names(&symbolizer, &kernel_new, &unknown) {
-            Ok(names) => self.kernel.extend(kernel_new.into_iter().zip(names)),
-            Err(err) => tracing::warn!(%err, "could not symbolize kernel frames; they show as [unknown]"),
-        }
+        let before = self.kernel.names.len();
+        self.kernel.resolve(stacks().map(|(_, k, _)| k));
+        let mut looked_up = self.kernel.names.len().saturating_sub(before) as u64;
         let mut wanted: HashMap<usize, HashSet<u64>> = HashMap::new();
         let mut anonymous: HashSet<(u32, u64)> = HashSet::new();
         for (pid, _, ustack) in stacks() {
@@ -178,6 +175,7 @@ impl Names {
         }
         let wanted: HashMap<usize, Vec<u64>> = wanted.into_iter().map(|(m, o)| (m, sorted(o))).collect();
         looked_up += wanted.values().map(|o| o.len() as u64).sum::<u64>();
+        tracing::debug!(rss_kib = crate::sys::mem::rss_bytes() >> 10, "kernel frames named");
         let mut named = user::name_modules(modules, wanted.clone(), debug_dirs);
         for (module, offsets) in wanted {
             for offset in offsets {
@@ -224,7 +222,7 @@ impl Jit {
         }
         for (i, &addr) in kstack.iter().enumerate().rev() {
             let addr = lookup_address(i, addr);
-            let name = names.kernel.get(&addr).cloned().unwrap_or_else(|| unknown.clone());
+            let name = names.kernel.names.get(&addr).cloned().unwrap_or_else(|| unknown.clone());
             frames.push(Frame::new(name, FrameKind::Kernel, None, addr));
         }
         frames
@@ -293,12 +291,11 @@ impl KernelSymbols {
     /// Look up, in one batch, the addresses of a kernel stack (innermost
     /// first, as the kernel returns it) not named yet.
     pub fn resolve<'a>(&mut self, stacks: impl Iterator<Item = &'a [u64]>) {
-        let mut new: Vec<u64> = stacks
-            .flat_map(|s| s.iter().enumerate().map(|(i, &a)| lookup_address(i, a)))
-            .filter(|a| !self.names.contains_key(a))
-            .collect();
-        new.sort_unstable();
-        new.dedup();
+        let mut all: Vec<u64> =
+            stacks.flat_map(|s| s.iter().enumerate().map(|(i, &a)| lookup_address(i, a))).collect();
+        all.sort_unstable();
+        all.dedup();
+        let mut new: Vec<u64> = all.iter().copied().filter(|a| !self.names.contains_key(a)).collect();
         if new.is_empty() {
             return;
         }
@@ -306,6 +303,8 @@ impl KernelSymbols {
             self.evicted += self.names.len() as u64;
             tracing::info!(evicted = self.evicted, "kernel symbol cache full: emptied");
             self.names.clear();
+            // Every address of these stacks is to be named again.
+            new = all;
         }
         match kernel_names(&self.symbolizer, &new, &self.unknown) {
             Ok(names) => self.names.extend(new.into_iter().zip(names)),

@@ -47,6 +47,8 @@ pub struct SampleUnwinder {
     fp_ok: FxHashSet<u32>,
     pub usage: UnwindUse,
     out: Vec<u64>,
+    /// Processes forgotten between windows.
+    pub evicted: u64,
 }
 
 impl SampleUnwinder {
@@ -59,6 +61,7 @@ impl SampleUnwinder {
             fp_ok: FxHashSet::default(),
             usage: UnwindUse::default(),
             out: vec![0; MAX_STACK_DEPTH],
+            evicted: 0,
         }
     }
 
@@ -130,7 +133,9 @@ impl SampleUnwinder {
             self.forget(*pid);
         }
         self.fp_ok.retain(|pid| live.contains(pid));
-        self.unwinder.evict(live) + gone.len() as u64
+        let n = self.unwinder.evict(live) + gone.len() as u64;
+        self.evicted += n;
+        n
     }
 
     /// A process exec'd or a pid was reused: its code changed.

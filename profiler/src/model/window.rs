@@ -12,7 +12,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    hash::Hash,
+    hash::{Hash, Hasher},
 };
 
 use crate::{
@@ -84,23 +84,6 @@ impl ModuleKey {
     pub fn of(m: &Module) -> Self {
         Self { path: m.path.clone(), build_id: m.build_id.clone() }
     }
-}
-
-/// A union of two indexed tables by key: `a`'s entries keep their indices,
-/// `b`'s new ones follow in order; returns the table and `b`'s new indices.
-fn union<T: Clone, K: Hash + Eq>(a: &[T], b: &[T], key: impl Fn(&T) -> K) -> (Vec<T>, Vec<u32>) {
-    let mut out: Vec<T> = a.to_vec();
-    let mut index: HashMap<K, u32> = a.iter().enumerate().map(|(i, t)| (key(t), i as u32)).collect();
-    let remap = b
-        .iter()
-        .map(|t| {
-            *index.entry(key(t)).or_insert_with(|| {
-                out.push(t.clone());
-                (out.len() - 1) as u32
-            })
-        })
-        .collect();
-    (out, remap)
 }
 
 fn remap_frames(frames: &[Frame], modules: &[u32]) -> Vec<Frame> {
@@ -203,115 +186,195 @@ fn merge_blocked_on(a: &[BlockedOn], b: &[BlockedOn]) -> Vec<BlockedOn> {
 
 /// `a` followed by `b`.
 pub fn merge_profiles(a: &Profile, b: &Profile) -> Profile {
-    let (modules, module_map) = union(&a.modules, &b.modules, ModuleKey::of);
-    let (mut processes, process_map) = union(&a.processes, &b.processes, ProcessKey::of);
-    for (i, p) in processes.iter_mut().enumerate() {
-        p.id = i as u32;
-    }
-    // `a`'s indices are kept; `b`'s are renumbered.
-    let stacks: Vec<Stack> = a
-        .stacks
-        .iter()
-        .cloned()
-        .chain(b.stacks.iter().map(|s| Stack {
-            frames: remap_frames(&s.frames, &module_map),
-            process: remap_process(s.process, &process_map),
-            ..s.clone()
-        }))
-        .collect();
-    let stacks = dedup_by(
-        stacks,
-        |s| (s.process, s.pid, s.tid, s.comm.clone(), s.syscall, s.frames.clone()),
-        |x, y| x.count += y.count,
-    );
-    let off_cpu: Vec<OffCpuStack> = a
-        .off_cpu
-        .iter()
-        .cloned()
-        .chain(b.off_cpu.iter().map(|s| OffCpuStack {
-            frames: remap_frames(&s.frames, &module_map),
-            process: remap_process(s.process, &process_map),
-            ..s.clone()
-        }))
-        .collect();
-    let off_cpu = dedup_by(
-        off_cpu,
-        |s| {
-            (
-                (s.process, s.pid, s.tid, s.comm.clone(), s.state, s.syscall),
-                (s.waker_tid, s.waker_comm.clone(), s.stack_lost, s.frames.clone()),
-            )
-        },
-        |x, y| {
-            x.ns += y.ns;
-            x.count += y.count;
-        },
-    );
-    let thread_times = sum_maps(&a.thread_times, &b.thread_times, |x, y| {
-        x.on_cpu_ns += y.on_cpu_ns;
-        for (o, p) in x.off_cpu_ns.iter_mut().zip(y.off_cpu_ns) {
-            *o += p;
-        }
-        // Where the thread was at the later window's end.
-        (x.tgid, x.state, x.since_ns) = (y.tgid, y.state, y.since_ns);
-    });
-    let state_samples = sum_maps(&a.state_samples, &b.state_samples, |x, y| {
-        let (s, t) = (&mut x.1, &y.1);
-        x.0 = y.0;
-        *s = StateSamples {
-            running: s.running + t.running,
-            runnable: s.runnable + t.runnable,
-            sleeping: s.sleeping + t.sleeping,
-            disk: s.disk + t.disk,
-            other: s.other + t.other,
+    let mut m = ProfileMerger::new(a.clone());
+    m.add(b);
+    m.finish()
+}
+
+/// Identity of an on-CPU stack entry within a merge.
+fn stack_key(s: &Stack) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    (s.process, s.pid, s.tid, &s.comm, s.syscall, &s.frames).hash(&mut h);
+    h.finish()
+}
+
+fn same_stack(x: &Stack, y: &Stack) -> bool {
+    (x.process, x.pid, x.tid, x.syscall) == (y.process, y.pid, y.tid, y.syscall)
+        && x.comm == y.comm
+        && x.frames == y.frames
+}
+
+fn off_cpu_key(s: &OffCpuStack) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    (s.process, s.pid, s.tid, &s.comm, s.state, s.syscall).hash(&mut h);
+    (s.waker_tid, &s.waker_comm, s.stack_lost, &s.frames).hash(&mut h);
+    h.finish()
+}
+
+fn same_off_cpu(x: &OffCpuStack, y: &OffCpuStack) -> bool {
+    (x.process, x.pid, x.tid, x.state, x.syscall, x.waker_tid, x.stack_lost)
+        == (y.process, y.pid, y.tid, y.state, y.syscall, y.waker_tid, y.stack_lost)
+        && x.comm == y.comm
+        && x.waker_comm == y.waker_comm
+        && x.frames == y.frames
+}
+
+/// Merges profiles one after another in place, keeping its indices of
+/// processes, modules and stacks between additions: adding a window costs
+/// in proportion to that window, however many came before.
+pub struct ProfileMerger {
+    p: Profile,
+    modules: HashMap<ModuleKey, u32>,
+    processes: HashMap<ProcessKey, u32>,
+    /// Stack hash → indices of entries with that hash.
+    stacks: HashMap<u64, Vec<usize>>,
+    off_cpu: HashMap<u64, Vec<usize>>,
+}
+
+impl ProfileMerger {
+    pub fn new(first: Profile) -> Self {
+        let mut m = Self {
+            p: Profile { stacks: Vec::new(), off_cpu: Vec::new(), modules: Vec::new(), processes: Vec::new(), ..first },
+            modules: HashMap::new(),
+            processes: HashMap::new(),
+            stacks: HashMap::new(),
+            off_cpu: HashMap::new(),
         };
-    });
-    let mut comms = a.comms.clone();
-    comms.extend(b.comms.iter().map(|(k, v)| (*k, v.clone())));
-    let mut thread_process = a.thread_process.clone();
-    thread_process.extend(b.thread_process.iter().map(|(tid, p)| (*tid, remap_process(*p, &process_map))));
-    let mut untrusted_times = a.untrusted_times.clone();
-    untrusted_times.extend(b.untrusted_times.iter().filter(|t| !a.untrusted_times.contains(t)));
-    let mut blocked_on = a.blocked_on.clone();
-    for (tid, v) in &b.blocked_on {
-        let merged = merge_blocked_on(blocked_on.get(tid).map_or(&[][..], Vec::as_slice), v);
-        blocked_on.insert(*tid, merged);
+        // The first profile's entries go through the same union, so that its
+        // own duplicates (if any) are summed as a later profile's would be.
+        let first = Profile { stacks: first.stacks, off_cpu: first.off_cpu, modules: first.modules, processes: first.processes, ..Profile::default() };
+        m.absorb_entries(&first);
+        m
     }
-    let samples = stacks.iter().map(|s| s.count).sum();
-    Profile {
-        tier: a.tier,
-        governor: b.governor.clone().or_else(|| a.governor.clone()),
-        counter_extras: sum_maps(&a.counter_extras, &b.counter_extras, add_extras),
-        start_unix_ns: a.start_unix_ns.min(b.start_unix_ns),
-        duration_ns: a.duration_ns + b.duration_ns,
-        frequency_hz: a.frequency_hz,
-        samples,
-        lost_samples: a.lost_samples + b.lost_samples,
-        modules,
-        stacks,
-        dropped_events: a.dropped_events + b.dropped_events,
-        dropped: add_dropped(&a.dropped, &b.dropped),
-        window_start_ns: a.window_start_ns.min(b.window_start_ns),
-        window_end_ns: a.window_end_ns.max(b.window_end_ns),
-        thread_times,
-        comms,
-        off_cpu,
-        state_hz: a.state_hz,
-        state_samples,
-        state_sampler: add_sampler_stats(&a.state_sampler, &b.state_sampler),
-        untrusted_times,
-        limits_hit: merge_limits(&a.limits_hit, &b.limits_hit),
-        processes,
-        thread_process,
-        blocked_on,
+
+    /// The union of this profile's processes and modules with `b`'s, and
+    /// `b`'s stacks renumbered into it.
+    fn absorb_entries(&mut self, b: &Profile) {
+        let module_map: Vec<u32> = b
+            .modules
+            .iter()
+            .map(|m| {
+                *self.modules.entry(ModuleKey::of(m)).or_insert_with(|| {
+                    self.p.modules.push(m.clone());
+                    (self.p.modules.len() - 1) as u32
+                })
+            })
+            .collect();
+        let process_map: Vec<u32> = b
+            .processes
+            .iter()
+            .map(|p| {
+                *self.processes.entry(ProcessKey::of(p)).or_insert_with(|| {
+                    let id = self.p.processes.len() as u32;
+                    self.p.processes.push(ProcessInfo { id, ..p.clone() });
+                    id
+                })
+            })
+            .collect();
+        for s in &b.stacks {
+            let s = Stack {
+                frames: remap_frames(&s.frames, &module_map),
+                process: remap_process(s.process, &process_map),
+                ..s.clone()
+            };
+            let bucket = self.stacks.entry(stack_key(&s)).or_default();
+            match bucket.iter().find(|&&i| same_stack(&self.p.stacks[i], &s)) {
+                Some(&i) => self.p.stacks[i].count += s.count,
+                None => {
+                    bucket.push(self.p.stacks.len());
+                    self.p.stacks.push(s);
+                }
+            }
+        }
+        for s in &b.off_cpu {
+            let s = OffCpuStack {
+                frames: remap_frames(&s.frames, &module_map),
+                process: remap_process(s.process, &process_map),
+                ..s.clone()
+            };
+            let bucket = self.off_cpu.entry(off_cpu_key(&s)).or_default();
+            match bucket.iter().find(|&&i| same_off_cpu(&self.p.off_cpu[i], &s)) {
+                Some(&i) => {
+                    let o = &mut self.p.off_cpu[i];
+                    o.ns += s.ns;
+                    o.count += s.count;
+                }
+                None => {
+                    bucket.push(self.p.off_cpu.len());
+                    self.p.off_cpu.push(s);
+                }
+            }
+        }
+        for (tid, id) in &b.thread_process {
+            self.p.thread_process.insert(*tid, remap_process(*id, &process_map));
+        }
+    }
+
+    /// Add `b`, which follows everything added so far.
+    pub fn add(&mut self, b: &Profile) {
+        self.absorb_entries(b);
+        let a = &mut self.p;
+        add_into(&mut a.thread_times, &b.thread_times, |x, y| {
+            x.on_cpu_ns += y.on_cpu_ns;
+            for (o, p) in x.off_cpu_ns.iter_mut().zip(y.off_cpu_ns) {
+                *o += p;
+            }
+            // Where the thread was at the later window's end.
+            (x.tgid, x.state, x.since_ns) = (y.tgid, y.state, y.since_ns);
+        });
+        add_into(&mut a.state_samples, &b.state_samples, |x, y| {
+            let (s, t) = (&mut x.1, &y.1);
+            x.0 = y.0;
+            *s = StateSamples {
+                running: s.running + t.running,
+                runnable: s.runnable + t.runnable,
+                sleeping: s.sleeping + t.sleeping,
+                disk: s.disk + t.disk,
+                other: s.other + t.other,
+            };
+        });
+        add_into(&mut a.counter_extras, &b.counter_extras, add_extras);
+        a.comms.extend(b.comms.iter().map(|(k, v)| (*k, v.clone())));
+        for t in &b.untrusted_times {
+            if !a.untrusted_times.contains(t) {
+                a.untrusted_times.push(*t);
+            }
+        }
+        for (tid, v) in &b.blocked_on {
+            let merged = merge_blocked_on(a.blocked_on.get(tid).map_or(&[][..], Vec::as_slice), v);
+            a.blocked_on.insert(*tid, merged);
+        }
+        a.governor = b.governor.clone().or_else(|| a.governor.take());
+        a.start_unix_ns = a.start_unix_ns.min(b.start_unix_ns);
+        a.duration_ns += b.duration_ns;
+        a.lost_samples += b.lost_samples;
+        a.dropped_events += b.dropped_events;
+        a.dropped = add_dropped(&a.dropped, &b.dropped);
+        a.window_start_ns = a.window_start_ns.min(b.window_start_ns);
+        a.window_end_ns = a.window_end_ns.max(b.window_end_ns);
+        a.state_sampler = add_sampler_stats(&a.state_sampler, &b.state_sampler);
+        a.limits_hit = merge_limits(&a.limits_hit, &b.limits_hit);
         // Counts of the collector's life so far: the later window's.
-        enrichment: b.enrichment,
-        arch: a.arch.clone(),
-        group_by: a.group_by.clone(),
-        lines: a.lines,
-        symbolize_ns: a.symbolize_ns + b.symbolize_ns,
-        unwind: b.unwind.clone().or_else(|| a.unwind.clone()),
-        caches: b.caches.clone().or_else(|| a.caches.clone()),
+        a.enrichment = b.enrichment;
+        a.symbolize_ns += b.symbolize_ns;
+        a.unwind = b.unwind.clone().or_else(|| a.unwind.take());
+        a.caches = b.caches.clone().or_else(|| a.caches.take());
+    }
+
+    pub fn finish(mut self) -> Profile {
+        self.p.samples = self.p.stacks.iter().map(|s| s.count).sum();
+        self.p
+    }
+}
+
+fn add_into<K: Ord + Clone, V: Clone>(a: &mut BTreeMap<K, V>, b: &BTreeMap<K, V>, add: impl Fn(&mut V, &V)) {
+    for (k, v) in b {
+        match a.get_mut(k) {
+            Some(o) => add(o, v),
+            None => {
+                a.insert(k.clone(), v.clone());
+            }
+        }
     }
 }
 

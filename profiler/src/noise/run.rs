@@ -152,14 +152,16 @@ async fn continuous(
     let start = crate::sys::clock::monotonic_ns();
     let kernel_before = KernelCounts::now();
     let mut sampler = NoiseSampler::new(checked.frequency, start);
+    let mut symbols = crate::symbolize::KernelSymbols::new();
     on_start(checked.cpus.len());
-    let end = sample(&mut ring, &mut sampler, duration, cancel).await?;
+    let end = sample(&mut ring, &mut sampler, &mut symbols, duration, cancel).await?;
     let end_ns = crate::sys::clock::monotonic_ns();
     sampler.set_end(end_ns);
     let kernel_after = KernelCounts::now();
     // What the kernel wrote before the window closed still counts.
-    drain(ring.get_mut(), &mut sampler);
-    let sampled = sampler.finish(loaded.counter(Counter::IdleSamples)?, loaded.counter(Counter::LostSamples)?);
+    drain(ring.get_mut(), &mut sampler, &mut symbols);
+    let sampled =
+        sampler.finish(loaded.counter(Counter::IdleSamples)?, loaded.counter(Counter::LostSamples)?, &mut symbols);
     let interrupts = collect::table_delta(&kernel_before.interrupts, &kernel_after.interrupts);
     let raw = ContinuousRaw {
         window_start_ns: start,
@@ -179,6 +181,7 @@ async fn continuous(
 async fn sample(
     ring: &mut AsyncFd<RingBuf<MapData>>,
     sampler: &mut NoiseSampler,
+    symbols: &mut crate::symbolize::KernelSymbols,
     duration: std::time::Duration,
     cancel: &crate::sys::cancel::Cancel,
 ) -> Result<EndReason> {
@@ -191,10 +194,10 @@ async fn sample(
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.map_err(|source| Error::Io { what: "wait for the sample ring buffer", source })?;
-                drain(guard.get_inner_mut(), sampler);
+                drain(guard.get_inner_mut(), sampler, symbols);
                 guard.clear_ready();
             }
-            _ = tick.tick() => drain(ring.get_mut(), sampler),
+            _ = tick.tick() => drain(ring.get_mut(), sampler, symbols),
             _ = tokio::time::sleep_until(deadline) => break EndReason::Elapsed,
             _ = cancel.cancelled() => break EndReason::Interrupted,
         }
@@ -203,7 +206,7 @@ async fn sample(
 
 /// Hand every sample in the ring to the sampler; a new process's pid may
 /// be a recycled one, so it is judged kernel or user anew.
-fn drain(ring: &mut RingBuf<MapData>, sampler: &mut NoiseSampler) {
+fn drain(ring: &mut RingBuf<MapData>, sampler: &mut NoiseSampler, symbols: &mut crate::symbolize::KernelSymbols) {
     let mut malformed = 0u64;
     while let Some(item) = ring.next() {
         match capture::kind(&item) {
@@ -221,7 +224,7 @@ fn drain(ring: &mut RingBuf<MapData>, sampler: &mut NoiseSampler) {
     if malformed > 0 {
         tracing::warn!(malformed, "ignored malformed ring buffer records");
     }
-    sampler.flush();
+    sampler.flush(symbols);
 }
 
 /// Wait for the duration, or until cancelled.

@@ -236,7 +236,6 @@ struct Pending {
 pub struct NoiseSampler {
     frequency_hz: u64,
     window: std::ops::Range<u64>,
-    symbols: KernelSymbols,
     /// Samples since the last [`flush`](Self::flush).
     pending: Vec<Pending>,
     /// tid → kernel thread (`PF_KTHREAD`), read once per thread.
@@ -252,7 +251,6 @@ impl NoiseSampler {
         Self {
             frequency_hz,
             window: start_ns..u64::MAX,
-            symbols: KernelSymbols::new(),
             pending: Vec::new(),
             kthreads: FxHashMap::default(),
             raw: SampledRaw { frequency_hz, period_ns: 1_000_000_000 / frequency_hz, ..SampledRaw::default() },
@@ -302,13 +300,13 @@ impl NoiseSampler {
     }
 
     /// Name the pending samples' kernel frames and classify them.
-    pub fn flush(&mut self) {
+    pub fn flush(&mut self, symbols: &mut KernelSymbols) {
         if self.pending.is_empty() {
             return;
         }
-        self.symbols.resolve(self.pending.iter().map(|p| &*p.kstack));
+        symbols.resolve(self.pending.iter().map(|p| &*p.kstack));
         for Pending { cpu, weight, kthread, comm, kstack } in std::mem::take(&mut self.pending) {
-            let frames = self.symbols.frames(&kstack);
+            let frames = symbols.frames(&kstack);
             let source = match classify(&frames) {
                 Context::Softirq(name) => SampledSource { kind: SourceKind::Softirq, name },
                 Context::Vector(name) => SampledSource { kind: SourceKind::Vector, name },
@@ -322,16 +320,14 @@ impl NoiseSampler {
     }
 
     /// End this window at `end_ns` (every sample stamped up to it has been
-    /// added) and start the next there; the kernel names stay. `idle` and
-    /// `lost` are the sampling program's counts over the window.
-    pub fn cut(&mut self, end_ns: u64, idle_samples: u64, lost_samples: u64) -> SampledRaw {
-        self.flush();
+    /// added) and start the next there. The sampling program's counts over
+    /// the window (idle and lost samples) are for the caller to fill in.
+    pub fn cut(&mut self, end_ns: u64, symbols: &mut KernelSymbols) -> SampledRaw {
+        self.flush(symbols);
         let next =
             SampledRaw { frequency_hz: self.frequency_hz, period_ns: self.raw.period_ns, ..SampledRaw::default() };
         let mut raw = std::mem::replace(&mut self.raw, next);
-        raw.idle_samples = idle_samples;
-        raw.lost_samples = lost_samples;
-        raw.kernel_names_evicted = self.symbols.evicted;
+        raw.kernel_names_evicted = symbols.evicted;
         self.window = end_ns..u64::MAX;
         raw
     }
@@ -345,11 +341,11 @@ impl NoiseSampler {
 
     /// What the window's samples gave; `idle` and `lost` are the sampling
     /// program's counters.
-    pub fn finish(mut self, idle_samples: u64, lost_samples: u64) -> SampledRaw {
-        self.flush();
+    pub fn finish(mut self, idle_samples: u64, lost_samples: u64, symbols: &mut KernelSymbols) -> SampledRaw {
+        self.flush(symbols);
         self.raw.idle_samples = idle_samples;
         self.raw.lost_samples = lost_samples;
-        self.raw.kernel_names_evicted = self.symbols.evicted;
+        self.raw.kernel_names_evicted = symbols.evicted;
         tracing::debug!(frequency_hz = self.frequency_hz, cpus = self.raw.delivered.len(), "noise samples classified");
         self.raw
     }
@@ -568,7 +564,7 @@ mod tests {
         s.add(&event(1, me, 1_500, &[]));
         s.set_end(2_000);
         s.add(&event(1, me, 2_000, &[]));
-        let raw = s.finish(7, 1);
+        let raw = s.finish(7, 1, &mut crate::symbolize::KernelSymbols::new());
         assert_eq!(raw.delivered[&0], Delivered { kept: 1, weighted: 1 });
         assert_eq!(raw.delivered[&1], Delivered { kept: 1, weighted: 1 });
         assert!(raw.sources.is_empty(), "user-thread task samples are not noise: {:?}", raw.sources);

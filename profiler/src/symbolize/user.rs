@@ -41,8 +41,6 @@ pub type UserNames = HashMap<(usize, u64), Arc<[Frame]>>;
 /// Name the offsets of every module in `wanted`; what could not be read
 /// is noted in the module.
 pub fn name_modules(modules: &mut ModuleTable, wanted: HashMap<usize, Vec<u64>>, debug_dirs: &[PathBuf]) -> UserNames {
-    // One symbolizer: both passes share each module's parsed symbol table.
-    let symbolizer = Symbolizer::builder().enable_code_info(true).enable_inlined_fns(true).build();
     let mut files = FileNames::default();
     let mut names = UserNames::new();
     let mut wanted: Vec<_> = wanted.into_iter().collect();
@@ -51,6 +49,10 @@ pub fn name_modules(modules: &mut ModuleTable, wanted: HashMap<usize, Vec<u64>>,
         let source = modules.source(module);
         let Some(info) = modules.modules.get_mut(module) else { continue };
         let started = std::time::Instant::now();
+        // A symbolizer per module: both passes share its parsed symbol
+        // table and DWARF, which go when the module is done, so that the
+        // memory peak is that of the largest module, not of all of them.
+        let symbolizer = Symbolizer::builder().enable_code_info(true).enable_inlined_fns(true).build();
         let Some(found) = symbolize_module(&symbolizer, info, source, &offsets, debug_dirs) else { continue };
         for (&offset, (basic, detailed)) in offsets.iter().zip(found) {
             let frames = match (basic, detailed) {

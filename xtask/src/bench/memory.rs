@@ -1,4 +1,5 @@
-//! Peak memory of a 10 s `tailprof record` on an idle host, both tiers.
+//! Peak memory of a 10 s `tailprof record` on an idle host, both tiers; and
+//! memory over a long multi-window recording under fork/exec/thread churn.
 
 use std::{fmt::Write as _, path::Path, thread::sleep, time::Duration};
 
@@ -89,5 +90,104 @@ pub fn run(bin: &Path, scratch: &Path, reps: usize) -> anyhow::Result<String> {
         let _ =
             writeln!(md, "\n**{}: median peak RSS {hwm:.1} MiB** (goal: at most {GOAL_MB} MB: {met}).", tier.name());
     }
+    md.push_str(&churn(bin, scratch)?);
+    Ok(md)
+}
+
+/// Minutes of the churn run (`TAILPROF_CHURN_MINUTES`, default 10).
+fn churn_minutes() -> u64 {
+    std::env::var("TAILPROF_CHURN_MINUTES").ok().and_then(|m| m.parse().ok()).filter(|&m| m >= 3).unwrap_or(10)
+}
+
+/// Least-squares slope of (seconds, MiB) points, MiB per minute.
+fn slope_per_minute(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = points.iter().map(|(x, _)| (x - mx).powi(2)).sum();
+    60.0 * sxy / sxx.max(f64::MIN_POSITIVE)
+}
+
+/// A multi-window continuous recording under `stress-ng --fork 2 --exec 2
+/// --pthread 2`: RSS every second, its slope over all but the first two
+/// minutes, and the collector's caches after the last full window.
+fn churn(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
+    let minutes = churn_minutes();
+    let out = scratch.join("memory-churn");
+    let mut stress = std::process::Command::new("stress-ng")
+        .args(["--fork", "2", "--exec", "2", "--pthread", "2", "--timeout"])
+        .arg(format!("{}s", minutes * 60 + 60))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("could not start stress-ng: {e}"))?;
+    sleep(Duration::from_secs(2));
+    eprintln!("xtask bench: memory, {minutes} min of 10 s windows under fork/exec/thread churn");
+    let duration = format!("{minutes}m");
+    let args = ["record", "--tier", "continuous", "--duration", &duration, "--window", "10s"];
+    let recording = spawn_record(bin, &args, &out)?;
+    let pid = recording.child.id();
+    let started = std::time::Instant::now();
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    while !has_exited(pid) {
+        if let Some(kb) = status_kb(pid, "VmRSS") {
+            points.push((started.elapsed().as_secs_f64(), kb as f64 / 1024.0));
+        }
+        sleep(Duration::from_secs(1));
+    }
+    let cost = wait_record(recording, "tailprof record --window 10s under churn");
+    let _ = stress.kill();
+    let _ = stress.wait();
+    let cost = cost?;
+    // The run proper: until the last window closed (then the merge is written).
+    let capture = (minutes * 60) as f64;
+    let run: Vec<(f64, f64)> = points.iter().copied().filter(|(t, _)| *t <= capture).collect();
+    let steady: Vec<(f64, f64)> = run.iter().copied().filter(|(t, _)| *t >= 120.0).collect();
+    let slope = slope_per_minute(&steady);
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "\n## Memory under churn: {minutes} min of 10 s windows\n\n         `stress-ng --fork 2 --exec 2 --pthread 2` while `tailprof record --tier continuous --duration {minutes}m \
+         --window 10s -o DIR` runs, every other setting default, the whole host. VmRSS polled every second; the \
+         slope is a least-squares fit over minute 2 to the end of the capture (the merge written after it is not \
+         in it). CPU {:.1} s over the run.\n\n| minute | RSS min MiB | RSS max MiB |\n|---:|---:|---:|",
+        cost.total().as_secs_f64()
+    );
+    for m in 0..minutes {
+        let in_minute: Vec<f64> =
+            run.iter().filter(|(t, _)| (*t / 60.0) as u64 == m).map(|(_, r)| *r).collect();
+        if in_minute.is_empty() {
+            continue;
+        }
+        let (lo, hi) = in_minute.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let _ = writeln!(md, "| {} | {lo:.1} | {hi:.1} |", m + 1);
+    }
+    let met = if slope < 1.0 { "met" } else { "not met" };
+    let _ = writeln!(md, "\n**RSS slope from minute 2 on: {slope:+.2} MiB/min** (goal: below 1 MiB/min: {met}).");
+    // The last window closed at a boundary: its caches are trimmed.
+    let windows = out.join("windows");
+    let mut last: Vec<_> = std::fs::read_dir(&windows).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    last.sort();
+    if let Some(dir) = last.iter().rev().nth(1) {
+        let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json"))?)?;
+        let caches = &summary["caches"];
+        let _ = writeln!(
+            md,
+            "\nThe collector's caches after window {} of {} (`caches` in its summary.json; `held` after the window's \
+             trim, `evicted` since the start):\n\n| cache | held | evicted | bound |\n|---|---:|---:|---:|",
+            caches["windows"],
+            last.len()
+        );
+        if let Some(map) = caches["caches"].as_object() {
+            for (name, c) in map {
+                let bound = c["bound"].as_u64().map_or_else(|| "live processes/threads".to_owned(), |b| b.to_string());
+                let _ = writeln!(md, "| {name} | {} | {} | {bound} |", c["held"], c["evicted"]);
+            }
+        }
+        let threads = summary["threads"].as_array().map_or(0, Vec::len);
+        let processes = summary["processes"].as_array().map_or(0, Vec::len);
+        let _ = writeln!(md, "\nThat window reported {threads} threads and {processes} process generations.");
+    }
+    let _ = std::fs::remove_dir_all(&out);
     Ok(md)
 }
