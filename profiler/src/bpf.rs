@@ -278,7 +278,8 @@ impl Loaded {
     /// the loader's own parse of /sys/kernel/btf/vmlinux.
     pub fn load(btf: Option<&Btf>, config: &SamplingConfig) -> Result<Self> {
         let filter_cgroups = u8::from(config.cgroup_filter.is_some());
-        let cpus = aya::util::online_cpus().map_err(|(what, e)| Error::Load(format!("{what}: {e}")))?;
+        let cpus =
+            aya::util::online_cpus().map_err(|(_, source)| Error::Io { what: "read the online CPUs", source })?;
         let filter_pids = u8::from(!config.pids.is_empty());
         let mut comm = [0u8; TASK_COMM_LEN];
         let filter_comm = match &config.comm {

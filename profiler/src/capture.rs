@@ -229,7 +229,7 @@ impl Snapshots {
                 return Ok(read);
             }
         }
-        Err(Error::Read("the snapshot thread stopped".into()))
+        Err(Error::SnapshotThreadStopped)
     }
 
     fn drain_exits(&mut self) {

@@ -63,6 +63,20 @@ pub struct NoiseConfig {
     pub btf: PathBuf,
 }
 
+/// What `report` re-renders, and how.
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    /// A directory written by `record`.
+    pub dir: PathBuf,
+    /// Where to write (`None`: the directory itself).
+    pub output: Option<PathBuf>,
+    /// Slice anew (`None`: as recorded).
+    pub group_by: Option<GroupBy>,
+    pub selection: Selection,
+    /// Show source lines even if the capture was recorded without.
+    pub lines: bool,
+}
+
 /// How user stacks are walked (`--unwind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

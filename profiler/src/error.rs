@@ -47,8 +47,12 @@ pub enum Error {
     #[error("could not load the eBPF programs into the kernel: {0}")]
     Load(String),
 
-    #[error("could not read samples from the kernel: {0}")]
-    Read(String),
+    #[error("the snapshot thread stopped; the capture cannot go on")]
+    SnapshotThreadStopped,
+
+    /// A state the code rules out; the text names it.
+    #[error("internal error: {0}; please report it")]
+    Internal(&'static str),
 
     /// The embedded eBPF object lacks a map or program this binary names.
     #[error("the embedded eBPF object has no {0}; this tailprof was built from mismatched sources, rebuild it")]

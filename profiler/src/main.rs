@@ -72,7 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Report(args) => {
-            let report = report::report(&args)?;
+            let report = report::report(&args.to_config())?;
             print_report(&report.profile, &report.files);
             Ok(())
         }

@@ -276,8 +276,7 @@ pub async fn run(
         let next = Open { start_ns: taken.end_ns, kernel: kernel_after.clone(), counters, started: Instant::now() };
         let single = id == 0 && cut != Cut::Boundary;
         let live = live_sets(taken.closing.as_ref());
-        let mut window =
-            build_window(&run, &mut loaded, &mut collector, taken, &open, kernel_after, counters, single)?;
+        let mut window = build_window(&run, &mut loaded, &mut collector, taken, &open, kernel_after, counters, single)?;
         window.id = id;
         if let Some((tids, tgids)) = live.as_ref().filter(|_| cut == Cut::Boundary) {
             // Between windows, never inside one.
@@ -316,7 +315,12 @@ fn cache_report(collector: &Collector, windows: u64) -> CacheReport {
     let names = &sinks.names;
     put("processes", sinks.processes.len() as u64, sinks.processes.evicted, None);
     put("address_spaces", sinks.stacks.processes_held(), sinks.stacks.evicted, None);
-    put("kernel_names", names.stats.kernel, names.stats.evicted - names.stats.user_evicted, Some(MAX_KERNEL_NAMES as u64));
+    put(
+        "kernel_names",
+        names.stats.kernel,
+        names.stats.evicted - names.stats.user_evicted,
+        Some(MAX_KERNEL_NAMES as u64),
+    );
     put("user_names", names.stats.user, names.stats.user_evicted, Some(MAX_USER_CACHE as u64));
     if let Some(u) = sinks.unwinder.as_ref() {
         let s = u.unwinder.stats();
@@ -397,7 +401,8 @@ fn build_window(
         } else {
             let live = sched_times::live(&loaded.threads()?);
             let unwind;
-            let stacks = snapshots.stacks.as_mut().ok_or_else(|| crate::Error::Read("no stack map".into()))?;
+            let stacks =
+                snapshots.stacks.as_mut().ok_or(crate::Error::Internal("a deep capture without its stack map"))?;
             (off_cpu_raw, unwind) = off_cpu::collect(
                 &loaded.off_cpu_map()?,
                 &live,

@@ -92,7 +92,7 @@ impl Whole {
         if let Some(first) = self.first {
             return Ok(Arc::try_unwrap(first).unwrap_or_else(|w| (*w).clone()));
         }
-        let noise = self.noise.ok_or_else(|| crate::Error::Read("the capture produced no window".into()))?;
+        let noise = self.noise.ok_or(crate::Error::Internal("a capture without a window"))?;
         let mut merger: Option<ProfileMerger> = None;
         for id in 0..self.windows {
             let p = crate::samples_file::read(&windows_dir.join(window_dir_name(id)))?;
@@ -101,8 +101,7 @@ impl Whole {
                 Some(m) => m.add(&p),
             }
         }
-        let profile =
-            merger.ok_or_else(|| crate::Error::Read("the capture produced no window".into()))?.finish();
+        let profile = merger.ok_or(crate::Error::Internal("a capture without a window"))?.finish();
         Ok(Window { id: 0, profile, noise })
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::{cli::ReportArgs, output, profile::Profile, samples_file, Result};
+use crate::{config::ReportConfig, output, profile::Profile, samples_file, Result};
 
 /// What a report produced.
 pub struct Report {
@@ -11,16 +11,16 @@ pub struct Report {
     pub files: Vec<PathBuf>,
 }
 
-pub fn report(args: &ReportArgs) -> Result<Report> {
+pub fn report(args: &ReportConfig) -> Result<Report> {
     // Read and check everything before writing anything.
     let mut profile = samples_file::read(&args.dir)?;
     let out = args.output.clone().unwrap_or_else(|| args.dir.clone());
     crate::atomic_file::prepare_output_dir(&out)?;
-    if let Some(g) = &args.slice.group_by {
+    if let Some(g) = &args.group_by {
         profile.group_by = g.clone();
     }
     profile.lines |= args.lines;
-    profile.select(&args.slice.selection());
+    profile.select(&args.selection);
     let files = output::write_all(&out, &profile)?;
     Ok(Report { profile, files })
 }

@@ -291,8 +291,7 @@ impl KernelSymbols {
     /// Look up, in one batch, the addresses of a kernel stack (innermost
     /// first, as the kernel returns it) not named yet.
     pub fn resolve<'a>(&mut self, stacks: impl Iterator<Item = &'a [u64]>) {
-        let mut all: Vec<u64> =
-            stacks.flat_map(|s| s.iter().enumerate().map(|(i, &a)| lookup_address(i, a))).collect();
+        let mut all: Vec<u64> = stacks.flat_map(|s| s.iter().enumerate().map(|(i, &a)| lookup_address(i, a))).collect();
         all.sort_unstable();
         all.dedup();
         let mut new: Vec<u64> = all.iter().copied().filter(|a| !self.names.contains_key(a)).collect();

@@ -1,7 +1,8 @@
-//! What a capture hangs in the kernel (`--tier`).
+//! What a capture hangs in the kernel (`--tier`; its command-line values
+//! are in cli/).
 
 /// How thread states are tracked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Cheap enough to leave on: on-CPU sampling, fork/exec events and

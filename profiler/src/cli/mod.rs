@@ -255,6 +255,26 @@ impl clap::ValueEnum for UnwindMethod {
     }
 }
 
+impl clap::ValueEnum for crate::tier::Tier {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Continuous, Self::Deep]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        Some(match self {
+            Self::Continuous => PossibleValue::new("continuous").help(
+                "Cheap enough to leave on: on-CPU sampling, fork/exec events and task-iterator snapshots of the \
+                 kernel's cumulative per-thread counters; nothing on the context-switch, wake-up or syscall path",
+            ),
+            Self::Deep => PossibleValue::new("deep").help(
+                "Scheduler, syscall and interrupt hooks: exact off-CPU time by stack and waker, latency \
+                 histograms and exact noise per source, at a cost on every context switch; for bounded captures",
+            ),
+        })
+    }
+}
+
 /// `--user-stack-size`: bytes, a multiple of 8 in 512..=65528.
 pub fn parse_user_stack_size(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a whole number of bytes"))?;
@@ -360,6 +380,19 @@ impl NoiseArgs {
                 }
                 Ok(self.frequency.unwrap_or(DEFAULT_NOISE_FREQUENCY))
             }
+        }
+    }
+}
+
+impl ReportArgs {
+    /// The plain configuration `report` runs with.
+    pub fn to_config(&self) -> crate::config::ReportConfig {
+        crate::config::ReportConfig {
+            dir: self.dir.clone(),
+            output: self.output.clone(),
+            group_by: self.slice.group_by.clone(),
+            selection: self.slice.selection(),
+            lines: self.lines,
         }
     }
 }

@@ -242,7 +242,13 @@ impl ProfileMerger {
         };
         // The first profile's entries go through the same union, so that its
         // own duplicates (if any) are summed as a later profile's would be.
-        let first = Profile { stacks: first.stacks, off_cpu: first.off_cpu, modules: first.modules, processes: first.processes, ..Profile::default() };
+        let first = Profile {
+            stacks: first.stacks,
+            off_cpu: first.off_cpu,
+            modules: first.modules,
+            processes: first.processes,
+            ..Profile::default()
+        };
         m.absorb_entries(&first);
         m
     }

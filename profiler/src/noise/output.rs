@@ -108,7 +108,7 @@ pub fn write_files(dir: &Path, measured: &Measurement, r: &Rendered) -> Result<V
             })?;
             write(HISTOGRAMS_JSON, &mut |w| json(&super::continuous::histograms_absent(), w))?;
         }
-        _ => return Err(crate::Error::Read("noise report rendered for another tier than measured".into())),
+        _ => return Err(crate::Error::Internal("noise report rendered for another tier than measured")),
     }
     Ok(files.written)
 }

@@ -47,7 +47,7 @@ struct Checked {
 
 fn check(args: &NoiseConfig) -> Result<Checked> {
     let frequency = args.frequency_hz;
-    let online = aya::util::online_cpus().map_err(|(what, e)| Error::Load(format!("{what}: {e}")))?;
+    let online = aya::util::online_cpus().map_err(|(_, source)| Error::Io { what: "read the online CPUs", source })?;
     let cpus = match &args.cpus {
         Some((list, cpus)) => {
             super::cpu_list::check_online(cpus).map_err(|e| Error::Usage(format!("--cpus {list}: {e}")))?;

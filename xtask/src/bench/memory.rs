@@ -154,8 +154,7 @@ fn churn(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
         cost.total().as_secs_f64()
     );
     for m in 0..minutes {
-        let in_minute: Vec<f64> =
-            run.iter().filter(|(t, _)| (*t / 60.0) as u64 == m).map(|(_, r)| *r).collect();
+        let in_minute: Vec<f64> = run.iter().filter(|(t, _)| (*t / 60.0) as u64 == m).map(|(_, r)| *r).collect();
         if in_minute.is_empty() {
             continue;
         }
@@ -166,7 +165,8 @@ fn churn(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
     let _ = writeln!(md, "\n**RSS slope from minute 2 on: {slope:+.2} MiB/min** (goal: below 1 MiB/min: {met}).");
     // The last window closed at a boundary: its caches are trimmed.
     let windows = out.join("windows");
-    let mut last: Vec<_> = std::fs::read_dir(&windows).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let mut last: Vec<_> =
+        std::fs::read_dir(&windows).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     last.sort();
     if let Some(dir) = last.iter().rev().nth(1) {
         let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json"))?)?;
