@@ -47,6 +47,9 @@ pub struct Sinks {
     /// The continuous tier's noise estimates: every sample classified by
     /// its kernel stack (interrupt context, kernel thread).
     pub noise: Option<NoiseSampler>,
+    /// Samples are aggregated into stacks and processes (not for `noise`,
+    /// which only classifies them).
+    profile: bool,
     /// Names of addresses, for the collector's life: the noise sampler
     /// names kernel frames as samples arrive, windows at their end.
     pub names: crate::symbolize::Names,
@@ -98,6 +101,7 @@ impl Sinks {
 
     fn handle(&mut self, item: &[u8]) {
         {
+            let profile = self.profile;
             match kind(item) {
                 Some(EVENT_SAMPLE) => match SampleEvent::decode(item) {
                     Some(event) => {
@@ -107,8 +111,10 @@ impl Sinks {
                         if let Some(n) = self.noise.as_mut() {
                             n.add(&event);
                         }
-                        let process = self.processes.current(event.pid);
-                        self.stacks.add(&event, process);
+                        if profile {
+                            let process = self.processes.current(event.pid);
+                            self.stacks.add(&event, process);
+                        }
                     }
                     None => self.malformed += 1,
                 },
@@ -134,7 +140,9 @@ impl Sinks {
                         if let Some(n) = self.noise.as_mut() {
                             n.forget(event.pid);
                         }
-                        self.processes.on_event(&event);
+                        if profile {
+                            self.processes.on_event(&event);
+                        }
                     }
                     None => self.malformed += 1,
                 },
@@ -291,6 +299,9 @@ pub struct Plan {
     /// Ends the capture early, as if its duration were up.
     pub cancel: crate::sys::cancel::Cancel,
     pub progress: Option<OnProgress>,
+    /// Aggregate samples into stacks and read their processes (`false`:
+    /// only the noise sampler sees them).
+    pub profile: bool,
 }
 
 /// Why [`Collector::collect_until`] returned.
@@ -340,6 +351,7 @@ pub struct Collector {
     tick: tokio::time::Interval,
     /// The open window's opening bound (continuous tier).
     pub opening: Option<CounterRead>,
+    start_ns: u64,
 }
 
 impl Collector {
@@ -354,7 +366,7 @@ impl Collector {
         plan: Plan,
         governed: Option<Governed>,
     ) -> Result<Self> {
-        let Plan { duration, bounds, noise_sampling_hz, cancel, progress } = plan;
+        let Plan { duration, bounds, noise_sampling_hz, cancel, progress, profile } = plan;
         // SAFETY: the ring buffer owns its map fd, which stays open and is not
         // replaced while the AsyncFd owns the ring buffer.
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
@@ -364,6 +376,7 @@ impl Collector {
             processes: ProcessTable::new(),
             unwinder,
             noise: None,
+            profile,
             names: crate::symbolize::Names::default(),
             malformed: 0,
             held: Vec::new(),
@@ -375,8 +388,8 @@ impl Collector {
             _ => None,
         };
         // Noise samples count from the window's start.
-        sinks.noise =
-            noise_sampling_hz.map(|hz| NoiseSampler::new(hz, opening.as_ref().map_or_else(monotonic_ns, |o| o.at_ns)));
+        let start_ns = opening.as_ref().map_or_else(monotonic_ns, |o| o.at_ns);
+        sinks.noise = noise_sampling_hz.map(|hz| NoiseSampler::new(hz, start_ns));
         let start = Instant::now();
         let mut tick = interval(Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -396,7 +409,13 @@ impl Collector {
             deadline: tokio::time::Instant::from_std(start + duration),
             tick,
             opening,
+            start_ns,
         })
+    }
+
+    /// CLOCK_MONOTONIC ns at which the first window opened.
+    pub fn window_start_ns(&self) -> u64 {
+        self.start_ns
     }
 
     /// When the capture started.

@@ -240,6 +240,7 @@ pub async fn run(
             noise_sampling_hz: continuous.then_some(args.frequency_hz),
             cancel: cancel.clone(),
             progress,
+            profile: true,
         },
         governed,
     )
@@ -315,6 +316,7 @@ fn cache_report(collector: &Collector, windows: u64) -> CacheReport {
     let names = &sinks.names;
     put("processes", sinks.processes.len() as u64, sinks.processes.evicted, None);
     put("address_spaces", sinks.stacks.processes_held(), sinks.stacks.evicted, None);
+    put("modules", sinks.stacks.modules_held(), 0, None);
     put(
         "kernel_names",
         names.stats.kernel,
@@ -324,6 +326,8 @@ fn cache_report(collector: &Collector, windows: u64) -> CacheReport {
     put("user_names", names.stats.user, names.stats.user_evicted, Some(MAX_USER_CACHE as u64));
     if let Some(u) = sinks.unwinder.as_ref() {
         let s = u.unwinder.stats();
+        let (modules, dropped) = u.unwinder.modules_held();
+        put("unwind_modules", modules, dropped, None);
         put("unwind_tables_bytes", s.cache_bytes, 0, Some(crate::unwind::Limits::default().total_bytes));
         put("unwind_processes", s.processes, u.evicted, None);
     }

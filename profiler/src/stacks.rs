@@ -219,6 +219,11 @@ impl StackAggregator {
         n + self.modules.perf_maps.evict(live)
     }
 
+    /// Modules (files) user frames have pointed into so far.
+    pub fn modules_held(&self) -> u64 {
+        self.modules.modules.len() as u64
+    }
+
     /// Processes whose address spaces are held.
     pub fn processes_held(&self) -> u64 {
         self.procs.len() as u64

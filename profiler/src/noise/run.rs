@@ -5,22 +5,14 @@
 //! every load has), classifies its samples as they arrive, and reads
 //! /proc/stat, /proc/softirqs and /proc/interrupts at the window's bounds.
 
-use profiler_common::Record as _;
 use std::time::Instant;
 
-use aya::maps::{MapData, RingBuf};
-use profiler_common::{Counter, ProcessEvent, SampleEvent, EVENT_EXEC, EVENT_FORK, EVENT_SAMPLE};
-use tokio::{
-    io::unix::AsyncFd,
-    time::{interval, MissedTickBehavior},
-};
+use profiler_common::Counter;
 
 use super::{
     collect::{self, KernelCounts},
     continuous::ContinuousRaw,
-    proc_counts,
-    sampled::NoiseSampler,
-    Measurement,
+    proc_counts, Measurement,
 };
 use crate::{
     bpf::{Loaded, SamplingConfig},
@@ -136,7 +128,9 @@ pub async fn run(
     Ok(Measured { measurement: Measurement::Deep { noise, histograms, names }, end })
 }
 
-/// The continuous tier's window: procfs at both bounds, the samples in between.
+/// The continuous tier's window: procfs at both bounds, the samples in
+/// between, classified by the capture loop's noise sampler (the pipeline's
+/// collector, with nothing but the noise sampler behind it).
 async fn continuous(
     mut loaded: Loaded,
     checked: Checked,
@@ -145,27 +139,31 @@ async fn continuous(
     cancel: &crate::sys::cancel::Cancel,
 ) -> Result<Measured> {
     let ring = loaded.take_events()?;
-    // SAFETY: the ring buffer owns its map fd, which stays open and is not
-    // replaced while the AsyncFd owns the ring buffer.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| Error::Io { what: "watch the sample ring buffer", source: e.into_parts().1 })?;
-    let start = crate::sys::clock::monotonic_ns();
     let kernel_before = KernelCounts::now();
-    let mut sampler = NoiseSampler::new(checked.frequency, start);
-    let mut symbols = crate::symbolize::KernelSymbols::new();
+    let plan = capture::Plan {
+        duration,
+        bounds: false,
+        noise_sampling_hz: Some(checked.frequency),
+        cancel: cancel.clone(),
+        progress: None,
+        profile: false,
+    };
+    let mut collector = capture::Collector::start(ring, None, None, None, None, plan, None).await?;
+    let start = collector.window_start_ns();
     on_start(checked.cpus.len());
-    let end = sample(&mut ring, &mut sampler, &mut symbols, duration, cancel).await?;
-    let end_ns = crate::sys::clock::monotonic_ns();
-    sampler.set_end(end_ns);
+    let end = match collector.collect_until(Instant::now() + duration).await? {
+        capture::Cut::End(reason) => reason,
+        capture::Cut::Boundary => EndReason::Elapsed,
+    };
+    let taken = collector.close_window().await?;
     let kernel_after = KernelCounts::now();
-    // What the kernel wrote before the window closed still counts.
-    drain(ring.get_mut(), &mut sampler, &mut symbols);
-    let sampled =
-        sampler.finish(loaded.counter(Counter::IdleSamples)?, loaded.counter(Counter::LostSamples)?, &mut symbols);
+    let mut sampled = taken.noise.ok_or(Error::Internal("a noise window without its sampler"))?;
+    sampled.idle_samples = loaded.counter(Counter::IdleSamples)?;
+    sampled.lost_samples = loaded.counter(Counter::LostSamples)?;
     let interrupts = collect::table_delta(&kernel_before.interrupts, &kernel_after.interrupts);
     let raw = ContinuousRaw {
         window_start_ns: start,
-        window_end_ns: end_ns,
+        window_end_ns: taken.end_ns,
         cpus: checked.cpus,
         stat: proc_counts::times_delta(&kernel_before.stat, &kernel_after.stat),
         stat_since_boot: kernel_after.stat,
@@ -175,56 +173,6 @@ async fn continuous(
         sampled,
     };
     Ok(Measured { measurement: Measurement::Continuous(raw), end })
-}
-
-/// Read the samples until the duration ends, Ctrl-C or SIGTERM.
-async fn sample(
-    ring: &mut AsyncFd<RingBuf<MapData>>,
-    sampler: &mut NoiseSampler,
-    symbols: &mut crate::symbolize::KernelSymbols,
-    duration: std::time::Duration,
-    cancel: &crate::sys::cancel::Cancel,
-) -> Result<EndReason> {
-    let deadline = tokio::time::Instant::from_std(Instant::now() + duration);
-    // Samples are written without waking the reader (see the sampling
-    // program): drain on a tick as the capture loop does.
-    let mut tick = interval(std::time::Duration::from_millis(profiler_common::DRAIN_INTERVAL_MS));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    Ok(loop {
-        tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard.map_err(|source| Error::Io { what: "wait for the sample ring buffer", source })?;
-                drain(guard.get_inner_mut(), sampler, symbols);
-                guard.clear_ready();
-            }
-            _ = tick.tick() => drain(ring.get_mut(), sampler, symbols),
-            _ = tokio::time::sleep_until(deadline) => break EndReason::Elapsed,
-            _ = cancel.cancelled() => break EndReason::Interrupted,
-        }
-    })
-}
-
-/// Hand every sample in the ring to the sampler; a new process's pid may
-/// be a recycled one, so it is judged kernel or user anew.
-fn drain(ring: &mut RingBuf<MapData>, sampler: &mut NoiseSampler, symbols: &mut crate::symbolize::KernelSymbols) {
-    let mut malformed = 0u64;
-    while let Some(item) = ring.next() {
-        match capture::kind(&item) {
-            Some(EVENT_SAMPLE) => match SampleEvent::decode(&item) {
-                Some(event) => sampler.add(&event),
-                None => malformed += 1,
-            },
-            Some(EVENT_EXEC | EVENT_FORK) => match ProcessEvent::decode(&item) {
-                Some(event) => sampler.forget(event.pid),
-                None => malformed += 1,
-            },
-            _ => malformed += 1,
-        }
-    }
-    if malformed > 0 {
-        tracing::warn!(malformed, "ignored malformed ring buffer records");
-    }
-    sampler.flush(symbols);
 }
 
 /// Wait for the duration, or until cancelled.

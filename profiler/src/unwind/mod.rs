@@ -137,7 +137,12 @@ impl Unwinder {
     pub fn evict(&mut self, live: &rustc_hash::FxHashSet<u32>) -> u64 {
         let before = self.spaces.len();
         self.spaces.retain(|pid, _| live.contains(pid));
-        (before - self.spaces.len()) as u64
+        (before - self.spaces.len()) as u64 + self.modules.trim()
+    }
+
+    /// Modules whose unwind tables are held, and how many were dropped.
+    pub fn modules_held(&self) -> (u64, u64) {
+        (self.modules.held() as u64, self.modules.evicted())
     }
 
     /// For `--unwind auto`: `Some(true)` when every module `pid` maps keeps

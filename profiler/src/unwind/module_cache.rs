@@ -134,6 +134,8 @@ pub struct ModuleCache {
     loaded: u64,
     failures: Vec<ModuleFailure>,
     failures_seen: HashSet<ModuleFailure>,
+    /// Modules dropped because no process mapped them any more.
+    evicted: u64,
 }
 
 impl ModuleCache {
@@ -144,6 +146,22 @@ impl ModuleCache {
     /// Bytes of unwind tables held.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Modules held now.
+    pub fn held(&self) -> usize {
+        self.modules.len()
+    }
+
+    /// Modules dropped so far because no process mapped them any more.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Between windows: drop the modules no address space holds (their
+    /// processes exited); a program that runs again reads them again.
+    pub fn trim(&mut self) -> u64 {
+        self.evict_unused()
     }
 
     /// Modules read successfully (each file or vDSO image once).
@@ -274,13 +292,15 @@ impl ModuleCache {
         Ok(k)
     }
 
-    /// Drop the modules that no address space holds.
-    fn evict_unused(&mut self) {
+    /// Drop the modules that no address space holds; returns how many.
+    fn evict_unused(&mut self) -> u64 {
         let before = self.modules.len();
         self.modules.retain(|_, m| Arc::strong_count(m) > 1);
         if self.modules.len() == before {
-            return;
+            return 0;
         }
+        let dropped = (before - self.modules.len()) as u64;
+        self.evicted += dropped;
         self.bytes = self.modules.values().map(|m| m.info.bytes()).sum();
         let modules = &self.modules;
         self.by_file.retain(|_, s| match s {
@@ -288,7 +308,8 @@ impl ModuleCache {
             Slot::Failed => true,
         });
         self.by_build_id.retain(|_, k| modules.contains_key(k));
-        tracing::debug!(dropped = before - self.modules.len(), "unwind cache full: dropped unused modules");
+        tracing::debug!(dropped, "dropped unwind tables no process maps");
+        dropped
     }
 
     fn fail(&mut self, path: &Arc<str>, reason: String) -> Resolved {

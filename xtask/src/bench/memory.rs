@@ -130,7 +130,7 @@ fn churn(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
     let started = std::time::Instant::now();
     let mut points: Vec<(f64, f64)> = Vec::new();
     while !has_exited(pid) {
-        if let Some(kb) = status_kb(pid, "VmRSS") {
+        if let Some(kb) = status_kb(pid, "VmRSS").filter(|&kb| kb > 0) {
             points.push((started.elapsed().as_secs_f64(), kb as f64 / 1024.0));
         }
         sleep(Duration::from_secs(1));
@@ -147,7 +147,8 @@ fn churn(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "\n## Memory under churn: {minutes} min of 10 s windows\n\n         `stress-ng --fork 2 --exec 2 --pthread 2` while `tailprof record --tier continuous --duration {minutes}m \
+        "\n## Memory under churn: {minutes} min of 10 s windows\n\n\
+         `stress-ng --fork 2 --exec 2 --pthread 2` while `tailprof record --tier continuous --duration {minutes}m \
          --window 10s -o DIR` runs, every other setting default, the whole host. VmRSS polled every second; the \
          slope is a least-squares fit over minute 2 to the end of the capture (the merge written after it is not \
          in it). CPU {:.1} s over the run.\n\n| minute | RSS min MiB | RSS max MiB |\n|---:|---:|---:|",
