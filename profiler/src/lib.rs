@@ -3,6 +3,7 @@
 //! The library holds everything the `tailprof` binary does; `main.rs` only
 //! parses the command line and turns errors into one sentence.
 
+pub mod agent;
 pub mod atomic_file;
 pub mod blocked_stacks;
 pub mod bpf;

@@ -71,6 +71,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Agent(args) => {
+            let config = args.to_config()?;
+            if args.check {
+                tailprof::agent::check(&config)?;
+                println!("tailprof agent: kernel, BTF, permissions and {} are fine", config.data_dir.display());
+                return Ok(());
+            }
+            // Queries are served by the runtime's workers while the
+            // collector works on this thread.
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let cancel = cancel_on_signals(&runtime)?;
+            runtime.block_on(tailprof::agent::run(config, &cancel))?;
+            Ok(())
+        }
         Command::Report(args) => {
             let report = report::report(&args.to_config())?;
             print_report(&report.profile, &report.files);

@@ -56,6 +56,9 @@ pub trait WindowSink {
         Ok(())
     }
 
+    /// The programs are attached and the first window is open.
+    fn collecting(&mut self) {}
+
     fn window(&mut self, window: &Arc<Window>) -> Result<()>;
 }
 
@@ -245,6 +248,9 @@ pub async fn run(
         governed,
     )
     .await?;
+    for sink in sinks.iter_mut() {
+        sink.collecting();
+    }
     // The continuous tier's windows are those of its bound snapshots.
     let first_start_ns = collector.opening.as_ref().map_or(seeded_ns, |o| o.at_ns);
     let run = Run {

@@ -323,6 +323,13 @@ pub fn read(dir: &Path) -> Result<Profile> {
         }
         Err(e) => return Err(Error::NotACapture { dir: dir.to_owned(), reason: format!("{SAMPLES_FILE}: {e}") }),
     };
+    read_from(file, &path)
+}
+
+/// Read and check a samples file (a capture's, or an agent's segment),
+/// already open; `path` names it in errors.
+pub fn read_from(file: impl std::io::Read, path: &Path) -> Result<Profile> {
+    let path = path.to_owned();
     let corrupt = |reason: String| Error::CorruptCapture { path: path.clone(), reason };
     let decoder = zstd::Decoder::new(file).map_err(|e| corrupt(e.to_string()))?;
     let mut profile = Profile::default();

@@ -27,6 +27,90 @@ pub enum Command {
     Report(ReportArgs),
     /// Measure OS noise per CPU (IRQs, softirqs, NMIs, kernel threads, steal) and latency histograms.
     Noise(NoiseArgs),
+    /// Run always on: the continuous tier in windows, stored with bounded retention, served over HTTP.
+    Agent(AgentArgs),
+}
+
+/// Every setting is also a key of the configuration file and an environment
+/// variable; a flag wins over the environment, which wins over the file.
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// TOML configuration file [default: /etc/tailprof/agent.toml if it exists].
+    #[arg(long, value_name = "FILE", env = "TAILPROF_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Check the kernel, BTF, permissions and data directory, then exit.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Address of the HTTP API [default: 127.0.0.1:9740]; another than loopback needs --token-file.
+    #[arg(long, value_name = "ADDR", env = "TAILPROF_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Where segments are kept, created 0700 [default: /var/lib/tailprof].
+    #[arg(long, value_name = "DIR", env = "TAILPROF_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Length of a window, e.g. 10s [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "TAILPROF_WINDOW")]
+    pub window: Option<String>,
+
+    /// Segments older than this are deleted, e.g. 7d [default: 7d].
+    #[arg(long, value_name = "DURATION", env = "TAILPROF_RETENTION")]
+    pub retention: Option<String>,
+
+    /// Most disk the segments may take, e.g. 1GiB [default: 1GiB].
+    #[arg(long, value_name = "SIZE", env = "TAILPROF_MAX_DISK")]
+    pub max_disk: Option<String>,
+
+    /// Free space the data directory's file system keeps, e.g. 1GiB [default: 1GiB].
+    #[arg(long, value_name = "SIZE", env = "TAILPROF_MIN_FREE_DISK")]
+    pub min_free_disk: Option<String>,
+
+    /// File holding the bearer token every endpoint but /healthz then requires.
+    #[arg(long, value_name = "FILE", env = "TAILPROF_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// On-CPU sampling frequency per CPU, Hz [default: 99].
+    #[arg(short = 'F', long, env = "TAILPROF_FREQUENCY", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub frequency: Option<u64>,
+
+    /// Share of one CPU the agent may spend, percent [default: 1].
+    #[arg(long, value_name = "PERCENT", env = "TAILPROF_CPU_BUDGET", value_parser = parse_cpu_budget)]
+    pub cpu_budget: Option<f64>,
+
+    /// Thread-state snapshots per second [default: 20].
+    #[arg(long, value_name = "HZ", env = "TAILPROF_STATE_HZ", value_parser = parse_state_hz)]
+    pub state_hz: Option<u64>,
+
+    /// Bound of the per-thread tables [default: 65536].
+    #[arg(long, value_name = "N", env = "TAILPROF_MAX_THREADS", value_parser = clap::value_parser!(u32).range(16..=4_194_304))]
+    pub max_threads: Option<u32>,
+}
+
+impl AgentArgs {
+    /// What the command line (flags and environment) sets.
+    pub fn settings(&self) -> crate::agent::AgentSettings {
+        crate::agent::AgentSettings {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            window: self.window.clone(),
+            retention: self.retention.clone(),
+            max_disk: self.max_disk.clone(),
+            min_free_disk: self.min_free_disk.clone(),
+            token_file: self.token_file.clone(),
+            frequency: self.frequency,
+            cpu_budget: self.cpu_budget,
+            state_hz: self.state_hz,
+            max_threads: self.max_threads,
+        }
+    }
+
+    /// The effective configuration: the command line over the file over defaults.
+    pub fn to_config(&self) -> Result<crate::agent::AgentConfig, crate::agent::ConfigError> {
+        let file = crate::agent::config::read_file(self.config.as_deref())?;
+        crate::agent::AgentConfig::resolve(self.settings().over(file))
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -141,7 +141,8 @@ fn churn(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
     let cost = cost?;
     // The run proper: until the last window closed (then the merge is written).
     let capture = (minutes * 60) as f64;
-    let run: Vec<(f64, f64)> = points.iter().copied().filter(|(t, _)| *t <= capture).collect();
+    // The first seconds are start-up (and the process before its exec).
+    let run: Vec<(f64, f64)> = points.iter().copied().filter(|(t, _)| (2.0..=capture).contains(t)).collect();
     let steady: Vec<(f64, f64)> = run.iter().copied().filter(|(t, _)| *t >= 120.0).collect();
     let slope = slope_per_minute(&steady);
     let mut md = String::new();

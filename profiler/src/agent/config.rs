@@ -1,0 +1,231 @@
+//! The agent's configuration: every setting is a flag, an environment
+//! variable and a key of a TOML file. Precedence: flag over environment over
+//! file over default (the command line resolves the first two, see cli/).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the configuration file is looked for when `--config` is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/tailprof/agent.toml";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9740";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/tailprof";
+
+/// Settings as a file (or the command line) gives them: every one optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentSettings {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    /// e.g. "10s".
+    pub window: Option<String>,
+    /// e.g. "7d".
+    pub retention: Option<String>,
+    /// e.g. "1GiB", "500MB", or bytes.
+    pub max_disk: Option<String>,
+    /// Free space the data directory's file system keeps, e.g. "1GiB".
+    pub min_free_disk: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// On-CPU sampling frequency per CPU, Hz.
+    pub frequency: Option<u64>,
+    /// Share of one CPU the agent may spend, percent.
+    pub cpu_budget: Option<f64>,
+    pub state_hz: Option<u64>,
+    pub max_threads: Option<u32>,
+}
+
+impl AgentSettings {
+    /// `self`, with what it leaves unset taken from `under`.
+    pub fn over(self, under: AgentSettings) -> AgentSettings {
+        AgentSettings {
+            listen: self.listen.or(under.listen),
+            data_dir: self.data_dir.or(under.data_dir),
+            window: self.window.or(under.window),
+            retention: self.retention.or(under.retention),
+            max_disk: self.max_disk.or(under.max_disk),
+            min_free_disk: self.min_free_disk.or(under.min_free_disk),
+            token_file: self.token_file.or(under.token_file),
+            frequency: self.frequency.or(under.frequency),
+            cpu_budget: self.cpu_budget.or(under.cpu_budget),
+            state_hz: self.state_hz.or(under.state_hz),
+            max_threads: self.max_threads.or(under.max_threads),
+        }
+    }
+
+    /// Parse a TOML file's text; `what` names it in the error.
+    pub fn from_toml(text: &str, what: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::File { what: what.to_owned(), reason: e.message().to_owned() })
+    }
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    #[serde(with = "humantime_serde_secs")]
+    pub window: Duration,
+    #[serde(with = "humantime_serde_secs")]
+    pub retention: Duration,
+    pub max_disk_bytes: u64,
+    pub min_free_disk_bytes: u64,
+    /// Shown as the path only: the token itself is never shown.
+    pub token_file: Option<PathBuf>,
+    pub frequency_hz: u64,
+    pub cpu_budget_percent: f64,
+    pub state_hz: u64,
+    pub max_threads: u32,
+}
+
+/// Durations as humantime text in the shown configuration.
+mod humantime_serde_secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// A setting that does not parse, or a file that cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("the configuration file {what} is not valid: {reason}")]
+    File { what: String, reason: String },
+    #[error("could not read the configuration file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{key} = {value:?} is not valid: {reason}")]
+    Value { key: &'static str, value: String, reason: String },
+    #[error("listening on {0} without --token-file would let anyone on the network read the host's profiles; give --token-file FILE, or listen on 127.0.0.1")]
+    OpenWithoutToken(SocketAddr),
+}
+
+/// Bytes from "1GiB", "500MB", "64MiB", "1024".
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a size; write it like 512MiB, 1GiB or 1000000"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        other => return Err(format!("'{other}' is not a unit of size; use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    Ok((n * mult) as u64)
+}
+
+impl AgentConfig {
+    /// The effective configuration from merged settings; defaults fill the rest.
+    pub fn resolve(s: AgentSettings) -> Result<Self, ConfigError> {
+        let dur = |key: &'static str, v: Option<String>, default: &str| {
+            let v = v.unwrap_or_else(|| default.to_owned());
+            humantime::parse_duration(&v).map_err(|e| ConfigError::Value { key, value: v.clone(), reason: e.to_string() })
+        };
+        let bytes = |key: &'static str, v: Option<String>, default: &str| {
+            let v = v.unwrap_or_else(|| default.to_owned());
+            parse_bytes(&v).map_err(|reason| ConfigError::Value { key, value: v.clone(), reason })
+        };
+        let window = dur("window", s.window, "10s")?;
+        if window < Duration::from_secs(1) {
+            return Err(ConfigError::Value {
+                key: "window",
+                value: humantime::format_duration(window).to_string(),
+                reason: "windows shorter than 1s cost more than they show".into(),
+            });
+        }
+        let listen = match s.listen {
+            Some(l) => l,
+            None => DEFAULT_LISTEN.parse().map_err(|_| ConfigError::Value {
+                key: "listen",
+                value: DEFAULT_LISTEN.into(),
+                reason: "not an address".into(),
+            })?,
+        };
+        if !listen.ip().is_loopback() && s.token_file.is_none() {
+            return Err(ConfigError::OpenWithoutToken(listen));
+        }
+        Ok(Self {
+            listen,
+            data_dir: s.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            window,
+            retention: dur("retention", s.retention, "7d")?,
+            max_disk_bytes: bytes("max-disk", s.max_disk, "1GiB")?,
+            min_free_disk_bytes: bytes("min-free-disk", s.min_free_disk, "1GiB")?,
+            token_file: s.token_file,
+            frequency_hz: s.frequency.unwrap_or(99),
+            cpu_budget_percent: s.cpu_budget.unwrap_or(1.0),
+            state_hz: s.state_hz.unwrap_or(20),
+            max_threads: s.max_threads.unwrap_or(profiler_common::MAX_THREADS),
+        })
+    }
+
+    /// The capture settings the pipeline runs with.
+    pub fn capture(&self, output: PathBuf) -> crate::config::RecordConfig {
+        crate::config::RecordConfig {
+            // An agent runs until it is stopped.
+            duration: Duration::from_secs(100 * 365 * 86_400),
+            window: Some(self.window),
+            frequency_hz: self.frequency_hz,
+            selection: Default::default(),
+            group_by: Default::default(),
+            output,
+            tier: crate::tier::Tier::Continuous,
+            cpu_budget: Some(self.cpu_budget_percent),
+            off_cpu: true,
+            state_hz: self.state_hz,
+            max_threads: self.max_threads,
+            max_stacks: profiler_common::MAX_STACKS,
+            unwind: crate::config::UnwindMethod::Auto,
+            user_stack_bytes: profiler_common::DEFAULT_USER_STACK_BYTES,
+            lines: false,
+            syscall_latency: false,
+            slos: Vec::new(),
+            btf: PathBuf::from(crate::kernel_btf::SYSFS_BTF),
+        }
+    }
+}
+
+/// Read a configuration file; a missing default file is no error.
+pub fn read_file(path: Option<&std::path::Path>) -> Result<AgentSettings, ConfigError> {
+    let (path, must) = match path {
+        Some(p) => (p.to_owned(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => AgentSettings::from_toml(&text, &path.display().to_string()),
+        Err(e) if !must && e.kind() == std::io::ErrorKind::NotFound => Ok(AgentSettings::default()),
+        Err(e) => Err(ConfigError::Read { path: path.display().to_string(), reason: e.to_string() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_over_environment_over_file_over_defaults() {
+        let file = AgentSettings::from_toml("window = \"5s\"\nretention = \"1d\"\nmax-disk = \"64MiB\"\n", "t").unwrap();
+        let given = AgentSettings { window: Some("2s".into()), ..Default::default() };
+        let c = AgentConfig::resolve(given.over(file)).unwrap();
+        assert_eq!(c.window, Duration::from_secs(2));
+        assert_eq!(c.retention, Duration::from_secs(86_400));
+        assert_eq!(c.max_disk_bytes, 64 << 20);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn bad_settings_say_which_and_why() {
+        let e = AgentSettings::from_toml("windw = \"5s\"", "agent.toml").unwrap_err();
+        assert!(e.to_string().contains("agent.toml") && e.to_string().contains("windw"), "{e}");
+        let e = AgentConfig::resolve(AgentSettings { max_disk: Some("lots".into()), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("max-disk"), "{e}");
+        let open = AgentSettings { listen: Some("0.0.0.0:9740".parse().unwrap()), ..Default::default() };
+        assert!(matches!(AgentConfig::resolve(open), Err(ConfigError::OpenWithoutToken(_))));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+    }
+}

@@ -1,0 +1,330 @@
+//! The agent's HTTP API (axum): JSON unless a format is asked for;
+//! documented in docs/api.md. A parameter that does not parse gets a 400
+//! with a sentence; a query that finds the agent busy a 503.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use axum::{
+    extract::{Query, Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use serde::Serialize;
+
+use super::Shared;
+use crate::{
+    output,
+    profile::{Profile, Selection},
+    query::{dimension::parse_group_by, range::parse_range, tree},
+};
+
+/// Longest a query may take before it is answered with 503.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most nodes a tree may be asked for.
+const MAX_NODES: usize = 100_000;
+const DEFAULT_NODES: usize = 2_000;
+
+/// An error answer: a status and one sentence.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad(msg: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, msg.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body {
+            error: String,
+        }
+        (self.0, axum::Json(Body { error: self.1 })).into_response()
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/config", get(config))
+        .route("/api/v1/segments", get(segments))
+        .route("/api/v1/profile", get(profile))
+        .route("/api/v1/threads", get(threads))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.md".into()) })
+        .layer(middleware::from_fn_with_state(shared.clone(), auth))
+        .with_state(shared)
+}
+
+/// With a token, every endpoint but `/healthz` needs `Authorization: Bearer TOKEN`.
+async fn auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let Some(token) = s.token.as_deref() else { return next.run(req).await };
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        next.run(req).await
+    } else {
+        ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer TOKEN)".into())
+            .into_response()
+    }
+}
+
+/// Equality whose time does not depend on where the first difference is
+/// (only on the lengths, which a token does not hide).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    if s.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "not ready: the programs are not attached yet".into()).into_response()
+    }
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Response {
+    axum::Json(s.status()).into_response()
+}
+
+async fn config(State(s): State<Arc<Shared>>) -> Response {
+    axum::Json(&s.config).into_response()
+}
+
+async fn segments(State(s): State<Arc<Shared>>) -> Response {
+    axum::Json(s.segments()).into_response()
+}
+
+/// Parameters of a query over a range.
+struct RangeQuery {
+    from: u64,
+    to: u64,
+    view: View,
+    format: Format,
+    group_by: Option<crate::query::dimension::GroupBy>,
+    selection: Selection,
+    max_nodes: usize,
+    focus: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum View {
+    Cpu,
+    Offcpu,
+    Wall,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Folded,
+    Pprof,
+    Svg,
+}
+
+const KNOWN: [&str; 11] =
+    ["from", "to", "view", "format", "group_by", "pid", "comm", "cgroup", "container", "max_nodes", "focus"];
+
+impl RangeQuery {
+    fn parse(q: &BTreeMap<String, String>) -> Result<Self, ApiError> {
+        if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(ApiError::bad(format!("unknown parameter '{k}'; known: {}", KNOWN.join(", "))));
+        }
+        let get = |k: &str| q.get(k).map(String::as_str);
+        let (from, to) =
+            parse_range(get("from"), get("to"), crate::query::range::now_unix_ns()).map_err(ApiError::bad)?;
+        let view = match get("view").unwrap_or("cpu") {
+            "cpu" => View::Cpu,
+            "offcpu" => View::Offcpu,
+            "wall" => View::Wall,
+            v => return Err(ApiError::bad(format!("unknown view '{v}'; use cpu, offcpu or wall"))),
+        };
+        let format = match get("format").unwrap_or("json") {
+            "json" => Format::Json,
+            "folded" => Format::Folded,
+            "pprof" => Format::Pprof,
+            "svg" => Format::Svg,
+            f => return Err(ApiError::bad(format!("unknown format '{f}'; use json, folded, pprof or svg"))),
+        };
+        let group_by = get("group_by").map(parse_group_by).transpose().map_err(ApiError::bad)?;
+        let pids = match get("pid") {
+            Some(p) => p
+                .split(',')
+                .map(|x| x.trim().parse::<u32>().map_err(|_| ApiError::bad(format!("pid '{x}' is not a process id"))))
+                .collect::<Result<Vec<u32>, ApiError>>()?,
+            None => Vec::new(),
+        };
+        let selection = Selection {
+            pids,
+            comm: get("comm").map(str::to_owned),
+            cgroup: get("cgroup").map(str::to_owned),
+            container: get("container").map(str::to_owned),
+        };
+        let max_nodes = match get("max_nodes") {
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_NODES).contains(n))
+                .ok_or_else(|| ApiError::bad(format!("max_nodes '{n}' is not a number from 1 to {MAX_NODES}")))?,
+            None => DEFAULT_NODES,
+        };
+        let focus = get("focus").map(|f| f.split(';').map(str::to_owned).collect()).unwrap_or_default();
+        Ok(Self { from, to, view, format, group_by, selection, max_nodes, focus })
+    }
+}
+
+/// Run `f` on the blocking pool, within the query limits.
+async fn limited<T: Send + 'static>(
+    s: &Arc<Shared>,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let Ok(_permit) = s.queries.clone().try_acquire_owned() else {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "too many queries at once; retry shortly".into()));
+    };
+    match tokio::time::timeout(QUERY_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the query failed: {e}"))),
+        Err(_) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "the query took too long; ask for a shorter range".into())),
+    }
+}
+
+/// The merged profile of a range, selected and sliced as asked.
+fn merged(s: &Shared, q: &RangeQuery) -> Result<(Profile, usize), ApiError> {
+    let (mut profile, windows) = s.merge(q.from, q.to).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    if let Some(g) = &q.group_by {
+        profile.group_by = g.clone();
+    }
+    profile.select(&q.selection);
+    Ok((profile, windows))
+}
+
+fn folded_of(p: &Profile, view: View) -> output::folded::Folded {
+    match view {
+        View::Cpu => output::folded::fold(p),
+        View::Offcpu => output::wallclock::fold_offcpu(p),
+        View::Wall => output::wallclock::fold_wallclock(p),
+    }
+}
+
+async fn profile(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let q = match RangeQuery::parse(&q) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let shared = s.clone();
+    let result = limited(&s, move || {
+        let (p, windows) = merged(&shared, &q)?;
+        let folded = folded_of(&p, q.view);
+        let write = |f: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| {
+            let mut out = Vec::new();
+            f(&mut out).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok::<_, ApiError>(out)
+        };
+        Ok(match q.format {
+            Format::Folded => {
+                ("text/plain; charset=utf-8", write(&|w| output::folded::write(&folded, w))?)
+            }
+            Format::Svg => {
+                let unit = if q.view == View::Cpu { "samples" } else { "ns" };
+                ("image/svg+xml", write(&|w| output::flamegraph::write(&folded, "tailprof", unit, w))?)
+            }
+            Format::Pprof => ("application/octet-stream", write(&|w| output::pprof::write(&p, w))?),
+            Format::Json => {
+                #[derive(Serialize)]
+                struct Body {
+                    from_unix_ns: u64,
+                    to_unix_ns: u64,
+                    /// The windows merged, and the span they cover.
+                    windows: usize,
+                    covered_from_unix_ns: u64,
+                    covered_to_unix_ns: u64,
+                    view: View,
+                    unit: &'static str,
+                    root: tree::Node,
+                }
+                let unit = if q.view == View::Cpu { "samples" } else { "nanoseconds" };
+                let covered_to = p.start_unix_ns + p.duration_ns;
+                let body = Body {
+                    from_unix_ns: q.from,
+                    to_unix_ns: q.to,
+                    windows,
+                    covered_from_unix_ns: p.start_unix_ns,
+                    covered_to_unix_ns: covered_to,
+                    view: q.view,
+                    unit,
+                    root: tree::build(&folded, &q.focus, q.max_nodes),
+                };
+                ("application/json", serde_json::to_vec(&body).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?)
+            }
+        })
+    })
+    .await;
+    match result {
+        Ok((kind, body)) => ([(header::CONTENT_TYPE, kind)], body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn threads(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let q = match RangeQuery::parse(&q) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let shared = s.clone();
+    let result = limited(&s, move || {
+        let (p, _) = merged(&shared, &q)?;
+        let summary = output::summary::Summary::from_profile(&p);
+        serde_json::to_vec(&summary).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await;
+    match result {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secre", b"secret"));
+        assert!(!constant_time_eq(b"", b"secret"));
+    }
+
+    #[test]
+    fn bad_parameters_get_a_sentence() {
+        let q = |pairs: &[(&str, &str)]| {
+            RangeQuery::parse(&pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        };
+        assert!(q(&[]).is_ok());
+        for (pairs, says) in [
+            (&[("view", "heap")][..], "unknown view"),
+            (&[("from", "-1m"), ("to", "-2m")][..], "before"),
+            (&[("max_nodes", "0")][..], "max_nodes"),
+            (&[("pid", "x")][..], "pid"),
+            (&[("colour", "red")][..], "unknown parameter"),
+            (&[("format", "png")][..], "unknown format"),
+        ] {
+            let e = q(pairs).err().unwrap_or_else(|| panic!("{pairs:?} accepted"));
+            assert_eq!(e.0, StatusCode::BAD_REQUEST);
+            assert!(e.1.contains(says), "{pairs:?}: {}", e.1);
+        }
+    }
+}

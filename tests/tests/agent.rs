@@ -1,0 +1,173 @@
+//! `tailprof agent` as its own process, over real HTTP, on the real kernel:
+//! - a 2:1 split between two hot functions, profiled in 2 s windows for 8 s,
+//!   reads 2:1 (±15%) from /api/v1/profile; per thread, exact on-CPU and
+//!   runnable time over the range match schedstat within 1 point;
+//! - SIGTERM stores the open window and exits 0; a restart still serves the
+//!   ranges from before; a torn segment planted by a "crash" is moved to
+//!   quarantine, reported, and never served; `--max-disk` drops the oldest
+//!   segments first and counts it;
+//! - bad input gets the right 4xx and a sentence, and the agent keeps serving;
+//!   a token guards every endpoint but /healthz; a non-loopback address
+//!   without a token is refused.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tailprof_e2e::*;
+
+fn samples_with(folded: &str, frame: &str) -> u64 {
+    folded
+        .lines()
+        .filter(|l| l.split(' ').next().is_some_and(|s| s.split(';').any(|f| f == frame)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn windows_served_over_http_keep_the_ratio_and_the_exact_times() {
+    require_root();
+    let bin = build_c_workload("hot_ratio", &[]);
+    let w = Workload::start(&bin, &["60"]);
+    let tid = w.tid("ratio");
+    let poller = SchedstatPoller::start(w.pid, vec![tid], Duration::from_millis(2));
+    let data = tempfile::tempdir().unwrap();
+    let agent = Agent::start(data.path(), &["--window", "2s"]);
+    let from = unix_now();
+    std::thread::sleep(Duration::from_secs(8));
+    let to = unix_now();
+    // The window holding `to` closes within 2 s.
+    std::thread::sleep(Duration::from_secs(3));
+    let q = format!("from={from:.3}&to={to:.3}&pid={}", w.pid);
+    let r = agent.get(&format!("/api/v1/profile?{q}&format=folded")).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let folded = r.text();
+    let (two, one) = (samples_with(&folded, "tp_hot_two_thirds"), samples_with(&folded, "tp_hot_one_third"));
+    assert!(one > 0, "tp_hot_one_third never seen: {folded}");
+    let ratio = two as f64 / one as f64;
+    println!("over HTTP: tp_hot_two_thirds : tp_hot_one_third = {ratio:.3} ({two}:{one})");
+    assert!((2.0 * 0.85..=2.0 * 1.15).contains(&ratio), "ratio {ratio:.2}, expected 2 ±15%");
+
+    let tree = agent.get(&format!("/api/v1/profile?{q}&max_nodes=50")).unwrap().json();
+    assert!(tree["windows"].as_u64().unwrap_or(0) >= 4, "{}", tree["windows"]);
+    let total: u64 = folded.lines().filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum();
+    assert_eq!(tree["root"]["value"].as_u64(), Some(total), "the tree's root holds every sample of the range");
+
+    let summary = agent.get(&format!("/api/v1/threads?{q}")).unwrap().json();
+    let polled = poller.finish();
+    let t = thread_entry(&summary, tid).unwrap_or_else(|| panic!("tp-ratio missing from /api/v1/threads"));
+    let (start, end) = (num(&summary, &["window_start_ns"], "range"), num(&summary, &["window_end_ns"], "range"));
+    let span = (end - start) as f64;
+    let (r0, q0) = at_time(&polled[&tid], start);
+    let (r1, q1) = at_time(&polled[&tid], end);
+    let on = num(t, &["on_cpu_ns"], "tp-ratio") as f64;
+    let runnable = num(t, &["off_cpu_ns", "runnable"], "tp-ratio") as f64;
+    println!(
+        "over {:.1} s: on CPU {:.2}% (schedstat {:.2}%), runnable {:.2}% (schedstat {:.2}%)",
+        span / 1e9,
+        100.0 * on / span,
+        100.0 * (r1 - r0) / span,
+        100.0 * runnable / span,
+        100.0 * (q1 - q0) / span
+    );
+    assert!((on - (r1 - r0)).abs() <= 0.01 * span, "on-CPU off schedstat by more than 1 point");
+    assert!((runnable - (q1 - q0)).abs() <= 0.01 * span, "runnable off schedstat by more than 1 point");
+    assert!(agent.stop().success(), "SIGTERM: the agent must exit 0");
+}
+
+#[test]
+fn restarts_crashes_and_retention_lose_nothing_served() {
+    require_root();
+    let data = tempfile::tempdir().unwrap();
+    // A first run, stopped cleanly: its windows are served after a restart.
+    let first = Agent::start(data.path(), &["--window", "1s"]);
+    let from = unix_now();
+    std::thread::sleep(Duration::from_secs(4));
+    let stopped = unix_now();
+    assert!(first.stop().success(), "SIGTERM: the agent must exit 0");
+    let second = Agent::start(data.path(), &["--window", "1s"]);
+    let r = second.get(&format!("/api/v1/profile?from={from:.3}&to={stopped:.3}&format=json")).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let before = r.json()["windows"].as_u64().unwrap_or(0);
+    assert!(before >= 3, "{before} windows of the first run served after the restart");
+
+    // A crash (kill -9), and a segment torn as a crash mid-write would leave it.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(second);
+    let segments: Vec<std::path::PathBuf> = std::fs::read_dir(data.path().join("segments"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tpseg"))
+        .collect();
+    let whole = std::fs::read(&segments[0]).unwrap();
+    let torn = data.path().join("segments/1000000000-2000000000.tpseg");
+    std::fs::write(&torn, &whole[..whole.len() / 2]).unwrap();
+    let third = Agent::start(data.path(), &["--window", "1s"]);
+    let status = third.get("/api/v1/status").unwrap().json();
+    let storage = &status["storage"];
+    assert!(storage["quarantined"].as_u64().unwrap_or(0) >= 1, "torn segment not reported: {storage}");
+    assert!(data.path().join("quarantine/1000000000-2000000000.tpseg").exists());
+    let listed = third.get("/api/v1/segments").unwrap().json();
+    assert!(
+        listed.as_array().unwrap().iter().all(|s| s["name"] != "1000000000-2000000000.tpseg"),
+        "the torn segment is listed"
+    );
+    let r = third.get("/api/v1/profile?from=0&to=now&format=folded").unwrap();
+    assert_eq!(r.status, 200, "every segment served is whole: {}", r.text());
+    drop(third);
+
+    // Retention by size: a few hundred KiB hold only the newest windows.
+    let fourth = Agent::start(data.path(), &["--window", "1s", "--max-disk", "300KiB"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let storage = fourth.get("/api/v1/status").unwrap().json()["storage"].clone();
+    println!("storage after size retention: {storage}");
+    assert!(storage["deleted_by_size"].as_u64().unwrap_or(0) >= 1, "{storage}");
+    assert!(storage["bytes"].as_u64().unwrap_or(u64::MAX) <= 300 * 1024 + 200 * 1024, "{storage}");
+    let listed: Vec<Value> = fourth.get("/api/v1/segments").unwrap().json().as_array().unwrap().clone();
+    let oldest_left = listed.first().and_then(|s| s["start_unix_ns"].as_u64()).unwrap_or(0);
+    assert!(oldest_left as f64 / 1e9 > from, "the oldest segments went first");
+    assert!(fourth.stop().success());
+}
+
+#[test]
+fn bad_requests_get_a_sentence_and_the_agent_keeps_serving() {
+    require_root();
+    let data = tempfile::tempdir().unwrap();
+    let token_file = data.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let mut agent = Agent::start(data.path(), &["--window", "1s", "--token-file", token_file.to_str().unwrap()]);
+    // Without the token: 401, but /healthz answers.
+    assert_eq!(agent.get("/healthz").unwrap().status, 200);
+    assert_eq!(agent.get("/api/v1/status").unwrap().status, 401);
+    agent.token = Some("wrong".into());
+    assert_eq!(agent.get("/api/v1/status").unwrap().status, 401);
+    agent.token = Some("s3cret-token".into());
+    assert_eq!(agent.get("/api/v1/status").unwrap().status, 200);
+    for (path, status, says) in [
+        ("/api/v1/profile?view=heap", 400, "unknown view"),
+        ("/api/v1/profile?from=-1m&to=-2m", 400, "before"),
+        ("/api/v1/profile?from=yesterday", 400, "not a time"),
+        ("/api/v1/profile?max_nodes=99999999999", 400, "max_nodes"),
+        ("/api/v1/profile?colour=red", 400, "unknown parameter"),
+        ("/api/v1/profile?format=png", 400, "unknown format"),
+        ("/api/v1/profile?pid=12ab", 400, "pid"),
+        ("/api/v1/../../etc/passwd", 404, "no such endpoint"),
+        ("/api/v1/nothing", 404, "no such endpoint"),
+    ] {
+        let r = agent.get(path).unwrap();
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        let msg = r.json()["error"].as_str().unwrap_or_default().to_owned();
+        assert!(msg.contains(says), "{path}: {msg}");
+    }
+    // A request that is not HTTP at all.
+    let _ = http(&agent.addr, "BOGUS", "no-slash", &[], b"");
+    assert_eq!(agent.get("/api/v1/status").unwrap().status, 200, "the agent keeps serving");
+    assert!(agent.stop().success());
+
+    // A non-loopback address without a token is refused in one sentence.
+    let open = format!("0.0.0.0:{}", free_port());
+    let out = tailprof(&["agent", "--listen", &open, "--data-dir", data.path().to_str().unwrap()]);
+    assert_clean_failure(&out, "without --token-file");
+    let out = tailprof(&["agent", "--window", "forever", "--data-dir", data.path().to_str().unwrap()]);
+    assert_clean_failure(&out, "window");
+}
