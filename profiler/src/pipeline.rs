@@ -248,6 +248,8 @@ pub async fn run(
         governed,
     )
     .await?;
+    // A collector of many windows keeps the modules it parsed.
+    collector.sinks.names.keep_parsed = args.window.is_some_and(|w| w < args.duration);
     for sink in sinks.iter_mut() {
         sink.collecting();
     }

@@ -41,6 +41,9 @@ pub fn symbolize(
 /// [`MAX_KERNEL_NAMES`].
 pub const MAX_USER_CACHE: usize = 1_048_576;
 
+/// Windows after which the kept symbolizer is dropped with what it parsed.
+const RENEW_SYMBOLIZER_WINDOWS: u64 = 360;
+
 /// Sizes and evictions of the symbol caches, for summary.json.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NameCacheStats {
@@ -67,6 +70,14 @@ pub struct Names {
     kernel: KernelSymbols,
     /// `None`: no symbol covers the offset.
     user: HashMap<(usize, u64), Option<Arc<[Frame]>>>,
+    /// Keep parsed modules (symbol tables, DWARF, decompressed debug
+    /// sections) between windows: a collector of many windows names new
+    /// addresses of a module every window, and parsing a large debug file
+    /// anew each time (libc's: 20 ms) would be most of its cost.
+    pub keep_parsed: bool,
+    user_symbolizer: Option<Symbolizer>,
+    /// Windows since `user_symbolizer` was made.
+    symbolizer_windows: u64,
     pub stats: NameCacheStats,
 }
 
@@ -130,6 +141,13 @@ impl Names {
 
     /// Empty a cache that outgrew its bound (between windows).
     fn bound(&mut self) {
+        // Parsed modules of programs long gone go with the symbolizer, now
+        // and then; the names it gave stay in `user`.
+        self.symbolizer_windows += 1;
+        if self.symbolizer_windows >= RENEW_SYMBOLIZER_WINDOWS {
+            self.user_symbolizer = None;
+            self.symbolizer_windows = 0;
+        }
         if self.user.len() > MAX_USER_CACHE {
             self.stats.user_evicted += self.user.len() as u64;
             self.user.clear();
@@ -176,7 +194,11 @@ impl Names {
         let wanted: HashMap<usize, Vec<u64>> = wanted.into_iter().map(|(m, o)| (m, sorted(o))).collect();
         looked_up += wanted.values().map(|o| o.len() as u64).sum::<u64>();
         tracing::debug!(rss_kib = crate::sys::mem::rss_bytes() >> 10, "kernel frames named");
-        let mut named = user::name_modules(modules, wanted.clone(), debug_dirs);
+        let kept = match self.keep_parsed {
+            true => Some(&*self.user_symbolizer.get_or_insert_with(user::new_symbolizer)),
+            false => None,
+        };
+        let mut named = user::name_modules_with(kept, modules, wanted.clone(), debug_dirs);
         for (module, offsets) in wanted {
             for offset in offsets {
                 self.user.insert((module, offset), named.remove(&(module, offset)));

@@ -538,11 +538,18 @@ impl HttpResponse {
 
 /// One HTTP/1.1 request over a fresh connection to `addr` (a minimal client:
 /// the test talks to the real server, and decodes chunked bodies itself).
-pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -606,7 +613,13 @@ impl Agent {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start tailprof agent");
-        let mut agent = Self { child, addr, token: None };
+        // With a token file, readiness is asked with the token.
+        let token = args
+            .iter()
+            .position(|a| *a == "--token-file")
+            .and_then(|i| args.get(i + 1))
+            .map(|f| std::fs::read_to_string(f).expect("token file").trim().to_owned());
+        let mut agent = Self { child, addr, token };
         agent.wait_ready();
         agent
     }

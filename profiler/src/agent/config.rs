@@ -123,7 +123,11 @@ impl AgentConfig {
     pub fn resolve(s: AgentSettings) -> Result<Self, ConfigError> {
         let dur = |key: &'static str, v: Option<String>, default: &str| {
             let v = v.unwrap_or_else(|| default.to_owned());
-            humantime::parse_duration(&v).map_err(|e| ConfigError::Value { key, value: v.clone(), reason: e.to_string() })
+            humantime::parse_duration(&v).map_err(|e| ConfigError::Value {
+                key,
+                value: v.clone(),
+                reason: e.to_string(),
+            })
         };
         let bytes = |key: &'static str, v: Option<String>, default: &str| {
             let v = v.unwrap_or_else(|| default.to_owned());
@@ -208,7 +212,8 @@ mod tests {
 
     #[test]
     fn flags_over_environment_over_file_over_defaults() {
-        let file = AgentSettings::from_toml("window = \"5s\"\nretention = \"1d\"\nmax-disk = \"64MiB\"\n", "t").unwrap();
+        let file =
+            AgentSettings::from_toml("window = \"5s\"\nretention = \"1d\"\nmax-disk = \"64MiB\"\n", "t").unwrap();
         let given = AgentSettings { window: Some("2s".into()), ..Default::default() };
         let c = AgentConfig::resolve(given.over(file)).unwrap();
         assert_eq!(c.window, Duration::from_secs(2));
@@ -221,7 +226,8 @@ mod tests {
     fn bad_settings_say_which_and_why() {
         let e = AgentSettings::from_toml("windw = \"5s\"", "agent.toml").unwrap_err();
         assert!(e.to_string().contains("agent.toml") && e.to_string().contains("windw"), "{e}");
-        let e = AgentConfig::resolve(AgentSettings { max_disk: Some("lots".into()), ..Default::default() }).unwrap_err();
+        let e =
+            AgentConfig::resolve(AgentSettings { max_disk: Some("lots".into()), ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains("max-disk"), "{e}");
         let open = AgentSettings { listen: Some("0.0.0.0:9740".parse().unwrap()), ..Default::default() };
         assert!(matches!(AgentConfig::resolve(open), Err(ConfigError::OpenWithoutToken(_))));

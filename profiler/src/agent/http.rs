@@ -14,7 +14,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::Shared;
+use super::state::Shared;
 use crate::{
     output,
     profile::{Profile, Selection},
@@ -197,7 +197,9 @@ async fn limited<T: Send + 'static>(
     match tokio::time::timeout(QUERY_TIMEOUT, tokio::task::spawn_blocking(f)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the query failed: {e}"))),
-        Err(_) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "the query took too long; ask for a shorter range".into())),
+        Err(_) => {
+            Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "the query took too long; ask for a shorter range".into()))
+        }
     }
 }
 
@@ -234,9 +236,7 @@ async fn profile(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, 
             Ok::<_, ApiError>(out)
         };
         Ok(match q.format {
-            Format::Folded => {
-                ("text/plain; charset=utf-8", write(&|w| output::folded::write(&folded, w))?)
-            }
+            Format::Folded => ("text/plain; charset=utf-8", write(&|w| output::folded::write(&folded, w))?),
             Format::Svg => {
                 let unit = if q.view == View::Cpu { "samples" } else { "ns" };
                 ("image/svg+xml", write(&|w| output::flamegraph::write(&folded, "tailprof", unit, w))?)
@@ -267,7 +267,11 @@ async fn profile(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, 
                     unit,
                     root: tree::build(&folded, &q.focus, q.max_nodes),
                 };
-                ("application/json", serde_json::to_vec(&body).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?)
+                (
+                    "application/json",
+                    serde_json::to_vec(&body)
+                        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+                )
             }
         })
     })

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod http;
+pub mod state;
 pub mod store;
 
 use std::{
@@ -15,15 +16,10 @@ use std::{
     time::Duration,
 };
 
-use serde::Serialize;
-
-use crate::{
-    model::{stats::CacheReport, window::Window},
-    pipeline::WindowSink,
-    profile::Profile,
-};
+use crate::{model::window::Window, pipeline::WindowSink};
 pub use config::{AgentConfig, AgentSettings, ConfigError};
-use store::{Retention, Store, StoreStats};
+use state::{Collecting, Shared, MAX_QUERIES};
+use store::{Retention, Store};
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -50,92 +46,6 @@ pub enum AgentError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Capture(#[from] crate::Error),
-}
-
-/// What the status endpoint shows of the collector.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Collecting {
-    pub windows: u64,
-    pub last_window_start_unix_ns: u64,
-    pub last_window_end_unix_ns: u64,
-    /// The cost governor after the last window: rates in effect, budget use.
-    pub governor: Option<crate::governor::GovernorReport>,
-    pub caches: Option<CacheReport>,
-    pub samples: u64,
-    pub lost_samples: u64,
-    pub dropped: crate::profile::Dropped,
-}
-
-/// The status endpoint's answer.
-#[derive(Debug, Serialize)]
-pub struct Status {
-    pub tier: &'static str,
-    pub ready: bool,
-    pub started_unix_ns: u64,
-    pub window_s: f64,
-    pub collecting: Collecting,
-    pub storage: StoreStats,
-}
-
-/// What the HTTP handlers and the store sink share.
-pub struct Shared {
-    pub config: AgentConfig,
-    store: Mutex<Store>,
-    collecting: Mutex<Collecting>,
-    ready: AtomicBool,
-    started_unix_ns: u64,
-    pub(crate) token: Option<String>,
-    /// Queries running at once (the rest get 503).
-    pub(crate) queries: Arc<tokio::sync::Semaphore>,
-}
-
-/// Most queries served at once.
-const MAX_QUERIES: usize = 4;
-
-impl Shared {
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
-
-    pub fn status(&self) -> Status {
-        Status {
-            tier: "continuous",
-            ready: self.ready(),
-            started_unix_ns: self.started_unix_ns,
-            window_s: self.config.window.as_secs_f64(),
-            collecting: Self::lock(&self.collecting).clone(),
-            storage: Self::lock(&self.store).stats.clone(),
-        }
-    }
-
-    pub fn segments(&self) -> Vec<store::Segment> {
-        Self::lock(&self.store).all()
-    }
-
-    /// The merge of the windows overlapping `from..to`, and how many.
-    pub fn merge(&self, from: u64, to: u64) -> Result<(Profile, usize), String> {
-        let segments = Self::lock(&self.store).range(from, to);
-        let mut merger: Option<crate::model::window::ProfileMerger> = None;
-        let mut n = 0;
-        for seg in &segments {
-            // A segment deleted by retention meanwhile is skipped.
-            let p = match store::read(seg) {
-                Ok(p) => p,
-                Err(store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(crate::error::format_chain(&e)),
-            };
-            n += 1;
-            match merger.as_mut() {
-                None => merger = Some(crate::model::window::ProfileMerger::new(p)),
-                Some(m) => m.add(&p),
-            }
-        }
-        Ok((merger.map(|m| m.finish()).unwrap_or_default(), n))
-    }
 }
 
 /// The sink that stores each window and keeps the status current.
@@ -232,9 +142,8 @@ pub async fn run(config: AgentConfig, cancel: &crate::sys::cancel::Cancel) -> Re
     let outcome = crate::pipeline::run(&capture, None, &mut [&mut sink], cancel).await;
     // The pipeline ended (stopped, or failed): so does the server.
     cancel.cancel();
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Err(e))) => return Err(AgentError::Serve(e)),
-        Ok(_) | Err(_) => {}
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), server).await {
+        return Err(AgentError::Serve(e));
     }
     let outcome = outcome?;
     tracing::info!(windows = outcome.windows, "agent stopped");

@@ -94,7 +94,7 @@ pub struct Store {
     pub stats: StoreStats,
 }
 
-fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io { what, path: path.to_owned(), source }
 }
 
@@ -171,7 +171,9 @@ impl Store {
             };
             match verdict {
                 Ok(((start, end), bytes)) => {
-                    store.segments.insert((start, end), Segment { path, name, start_unix_ns: start, end_unix_ns: end, bytes });
+                    store
+                        .segments
+                        .insert((start, end), Segment { path, name, start_unix_ns: start, end_unix_ns: end, bytes });
                 }
                 Err(reason) => store.quarantine(&path, &name, &reason),
             }
@@ -206,7 +208,8 @@ impl Store {
         self.enforce(now_unix_ns());
         if free_bytes(&self.dir).is_some_and(|f| f < self.retention.min_free_bytes) {
             self.stats.windows_not_written += 1;
-            let reason = "the disk is under its free-space floor; collecting goes on, writing resumes when space returns";
+            let reason =
+                "the disk is under its free-space floor; collecting goes on, writing resumes when space returns";
             self.stats.last_error = Some(reason.into());
             return Err(StoreError::Io {
                 what: "write a segment into",
@@ -223,7 +226,8 @@ impl Store {
             Ok(bytes) => {
                 self.stats.written += 1;
                 self.stats.last_error = None;
-                self.segments.insert((start, end), Segment { path, name, start_unix_ns: start, end_unix_ns: end, bytes });
+                self.segments
+                    .insert((start, end), Segment { path, name, start_unix_ns: start, end_unix_ns: end, bytes });
                 self.recount();
                 Ok(())
             }
@@ -245,7 +249,11 @@ impl Store {
         tmp.write_all(body).map_err(io("write", path))?;
         tmp.write_all(&footer(body.len() as u64, crc32fast::hash(body))).map_err(io("write", path))?;
         tmp.as_file().sync_all().map_err(io("sync", path))?;
-        tmp.persist(path).map_err(|e| StoreError::Io { what: "rename into", path: path.to_owned(), source: e.error })?;
+        tmp.persist(path).map_err(|e| StoreError::Io {
+            what: "rename into",
+            path: path.to_owned(),
+            source: e.error,
+        })?;
         std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io("sync", &self.dir))?;
         Ok((body.len() + FOOTER) as u64)
     }

@@ -11,7 +11,8 @@ pub fn parse_time(s: &str, now_ns: u64) -> Result<u64, String> {
         return Ok(now_ns);
     }
     if let Some(rel) = s.strip_prefix('-') {
-        let d = humantime::parse_duration(rel).map_err(|e| format!("'{s}' is not a relative time ({e}); write it like -15m"))?;
+        let d = humantime::parse_duration(rel)
+            .map_err(|e| format!("'{s}' is not a relative time ({e}); write it like -15m"))?;
         return Ok(now_ns.saturating_sub(d.as_nanos().min(u128::from(u64::MAX)) as u64));
     }
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {

@@ -81,7 +81,13 @@ fn convert(name: String, t: &Trie, cut: u64, budget: &mut usize) -> Node {
     }
     let in_children: u64 = t.children.values().map(|c| c.value).sum();
     if left_out > 0 {
-        children.push(Node { name: OTHER.into(), value: left_out, self_value: left_out, children: vec![], other: true });
+        children.push(Node {
+            name: OTHER.into(),
+            value: left_out,
+            self_value: left_out,
+            children: vec![],
+            other: true,
+        });
     }
     Node { name, value: t.value, self_value: t.value.saturating_sub(in_children), children, other: false }
 }

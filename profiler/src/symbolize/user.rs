@@ -40,7 +40,27 @@ pub type UserNames = HashMap<(usize, u64), Arc<[Frame]>>;
 
 /// Name the offsets of every module in `wanted`; what could not be read
 /// is noted in the module.
+#[cfg(test)]
 pub fn name_modules(modules: &mut ModuleTable, wanted: HashMap<usize, Vec<u64>>, debug_dirs: &[PathBuf]) -> UserNames {
+    name_modules_with(None, modules, wanted, debug_dirs)
+}
+
+/// A symbolizer for user modules: it keeps every file it parsed (symbol
+/// tables, DWARF, decompressed debug sections) until it is dropped.
+pub fn new_symbolizer() -> Symbolizer {
+    Symbolizer::builder().enable_code_info(true).enable_inlined_fns(true).build()
+}
+
+/// [`name_modules`] with `kept`, a symbolizer that keeps what it parsed
+/// for later windows (a collector of many windows), or `None` for a
+/// symbolizer per module, dropped when the module is done (one window: the
+/// memory peak is then that of the largest module, not of all of them).
+pub fn name_modules_with(
+    kept: Option<&Symbolizer>,
+    modules: &mut ModuleTable,
+    wanted: HashMap<usize, Vec<u64>>,
+    debug_dirs: &[PathBuf],
+) -> UserNames {
     let mut files = FileNames::default();
     let mut names = UserNames::new();
     let mut wanted: Vec<_> = wanted.into_iter().collect();
@@ -49,11 +69,16 @@ pub fn name_modules(modules: &mut ModuleTable, wanted: HashMap<usize, Vec<u64>>,
         let source = modules.source(module);
         let Some(info) = modules.modules.get_mut(module) else { continue };
         let started = std::time::Instant::now();
-        // A symbolizer per module: both passes share its parsed symbol
-        // table and DWARF, which go when the module is done, so that the
-        // memory peak is that of the largest module, not of all of them.
-        let symbolizer = Symbolizer::builder().enable_code_info(true).enable_inlined_fns(true).build();
-        let Some(found) = symbolize_module(&symbolizer, info, source, &offsets, debug_dirs) else { continue };
+        // Both passes share the module's parsed symbol table and DWARF.
+        let own;
+        let symbolizer = match kept {
+            Some(s) => s,
+            None => {
+                own = new_symbolizer();
+                &own
+            }
+        };
+        let Some(found) = symbolize_module(symbolizer, info, source, &offsets, debug_dirs) else { continue };
         for (&offset, (basic, detailed)) in offsets.iter().zip(found) {
             let frames = match (basic, detailed) {
                 (basic, Some(Symbolized::Sym(sym))) => {
