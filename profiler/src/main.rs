@@ -43,12 +43,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = args.to_config()?;
             let cancel = cancel_on_signals(&runtime)?;
             let duration = humantime::format_duration(config.duration);
-            let mut announce = |cpus: usize| {
-                let s = if cpus == 1 { "" } else { "s" };
-                eprintln!("tailprof: measuring noise on {cpus} CPU{s} for {duration} (Ctrl-C ends early)");
+            let mut announce = |p: tailprof::noise::run::Progress| match p {
+                tailprof::noise::run::Progress::Opened { cpus } => {
+                    let s = if cpus == 1 { "" } else { "s" };
+                    eprintln!("tailprof: measuring noise on {cpus} CPU{s} for {duration} (Ctrl-C ends early)");
+                }
+                tailprof::noise::run::Progress::Closed { seconds } => eprintln!("tailprof: measured {seconds:.2}s"),
             };
             let measured = runtime.block_on(tailprof::noise::run::run(&config, &mut announce, &cancel))?;
-            eprintln!("tailprof: measured {:.2}s", measured.measurement.duration_ns() as f64 / 1e9);
             let slos = &config.slos;
             let rendered = tailprof::noise::output::render(&measured.measurement, slos);
             let files = match &args.output {

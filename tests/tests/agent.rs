@@ -173,3 +173,95 @@ fn bad_requests_get_a_sentence_and_the_agent_keeps_serving() {
     let out = tailprof(&["agent", "--window", "forever", "--data-dir", data.path().to_str().unwrap()]);
     assert_clean_failure(&out, "window");
 }
+
+/// A real Prometheus server (Debian's package) scrapes `/metrics` every
+/// second; its own API then returns tailprof's series, with counters that
+/// grow; `promtool check metrics` accepts the exposition.
+#[test]
+fn a_real_prometheus_scrapes_the_metrics() {
+    require_root();
+    let data = tempfile::tempdir().unwrap();
+    let agent = Agent::start(data.path(), &["--window", "1s"]);
+    let open = http(&agent.addr, "GET", "/metrics", &[("Accept", "application/openmetrics-text; version=1.0.0")], b"")
+        .unwrap();
+    let kind = |r: &HttpResponse| r.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone());
+    assert!(kind(&open).unwrap_or_default().starts_with("application/openmetrics-text"), "{:?}", kind(&open));
+    assert!(open.text().ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    let text = agent.get("/metrics").unwrap();
+    assert_eq!(text.status, 200);
+    assert!(kind(&text).unwrap_or_default().starts_with("text/plain; version=0.0.4"), "{:?}", kind(&text));
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(&text.body);
+    assert!(check.status.success(), "promtool check metrics: {}", String::from_utf8_lossy(&check.stderr));
+    check.stdout.clear();
+
+    let prom_port = free_port();
+    let config = data.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: tailprof\n    static_configs:\n      - targets: ['{}']\n",
+            agent.addr
+        ),
+    )
+    .unwrap();
+    let tsdb = data.path().join("tsdb");
+    let mut prom = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus (Debian package prometheus, installed by cargo xtask setup)");
+    let prom_addr = format!("127.0.0.1:{prom_port}");
+    let query = |q: &str| -> Option<f64> {
+        let r = http(&prom_addr, "GET", &format!("/api/v1/query?query={q}"), &[], b"").ok()?;
+        let v: Value = serde_json::from_slice(&r.body).ok()?;
+        v["data"]["result"]
+            .as_array()?
+            .iter()
+            .filter_map(|s| s["value"][1].as_str()?.parse::<f64>().ok())
+            .reduce(f64::max)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let first = loop {
+        if let Some(v) = query("tailprof_windows_total") {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "Prometheus never returned tailprof_windows_total");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    let later = query("tailprof_windows_total").expect("tailprof_windows_total");
+    println!("tailprof_windows_total in Prometheus: {first} then {later}");
+    assert!(later > first, "the windows counter did not grow: {first} then {later}");
+    for series in
+        ["tailprof_cpu_seconds_total", "tailprof_samples_total", "tailprof_threads", "tailprof_softirq_seconds_total"]
+    {
+        assert!(query(series).is_some(), "Prometheus has no {series}");
+    }
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert!(agent.stop().success());
+}
+
+/// `Command::output` with bytes on stdin.
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl OutputWithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the command");
+        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+        child.wait_with_output().expect("wait")
+    }
+}

@@ -56,6 +56,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/segments", get(segments))
         .route("/api/v1/profile", get(profile))
         .route("/api/v1/threads", get(threads))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.md".into()) })
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
         .with_state(shared)
@@ -101,6 +102,28 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
 
 async fn config(State(s): State<Arc<Shared>>) -> Response {
     axum::Json(&s.config).into_response()
+}
+
+/// OpenMetrics to those who ask for it (Prometheus does), the classic
+/// text format to the rest.
+async fn metrics(State(s): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Response {
+    let open_metrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    match s.metrics_text() {
+        Ok(text) if open_metrics => {
+            ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+                .into_response()
+        }
+        Ok(text) => {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], super::metrics::classic_text(&text))
+                .into_response()
+        }
+        Err(e) => {
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("could not encode the metrics: {e}")).into_response()
+        }
+    }
 }
 
 async fn segments(State(s): State<Arc<Shared>>) -> Response {

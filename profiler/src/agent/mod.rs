@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod state;
 pub mod store;
 
@@ -69,6 +70,7 @@ impl WindowSink for StoreSink {
             c.lost_samples += p.lost_samples;
             c.dropped = add_dropped(&c.dropped, &p.dropped);
         }
+        Shared::lock(&self.0.metrics).window(window);
         // A full or read-only disk stops writing, not collecting.
         if let Err(e) = Shared::lock(&self.0.store).write(p) {
             tracing::warn!(error = %crate::error::format_chain(&e), "window not stored; collecting goes on");
@@ -125,6 +127,7 @@ pub async fn run(config: AgentConfig, cancel: &crate::sys::cancel::Cancel) -> Re
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "agent listening");
     let shared = Arc::new(Shared {
         store: Mutex::new(store),
+        metrics: Mutex::new(metrics::Metrics::new()),
         collecting: Mutex::new(Collecting::default()),
         ready: AtomicBool::new(false),
         started_unix_ns: crate::query::range::now_unix_ns(),

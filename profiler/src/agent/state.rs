@@ -42,6 +42,7 @@ pub struct Status {
 pub struct Shared {
     pub config: AgentConfig,
     pub(crate) store: Mutex<Store>,
+    pub(crate) metrics: Mutex<super::metrics::Metrics>,
     pub(crate) collecting: Mutex<Collecting>,
     pub(crate) ready: AtomicBool,
     pub(crate) started_unix_ns: u64,
@@ -71,6 +72,17 @@ impl Shared {
             collecting: Self::lock(&self.collecting).clone(),
             storage: Self::lock(&self.store).stats.clone(),
         }
+    }
+
+    /// The metrics as OpenMetrics text.
+    pub fn metrics_text(&self) -> Result<String, std::fmt::Error> {
+        let (segments, bytes) = {
+            let s = Self::lock(&self.store);
+            (s.stats.segments, s.stats.bytes)
+        };
+        let m = Self::lock(&self.metrics);
+        m.storage(segments, bytes);
+        m.encode()
     }
 
     pub fn segments(&self) -> Vec<store::Segment> {

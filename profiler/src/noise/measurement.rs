@@ -10,13 +10,3 @@ pub enum Measurement {
     /// procfs and on-CPU samples.
     Continuous(continuous::ContinuousRaw),
 }
-
-impl Measurement {
-    /// Length of the measured window, ns.
-    pub fn duration_ns(&self) -> u64 {
-        match self {
-            Self::Deep { noise, .. } => noise.window_end_ns.saturating_sub(noise.window_start_ns),
-            Self::Continuous(raw) => raw.duration_ns(),
-        }
-    }
-}

@@ -56,11 +56,20 @@ fn check(args: &NoiseConfig) -> Result<Checked> {
     Ok(Checked { cpus, pids, frequency })
 }
 
-/// Measure one noise window as `args` say; `on_start` is told how many
-/// CPUs are measured once the window opens.
+/// What a noise run tells its caller as it goes (the command line prints it).
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    /// The window opened over this many CPUs.
+    Opened { cpus: usize },
+    /// The window closed after this many seconds; the maps are read next.
+    Closed { seconds: f64 },
+}
+
+/// Measure one noise window as `args` say, telling `on` when the window
+/// opens and closes.
 pub async fn run(
     args: &NoiseConfig,
-    on_start: &mut dyn FnMut(usize),
+    on: &mut dyn FnMut(Progress),
     cancel: &crate::sys::cancel::Cancel,
 ) -> Result<Measured> {
     let checked = check(args)?;
@@ -87,7 +96,7 @@ pub async fn run(
             ..SamplingConfig::default()
         };
         let loaded = Loaded::load(btf.as_ref(), &config)?;
-        return continuous(loaded, checked, args.duration, on_start, cancel).await;
+        return continuous(loaded, checked, args.duration, on, cancel).await;
     }
     let threshold_ns = args.threshold_ns;
     let config = SamplingConfig {
@@ -105,11 +114,12 @@ pub async fn run(
     let start = sched_times::seed(&mut loaded.threads()?);
     loaded.set_window_start(start)?;
     let kernel_before = KernelCounts::now();
-    on_start(checked.cpus.len());
+    on(Progress::Opened { cpus: checked.cpus.len() });
     let end = wait(args.duration, cancel).await?;
     let end_ns = crate::sys::clock::monotonic_ns();
     loaded.set_window_end(end_ns)?;
     let kernel_after = KernelCounts::now();
+    on(Progress::Closed { seconds: (end_ns - start) as f64 / 1e9 });
     tracing::debug!(start, end_ns, "noise window closed");
     let window = start..end_ns;
     let noise = collect::noise(
@@ -135,7 +145,7 @@ async fn continuous(
     mut loaded: Loaded,
     checked: Checked,
     duration: std::time::Duration,
-    on_start: &mut dyn FnMut(usize),
+    on: &mut dyn FnMut(Progress),
     cancel: &crate::sys::cancel::Cancel,
 ) -> Result<Measured> {
     let ring = loaded.take_events()?;
@@ -150,13 +160,14 @@ async fn continuous(
     };
     let mut collector = capture::Collector::start(ring, None, None, None, None, plan, None).await?;
     let start = collector.window_start_ns();
-    on_start(checked.cpus.len());
+    on(Progress::Opened { cpus: checked.cpus.len() });
     let end = match collector.collect_until(Instant::now() + duration).await? {
         capture::Cut::End(reason) => reason,
         capture::Cut::Boundary => EndReason::Elapsed,
     };
     let taken = collector.close_window().await?;
     let kernel_after = KernelCounts::now();
+    on(Progress::Closed { seconds: taken.end_ns.saturating_sub(start) as f64 / 1e9 });
     let mut sampled = taken.noise.ok_or(Error::Internal("a noise window without its sampler"))?;
     sampled.idle_samples = loaded.counter(Counter::IdleSamples)?;
     sampled.lost_samples = loaded.counter(Counter::LostSamples)?;
