@@ -84,7 +84,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // collector works on this thread.
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             let cancel = cancel_on_signals(&runtime)?;
-            runtime.block_on(tailprof::agent::run(config, &cancel))?;
+            let reloads = tailprof::cli::signals::reload_on_sighup(&runtime)?;
+            let load: tailprof::agent::Reload = Box::new(move || args.to_config());
+            runtime.block_on(tailprof::agent::run(config, load, reloads, &cancel))?;
             Ok(())
         }
         Command::Report(args) => {

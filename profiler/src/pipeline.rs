@@ -95,17 +95,10 @@ impl KernelCounters {
     }
 
     fn since(&self, before: &Self) -> Self {
-        let (a, b) = (&self.dropped, &before.dropped);
         Self {
             lost_samples: self.lost_samples.saturating_sub(before.lost_samples),
             idle_samples: self.idle_samples.saturating_sub(before.idle_samples),
-            dropped: Dropped {
-                threads: a.threads.saturating_sub(b.threads),
-                exits: a.exits.saturating_sub(b.exits),
-                stacks: a.stacks.saturating_sub(b.stacks),
-                off_cpu_aggregates: a.off_cpu_aggregates.saturating_sub(b.off_cpu_aggregates),
-                process_events: a.process_events.saturating_sub(b.process_events),
-            },
+            dropped: self.dropped.since(&before.dropped),
         }
     }
 }

@@ -250,6 +250,28 @@ impl Dropped {
     pub fn total(&self) -> u64 {
         self.threads + self.exits + self.stacks + self.off_cpu_aggregates + self.process_events
     }
+
+    /// Both counts added, cause by cause.
+    pub fn plus(&self, o: &Self) -> Self {
+        Self {
+            threads: self.threads + o.threads,
+            exits: self.exits + o.exits,
+            stacks: self.stacks + o.stacks,
+            off_cpu_aggregates: self.off_cpu_aggregates + o.off_cpu_aggregates,
+            process_events: self.process_events + o.process_events,
+        }
+    }
+
+    /// What was counted since `before`, an earlier reading of the same counters.
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            threads: self.threads.saturating_sub(before.threads),
+            exits: self.exits.saturating_sub(before.exits),
+            stacks: self.stacks.saturating_sub(before.stacks),
+            off_cpu_aggregates: self.off_cpu_aggregates.saturating_sub(before.off_cpu_aggregates),
+            process_events: self.process_events.saturating_sub(before.process_events),
+        }
+    }
 }
 
 /// A bound that filled up during the capture.

@@ -265,3 +265,82 @@ impl OutputWithStdin for std::process::Command {
         child.wait_with_output().expect("wait")
     }
 }
+
+/// SIGHUP reloads the configuration file: a bad file keeps the old
+/// configuration (and the agent serving), a good one takes effect; a flag
+/// still wins over the file.
+#[test]
+fn sighup_reloads_the_file_and_a_bad_one_changes_nothing() {
+    require_root();
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("agent.toml");
+    std::fs::write(&file, "retention = \"2d\"\nmax-disk = \"64MiB\"\n").unwrap();
+    let agent =
+        Agent::start(data.path(), &["--config", file.to_str().unwrap(), "--window", "1s", "--min-free-disk", "1MiB"]);
+    let config = |a: &Agent| a.get("/api/v1/config").unwrap().json();
+    let c = config(&agent);
+    assert_eq!(c["max_disk_bytes"].as_u64(), Some(64 << 20), "{c}");
+    assert_eq!(c["retention"].as_str(), Some("2days"), "{c}");
+    assert_eq!(c["min_free_disk_bytes"].as_u64(), Some(1 << 20), "the flag wins over the default: {c}");
+    let hup = |a: &Agent| {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(a.child.id() as i32, libc::SIGHUP) };
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    std::fs::write(&file, "retention = \"forever and ever\"\n").unwrap();
+    hup(&agent);
+    assert_eq!(config(&agent), c, "a bad file changed the configuration");
+    std::fs::write(&file, "retention = \"3h\"\nmax-disk = \"32MiB\"\nmin-free-disk = \"5MiB\"\n").unwrap();
+    hup(&agent);
+    let c = config(&agent);
+    assert_eq!(c["max_disk_bytes"].as_u64(), Some(32 << 20), "{c}");
+    assert_eq!(c["retention"].as_str(), Some("3h"), "{c}");
+    assert_eq!(c["min_free_disk_bytes"].as_u64(), Some(1 << 20), "the flag still wins over the file: {c}");
+    assert!(agent.stop().success());
+}
+
+/// Under systemd (Type=notify, WatchdogSec=): READY=1 once collecting, then
+/// WATCHDOG=1 pings from the collector loop. The notify socket here is the
+/// test's own, speaking systemd's datagram protocol.
+#[test]
+fn tells_systemd_it_is_ready_and_pings_the_watchdog() {
+    require_root();
+    let data = tempfile::tempdir().unwrap();
+    let path = data.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    // systemd names the watched process in WATCHDOG_PID: the shell's pid,
+    // which the agent keeps through exec.
+    let child = std::process::Command::new("sh")
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
+        .arg(tailprof_bin())
+        .args(["agent", "--listen", &addr, "--data-dir", data.path().to_str().unwrap(), "--window", "1s"])
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env_remove("TAILPROF_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(child);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while got.iter().filter(|m: &&String| m.contains("WATCHDOG=1")).count() < 3 {
+        let n = sock.recv(&mut buf).expect("a notification within 30 s");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    drop(child);
+    let ready = got.iter().position(|m| m.contains("READY=1"));
+    let first_ping = got.iter().position(|m| m.contains("WATCHDOG=1"));
+    println!("notifications: {got:?}");
+    assert!(ready.is_some(), "no READY=1 in {got:?}");
+    assert!(ready < first_ping, "READY=1 must come before the watchdog pings: {got:?}");
+}

@@ -64,7 +64,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 /// With a token, every endpoint but `/healthz` needs `Authorization: Bearer TOKEN`.
 async fn auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let Some(token) = s.token.as_deref() else { return next.run(req).await };
+    let Some(token) = s.token() else { return next.run(req).await };
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }
@@ -101,7 +101,7 @@ async fn status(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn config(State(s): State<Arc<Shared>>) -> Response {
-    axum::Json(&s.config).into_response()
+    axum::Json(s.config()).into_response()
 }
 
 /// OpenMetrics to those who ask for it (Prometheus does), the classic

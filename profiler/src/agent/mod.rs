@@ -55,6 +55,10 @@ struct StoreSink(Arc<Shared>);
 impl WindowSink for StoreSink {
     fn collecting(&mut self) {
         self.0.ready.store(true, Ordering::Relaxed);
+        // Under systemd (Type=notify): started.
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(%e, "could not tell systemd the agent is ready");
+        }
     }
 
     fn window(&mut self, window: &Arc<Window>) -> crate::Result<()> {
@@ -68,7 +72,7 @@ impl WindowSink for StoreSink {
             c.caches = p.caches.clone();
             c.samples += p.samples;
             c.lost_samples += p.lost_samples;
-            c.dropped = add_dropped(&c.dropped, &p.dropped);
+            c.dropped = c.dropped.plus(&p.dropped);
         }
         Shared::lock(&self.0.metrics).window(window);
         // A full or read-only disk stops writing, not collecting.
@@ -76,16 +80,6 @@ impl WindowSink for StoreSink {
             tracing::warn!(error = %crate::error::format_chain(&e), "window not stored; collecting goes on");
         }
         Ok(())
-    }
-}
-
-fn add_dropped(a: &crate::profile::Dropped, b: &crate::profile::Dropped) -> crate::profile::Dropped {
-    crate::profile::Dropped {
-        threads: a.threads + b.threads,
-        exits: a.exits + b.exits,
-        stacks: a.stacks + b.stacks,
-        off_cpu_aggregates: a.off_cpu_aggregates + b.off_cpu_aggregates,
-        process_events: a.process_events + b.process_events,
     }
 }
 
@@ -114,8 +108,89 @@ fn retention(c: &AgentConfig) -> Retention {
     Retention { max_age: c.retention, max_bytes: c.max_disk_bytes, min_free_bytes: c.min_free_disk_bytes }
 }
 
-/// Run the agent until `cancel`.
-pub async fn run(config: AgentConfig, cancel: &crate::sys::cancel::Cancel) -> Result<(), AgentError> {
+/// Under systemd with `WatchdogSec=`, a ping from the collector loop (its
+/// drain tick) at least twice per watchdog period: a stalled collector
+/// stops pinging and systemd restarts it.
+fn watchdog() -> Option<crate::capture::OnProgress> {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) {
+        return None;
+    }
+    let every = Duration::from_micros(usec / 2);
+    let mut last: Option<std::time::Instant> = None;
+    Some(Box::new(move |_, _| {
+        if last.is_none_or(|l| l.elapsed() >= every) {
+            last = Some(std::time::Instant::now());
+            if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]) {
+                tracing::debug!(%e, "watchdog ping not sent");
+            }
+        }
+    }))
+}
+
+/// Reads the configuration again (the command line's flags and
+/// environment over the file) when the agent is told to reload (SIGHUP).
+pub type Reload = Box<dyn Fn() -> Result<AgentConfig, ConfigError> + Send + Sync>;
+
+/// Apply a reloaded configuration: retention and the token change at once;
+/// what the running collector or listener was built with is said to need a
+/// restart. A configuration that does not load keeps the old one.
+fn reload(shared: &Shared, load: &Reload) {
+    let new = match load() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("configuration not reloaded, the old one stays: {e}");
+            return;
+        }
+    };
+    let token = match read_token(&new) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("configuration not reloaded, the old one stays: {}", crate::error::format_chain(&e));
+            return;
+        }
+    };
+    let old = shared.config();
+    let needs_restart: Vec<&str> = [
+        ("listen", old.listen != new.listen),
+        ("data-dir", old.data_dir != new.data_dir),
+        ("window", old.window != new.window),
+        ("frequency", old.frequency_hz != new.frequency_hz),
+        ("cpu-budget", old.cpu_budget_percent != new.cpu_budget_percent),
+        ("state-hz", old.state_hz != new.state_hz),
+        ("max-threads", old.max_threads != new.max_threads),
+    ]
+    .into_iter()
+    .filter_map(|(k, changed)| changed.then_some(k))
+    .collect();
+    if !needs_restart.is_empty() {
+        tracing::warn!(settings = ?needs_restart, "these settings take effect at the next restart");
+    }
+    Shared::lock(&shared.store).set_retention(retention(&new));
+    *shared.token.write().unwrap_or_else(std::sync::PoisonError::into_inner) = token;
+    // What is shown is what is in effect: the restart-only settings stay.
+    let effective = AgentConfig {
+        listen: old.listen,
+        data_dir: old.data_dir,
+        window: old.window,
+        frequency_hz: old.frequency_hz,
+        cpu_budget_percent: old.cpu_budget_percent,
+        state_hz: old.state_hz,
+        max_threads: old.max_threads,
+        ..new
+    };
+    *shared.config.write().unwrap_or_else(std::sync::PoisonError::into_inner) = effective;
+    tracing::info!("configuration reloaded");
+}
+
+/// Run the agent until `cancel`; every message on `reloads` reloads the
+/// configuration with `load`.
+pub async fn run(
+    config: AgentConfig,
+    load: Reload,
+    mut reloads: tokio::sync::mpsc::UnboundedReceiver<()>,
+    cancel: &crate::sys::cancel::Cancel,
+) -> Result<(), AgentError> {
     let token = read_token(&config)?;
     let store = Store::open(&config.data_dir, retention(&config))?;
     if store.stats.quarantined > 0 {
@@ -131,18 +206,25 @@ pub async fn run(config: AgentConfig, cancel: &crate::sys::cancel::Cancel) -> Re
         collecting: Mutex::new(Collecting::default()),
         ready: AtomicBool::new(false),
         started_unix_ns: crate::query::range::now_unix_ns(),
-        token,
+        token: std::sync::RwLock::new(token),
         queries: Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)),
-        config,
+        config: std::sync::RwLock::new(config),
     });
     let app = http::router(shared.clone());
     let stop = cancel.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
     });
-    let capture = shared.config.capture(shared.config.data_dir.clone());
+    let on_reload = shared.clone();
+    tokio::spawn(async move {
+        while reloads.recv().await.is_some() {
+            reload(&on_reload, &load);
+        }
+    });
+    let config = shared.config();
+    let capture = config.capture(config.data_dir.clone());
     let mut sink = StoreSink(shared.clone());
-    let outcome = crate::pipeline::run(&capture, None, &mut [&mut sink], cancel).await;
+    let outcome = crate::pipeline::run(&capture, watchdog(), &mut [&mut sink], cancel).await;
     // The pipeline ended (stopped, or failed): so does the server.
     cancel.cancel();
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), server).await {

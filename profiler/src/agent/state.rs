@@ -40,13 +40,14 @@ pub struct Status {
 
 /// What the HTTP handlers and the store sink share.
 pub struct Shared {
-    pub config: AgentConfig,
+    /// The effective configuration (replaced by a reload).
+    pub(crate) config: std::sync::RwLock<AgentConfig>,
     pub(crate) store: Mutex<Store>,
     pub(crate) metrics: Mutex<super::metrics::Metrics>,
     pub(crate) collecting: Mutex<Collecting>,
     pub(crate) ready: AtomicBool,
     pub(crate) started_unix_ns: u64,
-    pub(crate) token: Option<String>,
+    pub(crate) token: std::sync::RwLock<Option<String>>,
     /// Queries running at once (the rest get 503).
     pub(crate) queries: Arc<tokio::sync::Semaphore>,
 }
@@ -59,6 +60,16 @@ impl Shared {
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The configuration in effect.
+    pub fn config(&self) -> AgentConfig {
+        self.config.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The bearer token in effect, if any.
+    pub fn token(&self) -> Option<String> {
+        self.token.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
@@ -68,7 +79,7 @@ impl Shared {
             tier: "continuous",
             ready: self.ready(),
             started_unix_ns: self.started_unix_ns,
-            window_s: self.config.window.as_secs_f64(),
+            window_s: self.config().window.as_secs_f64(),
             collecting: Self::lock(&self.collecting).clone(),
             storage: Self::lock(&self.store).stats.clone(),
         }

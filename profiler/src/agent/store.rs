@@ -281,6 +281,11 @@ impl Store {
         }
     }
 
+    /// New limits (a reloaded configuration); enforced from the next write.
+    pub fn set_retention(&mut self, retention: Retention) {
+        self.retention = retention;
+    }
+
     /// Segments whose windows overlap `from..to` (Unix ns), oldest first.
     pub fn range(&self, from_ns: u64, to_ns: u64) -> Vec<Segment> {
         self.segments.values().filter(|s| s.end_unix_ns > from_ns && s.start_unix_ns < to_ns).cloned().collect()

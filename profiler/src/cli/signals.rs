@@ -19,3 +19,20 @@ pub fn cancel_on_signals(runtime: &tokio::runtime::Runtime) -> std::io::Result<C
     });
     Ok(cancel)
 }
+
+/// A message for every SIGHUP (the agent reloads its configuration).
+pub fn reload_on_sighup(
+    runtime: &tokio::runtime::Runtime,
+) -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = runtime.block_on(async { signal(SignalKind::hangup()) })?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    runtime.spawn(async move {
+        while hup.recv().await.is_some() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}

@@ -19,7 +19,7 @@ use crate::{
     enrich::{fd_target::BlockedOn, process::ProcessInfo},
     model::stats::{CounterExtras, SamplerStats},
     noise::{continuous::ContinuousRaw, Measurement},
-    profile::{Dropped, Frame, LimitHit, Module, OffCpuStack, Profile, Stack, StateSamples},
+    profile::{Frame, LimitHit, Module, OffCpuStack, Profile, Stack, StateSamples},
 };
 
 /// One window of a capture.
@@ -159,16 +159,6 @@ fn add_sampler_stats(a: &SamplerStats, b: &SamplerStats) -> SamplerStats {
         weight_square_sum,
         effective_snapshots: (weight_sum as f64).powi(2) / weight_square_sum.max(1) as f64,
         realtime: a.realtime || b.realtime,
-    }
-}
-
-fn add_dropped(a: &Dropped, b: &Dropped) -> Dropped {
-    Dropped {
-        threads: a.threads + b.threads,
-        exits: a.exits + b.exits,
-        stacks: a.stacks + b.stacks,
-        off_cpu_aggregates: a.off_cpu_aggregates + b.off_cpu_aggregates,
-        process_events: a.process_events + b.process_events,
     }
 }
 
@@ -355,7 +345,7 @@ impl ProfileMerger {
         a.duration_ns += b.duration_ns;
         a.lost_samples += b.lost_samples;
         a.dropped_events += b.dropped_events;
-        a.dropped = add_dropped(&a.dropped, &b.dropped);
+        a.dropped = a.dropped.plus(&b.dropped);
         a.window_start_ns = a.window_start_ns.min(b.window_start_ns);
         a.window_end_ns = a.window_end_ns.max(b.window_end_ns);
         a.state_sampler = add_sampler_stats(&a.state_sampler, &b.state_sampler);
