@@ -52,6 +52,19 @@ fn windows_served_over_http_keep_the_ratio_and_the_exact_times() {
     let total: u64 = folded.lines().filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum();
     assert_eq!(tree["root"]["value"].as_u64(), Some(total), "the tree's root holds every sample of the range");
 
+    // The timeline's steps are the windows, and their exact CPU adds up to the range's.
+    let timeline = agent.get(&format!("/api/v1/timeline?from={from:.3}&to={to:.3}")).unwrap().json();
+    let steps = timeline["steps"].as_array().expect("steps");
+    assert!(steps.len() >= 4, "{} steps for 8 s of 2 s windows", steps.len());
+    for pair in steps.windows(2) {
+        assert_eq!(pair[0]["end_unix_ns"], pair[1]["start_unix_ns"], "the windows are contiguous");
+    }
+    let step_cpu: f64 = steps.iter().filter_map(|s| s["cpu_s"].as_f64()).sum();
+    let all = agent.get(&format!("/api/v1/threads?from={from:.3}&to={to:.3}")).unwrap().json();
+    let range_cpu: f64 =
+        all["threads"].as_array().unwrap().iter().filter_map(|t| t["on_cpu_ns"].as_u64()).sum::<u64>() as f64 / 1e9;
+    println!("timeline: {} steps, {step_cpu:.3} CPU s; threads over the range: {range_cpu:.3} CPU s", steps.len());
+    assert!((step_cpu - range_cpu).abs() <= 1e-3 * range_cpu.max(1.0), "{step_cpu} vs {range_cpu}");
     let summary = agent.get(&format!("/api/v1/threads?{q}")).unwrap().json();
     let polled = poller.finish();
     let t = thread_entry(&summary, tid).unwrap_or_else(|| panic!("tp-ratio missing from /api/v1/threads"));

@@ -56,6 +56,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/segments", get(segments))
         .route("/api/v1/profile", get(profile))
         .route("/api/v1/threads", get(threads))
+        .route("/api/v1/timeline", get(timeline))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.md".into()) })
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
@@ -301,6 +302,37 @@ async fn profile(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, 
     .await;
     match result {
         Ok((kind, body)) => ([(header::CONTENT_TYPE, kind)], body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Per window of the range: exact CPU and run-queue seconds, sampled
+/// sleeping, disk and other seconds, samples, drops and the rates in effect.
+async fn timeline(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    if let Some(k) = q.keys().find(|k| !["from", "to"].contains(&k.as_str())) {
+        return ApiError::bad(format!("unknown parameter '{k}'; known: from, to")).into_response();
+    }
+    let get = |k: &str| q.get(k).map(String::as_str);
+    let (from, to) = match parse_range(get("from"), get("to"), crate::query::range::now_unix_ns()) {
+        Ok(r) => r,
+        Err(e) => return ApiError::bad(e).into_response(),
+    };
+    let shared = s.clone();
+    let result = limited(&s, move || {
+        let steps = shared.timeline(from, to).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        #[derive(Serialize)]
+        struct Body {
+            from_unix_ns: u64,
+            to_unix_ns: u64,
+            /// Not in this version: noise per CPU and source, by group.
+            steps: Vec<super::state::Step>,
+        }
+        serde_json::to_vec(&Body { from_unix_ns: from, to_unix_ns: to, steps })
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    })
+    .await;
+    match result {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -100,6 +100,21 @@ impl Shared {
         Self::lock(&self.store).all()
     }
 
+    /// Per window overlapping `from..to`: its span and totals.
+    pub fn timeline(&self, from: u64, to: u64) -> Result<Vec<Step>, String> {
+        let segments = Self::lock(&self.store).range(from, to);
+        let mut steps = Vec::with_capacity(segments.len());
+        for seg in &segments {
+            let p = match store::read(seg) {
+                Ok(p) => p,
+                Err(store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(crate::error::format_chain(&e)),
+            };
+            steps.push(Step::of(seg, &p));
+        }
+        Ok(steps)
+    }
+
     /// The merge of the windows overlapping `from..to`, and how many.
     pub fn merge(&self, from: u64, to: u64) -> Result<(Profile, usize), String> {
         let segments = Self::lock(&self.store).range(from, to);
@@ -119,5 +134,55 @@ impl Shared {
             }
         }
         Ok((merger.map(|m| m.finish()).unwrap_or_default(), n))
+    }
+}
+
+/// One step of the timeline: one window's totals over every thread.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub start_unix_ns: u64,
+    pub end_unix_ns: u64,
+    /// Exact, from the kernel's counters.
+    pub cpu_s: f64,
+    pub runqueue_s: f64,
+    /// Sampled: the rest of each thread's time split by the states its
+    /// snapshots saw.
+    pub sleeping_s: f64,
+    pub disk_s: f64,
+    pub other_s: f64,
+    pub threads: u64,
+    pub samples: u64,
+    pub lost_samples: u64,
+    pub dropped_events: u64,
+    /// Rates in effect at the window's end (the cost governor's).
+    pub state_hz: Option<f64>,
+    pub frequency_hz: Option<f64>,
+}
+
+impl Step {
+    fn of(seg: &store::Segment, p: &Profile) -> Self {
+        let s = |ns: u64| ns as f64 / 1e9;
+        let (mut cpu, mut off) = (0u64, [0u64; 4]);
+        for t in p.thread_times.values() {
+            cpu += t.on_cpu_ns;
+            for (o, n) in off.iter_mut().zip(t.off_cpu_ns) {
+                *o += n;
+            }
+        }
+        Self {
+            start_unix_ns: seg.start_unix_ns,
+            end_unix_ns: seg.end_unix_ns,
+            cpu_s: s(cpu),
+            runqueue_s: s(off[0]),
+            sleeping_s: s(off[1]),
+            disk_s: s(off[2]),
+            other_s: s(off[3]),
+            threads: p.thread_times.len() as u64,
+            samples: p.samples,
+            lost_samples: p.lost_samples,
+            dropped_events: p.dropped_events,
+            state_hz: p.governor.as_ref().map(|g| g.state_hz),
+            frequency_hz: p.governor.as_ref().map(|g| g.frequency_hz),
+        }
     }
 }
