@@ -357,3 +357,97 @@ fn tells_systemd_it_is_ready_and_pings_the_watchdog() {
     assert!(ready.is_some(), "no READY=1 in {got:?}");
     assert!(ready < first_ping, "READY=1 must come before the watchdog pings: {got:?}");
 }
+
+/// Unmounts a tmpfs when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tailprof-test", dir.to_str().unwrap()])
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "could not mount a tmpfs on {}", dir.display());
+        Self(dir.to_owned())
+    }
+
+    fn remount(&self, how: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{how}"), self.0.to_str().unwrap()])
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "could not remount {} {how}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk, then a read-only one: the agent keeps collecting and
+/// serving, says in /api/v1/status that it cannot write, and resumes
+/// writing when space (or write access) returns.
+#[test]
+fn a_full_or_read_only_disk_stops_writing_not_collecting() {
+    require_root();
+    let outer = tempfile::tempdir().unwrap();
+    let dir = outer.path().join("data");
+    let fs = Tmpfs::mount(&dir, "2m");
+    let agent = Agent::start(&dir, &["--window", "1s", "--min-free-disk", "0"]);
+    let storage = |a: &Agent| a.get("/api/v1/status").unwrap().json()["storage"].clone();
+    let windows = |a: &Agent| a.get("/api/v1/status").unwrap().json()["collecting"]["windows"].as_u64().unwrap_or(0);
+    let wait_for = |what: &str, ok: &dyn Fn(&Value) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = storage(&agent);
+            if ok(&s) {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {s}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    wait_for("a first segment", &|s| s["written"].as_u64().unwrap_or(0) >= 1);
+    // Fill the file system to the last byte.
+    let filler = dir.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+    let full =
+        wait_for("a window not written on a full disk", &|s| s["windows_not_written"].as_u64().unwrap_or(0) >= 1);
+    println!("disk full: {full}");
+    assert!(full["last_error"].as_str().is_some_and(|e| !e.is_empty()), "status says nothing: {full}");
+    let before = windows(&agent);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(windows(&agent) > before, "collecting stopped with the disk full");
+    assert_eq!(agent.get("/readyz").unwrap().status, 200);
+    assert_eq!(agent.get("/api/v1/profile?from=-1m&format=folded").unwrap().status, 200, "serving stopped");
+    // Space returns: writing resumes.
+    std::fs::remove_file(&filler).unwrap();
+    let written = full["written"].as_u64().unwrap_or(0);
+    let resumed =
+        wait_for("writing resumed", &|s| s["written"].as_u64().unwrap_or(0) > written && s["last_error"].is_null());
+    println!("space back: {resumed}");
+
+    // Read-only, then writable again.
+    fs.remount("ro");
+    let not_written = resumed["windows_not_written"].as_u64().unwrap_or(0);
+    let ro =
+        wait_for("a window not written read-only", &|s| s["windows_not_written"].as_u64().unwrap_or(0) > not_written);
+    println!("read-only: {ro}");
+    let before = windows(&agent);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(windows(&agent) > before, "collecting stopped with the disk read-only");
+    fs.remount("rw");
+    let written = ro["written"].as_u64().unwrap_or(0);
+    wait_for("writing resumed after rw", &|s| {
+        s["written"].as_u64().unwrap_or(0) > written && s["last_error"].is_null()
+    });
+    assert!(agent.stop().success());
+}
