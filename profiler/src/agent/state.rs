@@ -100,39 +100,38 @@ impl Shared {
         Self::lock(&self.store).all()
     }
 
+    /// Read every stored window overlapping `from..to`, oldest first, and
+    /// hand it to `f`; a segment retention deleted meanwhile is skipped.
+    fn each_window(&self, from: u64, to: u64, mut f: impl FnMut(&store::Segment, Profile)) -> Result<(), String> {
+        let segments = Self::lock(&self.store).range(from, to);
+        for seg in &segments {
+            match store::read(seg) {
+                Ok(p) => f(seg, p),
+                Err(store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::error::format_chain(&e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Per window overlapping `from..to`: its span and totals.
     pub fn timeline(&self, from: u64, to: u64) -> Result<Vec<Step>, String> {
-        let segments = Self::lock(&self.store).range(from, to);
-        let mut steps = Vec::with_capacity(segments.len());
-        for seg in &segments {
-            let p = match store::read(seg) {
-                Ok(p) => p,
-                Err(store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(crate::error::format_chain(&e)),
-            };
-            steps.push(Step::of(seg, &p));
-        }
+        let mut steps = Vec::new();
+        self.each_window(from, to, |seg, p| steps.push(Step::of(seg, &p)))?;
         Ok(steps)
     }
 
     /// The merge of the windows overlapping `from..to`, and how many.
     pub fn merge(&self, from: u64, to: u64) -> Result<(Profile, usize), String> {
-        let segments = Self::lock(&self.store).range(from, to);
         let mut merger: Option<crate::model::window::ProfileMerger> = None;
         let mut n = 0;
-        for seg in &segments {
-            // A segment deleted by retention meanwhile is skipped.
-            let p = match store::read(seg) {
-                Ok(p) => p,
-                Err(store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(crate::error::format_chain(&e)),
-            };
+        self.each_window(from, to, |_, p| {
             n += 1;
             match merger.as_mut() {
                 None => merger = Some(crate::model::window::ProfileMerger::new(p)),
                 Some(m) => m.add(&p),
             }
-        }
+        })?;
         Ok((merger.map(|m| m.finish()).unwrap_or_default(), n))
     }
 }
