@@ -646,6 +646,13 @@ impl Agent {
         http(&self.addr, "GET", path, &headers, b"")
     }
 
+    pub fn post(&self, path: &str, body: &[u8]) -> std::io::Result<HttpResponse> {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        headers.push(("Content-Type", "application/json"));
+        http(&self.addr, "POST", path, &headers, body)
+    }
+
     /// SIGTERM, and the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: signalling our own child.

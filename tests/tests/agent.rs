@@ -451,3 +451,119 @@ fn a_full_or_read_only_disk_stops_writing_not_collecting() {
     });
     assert!(agent.stop().success());
 }
+
+/// Wait until capture `id` has ended; its record.
+fn wait_capture(agent: &Agent, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = agent.get(&format!("/api/v1/captures/{id}")).unwrap().json();
+        if c["state"] != "running" {
+            return c;
+        }
+        assert!(std::time::Instant::now() < deadline, "capture {id} still running after 60 s: {c}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A deep capture asked over the API, then one from an Alertmanager
+/// webhook payload: each writes `record`'s outputs, served by name, while
+/// the continuous windows keep flowing without gap or overlap.
+#[test]
+fn deep_captures_from_the_api_and_alertmanager_without_a_gap() {
+    require_root();
+    let bin = build_c_workload("hot_ratio", &[]);
+    let w = Workload::start(&bin, &["90"]);
+    let data = tempfile::tempdir().unwrap();
+    let agent =
+        Agent::start(data.path(), &["--window", "2s", "--capture-cooldown", "2s", "--capture-max-duration", "30s"]);
+    let body = format!(r#"{{"duration": "4s", "tier": "deep", "pid": {}, "reason": "p99 jumped"}}"#, w.pid);
+    let r = agent.post("/api/v1/captures", body.as_bytes()).unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("an id").to_owned();
+    // One at a time.
+    let busy = agent.post("/api/v1/captures", body.as_bytes()).unwrap();
+    assert_eq!(busy.status, 409, "{}", busy.text());
+    assert!(busy.json()["error"].as_str().unwrap_or_default().contains("one runs at a time"));
+    let c = wait_capture(&agent, &id);
+    assert_eq!(c["state"], "done", "{c}");
+    assert_eq!(c["reason"], "p99 jumped");
+    let files: Vec<&str> = c["files"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for f in ["summary.json", "stacks.folded", "flamegraph.svg", "profile.pb.gz", "offcpu.folded", "noise.json"] {
+        assert!(files.contains(&f), "{f} missing from {files:?}");
+    }
+    let summary = agent.get(&format!("/api/v1/captures/{id}/files/summary.json")).unwrap().json();
+    assert_eq!(summary["tier"], "deep", "a deep capture");
+    let threads = summary["threads"].as_array().unwrap();
+    assert!(!threads.is_empty() && threads.iter().all(|t| t["pid"].as_u64() == Some(u64::from(w.pid))), "only the pid");
+    let folded = agent.get(&format!("/api/v1/captures/{id}/files/stacks.folded")).unwrap().text();
+    let (two, one) = (samples_with(&folded, "tp_hot_two_thirds"), samples_with(&folded, "tp_hot_one_third"));
+    println!("deep capture: tp_hot_two_thirds : tp_hot_one_third = {two}:{one}");
+    assert!(one > 0 && two > one, "{two}:{one}");
+    for name in ["../capture.json", "..%2F..%2Fsegments", "capture.json", "nothing.txt"] {
+        let r = agent.get(&format!("/api/v1/captures/{id}/files/{name}")).unwrap();
+        assert_eq!(r.status, 404, "{name}: {}", r.text());
+    }
+
+    // Bad requests: a sentence and a 4xx each.
+    for (body, status, says) in [
+        (r#"{"duration": "10m"}"#.to_owned(), 400, "a capture lasts"),
+        (r#"{"duration": "4s", "pid": 4000000000}"#.to_owned(), 400, "not running"),
+        (r#"{"duration": "4s", "colour": "red"}"#.to_owned(), 400, "not a capture request"),
+        (r#"{"duration": "soon"}"#.to_owned(), 400, "not a duration"),
+        ("not json".to_owned(), 400, "not a capture request"),
+        (format!(r#"{{"reason": "{}"}}"#, "x".repeat(400_000)), 413, ""),
+    ] {
+        let r = agent.post("/api/v1/captures", body.as_bytes()).unwrap();
+        assert_eq!(r.status, status, "{}: {}", &body[..body.len().min(40)], r.text());
+        if !says.is_empty() {
+            assert!(r.json()["error"].as_str().unwrap_or_default().contains(says), "{}", r.text());
+        }
+    }
+    let r = agent.post("/api/v1/alerts/alertmanager", b"{\"alerts\": 3}").unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    // Alertmanager: the firing alert naming the pid starts a capture, the
+    // resolved one and the one naming nothing here are skipped.
+    std::thread::sleep(Duration::from_secs(3));
+    let payload = format!(
+        r#"{{"version": "4", "status": "firing", "receiver": "tailprof", "groupLabels": {{}}, "commonLabels": {{}},
+            "alerts": [
+              {{"status": "resolved", "labels": {{"alertname": "Old", "pid": "{pid}"}}, "annotations": {{}}}},
+              {{"status": "firing", "labels": {{"alertname": "HighLatency", "pid": "{pid}"}},
+                "annotations": {{"tailprof_duration": "3s"}}, "startsAt": "2026-12-06T10:00:00Z", "fingerprint": "ab"}},
+              {{"status": "firing", "labels": {{"alertname": "Elsewhere", "severity": "page"}}, "annotations": {{}}}}
+            ]}}"#,
+        pid = w.pid
+    );
+    let r = agent.post("/api/v1/alerts/alertmanager", payload.as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out = r.json();
+    assert_eq!(out["started"].as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(out["skipped"].as_array().map(Vec::len), Some(2), "{out}");
+    let id2 = out["started"][0]["capture"].as_str().unwrap().to_owned();
+    let c2 = wait_capture(&agent, &id2);
+    assert_eq!(
+        (c2["state"].as_str(), c2["reason"].as_str(), c2["trigger"].as_str()),
+        (Some("done"), Some("HighLatency"), Some("alertmanager"))
+    );
+    assert_eq!(agent.get(&format!("/api/v1/captures/{id2}/files/stacks.folded")).unwrap().status, 200);
+    let list = agent.get("/api/v1/captures").unwrap().json();
+    assert_eq!(list["captures"].as_array().map(Vec::len), Some(2), "{list}");
+    let metrics = agent.get("/metrics").unwrap().text();
+    assert!(metrics.contains("tailprof_captures_total{trigger=\"alertmanager\"} 1"), "{metrics}");
+    assert!(metrics.contains("tailprof_captures_total{trigger=\"api\"} 1"), "{metrics}");
+
+    // The continuous windows around both captures: contiguous.
+    std::thread::sleep(Duration::from_secs(3));
+    let segs = agent.get("/api/v1/segments").unwrap().json();
+    let segs = segs.as_array().expect("segments");
+    let first_start = c["started_unix_ns"].as_u64().unwrap();
+    let last_end = c2["ended_unix_ns"].as_u64().unwrap();
+    assert!(segs.first().and_then(|s| s["start_unix_ns"].as_u64()).unwrap() < first_start);
+    assert!(segs.last().and_then(|s| s["end_unix_ns"].as_u64()).unwrap() > last_end);
+    for pair in segs.windows(2) {
+        assert_eq!(pair[0]["end_unix_ns"], pair[1]["start_unix_ns"], "no gap, no overlap");
+    }
+    println!("{} contiguous windows around both captures", segs.len());
+    assert!(agent.stop().success());
+}

@@ -32,6 +32,14 @@ pub struct AgentSettings {
     pub cpu_budget: Option<f64>,
     pub state_hz: Option<u64>,
     pub max_threads: Option<u32>,
+    /// Longest deep capture, e.g. "2m".
+    pub capture_max_duration: Option<String>,
+    /// Pause after a capture before the next may start, e.g. "1m".
+    pub capture_cooldown: Option<String>,
+    /// Length of the captures alerts and rules start, e.g. "10s".
+    pub capture_duration: Option<String>,
+    /// Captures kept on disk; older ones are deleted.
+    pub captures_kept: Option<usize>,
 }
 
 impl AgentSettings {
@@ -49,6 +57,10 @@ impl AgentSettings {
             cpu_budget: self.cpu_budget.or(under.cpu_budget),
             state_hz: self.state_hz.or(under.state_hz),
             max_threads: self.max_threads.or(under.max_threads),
+            capture_max_duration: self.capture_max_duration.or(under.capture_max_duration),
+            capture_cooldown: self.capture_cooldown.or(under.capture_cooldown),
+            capture_duration: self.capture_duration.or(under.capture_duration),
+            captures_kept: self.captures_kept.or(under.captures_kept),
         }
     }
 
@@ -75,10 +87,11 @@ pub struct AgentConfig {
     pub cpu_budget_percent: f64,
     pub state_hz: u64,
     pub max_threads: u32,
+    pub captures: super::captures::CaptureLimits,
 }
 
 /// Durations as humantime text in the shown configuration.
-mod humantime_serde_secs {
+pub(crate) mod humantime_serde_secs {
     pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
@@ -164,6 +177,12 @@ impl AgentConfig {
             cpu_budget_percent: s.cpu_budget.unwrap_or(1.0),
             state_hz: s.state_hz.unwrap_or(20),
             max_threads: s.max_threads.unwrap_or(profiler_common::MAX_THREADS),
+            captures: super::captures::CaptureLimits {
+                max_duration: dur("capture-max-duration", s.capture_max_duration, "2m")?,
+                cooldown: dur("capture-cooldown", s.capture_cooldown, "1m")?,
+                default_duration: dur("capture-duration", s.capture_duration, "10s")?,
+                keep: s.captures_kept.unwrap_or(20),
+            },
         })
     }
 

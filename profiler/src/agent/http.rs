@@ -5,20 +5,25 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use axum::{
-    extract::{Query, Request, State},
+    extract::{Path, Query, Request as HttpRequest, State},
     http::{header, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
     Router,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::state::Shared;
+use super::{
+    captures::{Capture, CaptureLimits, Refused, Request},
+    state::Shared,
+    target::Target,
+};
 use crate::{
     output,
     profile::{Profile, Selection},
     query::{dimension::parse_group_by, range::parse_range, tree},
+    tier::Tier,
 };
 
 /// Longest a query may take before it is answered with 503.
@@ -26,6 +31,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most nodes a tree may be asked for.
 const MAX_NODES: usize = 100_000;
 const DEFAULT_NODES: usize = 2_000;
+/// Largest request body (a capture request, an Alertmanager payload).
+const MAX_BODY: usize = 256 * 1024;
 
 /// An error answer: a status and one sentence.
 #[derive(Debug)]
@@ -57,14 +64,19 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/profile", get(profile))
         .route("/api/v1/threads", get(threads))
         .route("/api/v1/timeline", get(timeline))
+        .route("/api/v1/captures", get(list_captures).post(start_capture))
+        .route("/api/v1/captures/{id}", get(one_capture))
+        .route("/api/v1/captures/{id}/files/{*name}", get(capture_file))
+        .route("/api/v1/alerts/alertmanager", post(alertmanager))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.md".into()) })
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
 }
 
 /// With a token, every endpoint but `/healthz` needs `Authorization: Bearer TOKEN`.
-async fn auth(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+async fn auth(State(s): State<Arc<Shared>>, req: HttpRequest, next: Next) -> Response {
     let Some(token) = s.token() else { return next.run(req).await };
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
@@ -352,6 +364,145 @@ async fn threads(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, 
     match result {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// A refusal as an answer: busy 409, cooling down 429, bad request 400.
+fn refused(e: &Refused) -> Response {
+    let status = match e {
+        Refused::Busy(_) => StatusCode::CONFLICT,
+        Refused::Cooldown { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Refused::Invalid(_) => StatusCode::BAD_REQUEST,
+        Refused::Io(_) => StatusCode::INSUFFICIENT_STORAGE,
+    };
+    let mut r = ApiError(status, e.to_string()).into_response();
+    if let Refused::Cooldown { left, .. } = e {
+        if let Ok(v) = header::HeaderValue::from_str(&left.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
+}
+
+/// A capture request's body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureBody {
+    /// "30s", or seconds.
+    duration: Option<serde_json::Value>,
+    tier: Option<Tier>,
+    reason: Option<String>,
+    #[serde(flatten)]
+    target: Target,
+}
+
+fn parse_capture(body: &[u8], limits: &CaptureLimits) -> Result<Request, ApiError> {
+    let b: CaptureBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad(format!(
+            "the body is not a capture request ({e}); send {{\"duration\": \"30s\", \"pid\": 1234, \"reason\": \"...\"}}"
+        ))
+    })?;
+    let duration = match &b.duration {
+        None => limits.default_duration,
+        Some(serde_json::Value::String(s)) => {
+            humantime::parse_duration(s).map_err(|e| ApiError::bad(format!("duration '{s}' is not a duration: {e}")))?
+        }
+        Some(serde_json::Value::Number(n)) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| ApiError::bad(format!("duration {n} is not a number of seconds")))?,
+        Some(v) => return Err(ApiError::bad(format!("duration {v} is neither \"30s\" nor a number of seconds"))),
+    };
+    Ok(Request {
+        duration,
+        tier: b.tier.unwrap_or(Tier::Deep),
+        target: b.target,
+        reason: b.reason.unwrap_or_else(|| "asked over the API".into()),
+        trigger: "api".into(),
+    })
+}
+
+/// Start a capture; its record (201) says where its files will be.
+async fn start_capture(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let req = match parse_capture(&body, &s.captures.limits()) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let shared = s.clone();
+    let started = tokio::task::spawn_blocking(move || shared.start_capture(req)).await;
+    match started {
+        Ok(Ok(c)) => (StatusCode::CREATED, json(&c)).into_response(),
+        Ok(Err(e)) => refused(&e),
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn list_captures(State(s): State<Arc<Shared>>) -> Response {
+    #[derive(Serialize)]
+    struct Body {
+        limits: CaptureLimits,
+        running: bool,
+        /// Deleted to keep the newest.
+        deleted: u64,
+        captures: Vec<Capture>,
+    }
+    json(&Body {
+        limits: s.captures.limits(),
+        running: s.captures.busy(),
+        deleted: s.captures.deleted(),
+        captures: s.captures.list(),
+    })
+}
+
+async fn one_capture(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match s.captures.get(&id) {
+        Some(c) => json(&c),
+        None => ApiError(StatusCode::NOT_FOUND, format!("no capture '{id}'; GET /api/v1/captures lists them"))
+            .into_response(),
+    }
+}
+
+async fn capture_file(State(s): State<Arc<Shared>>, Path((id, name)): Path<(String, String)>) -> Response {
+    let Some(path) = s.captures.file(&id, &name) else {
+        return ApiError(StatusCode::NOT_FOUND, format!("capture '{id}' has no file '{name}'; its record lists them"))
+            .into_response();
+    };
+    let kind = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("txt") | Some("folded") => "text/plain; charset=utf-8",
+        Some("html") => "text/html; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    match tokio::task::spawn_blocking(move || std::fs::read(path)).await.map_err(std::io::Error::other).and_then(|r| r)
+    {
+        Ok(body) => ([(header::CONTENT_TYPE, kind)], body).into_response(),
+        Err(e) => ApiError(StatusCode::NOT_FOUND, format!("file '{name}' is gone: {e}")).into_response(),
+    }
+}
+
+/// Prometheus Alertmanager's webhook: each firing alert whose labels name
+/// something running here (pid, container_id, unit, pod, comm) starts a
+/// capture of it, its name the reason; the rest are listed as skipped.
+async fn alertmanager(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let payload: super::alerts::Webhook = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return ApiError::bad(format!("the body is not an Alertmanager webhook payload: {e}")).into_response()
+        }
+    };
+    let shared = s.clone();
+    match tokio::task::spawn_blocking(move || super::alerts::handle(&shared, &payload)).await {
+        Ok(outcome) => json(&outcome),
+        Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 

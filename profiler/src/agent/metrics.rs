@@ -63,6 +63,13 @@ pub struct Metrics {
     segments: Gauge,
     storage: Gauge,
     process_cpu: Seconds,
+    captures: Family<Trigger, Counter>,
+    captures_refused: Family<Reason, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Trigger {
+    trigger: String,
 }
 
 impl Default for Metrics {
@@ -90,6 +97,8 @@ impl Metrics {
             segments: Gauge::default(),
             storage: Gauge::default(),
             process_cpu: Seconds::default(),
+            captures: Family::default(),
+            captures_refused: Family::default(),
             registry: Registry::default(),
         };
         r.register_with_unit("cpu", "Exact on-CPU time of the group's threads", Unit::Seconds, m.cpu.clone());
@@ -116,7 +125,19 @@ impl Metrics {
         r.register("segments", "Segments stored", m.segments.clone());
         r.register_with_unit("storage", "Disk the segments take", Unit::Bytes, m.storage.clone());
         r.register_with_unit("process_cpu", "CPU time of the agent's process", Unit::Seconds, m.process_cpu.clone());
+        r.register("captures", "Deep captures started, by trigger (api, alertmanager, rule)", m.captures.clone());
+        r.register("captures_refused", "Captures not started, by reason", m.captures_refused.clone());
         Self { registry: r, ..m }
+    }
+
+    /// A capture started; rules count as `rule`, whatever their name.
+    pub fn capture_started(&self, trigger: &str) {
+        let trigger = if trigger.starts_with("rule:") { "rule" } else { trigger };
+        self.captures.get_or_create(&Trigger { trigger: trigger.to_owned() }).inc();
+    }
+
+    pub fn capture_refused(&self, reason: &str) {
+        self.captures_refused.get_or_create(&Reason { reason: reason.to_owned() }).inc();
     }
 
     /// The group label of a process generation: its unit, container or cgroup.

@@ -3,11 +3,14 @@
 //! ([`http`]). SIGTERM (the cancel) closes the open window short, stores
 //! it, and ends the run.
 
+pub mod alerts;
+pub mod captures;
 pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod state;
 pub mod store;
+pub mod target;
 
 use std::{
     sync::{
@@ -47,6 +50,12 @@ pub enum AgentError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Capture(#[from] crate::Error),
+    #[error("could not open the captures directory {path}")]
+    Captures {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The sink that stores each window and keeps the status current.
@@ -167,6 +176,7 @@ fn reload(shared: &Shared, load: &Reload) {
         tracing::warn!(settings = ?needs_restart, "these settings take effect at the next restart");
     }
     Shared::lock(&shared.store).set_retention(retention(&new));
+    shared.captures.set_limits(new.captures);
     *shared.token.write().unwrap_or_else(std::sync::PoisonError::into_inner) = token;
     // What is shown is what is in effect: the restart-only settings stay.
     let effective = AgentConfig {
@@ -200,7 +210,12 @@ pub async fn run(
         .await
         .map_err(|source| AgentError::Listen { addr: config.listen, source })?;
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "agent listening");
+    let captures_dir = config.data_dir.join("captures");
+    let captures = captures::Captures::open(captures_dir.clone(), config.captures)
+        .map_err(|source| AgentError::Captures { path: captures_dir.display().to_string(), source })?;
     let shared = Arc::new(Shared {
+        captures,
+        capture_base: config.capture(config.data_dir.clone()),
         store: Mutex::new(store),
         metrics: Mutex::new(metrics::Metrics::new()),
         collecting: Mutex::new(Collecting::default()),
@@ -225,8 +240,10 @@ pub async fn run(
     let capture = config.capture(config.data_dir.clone());
     let mut sink = StoreSink(shared.clone());
     let outcome = crate::pipeline::run(&capture, watchdog(), &mut [&mut sink], cancel).await;
-    // The pipeline ended (stopped, or failed): so does the server.
+    // The pipeline ended (stopped, or failed): so do the server and a capture.
     cancel.cancel();
+    let running = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || running.captures.stop()).await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), server).await {
         return Err(AgentError::Serve(e));
     }

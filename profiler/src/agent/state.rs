@@ -48,6 +48,9 @@ pub struct Shared {
     pub(crate) ready: AtomicBool,
     pub(crate) started_unix_ns: u64,
     pub(crate) token: std::sync::RwLock<Option<String>>,
+    pub(crate) captures: super::captures::Captures,
+    /// What captures run with, but for their duration, tier and target.
+    pub(crate) capture_base: crate::config::RecordConfig,
     /// Queries running at once (the rest get 503).
     pub(crate) queries: Arc<tokio::sync::Semaphore>,
 }
@@ -112,6 +115,21 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Start a capture, counting it (or its refusal) in the metrics.
+    pub fn start_capture(
+        &self,
+        req: super::captures::Request,
+    ) -> Result<super::captures::Capture, super::captures::Refused> {
+        let trigger = req.trigger.clone();
+        let r = self.captures.start(req, &self.capture_base);
+        let m = Self::lock(&self.metrics);
+        match &r {
+            Ok(_) => m.capture_started(&trigger),
+            Err(e) => m.capture_refused(e.reason()),
+        }
+        r
     }
 
     /// Per window overlapping `from..to`: its span and totals.

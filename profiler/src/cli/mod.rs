@@ -86,6 +86,22 @@ pub struct AgentArgs {
     /// Bound of the per-thread tables [default: 65536].
     #[arg(long, value_name = "N", env = "TAILPROF_MAX_THREADS", value_parser = clap::value_parser!(u32).range(16..=4_194_304))]
     pub max_threads: Option<u32>,
+
+    /// Longest deep capture the API, alerts and rules may start [default: 2m].
+    #[arg(long, value_name = "DURATION", env = "TAILPROF_CAPTURE_MAX_DURATION")]
+    pub capture_max_duration: Option<String>,
+
+    /// Pause after a capture before the next may start [default: 1m].
+    #[arg(long, value_name = "DURATION", env = "TAILPROF_CAPTURE_COOLDOWN")]
+    pub capture_cooldown: Option<String>,
+
+    /// Length of the captures alerts and rules start [default: 10s].
+    #[arg(long, value_name = "DURATION", env = "TAILPROF_CAPTURE_DURATION")]
+    pub capture_duration: Option<String>,
+
+    /// Captures kept on disk; older ones are deleted [default: 20].
+    #[arg(long, value_name = "N", env = "TAILPROF_CAPTURES_KEPT")]
+    pub captures_kept: Option<usize>,
 }
 
 impl AgentArgs {
@@ -103,6 +119,10 @@ impl AgentArgs {
             cpu_budget: self.cpu_budget,
             state_hz: self.state_hz,
             max_threads: self.max_threads,
+            capture_max_duration: self.capture_max_duration.clone(),
+            capture_cooldown: self.capture_cooldown.clone(),
+            capture_duration: self.capture_duration.clone(),
+            captures_kept: self.captures_kept,
         }
     }
 
