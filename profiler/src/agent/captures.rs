@@ -15,25 +15,12 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use super::config::CaptureLimits;
 use super::target::Target;
 use crate::{config::RecordConfig, sys::cancel::Cancel, tier::Tier};
 
 /// The file describing a capture, in its directory.
 pub const CAPTURE_FILE: &str = "capture.json";
-
-/// Limits on captures.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct CaptureLimits {
-    #[serde(with = "super::config::humantime_serde_secs")]
-    pub max_duration: Duration,
-    #[serde(with = "super::config::humantime_serde_secs")]
-    pub cooldown: Duration,
-    /// Of alerts and rules, which give none.
-    #[serde(with = "super::config::humantime_serde_secs")]
-    pub default_duration: Duration,
-    /// Captures kept on disk (the oldest are deleted).
-    pub keep: usize,
-}
 
 /// What a capture is asked for.
 #[derive(Debug, Clone)]
@@ -375,7 +362,8 @@ mod tests {
             reason: "x".into(),
             trigger: "api".into(),
         };
-        let base = crate::agent::AgentConfig::resolve(Default::default()).unwrap().capture(dir.path().to_owned());
+        let base =
+            crate::agent::config::AgentConfig::resolve(Default::default()).unwrap().capture(dir.path().to_owned());
         assert!(matches!(caps.start(req, &base), Err(Refused::Invalid(_))));
     }
 }

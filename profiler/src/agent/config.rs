@@ -87,7 +87,21 @@ pub struct AgentConfig {
     pub cpu_budget_percent: f64,
     pub state_hz: u64,
     pub max_threads: u32,
-    pub captures: super::captures::CaptureLimits,
+    pub captures: CaptureLimits,
+}
+
+/// Limits on captures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CaptureLimits {
+    #[serde(with = "humantime_serde_secs")]
+    pub max_duration: Duration,
+    #[serde(with = "humantime_serde_secs")]
+    pub cooldown: Duration,
+    /// Of alerts and rules, which give none.
+    #[serde(with = "humantime_serde_secs")]
+    pub default_duration: Duration,
+    /// Captures kept on disk (the oldest are deleted).
+    pub keep: usize,
 }
 
 /// Durations as humantime text in the shown configuration.
@@ -177,7 +191,7 @@ impl AgentConfig {
             cpu_budget_percent: s.cpu_budget.unwrap_or(1.0),
             state_hz: s.state_hz.unwrap_or(20),
             max_threads: s.max_threads.unwrap_or(profiler_common::MAX_THREADS),
-            captures: super::captures::CaptureLimits {
+            captures: CaptureLimits {
                 max_duration: dur("capture-max-duration", s.capture_max_duration, "2m")?,
                 cooldown: dur("capture-cooldown", s.capture_cooldown, "1m")?,
                 default_duration: dur("capture-duration", s.capture_duration, "10s")?,
