@@ -549,6 +549,12 @@ fn deep_captures_from_the_api_and_alertmanager_without_a_gap() {
     assert_eq!(agent.get(&format!("/api/v1/captures/{id2}/files/stacks.folded")).unwrap().status, 200);
     let list = agent.get("/api/v1/captures").unwrap().json();
     assert_eq!(list["captures"].as_array().map(Vec::len), Some(2), "{list}");
+    // Latency histograms: those of the deep captures in the range.
+    let h = agent.get("/api/v1/histograms?from=-5m").unwrap().json();
+    let hs = h["captures"].as_array().expect("captures");
+    assert_eq!(hs.len(), 2, "{h}");
+    assert!(hs.iter().all(|c| c["histograms"].is_object() && c["histograms"]["absent"].is_null()), "{h}");
+    assert_eq!(agent.get("/api/v1/histograms?from=-5m&to=-4m").unwrap().json()["captures"], serde_json::json!([]));
     let metrics = agent.get("/metrics").unwrap().text();
     assert!(metrics.contains("tailprof_captures_total{trigger=\"alertmanager\"} 1"), "{metrics}");
     assert!(metrics.contains("tailprof_captures_total{trigger=\"api\"} 1"), "{metrics}");
@@ -565,5 +571,119 @@ fn deep_captures_from_the_api_and_alertmanager_without_a_gap() {
         assert_eq!(pair[0]["end_unix_ns"], pair[1]["start_unix_ns"], "no gap, no overlap");
     }
     println!("{} contiguous windows around both captures", segs.len());
+    assert!(agent.stop().success());
+}
+
+/// Sum of a field over the steps of a timeline.
+fn step_sum(timeline: &Value, field: &str) -> f64 {
+    timeline["steps"].as_array().expect("steps").iter().filter_map(|s| s[field].as_f64()).sum()
+}
+
+/// Old windows are merged in the background into larger segments; the
+/// same range then reads the same: every sample and stack, exact CPU and
+/// run-queue time per thread, noise.
+#[test]
+fn merged_segments_read_the_same_as_their_windows() {
+    require_root();
+    let bin = build_c_workload("hot_ratio", &[]);
+    let w = Workload::start(&bin, &["120"]);
+    let data = tempfile::tempdir().unwrap();
+    // 1 s windows merge in buckets of 30 s, 8 s after a bucket ends.
+    let agent = Agent::start(data.path(), &["--window", "1s", "--compact-after", "8s"]);
+    let started = unix_now();
+    let bucket = ((started / 30.0).floor() as u64 + 1) * 30;
+    let (b0, b1) = (bucket as f64 * 1e9, (bucket + 30) as f64 * 1e9);
+    // Wait until the window after the bucket is stored, then take the
+    // windows that start in it.
+    let windows = loop {
+        let segs = agent.get("/api/v1/segments").unwrap().json();
+        let segs = segs.as_array().unwrap().clone();
+        if segs.iter().any(|s| s["start_unix_ns"].as_f64().unwrap() >= b1) {
+            break segs
+                .into_iter()
+                .filter(|s| (b0..b1).contains(&s["start_unix_ns"].as_f64().unwrap()))
+                .collect::<Vec<_>>();
+        }
+        assert!(unix_now() < started + 80.0, "no window after the bucket yet");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(windows.len() >= 25, "{} windows in a 30 s bucket", windows.len());
+    // Strictly inside the bucket's windows: the same windows before and after.
+    let from = windows[0]["start_unix_ns"].as_u64().unwrap() as f64 / 1e9 + 0.001;
+    let to = windows.last().unwrap()["end_unix_ns"].as_u64().unwrap() as f64 / 1e9 - 0.001;
+    let range = format!("from={from:.6}&to={to:.6}");
+    let read = |agent: &Agent| {
+        let timeline = agent.get(&format!("/api/v1/timeline?{range}")).unwrap().json();
+        let folded = agent.get(&format!("/api/v1/profile?{range}&format=folded")).unwrap().text();
+        let threads = agent.get(&format!("/api/v1/threads?{range}&pid={}", w.pid)).unwrap().json();
+        let noise = agent.get(&format!("/api/v1/timeline?{range}&step=1h")).unwrap().json();
+        (timeline, folded, threads, noise)
+    };
+    let before = read(&agent);
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let segs = agent.get("/api/v1/segments").unwrap().json();
+        let merged = segs.as_array().unwrap().iter().any(|s| {
+            s["start_unix_ns"] == windows[0]["start_unix_ns"]
+                && s["end_unix_ns"] == windows.last().unwrap()["end_unix_ns"]
+        });
+        if merged {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the bucket was not merged: {segs}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let after = read(&agent);
+    let steps = |t: &Value| t["steps"].as_array().map_or(0, Vec::len);
+    println!("{} windows read as {} segment(s) once merged", steps(&before.0), steps(&after.0));
+    assert_eq!(steps(&before.0), windows.len());
+    assert_eq!(steps(&after.0), 1, "one merged segment");
+    for field in ["cpu_s", "runqueue_s", "sleeping_s", "disk_s", "other_s", "samples"] {
+        let (a, b) = (step_sum(&before.0, field), step_sum(&after.0, field));
+        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{field}: {a} before, {b} merged");
+    }
+    let lines = |f: &str| {
+        let mut v: Vec<String> = f.lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(lines(&before.1), lines(&after.1), "the same stacks and counts");
+    assert!(!before.1.is_empty());
+    let per_thread = |t: &Value| {
+        let mut v: Vec<(u64, u64, u64)> = t["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["tid"].as_u64().unwrap(),
+                    t["on_cpu_ns"].as_u64().unwrap(),
+                    t["off_cpu_ns"]["runnable"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(per_thread(&before.2), per_thread(&after.2), "exact times per thread");
+    // Noise: the one-step timeline's per-CPU softirq and per-source seconds.
+    let noise = |t: &Value| t["steps"][0]["noise"].clone();
+    let (nb, na) = (noise(&before.3), noise(&after.3));
+    for (cpu, c) in nb["cpus"].as_object().expect("noise per CPU") {
+        for field in ["softirq_s", "steal_s"] {
+            let (a, b) = (c[field].as_f64().unwrap(), na["cpus"][cpu][field].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-9, "cpu {cpu} {field}: {a} before, {b} merged");
+        }
+    }
+    for (source, secs) in nb["sources"].as_object().expect("noise per source") {
+        let (a, b) = (secs.as_f64().unwrap(), na["sources"][source].as_f64().unwrap_or(-1.0));
+        assert!((a - b).abs() < 1e-9, "{source}: {a} before, {b} merged");
+    }
+    // The noise report over the range, as `record` writes it.
+    let report = agent.get(&format!("/api/v1/noise?{range}")).unwrap().json();
+    assert_eq!(report["tier"], "continuous", "{report}");
+    assert_eq!(report["windows_without_noise"], 0);
+    let status = agent.get("/api/v1/status").unwrap().json();
+    assert!(status["storage"]["merged_sources"].as_u64().unwrap() >= windows.len() as u64, "{status}");
     assert!(agent.stop().success());
 }

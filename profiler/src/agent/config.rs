@@ -40,6 +40,9 @@ pub struct AgentSettings {
     pub capture_duration: Option<String>,
     /// Captures kept on disk; older ones are deleted.
     pub captures_kept: Option<usize>,
+    /// Age after which windows are merged into 5-minute segments (those
+    /// 36 times as old into hours), e.g. "10m".
+    pub compact_after: Option<String>,
 }
 
 impl AgentSettings {
@@ -61,6 +64,7 @@ impl AgentSettings {
             capture_cooldown: self.capture_cooldown.or(under.capture_cooldown),
             capture_duration: self.capture_duration.or(under.capture_duration),
             captures_kept: self.captures_kept.or(under.captures_kept),
+            compact_after: self.compact_after.or(under.compact_after),
         }
     }
 
@@ -88,6 +92,8 @@ pub struct AgentConfig {
     pub state_hz: u64,
     pub max_threads: u32,
     pub captures: CaptureLimits,
+    #[serde(with = "humantime_serde_secs")]
+    pub compact_after: Duration,
 }
 
 /// Limits on captures.
@@ -197,6 +203,7 @@ impl AgentConfig {
                 default_duration: dur("capture-duration", s.capture_duration, "10s")?,
                 keep: s.captures_kept.unwrap_or(20),
             },
+            compact_after: dur("compact-after", s.compact_after, "10m")?,
         })
     }
 

@@ -64,6 +64,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/profile", get(profile))
         .route("/api/v1/threads", get(threads))
         .route("/api/v1/timeline", get(timeline))
+        .route("/api/v1/noise", get(noise))
+        .route("/api/v1/histograms", get(histograms))
         .route("/api/v1/captures", get(list_captures).post(start_capture))
         .route("/api/v1/captures/{id}", get(one_capture))
         .route("/api/v1/captures/{id}/files/{*name}", get(capture_file))
@@ -321,25 +323,39 @@ async fn profile(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, 
 /// Per window of the range: exact CPU and run-queue seconds, sampled
 /// sleeping, disk and other seconds, samples, drops and the rates in effect.
 async fn timeline(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
-    if let Some(k) = q.keys().find(|k| !["from", "to"].contains(&k.as_str())) {
-        return ApiError::bad(format!("unknown parameter '{k}'; known: from, to")).into_response();
+    const KNOWN: [&str; 4] = ["from", "to", "step", "group_by"];
+    if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return ApiError::bad(format!("unknown parameter '{k}'; known: {}", KNOWN.join(", "))).into_response();
     }
     let get = |k: &str| q.get(k).map(String::as_str);
     let (from, to) = match parse_range(get("from"), get("to"), crate::query::range::now_unix_ns()) {
         Ok(r) => r,
         Err(e) => return ApiError::bad(e).into_response(),
     };
+    let step = match get("step").map(|v| (v, humantime::parse_duration(v))) {
+        None => None,
+        Some((_, Ok(d))) if d >= Duration::from_secs(1) => Some(d.as_nanos() as u64),
+        Some((v, _)) => {
+            return ApiError::bad(format!("step '{v}' is not a duration of 1s or more, like 1m")).into_response()
+        }
+    };
+    let group_by = match get("group_by").map(parse_group_by).transpose() {
+        Ok(g) => g,
+        Err(e) => return ApiError::bad(e).into_response(),
+    };
     let shared = s.clone();
     let result = limited(&s, move || {
-        let steps = shared.timeline(from, to).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let steps = shared
+            .timeline(from, to, step, group_by.as_ref())
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         #[derive(Serialize)]
         struct Body {
             from_unix_ns: u64,
             to_unix_ns: u64,
-            /// Not in this version: noise per CPU and source, by group.
+            step_ns: Option<u64>,
             steps: Vec<super::state::Step>,
         }
-        serde_json::to_vec(&Body { from_unix_ns: from, to_unix_ns: to, steps })
+        serde_json::to_vec(&Body { from_unix_ns: from, to_unix_ns: to, step_ns: step, steps })
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     })
     .await;
@@ -365,6 +381,98 @@ async fn threads(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, 
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// `from` and `to` of a query that takes nothing else.
+fn range_only(q: &BTreeMap<String, String>) -> Result<(u64, u64), ApiError> {
+    if let Some(k) = q.keys().find(|k| !["from", "to"].contains(&k.as_str())) {
+        return Err(ApiError::bad(format!("unknown parameter '{k}'; known: from, to")));
+    }
+    let get = |k: &str| q.get(k).map(String::as_str);
+    parse_range(get("from"), get("to"), crate::query::range::now_unix_ns()).map_err(ApiError::bad)
+}
+
+/// The noise report `record` writes (noise.json) over a range: the
+/// continuous tier's /proc/stat times, /proc/softirqs and /proc/interrupts
+/// counts, and per-source estimates from samples, summed.
+async fn noise(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let (from, to) = match range_only(&q) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let shared = s.clone();
+    let result = limited(&s, move || {
+        let (merged, without) = shared.noise(from, to).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let Some(raw) = merged else {
+            return Err(ApiError(StatusCode::NOT_FOUND, "no stored window with noise overlaps the range".into()));
+        };
+        let rendered = crate::noise::output::render(&crate::noise::Measurement::Continuous(raw), &[]);
+        let doc = crate::noise::output::json_document(&rendered)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut v: serde_json::Value =
+            serde_json::from_str(&doc).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("windows_without_noise".into(), without.into());
+        }
+        Ok(v)
+    })
+    .await;
+    match result {
+        Ok(v) => json(&v),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Latency histograms exist in deep captures only: those of the captures
+/// overlapping the range, each as its histograms.json.
+async fn histograms(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let (from, to) = match range_only(&q) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    #[derive(Serialize)]
+    struct One {
+        capture: String,
+        reason: String,
+        started_unix_ns: u64,
+        ended_unix_ns: Option<u64>,
+        histograms: serde_json::Value,
+    }
+    let mut out = Vec::new();
+    for c in s.captures.list() {
+        let end = c.ended_unix_ns.unwrap_or(u64::MAX);
+        if c.tier != Tier::Deep || c.started_unix_ns >= to || end <= from {
+            continue;
+        }
+        let Some(path) = s.captures.file(&c.id, crate::noise::output::HISTOGRAMS_JSON) else { continue };
+        let Ok(v) = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string()))
+        else {
+            continue;
+        };
+        out.push(One {
+            capture: c.id,
+            reason: c.reason,
+            started_unix_ns: c.started_unix_ns,
+            ended_unix_ns: c.ended_unix_ns,
+            histograms: v,
+        });
+    }
+    #[derive(Serialize)]
+    struct Body {
+        from_unix_ns: u64,
+        to_unix_ns: u64,
+        /// The continuous tier has no latency histograms: only deep captures.
+        note: &'static str,
+        captures: Vec<One>,
+    }
+    json(&Body {
+        from_unix_ns: from,
+        to_unix_ns: to,
+        note: "latency histograms come from deep captures only (POST /api/v1/captures); the continuous tier hooks no syscall or interrupt",
+        captures: out,
+    })
 }
 
 fn json<T: Serialize>(v: &T) -> Response {

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod captures;
 pub mod config;
 pub mod http;
+pub mod merge;
 pub mod metrics;
 pub mod state;
 pub mod store;
@@ -50,6 +51,8 @@ pub enum AgentError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Capture(#[from] crate::Error),
+    #[error("could not start the merger thread")]
+    Thread(#[source] std::io::Error),
     #[error("could not open the captures directory {path}")]
     Captures {
         path: String,
@@ -85,7 +88,14 @@ impl WindowSink for StoreSink {
         }
         Shared::lock(&self.0.metrics).window(window);
         // A full or read-only disk stops writing, not collecting.
-        if let Err(e) = Shared::lock(&self.0.store).write(p) {
+        let noise = match &window.noise {
+            crate::noise::Measurement::Continuous(n) => Some(n),
+            crate::noise::Measurement::Deep { .. } => None,
+        };
+        let written = Shared::lock(&self.0.store).write(p, noise);
+        // The merger may have a bucket to merge now.
+        self.0.wake_merger();
+        if let Err(e) = written {
             tracing::warn!(error = %crate::error::format_chain(&e), "window not stored; collecting goes on");
         }
         Ok(())
@@ -215,6 +225,7 @@ pub async fn run(
         .map_err(|source| AgentError::Captures { path: captures_dir.display().to_string(), source })?;
     let shared = Arc::new(Shared {
         captures,
+        merger: Mutex::new(None),
         capture_base: config.capture(config.data_dir.clone()),
         store: Mutex::new(store),
         metrics: Mutex::new(metrics::Metrics::new()),
@@ -225,6 +236,9 @@ pub async fn run(
         queries: Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)),
         config: std::sync::RwLock::new(config),
     });
+    let (wake, woken) = std::sync::mpsc::channel();
+    *Shared::lock(&shared.merger) = Some(wake);
+    let merger = merge::spawn(shared.clone(), woken).map_err(AgentError::Thread)?;
     let app = http::router(shared.clone());
     let stop = cancel.clone();
     let server = tokio::spawn(async move {
@@ -243,7 +257,13 @@ pub async fn run(
     // The pipeline ended (stopped, or failed): so do the server and a capture.
     cancel.cancel();
     let running = shared.clone();
-    let _ = tokio::task::spawn_blocking(move || running.captures.stop()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        running.captures.stop();
+        // The merger ends with its last wake sender.
+        Shared::lock(&running.merger).take();
+        let _ = merger.join();
+    })
+    .await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), server).await {
         return Err(AgentError::Serve(e));
     }

@@ -1,15 +1,24 @@
-//! The agent's segments: one immutable file per window, in
-//! `DATA_DIR/segments/`. A segment is a samples file (the format `record`
-//! writes, docs/samples-file.md: a header, its own module, process and frame
-//! dictionaries, the stacks and threads, an end record) followed by a
-//! 16-byte footer: the samples file's length (u64), its CRC-32 (u32) and
-//! the magic `TPSG`, little-endian. It is written to a temporary file,
-//! fsynced, renamed into place, and the directory fsynced.
+//! The agent's segments: immutable files in `DATA_DIR/segments/`, named
+//! `START-END.tpseg` (Unix ns), one per window until merged. A segment is a
+//! samples file (the format `record` writes, docs/samples-file.md: a header,
+//! its own module, process and frame dictionaries, the stacks and threads,
+//! an end record), then the window's noise measurement as JSON (may be
+//! empty), then a 16-byte footer: the samples file's length (u64), the
+//! CRC-32 of everything before the footer (u32) and the magic `TPSG`,
+//! little-endian. It is written to a temporary file, fsynced, renamed into
+//! place, and the directory fsynced.
 //!
 //! On start every segment is checked (length and CRC-32); one that fails,
 //! or a temporary file left by a crash, is moved to `DATA_DIR/quarantine/`,
-//! reported, and never served. Retention is enforced on every write: by
-//! age, by total size, and by a floor of free space on the file system.
+//! reported, and never served. A segment whose span another covers is the
+//! source of a merge a crash interrupted after the merged one was in place:
+//! it is deleted. Retention is enforced on every write: by age, by total
+//! size, and by a floor of free space on the file system.
+//!
+//! Merging ([`Store::due_merge`], [`Store::replace`]): contiguous windows
+//! of a bucket of [`LEVELS`] are merged into one segment once the bucket is
+//! old enough, so that long ranges read few files and their count stays
+//! bounded.
 
 use std::{
     collections::BTreeMap,
@@ -20,7 +29,22 @@ use std::{
 
 use serde::Serialize;
 
-use crate::profile::Profile;
+use crate::{noise::continuous::ContinuousRaw, profile::Profile};
+
+/// Merge levels: windows per bucket, and the bucket's age before it is
+/// merged as a multiple of the `compact-after` setting. With 10 s windows
+/// and the default 10 min: 5-minute segments after 10 minutes, 1-hour
+/// segments after 6 hours.
+pub const LEVELS: [(u64, u64); 2] = [(30, 1), (360, 36)];
+
+/// What a segment holds.
+#[derive(Debug)]
+pub struct Stored {
+    pub profile: Profile,
+    /// The continuous tier's noise of the span (absent in segments of
+    /// versions that did not store it).
+    pub noise: Option<ContinuousRaw>,
+}
 
 const MAGIC: &[u8; 4] = b"TPSG";
 const FOOTER: usize = 16;
@@ -71,6 +95,11 @@ pub struct StoreStats {
     pub deleted_by_size: u64,
     pub deleted_by_free_space: u64,
     pub quarantined: u64,
+    /// Segments merged into larger ones, and the merged segments written.
+    pub merged_sources: u64,
+    pub merges: u64,
+    /// Sources of an interrupted merge found on start, deleted.
+    pub superseded: u64,
     /// What was quarantined, and why (the most recent 32).
     pub quarantine: Vec<String>,
     /// The last write error, if writing has stopped.
@@ -107,8 +136,8 @@ fn footer(len: u64, crc: u32) -> [u8; FOOTER] {
     f
 }
 
-/// The samples part of a segment's bytes, checked against its footer.
-pub fn check(bytes: &[u8]) -> Result<&[u8], String> {
+/// The samples and noise parts of a segment's bytes, checked against its footer.
+pub fn check(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
     if bytes.len() < FOOTER {
         return Err(format!("{} bytes, shorter than its footer", bytes.len()));
     }
@@ -117,14 +146,31 @@ pub fn check(bytes: &[u8]) -> Result<&[u8], String> {
         return Err("no footer (the write did not finish)".into());
     }
     let len = u64::from_le_bytes(f[..8].try_into().unwrap_or_default());
-    if len != body.len() as u64 {
-        return Err(format!("the footer says {len} bytes, the file holds {}", body.len()));
+    if len > body.len() as u64 {
+        return Err(format!("the footer says {len} bytes of samples, the file holds {}", body.len()));
     }
     let crc = u32::from_le_bytes(f[8..12].try_into().unwrap_or_default());
     if crc32fast::hash(body) != crc {
         return Err("its checksum does not match".into());
     }
-    Ok(body)
+    Ok(body.split_at(len as usize))
+}
+
+/// A segment's body: the samples file, then the noise as JSON.
+fn encode(profile: &Profile, noise: Option<&ContinuousRaw>) -> std::io::Result<(Vec<u8>, u64)> {
+    let mut body = Vec::new();
+    crate::samples_file::write(profile, &mut body)?;
+    let samples = body.len() as u64;
+    if let Some(n) = noise {
+        serde_json::to_writer(&mut body, n).map_err(std::io::Error::other)?;
+    }
+    Ok((body, samples))
+}
+
+/// The span a profile covers, Unix ns.
+fn span(profile: &Profile) -> (u64, u64) {
+    let start = profile.start_unix_ns;
+    (start, start + profile.window_end_ns.saturating_sub(profile.window_start_ns))
 }
 
 fn now_unix_ns() -> u64 {
@@ -178,8 +224,30 @@ impl Store {
                 Err(reason) => store.quarantine(&path, &name, &reason),
             }
         }
+        store.drop_superseded();
         store.recount();
         Ok(store)
+    }
+
+    /// Delete segments whose span another covers (sources of a merge
+    /// interrupted after the merged segment was in place).
+    fn drop_superseded(&mut self) {
+        let mut keys: Vec<(u64, u64)> = self.segments.keys().copied().collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut reach = 0u64;
+        for key in keys {
+            if key.1 <= reach {
+                if let Some(seg) = self.segments.remove(&key) {
+                    tracing::info!(segment = %seg.name, "already merged into a larger segment; deleted");
+                    if let Err(e) = std::fs::remove_file(&seg.path) {
+                        tracing::warn!(segment = %seg.name, %e, "could not delete a merged segment's source");
+                    }
+                    self.stats.superseded += 1;
+                }
+            } else {
+                reach = key.1;
+            }
+        }
     }
 
     fn quarantine(&mut self, path: &Path, name: &str, reason: &str) {
@@ -202,9 +270,8 @@ impl Store {
 
     /// Write one window as a segment, then enforce retention. A failure to
     /// write is counted and returned; the store stays usable.
-    pub fn write(&mut self, profile: &Profile) -> Result<(), StoreError> {
-        let start = profile.start_unix_ns;
-        let end = start + profile.window_end_ns.saturating_sub(profile.window_start_ns);
+    pub fn write(&mut self, profile: &Profile, noise: Option<&ContinuousRaw>) -> Result<(), StoreError> {
+        let (start, end) = span(profile);
         self.enforce(now_unix_ns());
         if free_bytes(&self.dir).is_some_and(|f| f < self.retention.min_free_bytes) {
             self.stats.windows_not_written += 1;
@@ -217,11 +284,10 @@ impl Store {
                 source: std::io::Error::other(reason),
             });
         }
-        let mut body = Vec::new();
-        crate::samples_file::write(profile, &mut body).map_err(io("encode a segment for", &self.dir))?;
+        let (body, samples) = encode(profile, noise).map_err(io("encode a segment for", &self.dir))?;
         let name = format!("{start}-{end}{SUFFIX}");
         let path = self.dir.join(&name);
-        let result = self.put(&path, &body);
+        let result = self.put(&path, &body, samples);
         match result {
             Ok(bytes) => {
                 self.stats.written += 1;
@@ -240,14 +306,14 @@ impl Store {
         }
     }
 
-    fn put(&self, path: &Path, body: &[u8]) -> Result<u64, StoreError> {
+    fn put(&self, path: &Path, body: &[u8], samples: u64) -> Result<u64, StoreError> {
         let mut tmp = tempfile::Builder::new()
             .prefix(".segment-")
             .suffix(".partial")
             .tempfile_in(&self.dir)
             .map_err(io("create a segment in", &self.dir))?;
         tmp.write_all(body).map_err(io("write", path))?;
-        tmp.write_all(&footer(body.len() as u64, crc32fast::hash(body))).map_err(io("write", path))?;
+        tmp.write_all(&footer(samples, crc32fast::hash(body))).map_err(io("write", path))?;
         tmp.as_file().sync_all().map_err(io("sync", path))?;
         tmp.persist(path).map_err(|e| StoreError::Io {
             what: "rename into",
@@ -291,6 +357,70 @@ impl Store {
         self.segments.values().filter(|s| s.end_unix_ns > from_ns && s.start_unix_ns < to_ns).cloned().collect()
     }
 
+    /// The next run of segments to merge: contiguous windows of one bucket
+    /// of a [`LEVELS`] entry old enough, the coarsest level first.
+    pub fn due_merge(&self, window: Duration, after: Duration, now_ns: u64) -> Option<Vec<Segment>> {
+        for &(per, age) in LEVELS.iter().rev() {
+            let bucket = (window.as_nanos() as u64).saturating_mul(per).max(1);
+            let min_age = (after.as_nanos() as u64).saturating_mul(age);
+            let mut run: Vec<&Segment> = Vec::new();
+            for seg in self.segments.values() {
+                let b = seg.start_unix_ns / bucket;
+                if (b + 1).saturating_mul(bucket).saturating_add(min_age) > now_ns {
+                    break;
+                }
+                let continues =
+                    run.last().is_some_and(|l| l.end_unix_ns == seg.start_unix_ns && l.start_unix_ns / bucket == b);
+                if !continues {
+                    if run.len() > 1 {
+                        break;
+                    }
+                    run.clear();
+                }
+                run.push(seg);
+            }
+            if run.len() > 1 {
+                return Some(run.into_iter().cloned().collect());
+            }
+        }
+        None
+    }
+
+    /// Put `merged` in place of `sources` (if retention left them all):
+    /// the merged segment is in place before any source goes.
+    pub fn replace(&mut self, sources: &[Segment], merged: &Stored) -> Result<bool, StoreError> {
+        if !sources.iter().all(|s| self.segments.contains_key(&(s.start_unix_ns, s.end_unix_ns))) {
+            return Ok(false);
+        }
+        let (start, end) = span(&merged.profile);
+        let (body, samples) =
+            encode(&merged.profile, merged.noise.as_ref()).map_err(io("encode a segment for", &self.dir))?;
+        let name = format!("{start}-{end}{SUFFIX}");
+        let path = self.dir.join(&name);
+        let bytes = self.put(&path, &body, samples)?;
+        for s in sources {
+            self.segments.remove(&(s.start_unix_ns, s.end_unix_ns));
+            if s.path != path {
+                if let Err(e) = std::fs::remove_file(&s.path) {
+                    tracing::warn!(segment = %s.name, %e, "could not delete a merged segment's source");
+                }
+            }
+        }
+        self.segments.insert((start, end), Segment { path, name, start_unix_ns: start, end_unix_ns: end, bytes });
+        self.stats.merges += 1;
+        self.stats.merged_sources += sources.len() as u64;
+        self.recount();
+        Ok(true)
+    }
+
+    /// Move a segment that no longer reads to quarantine.
+    pub fn set_aside(&mut self, seg: &Segment, reason: &str) {
+        if self.segments.remove(&(seg.start_unix_ns, seg.end_unix_ns)).is_some() {
+            self.quarantine(&seg.path, &seg.name, reason);
+            self.recount();
+        }
+    }
+
     /// Every segment, oldest first.
     pub fn all(&self) -> Vec<Segment> {
         self.segments.values().cloned().collect()
@@ -298,11 +428,17 @@ impl Store {
 }
 
 /// Read a segment (checked again: the file may have changed since).
-pub fn read(seg: &Segment) -> Result<Profile, StoreError> {
+pub fn read(seg: &Segment) -> Result<Stored, StoreError> {
     let bytes = std::fs::read(&seg.path).map_err(io("read", &seg.path))?;
-    let body = check(&bytes).map_err(|reason| StoreError::Damaged { path: seg.path.clone(), reason })?;
-    crate::samples_file::read_from(body, &seg.path)
-        .map_err(|e| StoreError::Read { path: seg.path.clone(), source: Box::new(e) })
+    let damaged = |reason: String| StoreError::Damaged { path: seg.path.clone(), reason };
+    let (samples, noise) = check(&bytes).map_err(damaged)?;
+    let profile = crate::samples_file::read_from(samples, &seg.path)
+        .map_err(|e| StoreError::Read { path: seg.path.clone(), source: Box::new(e) })?;
+    let noise = match noise.is_empty() {
+        true => None,
+        false => Some(serde_json::from_slice(noise).map_err(|e| damaged(format!("its noise does not parse: {e}")))?),
+    };
+    Ok(Stored { profile, noise })
 }
 
 #[cfg(test)]
@@ -314,6 +450,7 @@ mod tests {
             start_unix_ns: start_s * 1_000_000_000,
             window_start_ns: 0,
             window_end_ns: 1_000_000_000,
+            duration_ns: 1_000_000_000,
             frequency_hz: 99,
             ..Profile::default()
         }
@@ -329,7 +466,7 @@ mod tests {
         let mut s = Store::open(dir.path(), retention(u64::MAX)).unwrap();
         let now = now_unix_ns() / 1_000_000_000;
         for i in 0..3 {
-            s.write(&window(now + i)).unwrap();
+            s.write(&window(now + i), None).unwrap();
         }
         let all = s.all();
         assert_eq!(all.len(), 3);
@@ -343,7 +480,7 @@ mod tests {
         assert_eq!(s.stats.quarantined, 2, "{:?}", s.stats.quarantine);
         assert!(dir.path().join("quarantine").join(&torn.name).exists());
         for seg in s.all() {
-            assert_eq!(read(&seg).unwrap().start_unix_ns, seg.start_unix_ns);
+            assert_eq!(read(&seg).unwrap().profile.start_unix_ns, seg.start_unix_ns);
         }
     }
 
@@ -353,12 +490,54 @@ mod tests {
         let mut s = Store::open(dir.path(), retention(1)).unwrap();
         let now = now_unix_ns() / 1_000_000_000;
         for i in 0..4 {
-            s.write(&window(now + i)).unwrap();
+            s.write(&window(now + i), None).unwrap();
         }
         // Each write first drops what is over the bound: one segment stays.
         let all = s.all();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].start_unix_ns, (now + 3) * 1_000_000_000);
         assert_eq!(s.stats.deleted_by_size, 3);
+    }
+
+    #[test]
+    fn old_buckets_merge_and_a_crash_between_leaves_no_double() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path(), retention(u64::MAX)).unwrap();
+        // 1 s windows: level-0 buckets of 30 s. Two full buckets, contiguous.
+        let base = (now_unix_ns() / 1_000_000_000 / 3600 - 2) * 3600;
+        for i in 0..60 {
+            s.write(&window(base + i), None).unwrap();
+        }
+        let (w, after) = (Duration::from_secs(1), Duration::from_secs(1));
+        // Not due yet by age.
+        assert!(s.due_merge(w, Duration::from_secs(1 << 30), now_unix_ns()).is_none());
+        let run = s.due_merge(w, after, now_unix_ns()).expect("a bucket is due");
+        // The coarsest level first: an hour bucket holds all 60.
+        assert_eq!(run.len(), 60);
+        let first = run.iter().map(|seg| read(seg).unwrap().profile);
+        let mut merger: Option<crate::model::window::ProfileMerger> = None;
+        for p in first {
+            match merger.as_mut() {
+                None => merger = Some(crate::model::window::ProfileMerger::new(p)),
+                Some(m) => m.add(&p),
+            }
+        }
+        let merged = Stored { profile: merger.unwrap().finish(), noise: None };
+        // A crash after the merged segment is in place, before the sources go.
+        let keep: Vec<Vec<u8>> = run.iter().map(|seg| std::fs::read(&seg.path).unwrap()).collect();
+        assert!(s.replace(&run, &merged).unwrap());
+        assert_eq!(s.all().len(), 1);
+        assert_eq!(
+            (s.all()[0].start_unix_ns, s.all()[0].end_unix_ns),
+            (base * 1_000_000_000, (base + 60) * 1_000_000_000)
+        );
+        assert!(s.due_merge(w, after, now_unix_ns()).is_none(), "nothing left to merge");
+        for (seg, bytes) in run.iter().zip(&keep) {
+            std::fs::write(&seg.path, bytes).unwrap();
+        }
+        let s = Store::open(dir.path(), retention(u64::MAX)).unwrap();
+        assert_eq!(s.all().len(), 1, "the sources of the merge are deleted on start");
+        assert_eq!(s.stats.superseded, 60);
+        assert_eq!(read(&s.all()[0]).unwrap().profile.duration_ns, 60 * 1_000_000_000);
     }
 }

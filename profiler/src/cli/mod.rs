@@ -102,6 +102,11 @@ pub struct AgentArgs {
     /// Captures kept on disk; older ones are deleted [default: 20].
     #[arg(long, value_name = "N", env = "TAILPROF_CAPTURES_KEPT")]
     pub captures_kept: Option<usize>,
+
+    /// Age after which windows are merged into segments of 30 windows, and 36 times that into
+    /// segments of 360 windows [default: 10m].
+    #[arg(long, value_name = "DURATION", env = "TAILPROF_COMPACT_AFTER")]
+    pub compact_after: Option<String>,
 }
 
 impl AgentArgs {
@@ -123,6 +128,7 @@ impl AgentArgs {
             capture_cooldown: self.capture_cooldown.clone(),
             capture_duration: self.capture_duration.clone(),
             captures_kept: self.captures_kept,
+            compact_after: self.compact_after.clone(),
         }
     }
 

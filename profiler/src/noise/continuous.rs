@@ -22,8 +22,9 @@ use crate::tier::Tier;
 /// Entries of [`ContinuousReport::top_sources`].
 pub const TOP_SOURCES: usize = 10;
 
-/// Everything one window gave, before it is summed.
-#[derive(Debug, Clone, Default)]
+/// Everything one window gave, before it is summed (stored in the agent's
+/// segments as JSON).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct ContinuousRaw {
     pub window_start_ns: u64,
     pub window_end_ns: u64,

@@ -36,7 +36,7 @@ pub fn irq_names() -> BTreeMap<u32, String> {
 /// wholly to the context it interrupted: `softirq` is then sampled at
 /// `CONFIG_HZ` by the kernel itself, and `irq` stays 0 (the tick is itself
 /// a hard IRQ and is not charged to one), see [`hardirq_accounting`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CpuTimes {
     pub irq_ns: u64,
     pub softirq_ns: u64,

@@ -267,7 +267,7 @@ pub struct Behind {
 }
 
 /// The kind of a [`Source`], in report order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SourceKind {
     Irq,
     Vector,

@@ -169,7 +169,7 @@ pub fn classify(frames: &[&str]) -> Context {
 }
 
 /// A noise source as the samples see it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SampledSource {
     pub kind: SourceKind,
     /// Softirq or vector row, handler function, kernel thread name; "" for NMIs.
@@ -190,20 +190,21 @@ impl SampledSource {
 /// Samples one CPU delivered in the window: records kept by the sampling
 /// program, and the periods they stand for (each stands for 2^level when
 /// the cost governor keeps one in 2^level).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Delivered {
     pub kept: u64,
     pub weighted: u64,
 }
 
-/// What the samples of one window gave.
-#[derive(Debug, Clone, Default)]
+/// What the samples of one window gave (stored in the agent's segments).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SampledRaw {
     /// The sampling period: the cpu-clock event turns `--frequency` into a
     /// fixed period of 1e9 / frequency ns.
     pub frequency_hz: u64,
     pub period_ns: u64,
     /// Per CPU, per noise source: samples (weighted).
+    #[serde(with = "source_entries")]
     pub sources: BTreeMap<u32, BTreeMap<SampledSource, u64>>,
     /// Per CPU: every non-idle sample in the window, noise or not.
     pub delivered: BTreeMap<u32, Delivered>,
@@ -221,6 +222,42 @@ pub struct SampledRaw {
     /// Set when the sampler saw only selected threads (`record --pid`, …):
     /// the estimates then cover only the noise that hit those threads.
     pub restricted_to: Option<String>,
+}
+
+/// Per CPU, per source samples as a list of entries (JSON keys are strings).
+mod source_entries {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::SampledSource;
+
+    #[derive(Serialize, Deserialize)]
+    struct Entry {
+        cpu: u32,
+        source: SampledSource,
+        samples: u64,
+    }
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<u32, BTreeMap<SampledSource, u64>>, s: S) -> Result<S::Ok, S::Error> {
+        let entries: Vec<Entry> = m
+            .iter()
+            .flat_map(|(cpu, sources)| {
+                sources.iter().map(|(source, n)| Entry { cpu: *cpu, source: source.clone(), samples: *n })
+            })
+            .collect();
+        entries.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<u32, BTreeMap<SampledSource, u64>>, D::Error> {
+        let mut m: BTreeMap<u32, BTreeMap<SampledSource, u64>> = BTreeMap::new();
+        for e in Vec::<Entry>::deserialize(d)? {
+            *m.entry(e.cpu).or_default().entry(e.source).or_default() += e.samples;
+        }
+        Ok(m)
+    }
 }
 
 /// A sample waiting for its kernel frames to be named.
