@@ -448,8 +448,9 @@ mod tests {
     fn window(start_s: u64) -> Profile {
         Profile {
             start_unix_ns: start_s * 1_000_000_000,
-            window_start_ns: 0,
-            window_end_ns: 1_000_000_000,
+            // CLOCK_MONOTONIC in a real window; any clock that advances will do.
+            window_start_ns: start_s * 1_000_000_000,
+            window_end_ns: (start_s + 1) * 1_000_000_000,
             duration_ns: 1_000_000_000,
             frequency_hz: 99,
             ..Profile::default()
