@@ -687,3 +687,78 @@ fn merged_segments_read_the_same_as_their_windows() {
     assert!(status["storage"]["merged_sources"].as_u64().unwrap() >= windows.len() as u64, "{status}");
     assert!(agent.stop().success());
 }
+
+/// A cgroup v2 directory of the test's own, removed (after its processes
+/// are gone) on drop.
+struct TestCgroup {
+    dir: std::path::PathBuf,
+    workload: Option<Workload>,
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        drop(self.workload.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::fs::remove_dir(&self.dir).is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A local rule in the configuration file: two threads spinning on one CPU
+/// in a cgroup of their own wait half their demand in the run queue; after
+/// two such windows the rule starts a deep capture of that cgroup.
+#[test]
+fn a_local_rule_captures_the_group_that_tripped_it() {
+    require_root();
+    let mount = cgroup2_mount().expect("a cgroup v2 hierarchy (the kernel of CI has one)");
+    let name = format!("tailprof-e2e-rule-{}", std::process::id());
+    let dir = mount.join(&name);
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let mut cg = TestCgroup { dir: dir.clone(), workload: None };
+    let bin = build_c_workload("pinned_spinners", &["-pthread"]);
+    let w = Workload::start(&bin, &["0", "60"]);
+    std::fs::write(dir.join("cgroup.procs"), w.pid.to_string()).expect("move the spinners into the cgroup");
+    let pid = w.pid;
+    cg.workload = Some(w);
+
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "[[rules]]\nname = \"rq\"\nwhen = \"runqueue-share\"\nabove = 0.3\nfor-windows = 2\nduration = \"2s\"\ncooldown = \"1h\"\n",
+    )
+    .unwrap();
+    let agent = Agent::start(data.path(), &["--window", "1s", "--config", config.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let capture = loop {
+        let list = agent.get("/api/v1/captures").unwrap().json();
+        if let Some(c) = list["captures"].as_array().and_then(|a| a.first()).cloned() {
+            if c["state"] != "running" {
+                break c;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rule started no capture: {}",
+            agent.get("/api/v1/status").unwrap().text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    println!("rule capture: {}", capture["reason"]);
+    assert_eq!(capture["trigger"], "rule:rq", "{capture}");
+    assert_eq!(capture["state"], "done", "{capture}");
+    assert_eq!(capture["target"]["cgroup"].as_str(), Some(format!("/{name}").as_str()), "{capture}");
+    let id = capture["id"].as_str().unwrap();
+    let summary = agent.get(&format!("/api/v1/captures/{id}/files/summary.json")).unwrap().json();
+    let threads = summary["threads"].as_array().unwrap();
+    assert!(
+        !threads.is_empty() && threads.iter().all(|t| t["pid"].as_u64() == Some(u64::from(pid))),
+        "only the cgroup's threads"
+    );
+    let status = agent.get("/api/v1/status").unwrap().json();
+    assert_eq!(status["rules"][0]["fired_total"], 1, "{status}");
+    let metrics = agent.get("/metrics").unwrap().text();
+    assert!(metrics.contains("tailprof_rule_fires_total{rule=\"rq\"}"), "{metrics}");
+    assert!(agent.stop().success());
+}

@@ -43,6 +43,51 @@ pub struct AgentSettings {
     /// Age after which windows are merged into 5-minute segments (those
     /// 36 times as old into hours), e.g. "10m".
     pub compact_after: Option<String>,
+    /// Local rules that start captures on the continuous tier's own
+    /// signals (`[[rules]]` tables; the file only).
+    pub rules: Option<Vec<RuleSettings>>,
+}
+
+/// One `[[rules]]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RuleSettings {
+    pub name: String,
+    /// `runqueue-share` (of a group's demand, on-CPU plus waiting for a
+    /// CPU, the share spent waiting; 0 to 1) or `disk-threads` (threads
+    /// the window's snapshots saw mostly in disk wait).
+    pub when: String,
+    pub above: f64,
+    /// Consecutive windows the signal must stay above.
+    pub for_windows: Option<u32>,
+    /// Capture length [default: --capture-duration].
+    pub duration: Option<String>,
+    /// Pause after this rule started a capture [default: 10m].
+    pub cooldown: Option<String>,
+    /// Most captures this rule starts per hour [default: 4].
+    pub max_per_hour: Option<u32>,
+}
+
+/// What a rule watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signal {
+    RunqueueShare,
+    DiskThreads,
+}
+
+/// A rule, checked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    pub name: String,
+    pub when: Signal,
+    pub above: f64,
+    pub for_windows: u32,
+    #[serde(with = "humantime_serde_secs")]
+    pub duration: Duration,
+    #[serde(with = "humantime_serde_secs")]
+    pub cooldown: Duration,
+    pub max_per_hour: u32,
 }
 
 impl AgentSettings {
@@ -65,6 +110,7 @@ impl AgentSettings {
             capture_duration: self.capture_duration.or(under.capture_duration),
             captures_kept: self.captures_kept.or(under.captures_kept),
             compact_after: self.compact_after.or(under.compact_after),
+            rules: self.rules.or(under.rules),
         }
     }
 
@@ -94,6 +140,7 @@ pub struct AgentConfig {
     pub captures: CaptureLimits,
     #[serde(with = "humantime_serde_secs")]
     pub compact_after: Duration,
+    pub rules: Vec<Rule>,
 }
 
 /// Limits on captures.
@@ -167,6 +214,7 @@ impl AgentConfig {
             parse_bytes(&v).map_err(|reason| ConfigError::Value { key, value: v.clone(), reason })
         };
         let window = dur("window", s.window, "10s")?;
+        let capture_duration = dur("capture-duration", s.capture_duration.clone(), "10s")?;
         if window < Duration::from_secs(1) {
             return Err(ConfigError::Value {
                 key: "window",
@@ -200,10 +248,16 @@ impl AgentConfig {
             captures: CaptureLimits {
                 max_duration: dur("capture-max-duration", s.capture_max_duration, "2m")?,
                 cooldown: dur("capture-cooldown", s.capture_cooldown, "1m")?,
-                default_duration: dur("capture-duration", s.capture_duration, "10s")?,
+                default_duration: capture_duration,
                 keep: s.captures_kept.unwrap_or(20),
             },
             compact_after: dur("compact-after", s.compact_after, "10m")?,
+            rules: s
+                .rules
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| rule(r, capture_duration))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -231,6 +285,39 @@ impl AgentConfig {
             btf: PathBuf::from(crate::kernel_btf::SYSFS_BTF),
         }
     }
+}
+
+/// A rule's table, checked: one sentence naming the rule and the key if not.
+fn rule(r: RuleSettings, default_duration: Duration) -> Result<Rule, ConfigError> {
+    let bad = |reason: String| ConfigError::Value { key: "rules", value: r.name.clone(), reason };
+    if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(bad("a rule's name is letters, digits, - and _".into()));
+    }
+    let when = match r.when.as_str() {
+        "runqueue-share" => Signal::RunqueueShare,
+        "disk-threads" => Signal::DiskThreads,
+        w => return Err(bad(format!("when = \"{w}\" is not a signal; use runqueue-share or disk-threads"))),
+    };
+    let limit = match when {
+        Signal::RunqueueShare => 0.0..1.0,
+        Signal::DiskThreads => 0.0..1e9,
+    };
+    if !limit.contains(&r.above) {
+        return Err(bad(format!("above = {} is out of range for {}", r.above, r.when)));
+    }
+    let d = |v: &Option<String>, default: Duration| match v {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s).map_err(|e| bad(format!("'{s}' is not a duration: {e}"))),
+    };
+    Ok(Rule {
+        when,
+        above: r.above,
+        for_windows: r.for_windows.unwrap_or(3).max(1),
+        duration: d(&r.duration, default_duration)?,
+        cooldown: d(&r.cooldown, Duration::from_secs(600))?,
+        max_per_hour: r.max_per_hour.unwrap_or(4),
+        name: r.name,
+    })
 }
 
 /// Read a configuration file; a missing default file is no error.
@@ -271,6 +358,12 @@ mod tests {
         assert!(e.to_string().contains("max-disk"), "{e}");
         let open = AgentSettings { listen: Some("0.0.0.0:9740".parse().unwrap()), ..Default::default() };
         assert!(matches!(AgentConfig::resolve(open), Err(ConfigError::OpenWithoutToken(_))));
+        let r = AgentSettings::from_toml("[[rules]]\nname = \"x\"\nwhen = \"load\"\nabove = 1.0\n", "t").unwrap();
+        let e = AgentConfig::resolve(r).unwrap_err();
+        assert!(e.to_string().contains("not a signal"), "{e}");
+        let r =
+            AgentSettings::from_toml("[[rules]]\nname = \"x\"\nwhen = \"runqueue-share\"\nabove = 2.0\n", "t").unwrap();
+        assert!(AgentConfig::resolve(r).unwrap_err().to_string().contains("out of range"));
         assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
         assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
     }

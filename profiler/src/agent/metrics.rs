@@ -65,6 +65,12 @@ pub struct Metrics {
     process_cpu: Seconds,
     captures: Family<Trigger, Counter>,
     captures_refused: Family<Reason, Counter>,
+    rule_fires: Family<RuleName, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleName {
+    rule: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -99,6 +105,7 @@ impl Metrics {
             process_cpu: Seconds::default(),
             captures: Family::default(),
             captures_refused: Family::default(),
+            rule_fires: Family::default(),
             registry: Registry::default(),
         };
         r.register_with_unit("cpu", "Exact on-CPU time of the group's threads", Unit::Seconds, m.cpu.clone());
@@ -127,6 +134,7 @@ impl Metrics {
         r.register_with_unit("process_cpu", "CPU time of the agent's process", Unit::Seconds, m.process_cpu.clone());
         r.register("captures", "Deep captures started, by trigger (api, alertmanager, rule)", m.captures.clone());
         r.register("captures_refused", "Captures not started, by reason", m.captures_refused.clone());
+        r.register("rule_fires", "Times a local rule tripped (started a capture or was refused)", m.rule_fires.clone());
         Self { registry: r, ..m }
     }
 
@@ -136,6 +144,11 @@ impl Metrics {
         self.captures.get_or_create(&Trigger { trigger: trigger.to_owned() }).inc();
     }
 
+    /// Rules are named in the configuration: a bounded set.
+    pub fn rule_fired(&self, rule: &str) {
+        self.rule_fires.get_or_create(&RuleName { rule: rule.to_owned() }).inc();
+    }
+
     pub fn capture_refused(&self, reason: &str) {
         self.captures_refused.get_or_create(&Reason { reason: reason.to_owned() }).inc();
     }
@@ -143,14 +156,8 @@ impl Metrics {
     /// The group label of a process generation: its unit, container or cgroup.
     fn group_of(&mut self, p: &Profile, process: Option<u32>) -> String {
         let placement = process.and_then(|id| p.process(id)).map(|i| &i.placement);
-        let name = placement
-            .and_then(|pl| {
-                pl.unit
-                    .clone()
-                    .or_else(|| pl.container.as_ref().map(|c| c.id.chars().take(12).collect()))
-                    .or_else(|| pl.cgroup.clone())
-            })
-            .unwrap_or_else(|| "unknown".to_owned());
+        let name =
+            placement.and_then(super::target::group_of).map(|t| t.label()).unwrap_or_else(|| "unknown".to_owned());
         if self.groups.contains(&name) {
             return name;
         }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod merge;
 pub mod metrics;
+pub mod rules;
 pub mod state;
 pub mod store;
 pub mod target;
@@ -95,6 +96,7 @@ impl WindowSink for StoreSink {
         let written = Shared::lock(&self.0.store).write(p, noise);
         // The merger may have a bucket to merge now.
         self.0.wake_merger();
+        self.0.check_rules(p);
         if let Err(e) = written {
             tracing::warn!(error = %crate::error::format_chain(&e), "window not stored; collecting goes on");
         }
@@ -226,6 +228,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         captures,
         merger: Mutex::new(None),
+        rules: Mutex::new(rules::Rules::default()),
         capture_base: config.capture(config.data_dir.clone()),
         store: Mutex::new(store),
         metrics: Mutex::new(metrics::Metrics::new()),

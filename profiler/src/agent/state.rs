@@ -36,6 +36,7 @@ pub struct Status {
     pub window_s: f64,
     pub collecting: Collecting,
     pub storage: StoreStats,
+    pub rules: Vec<super::rules::RuleStatus>,
 }
 
 /// What the HTTP handlers and the store sink share.
@@ -49,6 +50,7 @@ pub struct Shared {
     pub(crate) started_unix_ns: u64,
     pub(crate) token: std::sync::RwLock<Option<String>>,
     pub(crate) captures: super::captures::Captures,
+    pub(crate) rules: Mutex<super::rules::Rules>,
     /// Wakes the merger after each window (gone once the agent stops).
     pub(crate) merger: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// What captures run with, but for their duration, tier and target.
@@ -87,6 +89,7 @@ impl Shared {
             window_s: self.config().window.as_secs_f64(),
             collecting: Self::lock(&self.collecting).clone(),
             storage: Self::lock(&self.store).stats.clone(),
+            rules: Self::lock(&self.rules).status(&self.config().rules, std::time::Instant::now()),
         }
     }
 
@@ -117,6 +120,31 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Check the local rules against a closed window; start what they ask.
+    pub fn check_rules(&self, p: &Profile) {
+        let rules = self.config().rules;
+        if rules.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let window_ns = p.window_end_ns.saturating_sub(p.window_start_ns);
+        let fires = Self::lock(&self.rules).check(&rules, p, window_ns, now);
+        for fire in fires {
+            Self::lock(&self.metrics).rule_fired(&fire.rule);
+            let refused = match self.start_capture(fire.request) {
+                Ok(c) => {
+                    tracing::info!(rule = %fire.rule, capture = %c.id, reason = %c.reason, "rule started a capture");
+                    None
+                }
+                Err(e) => {
+                    tracing::info!(rule = %fire.rule, "rule tripped, no capture: {e}");
+                    Some(e.to_string())
+                }
+            };
+            Self::lock(&self.rules).fired(&fire.rule, refused, now);
+        }
     }
 
     /// Tell the merger a window was stored.

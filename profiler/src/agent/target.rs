@@ -99,6 +99,31 @@ impl Target {
     }
 }
 
+/// The group a process belongs to, as metrics and rules name groups: its
+/// systemd unit, else its container, else its cgroup.
+pub fn group_of(placement: &crate::enrich::cgroup::Placement) -> Option<Target> {
+    if let Some(u) = &placement.unit {
+        return Some(Target { unit: Some(u.clone()), ..Default::default() });
+    }
+    if let Some(c) = &placement.container {
+        return Some(Target { container: Some(c.id.clone()), ..Default::default() });
+    }
+    placement.cgroup.as_ref().map(|c| Target { cgroup: Some(c.clone()), ..Default::default() })
+}
+
+impl Target {
+    /// The group's label in metrics: the unit, the container id's first
+    /// 12 digits, or the cgroup path.
+    pub fn label(&self) -> String {
+        match self {
+            Target { unit: Some(u), .. } => u.clone(),
+            Target { container: Some(c), .. } => c.chars().take(12).collect(),
+            Target { cgroup: Some(c), .. } => c.clone(),
+            other => other.describe(),
+        }
+    }
+}
+
 fn processes() -> impl Iterator<Item = u32> {
     std::fs::read_dir("/proc").into_iter().flatten().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
 }

@@ -129,6 +129,8 @@ impl AgentArgs {
             capture_duration: self.capture_duration.clone(),
             captures_kept: self.captures_kept,
             compact_after: self.compact_after.clone(),
+            // The file only: a list of tables has no flag.
+            rules: None,
         }
     }
 
