@@ -8,7 +8,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "tailprof needs root, or the capabilities CAP_BPF and CAP_PERFMON, to load its eBPF programs; run it with sudo"
+        "tailprof needs root, or the capabilities CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH and CAP_SYS_NICE (as dist/tailprof-agent.service grants), to load its eBPF programs; run it with sudo"
     )]
     NotPrivileged,
 

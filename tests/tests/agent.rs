@@ -762,3 +762,111 @@ fn a_local_rule_captures_the_group_that_tripped_it() {
     assert!(metrics.contains("tailprof_rule_fires_total{rule=\"rq\"}"), "{metrics}");
     assert!(agent.stop().success());
 }
+
+/// The capability set of dist/tailprof-agent.service, found by trying, is
+/// kept honest by trying: under exactly that set (setpriv) the agent
+/// collects, names the frames of a binary another user keeps in a directory
+/// closed to others, and runs a deep capture, with no warning about a
+/// permission; without CAP_SYS_ADMIN it stops with one sentence, without
+/// CAP_DAC_READ_SEARCH that binary's frames stay unnamed, without
+/// CAP_SYS_PTRACE its stacks are not walked whole, and without
+/// CAP_SYS_NICE the snapshots say they run at a normal priority.
+#[test]
+fn the_service_capability_set_is_the_smallest_that_works() {
+    require_root();
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/tailprof-agent.service")).unwrap();
+    let set: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit has a CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase())
+        .collect();
+    println!("the unit's set: {set:?}");
+    // A spinner of user nobody, in a directory only nobody may enter.
+    let home = tempfile::tempdir().unwrap();
+    let closed = home.path().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    let bin = build_c_workload("spinner", &[]);
+    let spin = closed.join("tp-closed-spin");
+    std::fs::copy(&bin, &spin).unwrap();
+    let chown = |p: &std::path::Path| {
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    };
+    chown(&closed);
+    chown(&spin);
+    std::fs::set_permissions(&closed, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mut spinner = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", spin.to_str().unwrap(), "tp-closed", "60"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("setpriv (util-linux)");
+
+    let run = |caps: &[String]| {
+        let list = caps.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(",");
+        let data = tempfile::tempdir().unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = data.path().join("log");
+        let mut child = std::process::Command::new("setpriv")
+            .arg("--reuid=0")
+            .arg(format!("--inh-caps=-all,{list}"))
+            .arg(format!("--ambient-caps=-all,{list}"))
+            .arg(format!("--bounding-set=-all,{list}"))
+            .arg(tailprof_bin())
+            .args(["agent", "--window", "1s", "--capture-cooldown", "1s", "--listen", &addr, "--data-dir"])
+            .arg(data.path().join("data"))
+            .env("TAILPROF_LOG", "warn")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let ready = loop {
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            if http(&addr, "GET", "/readyz", &[], b"").is_ok_and(|r| r.status == 200) {
+                break true;
+            }
+            assert!(std::time::Instant::now() < deadline, "not ready in 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut out = (ready, String::new(), None);
+        if ready {
+            std::thread::sleep(Duration::from_secs(3));
+            out.1 =
+                http(&addr, "GET", "/api/v1/profile?from=-10s&format=folded&comm=tp-closed", &[], b"").unwrap().text();
+            let r =
+                http(&addr, "POST", "/api/v1/captures", &[], br#"{"duration": "2s", "comm": "tp-closed"}"#).unwrap();
+            let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
+            std::thread::sleep(Duration::from_secs(4));
+            out.2 = Some(http(&addr, "GET", &format!("/api/v1/captures/{id}"), &[], b"").unwrap().json());
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        let status = child.wait().unwrap();
+        (out, status, std::fs::read_to_string(&log).unwrap_or_default())
+    };
+
+    let ((ready, folded, capture), status, log) = run(&set);
+    assert!(ready && status.success(), "under the unit's set: {log}");
+    assert!(folded.contains(";main;tp_spin"), "the closed binary's frames are named, its stacks whole: {folded}");
+    let capture = capture.unwrap();
+    assert_eq!(capture["state"], "done", "{capture}");
+    for warning in ["Permission denied", "not permitted", "normal priority"] {
+        assert!(!log.contains(warning), "a permission warning under the unit's set: {log}");
+    }
+    let without = |cap: &str| set.iter().filter(|c| *c != cap).cloned().collect::<Vec<_>>();
+    let ((ready, _, _), status, log) = run(&without("sys_admin"));
+    assert!(!ready && !status.success() && log.contains("CAP_SYS_ADMIN"), "without CAP_SYS_ADMIN: {log}");
+    let ((_, folded, _), _, _) = run(&without("dac_read_search"));
+    assert!(!folded.is_empty() && !folded.contains("tp_spin"), "without CAP_DAC_READ_SEARCH: {folded}");
+    let (_, _, log) = run(&without("sys_nice"));
+    assert!(log.contains("normal priority"), "without CAP_SYS_NICE: {log}");
+    let ((_, folded, _), _, _) = run(&without("sys_ptrace"));
+    // Another user's /proc/PID/maps: without it the stack is not walked whole.
+    assert!(!folded.is_empty() && !folded.contains(";main;tp_spin"), "without CAP_SYS_PTRACE: {folded}");
+    let _ = spinner.kill();
+    let _ = spinner.wait();
+}
