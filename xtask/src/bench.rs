@@ -18,8 +18,13 @@
 //!   pointers, the stacks both produce, the unwinder's own statistics;
 //! - `noise`: throughput loss of a softirq-heavy loopback UDP load under
 //!   `tailprof noise` and under a bpftrace IRQ/softirq one-liner, CPU per
-//!   million events, per-program BPF run time.
+//!   million events, per-program BPF run time;
+//! - `memory`: peak RSS of `record`, and RSS under churn;
+//! - `agent`: `tailprof agent`'s CPU on an idle host beside `perf record`,
+//!   RSS, disk per hour and window-to-queryable time under churn, and query
+//!   times over 1 h of windows and 24 h of merged segments.
 
+mod agent;
 mod common;
 mod enrichment;
 mod governor;
@@ -53,10 +58,11 @@ enum Section {
     Unwind,
     Noise,
     Memory,
+    Agent,
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::OnCpu,
         Section::SchedPipe,
         Section::Snapshot,
@@ -64,6 +70,7 @@ impl Section {
         Section::Unwind,
         Section::Noise,
         Section::Memory,
+        Section::Agent,
     ];
 
     fn key(self) -> &'static str {
@@ -75,6 +82,7 @@ impl Section {
             Section::Unwind => "unwind",
             Section::Noise => "noise",
             Section::Memory => "memory",
+            Section::Agent => "agent",
         }
     }
 
@@ -160,6 +168,7 @@ pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
             Section::Unwind => unwind::run(bin, &guard.scratch, seconds, reps)?,
             Section::Noise => noise::run(bin, &guard.scratch, reps)?,
             Section::Memory => memory::run(bin, &guard.scratch, reps)?,
+            Section::Agent => agent::run(bin, &guard.scratch)?,
         };
         written.push((*section, md));
     }

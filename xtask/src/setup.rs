@@ -12,7 +12,8 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 /// Debian packages: the LLVM bpf-linker links against, and the peers and
 /// oracles used by tests and benchmarks.
-const APT_PACKAGES: &[&str] = &["llvm-22-dev", "linux-perf", "bpftool", "bpftrace", "stress-ng", "gcc", "prometheus"];
+const APT_PACKAGES: &[&str] =
+    &["llvm-22-dev", "linux-perf", "bpftool", "bpftrace", "stress-ng", "gcc", "prometheus", "curl"];
 
 pub fn setup() -> anyhow::Result<()> {
     apt_packages()?;

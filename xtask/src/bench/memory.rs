@@ -100,7 +100,7 @@ fn churn_minutes() -> u64 {
 }
 
 /// Least-squares slope of (seconds, MiB) points, MiB per minute.
-fn slope_per_minute(points: &[(f64, f64)]) -> f64 {
+pub(super) fn slope_per_minute(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
     let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
     let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
