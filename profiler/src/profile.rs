@@ -443,8 +443,11 @@ impl Profile {
             let comm = comms.get(&tid).map(String::as_str).unwrap_or("");
             sel.matches(process(thread_process.get(&tid).copied()), tgid, comm)
         };
-        self.stacks.retain(|s| sel.matches(process(Some(s.process)), s.pid, &s.comm));
-        self.off_cpu.retain(|s| sel.matches(process(Some(s.process)), s.pid, &s.comm));
+        let running = profiler_common::STATE_RUNNING;
+        self.stacks
+            .retain(|s| sel.keeps_stack(running, s.syscall) && sel.matches(process(Some(s.process)), s.pid, &s.comm));
+        self.off_cpu
+            .retain(|s| sel.keeps_stack(s.state, s.syscall) && sel.matches(process(Some(s.process)), s.pid, &s.comm));
         self.thread_times.retain(|tid, t| keep_thread(t.tgid, *tid));
         let times = &self.thread_times;
         self.counter_extras.retain(|tid, _| times.contains_key(tid));
@@ -617,7 +620,8 @@ pub fn wait_channel(frames: &[Frame]) -> Option<&str> {
         .find(|name| !SCHEDULER_FRAMES.contains(name) && !name.starts_with("bpf_") && *name != UNKNOWN)
 }
 
-/// What `--pid`, `--comm`, `--cgroup` and `--container` select.
+/// What `--pid`, `--comm`, `--cgroup` and `--container` select (and the
+/// agent's queries, which also select by unit, pod, state and syscall).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
     pub pids: Vec<u32>,
@@ -626,11 +630,32 @@ pub struct Selection {
     pub cgroup: Option<String>,
     /// Prefix of a container id.
     pub container: Option<String>,
+    /// A systemd unit or slice, exactly.
+    pub unit: Option<String>,
+    /// Prefix of a Kubernetes pod uid.
+    pub pod: Option<String>,
+    /// Stacks in this state (a `STATE_*`; on-CPU stacks are `running`).
+    /// Thread times stay whole: a thread has all its states.
+    pub state: Option<u32>,
+    /// Stacks in this system call.
+    pub syscall: Option<i32>,
 }
 
 impl Selection {
     pub fn is_empty(&self) -> bool {
-        self.pids.is_empty() && self.comm.is_none() && self.cgroup.is_none() && self.container.is_none()
+        self.pids.is_empty()
+            && self.comm.is_none()
+            && self.cgroup.is_none()
+            && self.container.is_none()
+            && self.unit.is_none()
+            && self.pod.is_none()
+            && self.state.is_none()
+            && self.syscall.is_none()
+    }
+
+    /// Whether a stack in `state` and `syscall` is selected (thread aside).
+    fn keeps_stack(&self, state: u32, syscall: i32) -> bool {
+        self.state.is_none_or(|s| s == state) && self.syscall.is_none_or(|n| n == syscall)
     }
 
     /// Whether a thread `comm` of process `tgid` (whose metadata is `process`) is selected.
@@ -646,6 +671,12 @@ impl Selection {
             })
             && self.container.as_deref().is_none_or(|prefix| {
                 placement.and_then(|p| p.container.as_ref()).is_some_and(|c| c.id.starts_with(prefix))
+            })
+            && self.unit.as_deref().is_none_or(|u| {
+                placement.is_some_and(|p| p.unit.as_deref() == Some(u) || p.slice.as_deref() == Some(u))
+            })
+            && self.pod.as_deref().is_none_or(|prefix| {
+                placement.and_then(|p| p.pod.as_ref()).is_some_and(|pod| pod.uid.starts_with(prefix))
             })
     }
 }

@@ -679,6 +679,9 @@ fn merged_segments_read_the_same_as_their_windows() {
         let (a, b) = (secs.as_f64().unwrap(), na["sources"][source].as_f64().unwrap_or(-1.0));
         assert!((a - b).abs() < 1e-9, "{source}: {a} before, {b} merged");
     }
+    // Filters by state: off-CPU stacks in that state only.
+    let f = agent.get(&format!("/api/v1/profile?{range}&view=offcpu&state=sleeping&format=folded")).unwrap().text();
+    assert!(!f.is_empty() && f.lines().all(|l| l.contains("[sleeping]")), "state=sleeping: {f}");
     // The noise report over the range, as `record` writes it.
     let report = agent.get(&format!("/api/v1/noise?{range}")).unwrap().json();
     assert_eq!(report["tier"], "continuous", "{report}");

@@ -367,4 +367,13 @@ mod tests {
         assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
         assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
     }
+
+    #[test]
+    fn the_shipped_example_file_loads() {
+        let text = include_str!("../../../dist/agent.toml");
+        let c = AgentConfig::resolve(AgentSettings::from_toml(text, "dist/agent.toml").unwrap()).unwrap();
+        assert_eq!(c.rules.len(), 2);
+        assert_eq!(c.rules[0].when, Signal::RunqueueShare);
+        assert_eq!(c.window, Duration::from_secs(10));
+    }
 }

@@ -173,8 +173,23 @@ enum Format {
     Svg,
 }
 
-const KNOWN: [&str; 11] =
-    ["from", "to", "view", "format", "group_by", "pid", "comm", "cgroup", "container", "max_nodes", "focus"];
+const KNOWN: [&str; 15] = [
+    "from",
+    "to",
+    "view",
+    "format",
+    "group_by",
+    "pid",
+    "comm",
+    "cgroup",
+    "container",
+    "unit",
+    "pod",
+    "state",
+    "syscall",
+    "max_nodes",
+    "focus",
+];
 
 impl RangeQuery {
     fn parse(q: &BTreeMap<String, String>) -> Result<Self, ApiError> {
@@ -205,11 +220,34 @@ impl RangeQuery {
                 .collect::<Result<Vec<u32>, ApiError>>()?,
             None => Vec::new(),
         };
+        let state = match get("state") {
+            None => None,
+            Some(s) => {
+                Some(crate::profile::STATE_NAMES.iter().position(|n| *n == s).map(|i| i as u32).ok_or_else(|| {
+                    ApiError::bad(format!(
+                        "state '{s}' is not a thread state; use {}",
+                        crate::profile::STATE_NAMES.join(", ")
+                    ))
+                })?)
+            }
+        };
+        let syscall = match get("syscall") {
+            None => None,
+            Some(s) => Some(
+                (0..1024)
+                    .find(|&nr| crate::profile::syscall_name(nr) == s)
+                    .ok_or_else(|| ApiError::bad(format!("syscall '{s}' is not a system call of this machine")))?,
+            ),
+        };
         let selection = Selection {
             pids,
             comm: get("comm").map(str::to_owned),
             cgroup: get("cgroup").map(str::to_owned),
             container: get("container").map(str::to_owned),
+            unit: get("unit").map(str::to_owned),
+            pod: get("pod").map(str::to_owned),
+            state,
+            syscall,
         };
         let max_nodes = match get("max_nodes") {
             Some(n) => n
@@ -632,6 +670,9 @@ mod tests {
             RangeQuery::parse(&pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
         };
         assert!(q(&[]).is_ok());
+        let sel = q(&[("state", "disk"), ("syscall", "read"), ("unit", "a.service")]).unwrap().selection;
+        assert_eq!(sel.state, Some(profiler_common::STATE_DISK));
+        assert_eq!(sel.syscall.map(crate::profile::syscall_name).as_deref(), Some("read"));
         for (pairs, says) in [
             (&[("view", "heap")][..], "unknown view"),
             (&[("from", "-1m"), ("to", "-2m")][..], "before"),
@@ -639,6 +680,8 @@ mod tests {
             (&[("pid", "x")][..], "pid"),
             (&[("colour", "red")][..], "unknown parameter"),
             (&[("format", "png")][..], "unknown format"),
+            (&[("state", "flying")][..], "not a thread state"),
+            (&[("syscall", "teleport")][..], "not a system call"),
         ] {
             let e = q(pairs).err().unwrap_or_else(|| panic!("{pairs:?} accepted"));
             assert_eq!(e.0, StatusCode::BAD_REQUEST);

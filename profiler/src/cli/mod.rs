@@ -240,6 +240,7 @@ impl SliceArgs {
             comm: self.comm.clone(),
             cgroup: self.cgroup.clone(),
             container: self.container.clone(),
+            ..Default::default()
         }
     }
 }
