@@ -66,6 +66,25 @@ pub struct Metrics {
     captures: Family<Trigger, Counter>,
     captures_refused: Family<Reason, Counter>,
     rule_fires: Family<RuleName, Counter>,
+    cost: Family<Part, Gauge<f64, AtomicU64>>,
+    noise: Family<CpuSource, Seconds>,
+    rates: Family<Rate, Gauge<f64, AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CpuSource {
+    cpu: String,
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Part {
+    part: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rate {
+    rate: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -106,6 +125,9 @@ impl Metrics {
             captures: Family::default(),
             captures_refused: Family::default(),
             rule_fires: Family::default(),
+            cost: Family::default(),
+            noise: Family::default(),
+            rates: Family::default(),
             registry: Registry::default(),
         };
         r.register_with_unit("cpu", "Exact on-CPU time of the group's threads", Unit::Seconds, m.cpu.clone());
@@ -134,6 +156,23 @@ impl Metrics {
         r.register_with_unit("process_cpu", "CPU time of the agent's process", Unit::Seconds, m.process_cpu.clone());
         r.register("captures", "Deep captures started, by trigger (api, alertmanager, rule)", m.captures.clone());
         r.register("captures_refused", "Captures not started, by reason", m.captures_refused.clone());
+        r.register_with_unit(
+            "noise",
+            "Time stolen from threads per CPU by kind of source (irq, vector, softirq, nmi, thread), estimated from on-CPU samples",
+            Unit::Seconds,
+            m.noise.clone(),
+        );
+        r.register(
+            "cost_ratio",
+            "The agent's cost over the last window as the cost governor measured it, share of one CPU (total: process plus BPF programs; bpf: the programs; budget)",
+            m.cost.clone(),
+        );
+        r.register_with_unit(
+            "rate",
+            "Rates in effect (the cost governor's): on-CPU samples and thread-state snapshots per second",
+            Unit::Other("hertz".into()),
+            m.rates.clone(),
+        );
         r.register("rule_fires", "Times a local rule tripped (started a capture or was refused)", m.rule_fires.clone());
         Self { registry: r, ..m }
     }
@@ -211,9 +250,25 @@ impl Metrics {
                 self.softirq.get_or_create(&key).inc_by(t.softirq_ns as f64 / 1e9);
                 self.steal.get_or_create(&key).inc_by(t.steal_ns as f64 / 1e9);
             }
+            // Estimated from on-CPU samples, by kind of source (bounded).
+            for (cpu, sources) in &n.sampled.sources {
+                for (source, samples) in sources {
+                    let key = CpuSource { cpu: cpu.to_string(), source: source.kind.as_str().into() };
+                    let secs = samples.saturating_mul(n.sampled.period_ns) as f64 / 1e9;
+                    self.noise.get_or_create(&key).inc_by(secs);
+                }
+            }
         }
         if let Some(c) = &p.caches {
             self.rss.set(c.rss_bytes as i64);
+        }
+        if let Some(g) = &p.governor {
+            for (part, pct) in [("total", g.measured_percent), ("bpf", g.bpf_percent), ("budget", g.budget_percent)] {
+                self.cost.get_or_create(&Part { part: part.into() }).set(pct / 100.0);
+            }
+            for (rate, hz) in [("samples", g.frequency_hz), ("snapshots", g.state_hz)] {
+                self.rates.get_or_create(&Rate { rate: rate.into() }).set(hz);
+            }
         }
     }
 

@@ -49,6 +49,8 @@ pub struct Stored {
 const MAGIC: &[u8; 4] = b"TPSG";
 const FOOTER: usize = 16;
 const SUFFIX: &str = ".tpseg";
+/// Files kept in quarantine (the oldest beyond are deleted).
+const MAX_QUARANTINED: usize = 32;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,8 @@ pub struct StoreStats {
     pub deleted_by_size: u64,
     pub deleted_by_free_space: u64,
     pub quarantined: u64,
+    /// Quarantined files deleted to keep the newest [`MAX_QUARANTINED`].
+    pub quarantine_deleted: u64,
     /// Segments merged into larger ones, and the merged segments written.
     pub merged_sources: u64,
     pub merges: u64,
@@ -258,8 +262,26 @@ impl Store {
         }
         self.stats.quarantined += 1;
         self.stats.quarantine.push(format!("{name}: {reason}"));
-        if self.stats.quarantine.len() > 32 {
+        if self.stats.quarantine.len() > MAX_QUARANTINED {
             self.stats.quarantine.remove(0);
+        }
+        self.trim_quarantine();
+    }
+
+    /// Keep the newest [`MAX_QUARANTINED`] files set aside: enough to look
+    /// into, never a disk filled by a crash loop.
+    fn trim_quarantine(&mut self) {
+        let Ok(dir) = std::fs::read_dir(&self.quarantine) else { return };
+        let mut files: Vec<(SystemTime, PathBuf)> =
+            dir.flatten().filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path()))).collect();
+        if files.len() <= MAX_QUARANTINED {
+            return;
+        }
+        files.sort();
+        for (_, path) in &files[..files.len() - MAX_QUARANTINED] {
+            if std::fs::remove_file(path).is_ok() {
+                self.stats.quarantine_deleted += 1;
+            }
         }
     }
 
@@ -272,7 +294,10 @@ impl Store {
     /// write is counted and returned; the store stays usable.
     pub fn write(&mut self, profile: &Profile, noise: Option<&ContinuousRaw>) -> Result<(), StoreError> {
         let (start, end) = span(profile);
-        self.enforce(now_unix_ns());
+        let (body, samples) = encode(profile, noise).map_err(io("encode a segment for", &self.dir))?;
+        // The file about to be written counts.
+        let incoming = (body.len() + FOOTER) as u64;
+        self.enforce(now_unix_ns(), incoming);
         if free_bytes(&self.dir).is_some_and(|f| f < self.retention.min_free_bytes) {
             self.stats.windows_not_written += 1;
             let reason =
@@ -284,7 +309,6 @@ impl Store {
                 source: std::io::Error::other(reason),
             });
         }
-        let (body, samples) = encode(profile, noise).map_err(io("encode a segment for", &self.dir))?;
         let name = format!("{start}-{end}{SUFFIX}");
         let path = self.dir.join(&name);
         let result = self.put(&path, &body, samples);
@@ -324,14 +348,16 @@ impl Store {
         Ok((body.len() + FOOTER) as u64)
     }
 
-    /// Delete what retention no longer keeps: too old, over the size
-    /// bound, under the free-space floor. Oldest first.
-    fn enforce(&mut self, now_ns: u64) {
+    /// Delete what retention no longer keeps: too old, over the size bound
+    /// once `incoming` bytes are written, under the free-space floor (a
+    /// disk filled by others is not a reason to delete history: writing
+    /// stops instead). Oldest first.
+    fn enforce(&mut self, now_ns: u64, incoming: u64) {
         let oldest_kept = now_ns.saturating_sub(self.retention.max_age.as_nanos() as u64);
         while let Some((&key, seg)) = self.segments.first_key_value() {
             let why = if seg.end_unix_ns < oldest_kept {
                 &mut self.stats.deleted_by_age
-            } else if self.stats.bytes > self.retention.max_bytes {
+            } else if self.stats.bytes.saturating_add(incoming) > self.retention.max_bytes {
                 &mut self.stats.deleted_by_size
             } else if free_bytes(&self.dir).is_some_and(|f| f < self.retention.min_free_bytes) {
                 &mut self.stats.deleted_by_free_space
