@@ -38,5 +38,6 @@ pub mod sys;
 pub mod tier;
 pub mod unwind;
 pub mod unwinding;
+pub mod web;
 
 pub use error::{Error, Result};

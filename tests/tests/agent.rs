@@ -153,6 +153,10 @@ fn bad_requests_get_a_sentence_and_the_agent_keeps_serving() {
     // Without the token: 401, but /healthz answers.
     agent.token = None;
     assert_eq!(agent.get("/healthz").unwrap().status, 200);
+    // The viewer's page holds no data: served without the token.
+    let page = agent.get("/").unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<html") || page.text().contains("<!doctype"), "{}", page.text());
     assert_eq!(agent.get("/api/v1/status").unwrap().status, 401);
     agent.token = Some("wrong".into());
     assert_eq!(agent.get("/api/v1/status").unwrap().status, 401);

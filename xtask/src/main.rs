@@ -74,6 +74,10 @@ fn main() -> anyhow::Result<()> {
                 "warnings",
             ]))?;
             cycles::check(&util::root(), false)?;
+            // The viewer: strict types, then its unit tests (node's runner).
+            let web = util::root().join("web");
+            util::run(std::process::Command::new("npm").args(["run", "--silent", "check"]).current_dir(&web))?;
+            util::run(std::process::Command::new("npm").args(["test"]).current_dir(&web))?;
             let mut counts = util::TestCounts::default();
             // The eBPF crate is not a host crate: name the host packages.
             let unit = ["test", "--release", "-p", "tailprof", "-p", "profiler-common", "-p", "xtask"];

@@ -17,6 +17,7 @@ const APT_PACKAGES: &[&str] =
 
 pub fn setup() -> anyhow::Result<()> {
     apt_packages()?;
+    node()?;
     rust_src()?;
     bpf_linker()?;
     Ok(())
@@ -40,6 +41,19 @@ fn apt_packages() -> anyhow::Result<()> {
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Node.js and npm build the web viewer (web/): Debian's, unless some are there.
+fn node() -> anyhow::Result<()> {
+    let has = |bin: &str| Command::new(bin).arg("--version").output().is_ok_and(|o| o.status.success());
+    if has("node") && has("npm") {
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing nodejs and npm (they build the web viewer)");
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends", "nodejs", "npm"])
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 

@@ -70,8 +70,42 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Build the release binary; returns its path.
+/// Build the web viewer into web/dist (npm and esbuild; `npm ci` when
+/// node_modules is missing or older than the lock file), which the
+/// release binary embeds.
+pub fn build_web() -> anyhow::Result<()> {
+    let web = root().join("web");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (modified(&web.join("node_modules/.package-lock.json")), modified(&web.join("package-lock.json")))
+    {
+        (Some(installed), Some(lock)) => installed < lock,
+        _ => true,
+    };
+    if stale {
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&web))?;
+    }
+    // Rebuilt only when a source is newer than the bundle: a rebuild
+    // touches web/dist, which makes cargo rebuild the binary.
+    let built = modified(&web.join("dist/app.js"));
+    let newest = ["src", "build.mjs", "package-lock.json"].iter().flat_map(|p| newest_under(&web.join(p))).max();
+    if built.is_some() && newest.is_some_and(|n| Some(n) <= built) {
+        return Ok(());
+    }
+    run(Command::new("npm").args(["run", "--silent", "build"]).current_dir(&web))
+}
+
+/// The latest modification time of a file, or of the files under a directory.
+fn newest_under(p: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(p).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(p).ok()?.flatten().filter_map(|e| newest_under(&e.path())).max()
+}
+
+/// Build the viewer, then the release binary (which embeds it); returns its path.
 pub fn build_release() -> anyhow::Result<PathBuf> {
+    build_web()?;
     run(cargo().args(["build", "--release", "-p", "tailprof"]))?;
     let bin = root().join("target/release/tailprof");
     if !bin.exists() {

@@ -71,16 +71,26 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/captures/{id}/files/{*name}", get(capture_file))
         .route("/api/v1/alerts/alertmanager", post(alertmanager))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.md".into()) })
+        // The viewer's assets at `/`; anything else is no endpoint.
+        .fallback(|uri: axum::http::Uri| async move {
+            match crate::web::is_asset(uri.path()) {
+                true => crate::web::asset(uri).await,
+                false => ApiError(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.md".into()).into_response(),
+            }
+        })
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        // gzip when asked (a 100k-node tree is mostly repeated names).
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(shared)
 }
 
-/// With a token, every endpoint but `/healthz` needs `Authorization: Bearer TOKEN`.
+/// With a token, every endpoint but `/healthz` (and the viewer's assets,
+/// which hold no data) needs `Authorization: Bearer TOKEN`.
 async fn auth(State(s): State<Arc<Shared>>, req: HttpRequest, next: Next) -> Response {
     let Some(token) = s.token() else { return next.run(req).await };
-    if req.uri().path() == "/healthz" {
+    let path = req.uri().path();
+    if path == "/healthz" || crate::web::is_asset(path) {
         return next.run(req).await;
     }
     let given = req

@@ -37,6 +37,12 @@ use crate::{noise::continuous::ContinuousRaw, profile::Profile};
 /// segments after 6 hours.
 pub const LEVELS: [(u64, u64); 2] = [(30, 1), (360, 36)];
 
+/// Most bytes on disk one merge reads: a merge holds its sources' union in
+/// memory, and windows of an exec storm (2 MB each, every short-lived
+/// process and thread in them) would otherwise make it hundreds of MB.
+/// Windows of an ordinary host (tens of KB) merge whole.
+pub const MAX_MERGE_BYTES: u64 = 8 << 20;
+
 /// What a segment holds.
 #[derive(Debug)]
 pub struct Stored {
@@ -395,8 +401,12 @@ impl Store {
                 if (b + 1).saturating_mul(bucket).saturating_add(min_age) > now_ns {
                     break;
                 }
-                let continues =
-                    run.last().is_some_and(|l| l.end_unix_ns == seg.start_unix_ns && l.start_unix_ns / bucket == b);
+                let bytes: u64 = run.iter().map(|s| s.bytes).sum();
+                let continues = run.last().is_some_and(|l| {
+                    l.end_unix_ns == seg.start_unix_ns
+                        && l.start_unix_ns / bucket == b
+                        && bytes.saturating_add(seg.bytes) <= MAX_MERGE_BYTES
+                });
                 if !continues {
                     if run.len() > 1 {
                         break;
@@ -418,7 +428,9 @@ impl Store {
         if !sources.iter().all(|s| self.segments.contains_key(&(s.start_unix_ns, s.end_unix_ns))) {
             return Ok(false);
         }
-        let (start, end) = span(&merged.profile);
+        // The span of the sources, as the store knows them.
+        let (Some(first), Some(last)) = (sources.first(), sources.last()) else { return Ok(false) };
+        let (start, end) = (first.start_unix_ns, last.end_unix_ns);
         let (body, samples) =
             encode(&merged.profile, merged.noise.as_ref()).map_err(io("encode a segment for", &self.dir))?;
         let name = format!("{start}-{end}{SUFFIX}");

@@ -119,10 +119,7 @@ impl Drop for Agent {
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 =
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())?;
-    Some(kb / 1024.0)
+    super::memory::status_kb(pid, "VmRSS").map(|kb| kb as f64 / 1024.0)
 }
 
 /// CPU of the agent's process plus its BPF programs over `seconds`, after

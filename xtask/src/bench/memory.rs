@@ -20,7 +20,7 @@ struct Peak {
 }
 
 /// `Vm…`/`Rss…` fields of /proc/PID/status, kB.
-fn status_kb(pid: u32, field: &str) -> Option<u64> {
+pub(super) fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
