@@ -154,25 +154,32 @@ function treeFor(view) {
   return trees.get(key);
 }
 
-/** Keeps the largest `max` nodes breadth-first and folds the rest of each parent's children into [other]. */
+/**
+ * Keeps at most `max` nodes, breadth-first, largest children first; the children a parent has no room for are folded
+ * into one [other] node (room for it is kept), so the values still add up, as the agent's budget does.
+ */
 function budgeted(root, max) {
   let left = max - 1;
   const out = { name: root.name, value: root.value, self: root.self };
   const queue = [[root, out]];
-  while (queue.length) {
-    const [src, dst] = queue.shift();
-    if (!src.children?.length) continue;
+  for (let q = 0; q < queue.length; q++) {
+    const [src, dst] = queue[q];
+    const kids = src.children ?? [];
+    if (!kids.length || left <= 0) continue;
     dst.children = [];
-    let folded = 0;
-    for (const c of src.children) {
-      if (left > 1 || (left === 1 && c === src.children[src.children.length - 1])) {
-        left--;
-        const d = { name: c.name, value: c.value, self: c.self };
-        dst.children.push(d);
-        queue.push([c, d]);
-      } else folded += c.value;
+    let i = 0;
+    for (; i < kids.length; i++) {
+      const last = i === kids.length - 1;
+      if (left < (last ? 1 : 2)) break;
+      left--;
+      const c = kids[i];
+      const d = { name: c.name, value: c.value, self: c.self };
+      dst.children.push(d);
+      queue.push([c, d]);
     }
-    if (folded > 0) {
+    if (i < kids.length) {
+      let folded = 0;
+      for (; i < kids.length; i++) folded += kids[i].value;
       left--;
       dst.children.push({ name: '[other]', value: folded, self: folded, other: true });
     }
@@ -201,6 +208,45 @@ function send(res, status, type, text, req) {
 
 function json(res, status, body, req) {
   send(res, status, 'application/json', JSON.stringify(body), req);
+}
+
+const MOCK_CAPTURE = {
+  id: 'c1796550000000',
+  reason: 'mock: p99 jumped',
+  trigger: 'rule:slow-reads',
+  tier: 'deep',
+  target: { unit: 'nginx.service' },
+  duration_s: 10,
+  started_unix_ns: Date.now() * 1e6 - 300e9,
+  ended_unix_ns: Date.now() * 1e6 - 290e9,
+  state: 'done',
+  error: null,
+  files: ['histograms.json', 'summary.json', 'flamegraph.svg'],
+};
+
+/** A deep capture's histograms.json: a few syscalls with log-normal latencies, and two --slo thresholds. */
+function mockHistograms() {
+  const r = rng(11);
+  const hist = (kind, name, median, spread, count) => {
+    const xs = [];
+    for (let i = 0; i < count; i++) xs.push(Math.round(median * Math.exp(spread * Math.sqrt(-2 * Math.log(r() || 1e-9)) * Math.cos(2 * Math.PI * r()))));
+    xs.sort((a, b) => a - b);
+    const q = (p) => xs[Math.min(xs.length - 1, Math.floor(p * xs.length))];
+    const sum = xs.reduce((a, b) => a + b, 0);
+    return { kind, id: 0, name, aggregate: false, count, sum_ns: sum, mean_ns: Math.round(sum / count), p50_ns: q(0.5), p90_ns: q(0.9), p99_ns: q(0.99), p999_ns: q(0.999), p9999_ns: q(0.9999), max_ns: xs[xs.length - 1], buckets: [] };
+  };
+  const read = hist('syscall', 'read', 40e3, 1.2, 20000);
+  const slo = (spec, kind, target, threshold, h) => {
+    const n = Math.round(h.count * (h.p99_ns > threshold ? 0.02 : 0.001));
+    return { spec, kind, target, threshold_ns: threshold, events: h.count, exceeding: n, fraction: n / h.count };
+  };
+  return {
+    duration_ns: 10e9,
+    precision: 'mock: synthetic latencies',
+    dropped: 0,
+    histograms: [hist('syscall', 'all syscalls', 8e3, 1.5, 50000), read, hist('syscall', 'write', 25e3, 1, 12000), hist('syscall', 'futex', 120e3, 1.6, 8000), hist('runq', 'nginx (pid 1234)', 6e3, 1.3, 30000)],
+    slo: [slo('syscall:read=1ms', 'syscall', 'syscall:read', 1e6, read), slo('syscall:read=250us', 'syscall', 'syscall:read', 250e3, read)],
+  };
 }
 
 function mockApi(url, res, req) {
@@ -255,11 +301,11 @@ function mockApi(url, res, req) {
         from_unix_ns: from,
         to_unix_ns: now,
         note: 'latency histograms come from deep captures only (POST /api/v1/captures); the continuous tier hooks no syscall or interrupt',
-        captures: [],
+        captures: [{ capture: MOCK_CAPTURE.id, reason: MOCK_CAPTURE.reason, started_unix_ns: MOCK_CAPTURE.started_unix_ns, ended_unix_ns: MOCK_CAPTURE.ended_unix_ns, histograms: mockHistograms() }],
       });
     case '/api/v1/captures':
-      if (req.method === 'POST') return json(res, 400, { error: 'the mock agent starts no capture' });
-      return json(res, 200, { limits: { max_duration: '5m', cooldown: '1m', default_duration: '30s', keep: 20 }, running: false, deleted: 0, captures: [] });
+      if (req.method === 'POST') return json(res, 409, { error: `capture ${MOCK_CAPTURE.id} is running; one runs at a time` });
+      return json(res, 200, { limits: { max_duration: '2m', cooldown: '1m', default_duration: '10s', keep: 20 }, running: false, deleted: 0, captures: [MOCK_CAPTURE] });
     default:
       return json(res, 404, { error: `no such endpoint: ${url.pathname}` });
   }

@@ -58,6 +58,8 @@ export class FlameGraph implements Renderable {
   /** Milliseconds the last draw took, and how many frames it drew. */
   lastRenderMs = 0;
   lastDrawn = 0;
+  /** performance.now() at the end of the last draw. */
+  lastRenderAt = 0;
   /** Set by `markLoad`: when data arrived; the next draw records how long until it was on screen. */
   private loadMark = -1;
   loadToRenderMs = -1;
@@ -297,6 +299,7 @@ export class FlameGraph implements Renderable {
     this.lastDrawn = drawn;
     const end = performance.now();
     this.lastRenderMs = end - t0;
+    this.lastRenderAt = end;
     if (this.loadMark >= 0 && t && t.n) {
       this.loadToRenderMs = end - this.loadMark;
       this.loadMark = -1;

@@ -153,7 +153,8 @@ class App {
   baseProfile: ProfileResponse | null = null;
   private diffSources: { after: ProfileNode; before: ProfileNode } | null = null;
   diffArr: { before: Float64Array; after: Float64Array } | null = null;
-  diffScaleMax = 0;
+  /** The totals of the two trees after hidden states. */
+  diffTotals = { after: 0, before: 0 };
   readonly noisePage: NoisePage;
   readonly latencyPage: LatencyPage;
   readonly capturesPage: CapturesPage;
@@ -216,7 +217,14 @@ class App {
     });
     this.noisePage = new NoisePage(el('page-noise'), this.sched);
     this.latencyPage = new LatencyPage(el('page-latency'), this.sched);
-    this.capturesPage = new CapturesPage(el('page-captures'), this.sched);
+    this.capturesPage = new CapturesPage(el('page-captures'), this.sched, (from, to) => {
+      this.state.from = from.toFixed(3);
+      this.state.to = to.toFixed(3);
+      this.state.sel = null;
+      this.state.focus = [];
+      this.state.page = 'profile';
+      this.loadAll();
+    });
     this.wireControls();
     this.wirePages();
     this.buildLegend();
@@ -801,7 +809,10 @@ class App {
     const ds = this.diffSources;
     if (ds) {
       const stateDepth = byState ? dims + 1 : 0;
-      const merged: DiffNode = mergeDiff(withoutStates(ds.after, hidden, stateDepth), withoutStates(ds.before, hidden, stateDepth));
+      const after = withoutStates(ds.after, hidden, stateDepth);
+      const before = withoutStates(ds.before, hidden, stateDepth);
+      this.diffTotals = { after: after.value, before: before.value };
+      const merged: DiffNode = mergeDiff(after, before);
       tree = flatten(merged, { stateDepth, groupDepth: dims, hidden: new Set() });
       this.diffArr = diffArrays(merged, tree.n);
       this.tree = tree;
@@ -1083,8 +1094,9 @@ class App {
     }
     const bp = this.baseProfile;
     if (this.state.diff && bp) {
-      total.textContent = `now: ${formatValue(p.root.value, p.unit)} · baseline: ${formatValue(bp.root.value, bp.unit)}`;
-      total.dataset.value = String(p.root.value);
+      const dt = this.diffArr ? this.diffTotals : { after: p.root.value, before: bp.root.value };
+      total.textContent = `now: ${formatValue(dt.after, p.unit)} · baseline: ${formatValue(dt.before, bp.unit)}`;
+      total.dataset.value = String(dt.after);
     } else {
       total.textContent = t ? `total: ${formatValue(t.total, p.unit)}` : '';
       total.dataset.value = t ? String(t.total) : '0';
@@ -1183,7 +1195,7 @@ export interface TailprofHooks {
   message(): Message;
   tableRows(): Array<{ name: string; self: number; total: number }>;
   sandwich(): { name: string; total: number } | null;
-  renderStats(): { renderMs: number; rebuildMs: number; drawn: number; nodes: number };
+  renderStats(): { renderMs: number; rebuildMs: number; drawn: number; nodes: number; renderedAt: number };
   /** The page shown: profile, noise, latency or captures. */
   page(): Page;
   /** The diff view: its baseline (Unix seconds as the agent resolved them) and every merged frame by |change|. */
@@ -1195,6 +1207,8 @@ export interface TailprofHooks {
   } | null;
   /** The CSS colour the graph drew the largest frame of a function in (any view), or null. */
   frameColour(name: string): string | null;
+  /** The CSS colour of the frame at a path from the root (the root excluded), or null when no frame is there. */
+  frameColourAt(path: string[]): string | null;
   /** The palettes: thread states, and the diff's less / same / more / new / gone. */
   palette(): { states: Record<StateName, string>; diff: { less: string; same: string; more: string; new: string; gone: string } };
   noise(): ReturnType<NoisePage['summary']>;
@@ -1245,7 +1259,7 @@ function installHooks(app: App): void {
     message: () => app.pageMessage(),
     tableRows: () => app.table.shown.map((r) => ({ name: r.name, self: r.self, total: r.total })),
     sandwich: () => (app.sand.name && app.sand.total > 0 ? { name: app.sand.name, total: app.sand.total } : null),
-    renderStats: () => ({ renderMs: app.graph.lastRenderMs, rebuildMs: app.rebuildMs, drawn: app.graph.lastDrawn, nodes: app.tree?.n ?? 0 }),
+    renderStats: () => ({ renderMs: app.graph.lastRenderMs, rebuildMs: app.rebuildMs, drawn: app.graph.lastDrawn, nodes: app.tree?.n ?? 0, renderedAt: app.graph.lastRenderAt }),
     page: () => app.state.page,
     diff: () => {
       const a = app.profile;
@@ -1261,6 +1275,13 @@ function installHooks(app: App): void {
     frameColour: (name) => {
       app.sched.flush();
       return app.graph.colourOf(name);
+    },
+    frameColourAt: (path) => {
+      app.sched.flush();
+      const t = app.tree;
+      if (!t) return null;
+      const { node, matched } = findPath(t, path);
+      return matched === path.length && path.length > 0 ? app.graph.fillOf(node) : null;
     },
     palette: () => ({
       states: Object.fromEntries(STATES.map((s) => [s, css(STATE_RGB[s])])) as Record<StateName, string>,

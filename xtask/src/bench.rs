@@ -20,9 +20,11 @@
 //!   `tailprof noise` and under a bpftrace IRQ/softirq one-liner, CPU per
 //!   million events, per-program BPF run time;
 //! - `memory`: peak RSS of `record`, and RSS under churn;
-//! - `agent`: `tailprof agent`'s CPU on an idle host beside `perf record`,
-//!   RSS, disk per hour and window-to-queryable time under churn, and query
-//!   times over 1 h of windows and 24 h of merged segments.
+//! - `agent-idle`: `tailprof agent`'s CPU on an idle host beside `perf record`;
+//! - `agent-churn`: its RSS, disk per hour, window-to-queryable time and a
+//!   query's cost under an exec storm;
+//! - `agent-queries`: query times over 1 h of windows and 24 h of merged
+//!   segments of a busy host.
 
 mod agent;
 mod common;
@@ -58,11 +60,13 @@ enum Section {
     Unwind,
     Noise,
     Memory,
-    Agent,
+    AgentIdle,
+    AgentChurn,
+    AgentQueries,
 }
 
 impl Section {
-    const ALL: [Section; 8] = [
+    const ALL: [Section; 10] = [
         Section::OnCpu,
         Section::SchedPipe,
         Section::Snapshot,
@@ -70,7 +74,9 @@ impl Section {
         Section::Unwind,
         Section::Noise,
         Section::Memory,
-        Section::Agent,
+        Section::AgentIdle,
+        Section::AgentChurn,
+        Section::AgentQueries,
     ];
 
     fn key(self) -> &'static str {
@@ -82,7 +88,9 @@ impl Section {
             Section::Unwind => "unwind",
             Section::Noise => "noise",
             Section::Memory => "memory",
-            Section::Agent => "agent",
+            Section::AgentIdle => "agent-idle",
+            Section::AgentChurn => "agent-churn",
+            Section::AgentQueries => "agent-queries",
         }
     }
 
@@ -168,7 +176,9 @@ pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
             Section::Unwind => unwind::run(bin, &guard.scratch, seconds, reps)?,
             Section::Noise => noise::run(bin, &guard.scratch, reps)?,
             Section::Memory => memory::run(bin, &guard.scratch, reps)?,
-            Section::Agent => agent::run(bin, &guard.scratch)?,
+            Section::AgentIdle => agent::run_idle(bin, &guard.scratch)?,
+            Section::AgentChurn => agent::run_churn(bin, &guard.scratch)?,
+            Section::AgentQueries => agent::run_queries(bin, &guard.scratch)?,
         };
         written.push((*section, md));
     }

@@ -30,7 +30,8 @@ export class CapturesPage extends Page {
   private poll = 0;
   private posting = false;
 
-  constructor(root: HTMLElement, sched: Scheduler) {
+  /** `onOpen`: show the profile of a capture's span (Unix seconds). */
+  constructor(root: HTMLElement, sched: Scheduler, private readonly onOpen: (from: number, to: number) => void) {
     super(root, sched, 'captures');
     this.form = document.createElement('form');
     this.form.className = 'capture-form';
@@ -47,9 +48,7 @@ export class CapturesPage extends Page {
     this.out.className = 'capture-result';
     this.out.dataset.testid = 'capture-result';
     this.out.hidden = true;
-    this.list = document.createElement('div');
-    this.list.dataset.testid = 'captures-list';
-    this.body.append(this.list);
+    this.list = this.body;
     root.insertBefore(this.out, this.msg);
     root.insertBefore(this.form, this.out);
     const kind = this.form.elements.namedItem('kind') as HTMLSelectElement;
@@ -63,6 +62,11 @@ export class CapturesPage extends Page {
       void this.submit();
     });
     this.body.addEventListener('click', (ev) => {
+      const open = (ev.target as HTMLElement).closest<HTMLButtonElement>('button[data-from]');
+      if (open) {
+        this.onOpen(Number(open.dataset.from), Number(open.dataset.to));
+        return;
+      }
       const a = (ev.target as HTMLElement).closest<HTMLAnchorElement>('a[data-file]');
       if (!a || !getToken()) return;
       ev.preventDefault();
@@ -118,10 +122,12 @@ export class CapturesPage extends Page {
           })
           .join(' ');
         const end = c.ended_unix_ns ? clock(c.ended_unix_ns / 1e9) : c.state === 'running' ? 'running' : '–';
+        const spanEnd = c.ended_unix_ns ?? c.started_unix_ns + c.duration_s * 1e9;
+        const open = `<button type="button" class="small" data-testid="capture-open" data-from="${(c.started_unix_ns / 1e9).toFixed(3)}" data-to="${(spanEnd / 1e9).toFixed(3)}" title="The continuous tier's profile over this capture's span">profile</button>`;
         const state = c.error ? `<span title="${esc(c.error)}">${esc(c.state)}</span>: ${esc(c.error)}` : esc(c.state);
         return (
           `<tr data-testid="capture-row" data-id="${esc(c.id)}"><td class="fn">${esc(c.id)}</td><td>${esc(c.reason)}</td><td>${esc(c.trigger)}</td><td>${esc(c.tier)}</td>` +
-          `<td class="state-${esc(c.state)}">${state}</td><td>${esc(dateTime(c.started_unix_ns / 1e9))}</td><td>${esc(end)}</td><td>${esc(targetText(c.target))}</td><td class="files">${files || '–'}</td></tr>`
+          `<td class="state-${esc(c.state)}">${state}</td><td>${esc(dateTime(c.started_unix_ns / 1e9))}</td><td>${esc(end)} ${open}</td><td>${esc(targetText(c.target))}</td><td class="files">${files || '–'}</td></tr>`
         );
       })
       .join('');

@@ -1,7 +1,7 @@
 // The noise page: `/api/v1/noise` over the range (per CPU softirq, hard IRQ and steal time from /proc/stat, and
 // the sources the on-CPU samples saw, as the report prints them), and the timeline's noise per CPU and step.
 
-import { type Estimate, getJson, type NoiseResponse, type Params, type TimelineResponse } from '../api';
+import { ApiError, type Estimate, getJson, type NoiseResponse, type Params, type TimelineResponse } from '../api';
 import { clock, dateTime, esc, formatNs } from '../format';
 import type { Renderable, Scheduler } from '../sched';
 import { Page } from './page';
@@ -52,7 +52,18 @@ export class NoisePage extends Page implements Renderable {
   load(range: Params): Promise<void> {
     return this.run(async (signal) => {
       this.data = null;
-      const data = await getJson<NoiseResponse>('noise', { from: range.from, to: range.to }, signal);
+      let data: NoiseResponse;
+      try {
+        data = await getJson<NoiseResponse>('noise', { from: range.from, to: range.to }, signal);
+      } catch (e) {
+        // 404: no stored window with noise overlaps the range, which is an empty range rather than a failure.
+        if (e instanceof ApiError && e.status === 404) {
+          this.body.innerHTML = '';
+          this.setMessage('empty', e.message);
+          return;
+        }
+        throw e;
+      }
       this.data = data;
       this.show();
     });
