@@ -765,14 +765,21 @@ async function main() {
       process.kill(opts.agentPid, 'SIGTERM');
       const t0 = Date.now();
       let alive = true;
-      while (Date.now() - t0 < 20_000) {
+      // Gone, or a zombie its parent (the harness) has not reaped yet.
+      const running = async () => {
         try {
-          process.kill(opts.agentPid, 0);
-          await new Promise((r) => setTimeout(r, 100));
+          const stat = await readFile(`/proc/${opts.agentPid}/stat`, 'utf8');
+          return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
         } catch {
+          return false;
+        }
+      };
+      while (Date.now() - t0 < 20_000) {
+        if (!(await running())) {
           alive = false;
           break;
         }
+        await new Promise((r) => setTimeout(r, 100));
       }
       await p.click('[data-testid=refresh]');
       await settle(p);

@@ -12,12 +12,27 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 /// Debian packages: the LLVM bpf-linker links against, and the peers and
 /// oracles used by tests and benchmarks.
-const APT_PACKAGES: &[&str] =
-    &["llvm-22-dev", "linux-perf", "bpftool", "bpftrace", "stress-ng", "gcc", "prometheus", "curl"];
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "linux-perf",
+    "bpftool",
+    "bpftrace",
+    "stress-ng",
+    "gcc",
+    "prometheus",
+    "curl",
+    "zstd",
+    // The viewer's browser tests, and the Go pprof tool that reads its export.
+    "chromium",
+    "golang-go",
+    "golang-github-google-pprof-dev",
+];
 
 pub fn setup() -> anyhow::Result<()> {
     apt_packages()?;
     node()?;
+    browser_tests()?;
+    pprof_tool()?;
     rust_src()?;
     bpf_linker()?;
     Ok(())
@@ -55,6 +70,33 @@ fn node() -> anyhow::Result<()> {
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends", "nodejs", "npm"])
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// playwright-core for tests/web (it drives Debian's chromium; it downloads no browser).
+fn browser_tests() -> anyhow::Result<()> {
+    let dir = crate::util::root().join("tests/web");
+    if dir.join("node_modules/playwright-core/package.json").exists() {
+        return Ok(());
+    }
+    eprintln!("xtask setup: installing playwright-core for the browser tests");
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir))
+}
+
+/// The Go pprof tool, built offline from Debian's sources into target/tools/pprof.
+fn pprof_tool() -> anyhow::Result<()> {
+    let out = crate::util::root().join("target/tools/pprof");
+    if out.exists() {
+        return Ok(());
+    }
+    eprintln!("xtask setup: building the Go pprof tool (it reads the viewer's pprof export in the tests)");
+    run(Command::new("go")
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg("github.com/google/pprof")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", crate::util::root().join("target/tools/go-cache")))
+    .context("could not build the Go pprof tool")
 }
 
 fn rust_src() -> anyhow::Result<()> {
