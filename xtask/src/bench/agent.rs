@@ -180,8 +180,8 @@ fn idle(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
          | perf record -F 99 -a -g | {perf_pct:.3} | — | {perf_pct:.3} |\n\n\
          Rates the governor had in effect: {} snapshots/s, {} Hz; RSS {rss:.1} MiB. **Goal: at most 0.5% of one \
          CPU: {}.**",
-        gov["state_hz"],
-        gov["frequency_hz"],
+        gov["state_hz"].as_f64().map_or_else(|| "?".into(), |v| format!("{v:.1}")),
+        gov["frequency_hz"].as_f64().map_or_else(|| "?".into(), |v| format!("{v:.1}")),
         if total <= 0.5 { "met" } else { "not met" }
     );
     let _ = std::fs::remove_dir_all(&data);
