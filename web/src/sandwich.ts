@@ -6,6 +6,7 @@ import { FlameGraph } from './flame';
 import { esc, formatPercent, formatValue } from './format';
 import type { Scheduler } from './sched';
 import { flatten, type FlatTree, sandwich } from './tree';
+import { panelHead } from './dom';
 
 export interface SandwichEvents {
   onHover(graph: FlameGraph, i: number, ev: MouseEvent): void;
@@ -27,12 +28,8 @@ export class SandwichView {
   constructor(root: HTMLElement, sched: Scheduler, events: SandwichEvents) {
     this.root = root;
     root.innerHTML = '';
-    const head = document.createElement('div');
-    head.className = 'panel-head';
-    head.innerHTML = '<h2>Sandwich</h2>';
-    this.title = document.createElement('span');
-    this.title.className = 'panel-note';
-    this.title.dataset.testid = 'sandwich-title';
+    const { head, note } = panelHead('Sandwich', 'sandwich-title');
+    this.title = note;
     const close = document.createElement('button');
     close.textContent = 'close';
     close.dataset.testid = 'sandwich-close';

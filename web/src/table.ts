@@ -4,6 +4,7 @@
 import { esc, formatPercent, formatShort } from './format';
 import type { Renderable, Scheduler } from './sched';
 import type { FnRow } from './tree';
+import { panelHead } from './dom';
 
 type SortKey = 'name' | 'self' | 'total';
 
@@ -36,13 +37,8 @@ export class TopTable implements Renderable {
     this.sched = sched;
     this.events = events;
     root.innerHTML = '';
-    const h = document.createElement('div');
-    h.className = 'panel-head';
-    h.innerHTML = '<h2>Top functions</h2>';
-    this.caption = document.createElement('span');
-    this.caption.className = 'panel-note';
-    this.caption.dataset.testid = 'top-table-caption';
-    h.append(this.caption);
+    const { head: h, note } = panelHead('Top functions', 'top-table-caption');
+    this.caption = note;
     const wrap = document.createElement('div');
     wrap.className = 'table-wrap';
     const table = document.createElement('table');

@@ -17,7 +17,11 @@ use serde::{Deserialize, Serialize};
 
 pub use super::config::CaptureLimits;
 use super::target::Target;
-use crate::{config::RecordConfig, sys::cancel::Cancel, tier::Tier};
+use crate::{
+    config::RecordConfig,
+    sys::{cancel::Cancel, lock},
+    tier::Tier,
+};
 
 /// The file describing a capture, in its directory.
 pub const CAPTURE_FILE: &str = "capture.json";
@@ -102,10 +106,6 @@ pub struct Captures {
     dir: PathBuf,
     limits: Mutex<CaptureLimits>,
     inner: Arc<Mutex<Inner>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write_description(dir: &Path, c: &Capture) {

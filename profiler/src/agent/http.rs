@@ -486,27 +486,37 @@ async fn histograms(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<Strin
         ended_unix_ns: Option<u64>,
         histograms: serde_json::Value,
     }
-    let mut out = Vec::new();
-    for c in s.captures.list() {
-        let end = c.ended_unix_ns.unwrap_or(u64::MAX);
-        if c.tier != Tier::Deep || c.started_unix_ns >= to || end <= from {
-            continue;
+    // Files are read on the blocking pool, within the query limits.
+    let shared = s.clone();
+    let out = limited(&s, move || {
+        let mut out = Vec::new();
+        for c in shared.captures.list() {
+            let end = c.ended_unix_ns.unwrap_or(u64::MAX);
+            if c.tier != Tier::Deep || c.started_unix_ns >= to || end <= from {
+                continue;
+            }
+            let Some(path) = shared.captures.file(&c.id, crate::noise::output::HISTOGRAMS_JSON) else { continue };
+            let Ok(v) = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string()))
+            else {
+                continue;
+            };
+            out.push(One {
+                capture: c.id,
+                reason: c.reason,
+                started_unix_ns: c.started_unix_ns,
+                ended_unix_ns: c.ended_unix_ns,
+                histograms: v,
+            });
         }
-        let Some(path) = s.captures.file(&c.id, crate::noise::output::HISTOGRAMS_JSON) else { continue };
-        let Ok(v) = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string()))
-        else {
-            continue;
-        };
-        out.push(One {
-            capture: c.id,
-            reason: c.reason,
-            started_unix_ns: c.started_unix_ns,
-            ended_unix_ns: c.ended_unix_ns,
-            histograms: v,
-        });
-    }
+        Ok(out)
+    })
+    .await;
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
     #[derive(Serialize)]
     struct Body {
         from_unix_ns: u64,

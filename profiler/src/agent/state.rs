@@ -64,7 +64,7 @@ pub const MAX_QUERIES: usize = 4;
 
 impl Shared {
     pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sys::lock(m)
     }
 
     /// The configuration in effect.
