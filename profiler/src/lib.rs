@@ -4,6 +4,7 @@
 //! parses the command line and turns errors into one sentence.
 
 pub mod agent;
+pub mod api;
 pub mod atomic_file;
 pub mod blocked_stacks;
 pub mod bpf;
@@ -30,6 +31,7 @@ pub mod record;
 pub mod report;
 pub mod samples_file;
 pub mod sched_times;
+pub mod serve;
 pub mod snapshot_taker;
 pub mod stacks;
 pub mod state_sampler;

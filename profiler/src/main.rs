@@ -37,8 +37,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("tailprof: interrupted; wrote what was captured");
             }
             print_report(&recording.profile, &recording.files);
+            if args.open {
+                let listen = match args.open_listen {
+                    Some(a) => a,
+                    None => free_or_default(tailprof::cli::DEFAULT_SERVE_LISTEN.parse()?),
+                };
+                serve(&runtime, tailprof::serve::ServeConfig { dir: config.output.clone(), listen, token: None })?;
+            }
             Ok(())
         }
+        Command::Serve(args) => serve(&runtime, args.to_config()?),
         Command::Noise(args) => {
             let config = args.to_config()?;
             let cancel = cancel_on_signals(&runtime)?;
@@ -94,6 +102,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print_report(&report.profile, &report.files);
             Ok(())
         }
+    }
+}
+
+/// Serve capture directories until Ctrl-C or SIGTERM, printing the URL.
+fn serve(runtime: &tokio::runtime::Runtime, config: tailprof::serve::ServeConfig) -> anyhow::Result<()> {
+    let cancel = cancel_on_signals(runtime)?;
+    let dir = config.dir.display().to_string();
+    let announce = |addr: std::net::SocketAddr| {
+        println!("\nserving {dir} at http://{addr}/ (Ctrl-C stops)");
+    };
+    runtime.block_on(tailprof::serve::run(&config, announce, &cancel))?;
+    Ok(())
+}
+
+/// `addr` if it is free, else the same host on a port the kernel picks.
+fn free_or_default(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => addr,
+        Err(_) => std::net::SocketAddr::new(addr.ip(), 0),
     }
 }
 

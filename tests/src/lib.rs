@@ -674,3 +674,68 @@ impl Drop for Agent {
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
+
+/// `tailprof serve` (or `record --open`) running as its own process: its
+/// address is read from the line it prints once it listens.
+pub struct Served {
+    pub child: std::process::Child,
+    pub addr: String,
+    /// What it printed before it listened (`record`'s report).
+    pub printed: String,
+}
+
+impl Served {
+    /// Run `tailprof ARGS` and wait for its `serving DIR at http://ADDR/` line.
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(tailprof_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tailprof");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut printed = String::new();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.strip_prefix("serving ") {
+                        let url = rest.split(" at http://").nth(1).expect("serving … at http://ADDR/");
+                        break url.split('/').next().expect("ADDR").to_owned();
+                    }
+                    printed.push_str(&line);
+                    printed.push('\n');
+                }
+                _ => {
+                    let status = child.wait().expect("wait");
+                    panic!("tailprof {args:?} exited ({status}) before serving; it printed: {printed}");
+                }
+            }
+        };
+        // Keep draining stdout so that the child never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, addr, printed }
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        http(&self.addr, "GET", path, &[], b"").unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// SIGINT (Ctrl-C), and the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("wait for tailprof");
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -5,6 +5,8 @@
 //                   [--mode agent|serve] [--from T --to T] [--baseline-from T --baseline-to T] [--token TOKEN]
 //                   [--hot tp_hot_two_thirds] [--hot-caller tp_worker] [--hot-comm tp-ratio] [--sleep-comm sleeper]
 //                   [--perf-url URL] [--capture-form [--capture-target pid=N]] [--timeout 300]
+//   node viewer.mjs --perf-only --url URL --out DIR   (the figures of `cargo xtask bench`'s viewer section: the
+//                   assets' size and the synthetic profiles of a mock server, `web/scripts/serve.mjs --mock`)
 //
 // The workload (tests/workloads/hot_ratio.c): thread tp-ratio spends 2/3 of its CPU in tp_hot_two_thirds and 1/3 in
 // tp_hot_one_third, both called by tp_worker; a thread that sleeps (tests/workloads/sleeper.c: comm `sleeper`).
@@ -54,6 +56,7 @@ const opts = {
   sleepComm: flag('sleep-comm', 'sleeper'),
   perfUrl: flag('perf-url', ''),
   captureForm: argv.includes('--capture-form'),
+  perfOnly: argv.includes('--perf-only'),
   captureTarget: flag('capture-target', ''),
   timeoutS: Number(flag('timeout', '300')),
 };
@@ -369,6 +372,15 @@ async function main() {
     'launching Chromium',
   );
   const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 }, acceptDownloads: true, deviceScaleFactor: 1 });
+  if (opts.perfOnly) {
+    await step('perf', async () => {
+      perf.assets = await assetSizes(opts.url);
+      opts.perfUrl = opts.url;
+      perf.synthetic = await perfSynthetic(ctx);
+      check('perf', true, 'measured');
+    });
+    return finish();
+  }
 
   // The range: absolute, ending inside the last closed window, so that no window closing during the run changes it.
   let from = opts.from;

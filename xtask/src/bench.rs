@@ -24,7 +24,9 @@
 //! - `agent-churn`: its RSS, disk per hour, window-to-queryable time and a
 //!   query's cost under an exec storm;
 //! - `agent-queries`: query times over 1 h of windows and 24 h of merged
-//!   segments of a busy host.
+//!   segments of a busy host;
+//! - `viewer`: the web viewer in headless Chromium: first render of a
+//!   100k-node profile, draw times at 16k/64k/100k nodes, bytes on the wire.
 
 mod agent;
 mod common;
@@ -37,6 +39,7 @@ mod sched_pipe;
 mod snapshot;
 mod task_iter;
 mod unwind;
+mod viewer;
 
 use std::{
     fmt::Write as _,
@@ -63,10 +66,11 @@ enum Section {
     AgentIdle,
     AgentChurn,
     AgentQueries,
+    Viewer,
 }
 
 impl Section {
-    const ALL: [Section; 10] = [
+    const ALL: [Section; 11] = [
         Section::OnCpu,
         Section::SchedPipe,
         Section::Snapshot,
@@ -77,6 +81,7 @@ impl Section {
         Section::AgentIdle,
         Section::AgentChurn,
         Section::AgentQueries,
+        Section::Viewer,
     ];
 
     fn key(self) -> &'static str {
@@ -91,6 +96,7 @@ impl Section {
             Section::AgentIdle => "agent-idle",
             Section::AgentChurn => "agent-churn",
             Section::AgentQueries => "agent-queries",
+            Section::Viewer => "viewer",
         }
     }
 
@@ -179,6 +185,7 @@ pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
             Section::AgentIdle => agent::run_idle(bin, &guard.scratch)?,
             Section::AgentChurn => agent::run_churn(bin, &guard.scratch)?,
             Section::AgentQueries => agent::run_queries(bin, &guard.scratch)?,
+            Section::Viewer => viewer::run(&guard.scratch)?,
         };
         written.push((*section, md));
     }
@@ -198,7 +205,7 @@ fn header() -> String {
     let _ = writeln!(
         md,
         "Written by `cargo xtask bench` (do not edit by hand; `{ONLY_ENV}=sched-pipe` or a comma-separated list of \
-         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment`, `unwind`, `noise`, `memory` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
+         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment`, `unwind`, `noise`, `memory`, `agent-idle`, `agent-churn`, `agent-queries`, `viewer` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
         machine(),
         common::kernel_release()
     );

@@ -1,15 +1,15 @@
 //! `tailprof agent`: the pipeline run for weeks with the continuous tier,
 //! its windows stored as segments ([`store`]) and served over HTTP
-//! ([`http`]). SIGTERM (the cancel) closes the open window short, stores
+//! ([`crate::api`]). SIGTERM (the cancel) closes the open window short, stores
 //! it, and ends the run.
 
 pub mod alerts;
 pub mod captures;
 pub mod config;
-pub mod http;
 pub mod merge;
 pub mod metrics;
 pub mod rules;
+pub mod source;
 pub mod state;
 pub mod store;
 pub mod target;
@@ -24,7 +24,7 @@ use std::{
 
 use crate::{model::window::Window, pipeline::WindowSink};
 pub use config::{AgentConfig, AgentSettings, ConfigError};
-use state::{Collecting, Shared, MAX_QUERIES};
+use state::{Collecting, Shared};
 use store::{Retention, Store};
 
 /// Why the agent could not run.
@@ -236,13 +236,12 @@ pub async fn run(
         ready: AtomicBool::new(false),
         started_unix_ns: crate::query::range::now_unix_ns(),
         token: std::sync::RwLock::new(token),
-        queries: Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)),
         config: std::sync::RwLock::new(config),
     });
     let (wake, woken) = std::sync::mpsc::channel();
     *Shared::lock(&shared.merger) = Some(wake);
     let merger = merge::spawn(shared.clone(), woken).map_err(AgentError::Thread)?;
-    let app = http::router(shared.clone());
+    let app = crate::api::http::router(Arc::new(crate::api::Api::of_agent(shared.clone())));
     let stop = cancel.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await

@@ -178,7 +178,8 @@ fn encode(profile: &Profile, noise: Option<&ContinuousRaw>) -> std::io::Result<(
 }
 
 /// The span a profile covers, Unix ns.
-fn span(profile: &Profile) -> (u64, u64) {
+/// The span a window covers, Unix ns.
+pub fn span(profile: &Profile) -> (u64, u64) {
     let start = profile.start_unix_ns;
     (start, start + profile.window_end_ns.saturating_sub(profile.window_start_ns))
 }

@@ -29,6 +29,42 @@ pub enum Command {
     Noise(NoiseArgs),
     /// Run always on: the continuous tier in windows, stored with bounded retention, served over HTTP.
     Agent(AgentArgs),
+    /// Serve the web viewer and the agent's API over capture directories that record wrote.
+    Serve(ServeArgs),
+}
+
+/// Where `serve` and `record --open` listen unless told.
+pub const DEFAULT_SERVE_LISTEN: &str = "127.0.0.1:9741";
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// A directory written by `tailprof record -o DIR`, a directory of them, or an agent's data directory
+    /// (its captures).
+    pub dir: PathBuf,
+
+    /// Address to serve on; another than loopback needs --token-file.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_SERVE_LISTEN)]
+    pub listen: std::net::SocketAddr,
+
+    /// File holding a bearer token that every API request must carry.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    pub fn to_config(&self) -> anyhow::Result<crate::serve::ServeConfig> {
+        let token = match &self.token_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("could not read the token file {}: {e}", path.display()))?;
+                let token = text.trim().to_owned();
+                anyhow::ensure!(!token.is_empty(), "the token file {} is empty", path.display());
+                Some(token)
+            }
+        };
+        Ok(crate::serve::ServeConfig { dir: self.dir.clone(), listen: self.listen, token })
+    }
 }
 
 /// Every setting is also a key of the configuration file and an environment
@@ -284,6 +320,15 @@ pub struct RecordArgs {
     /// Directory for the reports; created if missing.
     #[arg(short, long, default_value = "tailprof-out")]
     pub output: PathBuf,
+
+    /// When written, serve the capture in the web viewer (as `tailprof serve`) and print its URL;
+    /// Ctrl-C stops serving.
+    #[arg(long)]
+    pub open: bool,
+
+    /// Address `--open` serves on [default: 127.0.0.1:9741, or any free port if that is taken].
+    #[arg(long, value_name = "ADDR", requires = "open")]
+    pub open_listen: Option<std::net::SocketAddr>,
 
     /// continuous: nothing on the context-switch path; exact on-CPU and run-queue time per
     /// thread from the kernel's own counters, sampled sleeping/disk states and off-CPU stacks.

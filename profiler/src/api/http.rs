@@ -1,6 +1,7 @@
-//! The agent's HTTP API (axum): JSON unless a format is asked for;
-//! documented in docs/api.md. A parameter that does not parse gets a 400
-//! with a sentence; a query that finds the agent busy a 503.
+//! The HTTP API (axum) of the agent and of `tailprof serve`: JSON unless a
+//! format is asked for; documented in docs/api.md. A parameter that does
+//! not parse gets a 400 with a sentence; a query that finds the server busy
+//! a 503; what only a running agent has, a sentence under `serve`.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -14,7 +15,8 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{
+use super::{windows, Api};
+use crate::agent::{
     captures::{Capture, CaptureLimits, Refused, Request},
     state::Shared,
     target::Target,
@@ -54,7 +56,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -78,16 +80,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 false => ApiError(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.md".into()).into_response(),
             }
         })
-        .layer(middleware::from_fn_with_state(shared.clone(), auth))
+        .layer(middleware::from_fn_with_state(api.clone(), auth))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         // gzip when asked (a 100k-node tree is mostly repeated names).
         .layer(tower_http::compression::CompressionLayer::new())
-        .with_state(shared)
+        .with_state(api)
 }
 
 /// With a token, every endpoint but `/healthz` (and the viewer's assets,
 /// which hold no data) needs `Authorization: Bearer TOKEN`.
-async fn auth(State(s): State<Arc<Shared>>, req: HttpRequest, next: Next) -> Response {
+async fn auth(State(s): State<Arc<Api>>, req: HttpRequest, next: Next) -> Response {
     let Some(token) = s.token() else { return next.run(req).await };
     let path = req.uri().path();
     if path == "/healthz" || crate::web::is_asset(path) {
@@ -113,46 +115,65 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-async fn readyz(State(s): State<Arc<Shared>>) -> Response {
-    if s.ready() {
+/// The running agent, or the sentence saying `serve` has none.
+fn agent_of(s: &Api) -> Result<&Arc<Shared>, Response> {
+    s.agent.as_ref().ok_or_else(|| {
+        ApiError(StatusCode::NOT_FOUND, "tailprof serve shows captures: only a running agent has this".into())
+            .into_response()
+    })
+}
+
+async fn readyz(State(s): State<Arc<Api>>) -> Response {
+    if s.agent.as_ref().is_none_or(|a| a.ready()) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         ApiError(StatusCode::SERVICE_UNAVAILABLE, "not ready: the programs are not attached yet".into()).into_response()
     }
 }
 
-async fn status(State(s): State<Arc<Shared>>) -> Response {
-    axum::Json(s.status()).into_response()
+async fn status(State(s): State<Arc<Api>>) -> Response {
+    match (&s.agent, &s.serve_status) {
+        (Some(a), _) => axum::Json(a.status()).into_response(),
+        (None, status) => json(status),
+    }
 }
 
-async fn config(State(s): State<Arc<Shared>>) -> Response {
-    axum::Json(s.config()).into_response()
+async fn config(State(s): State<Arc<Api>>) -> Response {
+    match agent_of(&s) {
+        Ok(a) => axum::Json(a.config()).into_response(),
+        Err(r) => r,
+    }
 }
 
 /// OpenMetrics to those who ask for it (Prometheus does), the classic
 /// text format to the rest.
-async fn metrics(State(s): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> Response {
+async fn metrics(State(s): State<Arc<Api>>, headers: axum::http::HeaderMap) -> Response {
     let open_metrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
-    match s.metrics_text() {
+    let agent = match agent_of(&s) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match agent.metrics_text() {
         Ok(text) if open_metrics => {
             ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
                 .into_response()
         }
-        Ok(text) => {
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], super::metrics::classic_text(&text))
-                .into_response()
-        }
+        Ok(text) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            crate::agent::metrics::classic_text(&text),
+        )
+            .into_response(),
         Err(e) => {
             ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("could not encode the metrics: {e}")).into_response()
         }
     }
 }
 
-async fn segments(State(s): State<Arc<Shared>>) -> Response {
-    axum::Json(s.segments()).into_response()
+async fn segments(State(s): State<Arc<Api>>) -> Response {
+    axum::Json(s.source.segments()).into_response()
 }
 
 /// Parameters of a query over a range.
@@ -274,7 +295,7 @@ impl RangeQuery {
 
 /// Run `f` on the blocking pool, within the query limits.
 async fn limited<T: Send + 'static>(
-    s: &Arc<Shared>,
+    s: &Arc<Api>,
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let Ok(_permit) = s.queries.clone().try_acquire_owned() else {
@@ -290,13 +311,13 @@ async fn limited<T: Send + 'static>(
 }
 
 /// The merged profile of a range, selected and sliced as asked.
-fn merged(s: &Shared, q: &RangeQuery) -> Result<(Profile, usize), ApiError> {
-    let (mut profile, windows) = s.merge(q.from, q.to).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+fn merged(s: &Api, q: &RangeQuery) -> Result<windows::Merged, ApiError> {
+    let mut m = windows::merge(&*s.source, q.from, q.to).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     if let Some(g) = &q.group_by {
-        profile.group_by = g.clone();
+        m.profile.group_by = g.clone();
     }
-    profile.select(&q.selection);
-    Ok((profile, windows))
+    m.profile.select(&q.selection);
+    Ok(m)
 }
 
 fn folded_of(p: &Profile, view: View) -> output::folded::Folded {
@@ -307,14 +328,14 @@ fn folded_of(p: &Profile, view: View) -> output::folded::Folded {
     }
 }
 
-async fn profile(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn profile(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
     let q = match RangeQuery::parse(&q) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
     let shared = s.clone();
     let result = limited(&s, move || {
-        let (p, windows) = merged(&shared, &q)?;
+        let windows::Merged { profile: p, windows, covered } = merged(&shared, &q)?;
         let folded = folded_of(&p, q.view);
         let write = |f: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| {
             let mut out = Vec::new();
@@ -342,12 +363,12 @@ async fn profile(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, 
                     root: tree::Node,
                 }
                 let unit = if q.view == View::Cpu { "samples" } else { "nanoseconds" };
-                let covered_to = p.start_unix_ns + p.duration_ns;
+                let (covered_from, covered_to) = covered.unwrap_or((p.start_unix_ns, p.start_unix_ns + p.duration_ns));
                 let body = Body {
                     from_unix_ns: q.from,
                     to_unix_ns: q.to,
                     windows,
-                    covered_from_unix_ns: p.start_unix_ns,
+                    covered_from_unix_ns: covered_from,
                     covered_to_unix_ns: covered_to,
                     view: q.view,
                     unit,
@@ -370,7 +391,7 @@ async fn profile(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, 
 
 /// Per window of the range: exact CPU and run-queue seconds, sampled
 /// sleeping, disk and other seconds, samples, drops and the rates in effect.
-async fn timeline(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn timeline(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
     const KNOWN: [&str; 4] = ["from", "to", "step", "group_by"];
     if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return ApiError::bad(format!("unknown parameter '{k}'; known: {}", KNOWN.join(", "))).into_response();
@@ -393,15 +414,14 @@ async fn timeline(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String,
     };
     let shared = s.clone();
     let result = limited(&s, move || {
-        let steps = shared
-            .timeline(from, to, step, group_by.as_ref())
+        let steps = windows::timeline(&*shared.source, from, to, step, group_by.as_ref())
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         #[derive(Serialize)]
         struct Body {
             from_unix_ns: u64,
             to_unix_ns: u64,
             step_ns: Option<u64>,
-            steps: Vec<super::state::Step>,
+            steps: Vec<windows::Step>,
         }
         serde_json::to_vec(&Body { from_unix_ns: from, to_unix_ns: to, step_ns: step, steps })
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
@@ -413,14 +433,14 @@ async fn timeline(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String,
     }
 }
 
-async fn threads(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn threads(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
     let q = match RangeQuery::parse(&q) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
     let shared = s.clone();
     let result = limited(&s, move || {
-        let (p, _) = merged(&shared, &q)?;
+        let p = merged(&shared, &q)?.profile;
         let summary = output::summary::Summary::from_profile(&p);
         serde_json::to_vec(&summary).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     })
@@ -443,26 +463,18 @@ fn range_only(q: &BTreeMap<String, String>) -> Result<(u64, u64), ApiError> {
 /// The noise report `record` writes (noise.json) over a range: the
 /// continuous tier's /proc/stat times, /proc/softirqs and /proc/interrupts
 /// counts, and per-source estimates from samples, summed.
-async fn noise(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn noise(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
     let (from, to) = match range_only(&q) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
     let shared = s.clone();
     let result = limited(&s, move || {
-        let (merged, without) = shared.noise(from, to).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-        let Some(raw) = merged else {
-            return Err(ApiError(StatusCode::NOT_FOUND, "no stored window with noise overlaps the range".into()));
-        };
-        let rendered = crate::noise::output::render(&crate::noise::Measurement::Continuous(raw), &[]);
-        let doc = crate::noise::output::json_document(&rendered)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let mut v: serde_json::Value =
-            serde_json::from_str(&doc).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        if let Some(m) = v.as_object_mut() {
-            m.insert("windows_without_noise".into(), without.into());
-        }
-        Ok(v)
+        shared
+            .source
+            .noise(from, to)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no stored window with noise overlaps the range".into()))
     })
     .await;
     match result {
@@ -473,7 +485,7 @@ async fn noise(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, St
 
 /// Latency histograms exist in deep captures only: those of the captures
 /// overlapping the range, each as its histograms.json.
-async fn histograms(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn histograms(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, String>>) -> Response {
     let (from, to) = match range_only(&q) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -490,12 +502,14 @@ async fn histograms(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<Strin
     let shared = s.clone();
     let out = limited(&s, move || {
         let mut out = Vec::new();
-        for c in shared.captures.list() {
+        for c in shared.source.captures() {
             let end = c.ended_unix_ns.unwrap_or(u64::MAX);
             if c.tier != Tier::Deep || c.started_unix_ns >= to || end <= from {
                 continue;
             }
-            let Some(path) = shared.captures.file(&c.id, crate::noise::output::HISTOGRAMS_JSON) else { continue };
+            let Some(path) = shared.source.capture_file(&c.id, crate::noise::output::HISTOGRAMS_JSON) else {
+                continue;
+            };
             let Ok(v) = std::fs::read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string()))
@@ -597,12 +611,13 @@ fn parse_capture(body: &[u8], limits: &CaptureLimits) -> Result<Request, ApiErro
 }
 
 /// Start a capture; its record (201) says where its files will be.
-async fn start_capture(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    let req = match parse_capture(&body, &s.captures.limits()) {
+async fn start_capture(State(s): State<Arc<Api>>, body: axum::body::Bytes) -> Response {
+    let Some(agent) = &s.agent else { return read_only() };
+    let req = match parse_capture(&body, &agent.captures.limits()) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let shared = s.clone();
+    let shared = agent.clone();
     let started = tokio::task::spawn_blocking(move || shared.start_capture(req)).await;
     match started {
         Ok(Ok(c)) => (StatusCode::CREATED, json(&c)).into_response(),
@@ -611,33 +626,47 @@ async fn start_capture(State(s): State<Arc<Shared>>, body: axum::body::Bytes) ->
     }
 }
 
-async fn list_captures(State(s): State<Arc<Shared>>) -> Response {
+/// What `serve` answers to what would start a capture.
+fn read_only() -> Response {
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "tailprof serve is read-only: it shows captures, it cannot start one".into(),
+    )
+    .into_response()
+}
+
+async fn list_captures(State(s): State<Arc<Api>>) -> Response {
     #[derive(Serialize)]
     struct Body {
-        limits: CaptureLimits,
+        /// Under `serve`: captures cannot be started.
+        read_only: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        limits: Option<CaptureLimits>,
         running: bool,
         /// Deleted to keep the newest.
         deleted: u64,
         captures: Vec<Capture>,
     }
+    let agent = s.agent.as_ref();
     json(&Body {
-        limits: s.captures.limits(),
-        running: s.captures.busy(),
-        deleted: s.captures.deleted(),
-        captures: s.captures.list(),
+        read_only: agent.is_none(),
+        limits: agent.map(|a| a.captures.limits()),
+        running: agent.is_some_and(|a| a.captures.busy()),
+        deleted: agent.map_or(0, |a| a.captures.deleted()),
+        captures: s.source.captures(),
     })
 }
 
-async fn one_capture(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    match s.captures.get(&id) {
+async fn one_capture(State(s): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    match s.source.captures().into_iter().find(|c| c.id == id) {
         Some(c) => json(&c),
         None => ApiError(StatusCode::NOT_FOUND, format!("no capture '{id}'; GET /api/v1/captures lists them"))
             .into_response(),
     }
 }
 
-async fn capture_file(State(s): State<Arc<Shared>>, Path((id, name)): Path<(String, String)>) -> Response {
-    let Some(path) = s.captures.file(&id, &name) else {
+async fn capture_file(State(s): State<Arc<Api>>, Path((id, name)): Path<(String, String)>) -> Response {
+    let Some(path) = s.source.capture_file(&id, &name) else {
         return ApiError(StatusCode::NOT_FOUND, format!("capture '{id}' has no file '{name}'; its record lists them"))
             .into_response();
     };
@@ -658,15 +687,15 @@ async fn capture_file(State(s): State<Arc<Shared>>, Path((id, name)): Path<(Stri
 /// Prometheus Alertmanager's webhook: each firing alert whose labels name
 /// something running here (pid, container_id, unit, pod, comm) starts a
 /// capture of it, its name the reason; the rest are listed as skipped.
-async fn alertmanager(State(s): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    let payload: super::alerts::Webhook = match serde_json::from_slice(&body) {
+async fn alertmanager(State(s): State<Arc<Api>>, body: axum::body::Bytes) -> Response {
+    let Some(agent) = s.agent.clone() else { return read_only() };
+    let payload: crate::agent::alerts::Webhook = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
             return ApiError::bad(format!("the body is not an Alertmanager webhook payload: {e}")).into_response()
         }
     };
-    let shared = s.clone();
-    match tokio::task::spawn_blocking(move || super::alerts::handle(&shared, &payload)).await {
+    match tokio::task::spawn_blocking(move || crate::agent::alerts::handle(&agent, &payload)).await {
         Ok(outcome) => json(&outcome),
         Err(e) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
