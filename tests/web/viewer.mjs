@@ -667,7 +667,7 @@ async function main() {
     let ok;
     let detail;
     if (api.status === 200) {
-      ok = shown && shown.cpus.length === api.body.cpus.length && shown.cpus.every((c, i) => c.softirq_ns === api.body.cpus[i].procfs_time.softirq_ns) && (await p.locator('[data-testid=noise-row]').count()) === api.body.cpus.length;
+      ok = shown && shown.cpus.length === api.body.cpus.length && shown.cpus.every((c, i) => c.softirq_ns === (api.body.cpus[i].procfs_time?.softirq_ns ?? api.body.cpus[i].softirq?.ns)) && (await p.locator('[data-testid=noise-row]').count()) === api.body.cpus.length;
       detail = { cpus: shown?.cpus.length, api: api.body.cpus.length, sources: shown?.sources.length, timelineSteps: shown?.timelineSteps, timelineCpus: shown?.timelineCpus };
     } else {
       ok = msg && isSentence(msg.text) && msg.text === api.body?.error;
@@ -746,6 +746,25 @@ async function main() {
         { first: first && { status: first.status, id: first.record?.id, state: first.record?.state, error: first.error }, second, listed },
       );
       await shot(p, 'captures-form');
+      await p.close();
+    });
+  }
+
+  // Under `tailprof serve`, an address without a range opens on the captures' whole span.
+  if (opts.mode === 'serve') {
+    await step('serve opens on its data', async () => {
+      const p = await open(ctx, opts.url, '');
+      const st = await hooks(p, () => window.__tailprof.status());
+      const state = await hooks(p, () => window.__tailprof.state());
+      const total = await hooks(p, () => window.__tailprof.total());
+      const api = status.body;
+      const near = (x, ns) => Math.abs(Number(x) - ns / 1e9) < 0.01;
+      check(
+        'serve opens on its data',
+        st.mode === 'serve' && near(state.from, api.from_unix_ns) && near(state.to, api.to_unix_ns) && total > 0,
+        { status: st, from: state.from, to: state.to, apiFrom: api.from_unix_ns, apiTo: api.to_unix_ns, total },
+      );
+      await shot(p, 'serve-whole');
       await p.close();
     });
   }

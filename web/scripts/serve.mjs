@@ -3,6 +3,12 @@
 //
 //   node scripts/serve.mjs [--port 8080] [--agent http://127.0.0.1:9740]
 //   node scripts/serve.mjs --mock [--nodes 100000] [--token SECRET]
+//   node scripts/serve.mjs --mock-serve [--nodes 20000]
+//
+// --mock-serve mimics `tailprof serve DIR`: status `mode: serve` with the data's extent, three past captures (a deep
+// one with victims, a continuous one, a deep one without --pid; an hour apart, a minute each, 10 s windows), a
+// profile, timeline and noise that answer only over their spans, captures `read_only` (POST: 405), no config or
+// metrics (404).
 //
 // The mock's tree has --nodes nodes; the page's node budget (max_nodes=16000 in its address) trims it, so one mock
 // serves the 16k, 64k and 100k cases. Its answers are gzipped when asked, as the agent's are. With --token, every
@@ -22,7 +28,8 @@ const opt = (name, def) => {
 };
 const port = Number(opt('--port', '8080'));
 const agent = new URL(opt('--agent', 'http://127.0.0.1:9740'));
-const mock = args.includes('--mock');
+const mockServe = args.includes('--mock-serve');
+const mock = args.includes('--mock') || mockServe;
 const mockNodes = Number(opt('--nodes', '100000'));
 const mockToken = opt('--token', '');
 const dist = fileURLToPath(new URL('../dist/', import.meta.url));
@@ -36,7 +43,7 @@ const server = createServer(async (req, res) => {
       if (mockToken && url.pathname.startsWith('/api/') && req.headers.authorization !== `Bearer ${mockToken}`) {
         return json(res, 401, { error: 'missing or wrong bearer token (Authorization: Bearer TOKEN)' }, req);
       }
-      return mockApi(url, res, req);
+      return mockServe ? mockServeApi(url, res, req) : mockApi(url, res, req);
     }
     return proxy(req, res);
   }
@@ -91,8 +98,8 @@ const FUNCS = [];
 }
 
 /** A synthetic tree of about `target` nodes, with a few very deep stacks; `states` adds the state frames. */
-function synth(target, states) {
-  const r = rng(42);
+function synth(target, states, seed = 42) {
+  const r = rng(seed);
   let budget = target;
   const scale = states ? 1e6 : 1; // ns or samples
   const node = (name, depth, deep) => {
@@ -132,6 +139,7 @@ function synth(target, states) {
       }
       p.self = Math.ceil(r() * 10 * scale);
       p.value += p.self;
+      if (p.name === '[sleeping]') idleStacks(p, g + seed);
       p.children.sort((a, c) => c.value - a.value);
       if (states) {
         comm.children.push(p);
@@ -147,11 +155,67 @@ function synth(target, states) {
   return root;
 }
 
+/** Where thread pools wait (idle.ts hides these with idle=hide), and a nanosleep that is not idle. */
+const IDLE_STACKS = [
+  ['start_thread', 'worker_loop', 'pthread_cond_wait@@GLIBC_2.3.2', '__futex_abstimed_wait_common', 'entry_SYSCALL_64_after_hwframe_[k]', 'do_syscall_64_[k]', '__x64_sys_futex_[k]', 'do_futex_[k]', 'futex_wait_[k]', 'schedule_[k]'],
+  ['main', 'event_loop', 'epoll_wait', 'entry_SYSCALL_64_after_hwframe_[k]', 'do_syscall_64_[k]', 'do_epoll_wait_[k]', 'ep_poll_[k]', 'schedule_hrtimeout_range_[k]'],
+  ['tokio-runtime-worker', 'tokio::runtime::scheduler::multi_thread::worker::Context::park', 'tokio::runtime::park::Inner::park', 'std::sys::pal::unix::futex::futex_wait', 'syscall'],
+  ['runtime.mcall', 'runtime.park_m', 'runtime.schedule', 'runtime.findRunnable', 'runtime.stopm', 'runtime.notesleep', 'runtime.futexsleep', 'runtime.futex'],
+];
+const SLEEP_STACK = ['main', 'throttle', 'clock_nanosleep', 'entry_SYSCALL_64_after_hwframe_[k]', 'do_syscall_64_[k]', 'hrtimer_nanosleep_[k]', 'do_nanosleep_[k]'];
+
+function chain(names, value) {
+  const root = { name: names[0], value, self: 0, children: [] };
+  let cur = root;
+  for (const n of names.slice(1)) {
+    const c = { name: n, value, self: 0, children: [] };
+    cur.children.push(c);
+    cur = c;
+  }
+  cur.self = value;
+  return root;
+}
+
+function idleStacks(p, k) {
+  const base = Math.max(1, p.value);
+  const add = (names, v) => {
+    p.children.push(chain(names, v));
+    p.value += v;
+  };
+  IDLE_STACKS.forEach((names, i) => add(names, Math.round(base * (0.9 - 0.2 * ((i + k) % 4)))));
+  add(SLEEP_STACK, Math.round(base * 0.25));
+}
+
 const trees = new Map();
-function treeFor(view) {
-  const key = view === 'cpu' ? 'cpu' : 'wall';
-  if (!trees.has(key)) trees.set(key, synth(mockNodes, key !== 'cpu'));
+function treeFor(view, seed = 42) {
+  const key = `${view === 'cpu' ? 'cpu' : 'wall'}:${seed}`;
+  if (!trees.has(key)) trees.set(key, synth(mockNodes, view !== 'cpu', seed));
   return trees.get(key);
+}
+
+/** Trees summed by path (the windows of several captures merged). */
+function mergeTrees(list) {
+  const merge = (into, n) => {
+    into.value += n.value;
+    into.self += n.self ?? 0;
+    for (const c of n.children ?? []) {
+      into.children ??= [];
+      let d = into.children.find((x) => x.name === c.name);
+      if (!d) {
+        d = { name: c.name, value: 0, self: 0 };
+        into.children.push(d);
+      }
+      merge(d, c);
+    }
+  };
+  const out = { name: 'all', value: 0, self: 0 };
+  for (const t of list) merge(out, t);
+  const sort = (n) => {
+    n.children?.sort((a, b) => b.value - a.value);
+    n.children?.forEach(sort);
+  };
+  sort(out);
+  return out;
 }
 
 /**
@@ -259,7 +323,7 @@ function mockApi(url, res, req) {
       res.end('ok\n');
       return;
     case '/api/v1/status':
-      return json(res, 200, { tier: 'mock', ready: true, window_s: 10 });
+      return json(res, 200, { mode: 'agent', tier: 'mock', ready: true, window_s: 10 });
     case '/api/v1/timeline': {
       const step = 10e9;
       const r = rng(3);
@@ -311,6 +375,215 @@ function mockApi(url, res, req) {
   }
 }
 
+// ---- mock `tailprof serve DIR` ----
+
+const SERVE_DIR = '/var/lib/tailprof/mock-captures';
+const HOUR = 3600e9;
+const WINDOW = 10e9;
+const serveNow = Math.floor(Date.now() / 1000) * 1e9;
+const SERVE_CAPTURES = [
+  { id: 'c1', tier: 'deep', hoursAgo: 3, reason: 'p99 of /search jumped', target: { pid: 4242 }, victims: true },
+  { id: 'c2', tier: 'continuous', hoursAgo: 2, reason: 'baseline, quiet hour', target: {}, victims: false },
+  { id: 'c3', tier: 'deep', hoursAgo: 1, reason: 'after the fix', target: { unit: 'nginx.service' }, victims: false },
+].map((c, i) => {
+  const start = serveNow - c.hoursAgo * HOUR;
+  return {
+    record: {
+      id: `c${Math.round(start / 1e9)}`,
+      reason: c.reason,
+      trigger: 'record',
+      tier: c.tier,
+      target: c.target,
+      duration_s: 60,
+      started_unix_ns: start,
+      ended_unix_ns: start + 60e9,
+      state: 'done',
+      error: null,
+      files: ['summary.json', 'flamegraph.svg', 'noise.json', 'histograms.json'],
+    },
+    seed: 100 + i,
+    victims: c.victims,
+  };
+});
+
+/** A time as the API takes it, in Unix ns (RFC 3339, Unix seconds, now, -15m). */
+function parseTime(s, now) {
+  const v = (s ?? '').trim();
+  if (!v || v === 'now') return now;
+  if (v.startsWith('-')) {
+    let ns = 0;
+    const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g;
+    const unit = { ms: 1e6, s: 1e9, m: 60e9, h: 3600e9, d: 86400e9, w: 604800e9 };
+    for (const m of v.slice(1).matchAll(re)) ns += Number(m[1]) * unit[m[2]];
+    return now - ns;
+  }
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v) * 1e9;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? null : t * 1e6;
+}
+
+function serveRange(q, res, req) {
+  const to = parseTime(q.get('to'), serveNow);
+  const from = q.get('from') ? parseTime(q.get('from'), serveNow) : to === null ? null : to - 15 * 60e9;
+  if (from === null || to === null) {
+    json(res, 400, { error: 'write times as RFC 3339, Unix seconds, now, or relative like -15m' }, req);
+    return null;
+  }
+  if (!(from < to)) {
+    json(res, 400, { error: 'from must be before to' }, req);
+    return null;
+  }
+  return { from, to };
+}
+
+/** The windows (10 s) of the captures that overlap a range. */
+function windowsIn(from, to) {
+  const out = [];
+  for (const c of SERVE_CAPTURES) {
+    for (let t = c.record.started_unix_ns; t < c.record.ended_unix_ns; t += WINDOW) {
+      if (t < to && t + WINDOW > from) out.push({ capture: c, start: t, end: t + WINDOW });
+    }
+  }
+  return out;
+}
+
+function mockDeepNoise(c) {
+  const r = rng(c.seed);
+  const cpus = [0, 1, 2, 3].map((cpu) => {
+    const s = (count, ns) => ({ count, ns, max_ns: Math.round((ns / Math.max(1, count)) * (2 + r() * 6)) });
+    const irqs = { 36: { name: 'virtio1-req.0', ...s(200, 400e3 * (1 + r())) }, LOC: { name: 'Local timer interrupts', ...s(60000, 9e6 * (1 + r())) }, CAL: { name: 'Function call interrupts', ...s(300, 120e3) } };
+    const softirqs = { TIMER: s(6000, 3e6 * (1 + r())), NET_RX: s(cpu === 1 ? 40000 : 800, (cpu === 1 ? 60e6 : 2e6) * (1 + r())), RCU: s(3000, 1.5e6), SCHED: s(2000, 2.5e6) };
+    const threads = { [`kworker/${cpu}:1`]: s(50, 4e6 * r()), rcu_preempt: s(40, 1e6), [`ksoftirqd/${cpu}`]: s(5, cpu === 1 ? 20e6 : 0.2e6) };
+    const nmi = s(2, 30e3);
+    const steal_ns = cpu === 3 ? 15e6 : 0;
+    const sum = (o) => Object.values(o).reduce((a, x) => ({ count: a.count + x.count, ns: a.ns + x.ns }), { count: 0, ns: 0 });
+    const irq = sum(irqs);
+    const softirq = sum(softirqs);
+    const thread = sum(threads);
+    const noise_ns = irq.ns + softirq.ns + thread.ns + nmi.ns + steal_ns;
+    return { cpu, runtime_ns: 60e9, noise_ns, noise_pct: (noise_ns * 100) / 60e9, max_single_ns: 900e3, max_single_source: 'softirq NET_RX', irq, softirq, nmi, thread, steal_ns, unexplained_ns: null, irqs, softirqs, threads, missed_by_hooks: {} };
+  });
+  const top = new Map();
+  for (const c of cpus) {
+    const addTop = (source, kind, name, st) => {
+      const t = top.get(source) ?? { source, kind, name, count: 0, ns: 0, max_ns: 0, cpus: [] };
+      t.count += st.count;
+      t.ns += st.ns;
+      t.max_ns = Math.max(t.max_ns, st.max_ns ?? 0);
+      t.cpus.push(c.cpu);
+      top.set(source, t);
+    };
+    for (const [k, v] of Object.entries(c.irqs)) addTop(/^\d+$/.test(k) ? `irq ${k} ${v.name}` : `vector ${k}`, /^\d+$/.test(k) ? 'irq' : 'vector', /^\d+$/.test(k) ? `${k} ${v.name}` : k, v);
+    for (const [k, v] of Object.entries(c.softirqs)) addTop(`softirq ${k}`, 'softirq', k, v);
+    for (const [k, v] of Object.entries(c.threads)) addTop(`thread ${k}`, 'thread', k, v);
+  }
+  const victims = c.victims
+    ? {
+        pids: [4242],
+        threads: [
+          { tid: 4243, tgid: 4242, comm: 'search-worker', interrupted: { count: 420, ns: 38e6, by_source: [{ source: 'softirq NET_RX', count: 300, ns: 31e6, max_ns: 900e3 }, { source: 'vector LOC', count: 100, ns: 5e6, max_ns: 80e3 }, { source: 'irq 36 virtio1-req.0', count: 20, ns: 2e6, max_ns: 200e3 }] }, runnable_behind_ns: 55e6, behind: [{ tid: 19, comm: 'ksoftirqd/1', ns: 40e6, count: 12 }, { tid: 88, comm: 'kworker/1:1', ns: 9e6, count: 30 }, { tid: 0, comm: 'swapper/1', ns: 1e6, count: 2 }], behind_unknown_ns: 5e6 },
+          { tid: 4242, tgid: 4242, comm: 'search', interrupted: { count: 20, ns: 1.2e6, by_source: [{ source: 'vector LOC', count: 20, ns: 1.2e6, max_ns: 70e3 }] }, runnable_behind_ns: 0.4e6, behind: [{ tid: 4243, comm: 'search-worker', ns: 0.4e6, count: 3 }], behind_unknown_ns: 0 },
+        ],
+      }
+    : null;
+  return { tier: 'deep', cannot_show: [], duration_ns: 60e9, window_start_ns: 1, window_end_ns: 60e9 + 1, threshold_ns: 0, cpus, top_sources: [...top.values()].sort((a, b) => b.ns - a.ns).slice(0, 10), victims, dropped: { sources: 0, victims: 0, histograms: 0 }, missing_hooks: [] };
+}
+
+function mockContinuousNoise(c) {
+  const r = rng(c.seed);
+  const est = (ns) => ({ samples: Math.round(ns / 10.1e6), ns, ci95_ns: [Math.round(ns * 0.7), Math.round(ns * 1.4)] });
+  const cpus = [0, 1, 2, 3].map((cpu) => {
+    const sources = [
+      { source: 'softirq NET_RX', kind: 'softirq', name: 'NET_RX', ...est((cpu === 1 ? 50e6 : 2e6) * (1 + r())) },
+      { source: 'softirq TIMER', kind: 'softirq', name: 'TIMER', ...est(3e6) },
+      { source: `thread kworker/${cpu}:1`, kind: 'thread', name: `kworker/${cpu}:1`, ...est(6e6 * r()) },
+      { source: 'vector LOC', kind: 'vector', name: 'LOC', ...est(1e6) },
+    ];
+    return {
+      cpu,
+      runtime_ns: 60e9,
+      procfs_time: { softirq_ns: 70e6, softirq_pct: 0.12, hardirq_ns: null, steal_ns: cpu === 3 ? 15e6 : 0 },
+      procfs_counts: { softirq_total: 9000, softirqs: {}, irq_total: 60000, irqs: {} },
+      sampled: { periods: 600000, samples: 5000, noise: est(60e6), irq: est(1e6), softirq: est(50e6), nmi: est(0), thread: est(6e6), sources },
+    };
+  });
+  return {
+    tier: 'continuous',
+    cannot_show: ['victims: which threads an interrupt or softirq took time from'],
+    duration_ns: 60e9,
+    accounting: { hardirq_time: 'not_accounted', softirq_time: 'tick', note: 'mock: hard IRQ time is not accounted by this kernel' },
+    sampling: { frequency_hz: 99, samples: 20000, lost_samples: 0 },
+    cpus,
+    top_sources: cpus.flatMap((c) => c.sampled.sources.map((s) => ({ ...s, cpus: [c.cpu] }))).sort((a, b) => b.ns - a.ns).slice(0, 10),
+  };
+}
+
+function mockServeApi(url, res, req) {
+  const q = url.searchParams;
+  const p = url.pathname;
+  const first = SERVE_CAPTURES[0].record.started_unix_ns;
+  const last = SERVE_CAPTURES[SERVE_CAPTURES.length - 1].record.ended_unix_ns;
+  if (p === '/healthz' || p === '/readyz') return res.end('ok\n');
+  if (p === '/metrics' || p === '/api/v1/config') return json(res, 404, { error: `tailprof serve has no ${p === '/metrics' ? 'metrics' : 'configuration'}: it shows the captures in ${SERVE_DIR}` }, req);
+  if (p === '/api/v1/status') {
+    return json(res, 200, { mode: 'serve', dir: SERVE_DIR, from_unix_ns: first, to_unix_ns: last, captures: SERVE_CAPTURES.length, segments: windowsIn(0, Infinity).length, skipped: [{ path: `${SERVE_DIR}/c1796000000`, reason: 'no capture.json: not a capture directory' }] }, req);
+  }
+  if (p === '/api/v1/segments') {
+    return json(res, 200, windowsIn(0, Infinity).map((w) => ({ name: `${w.capture.record.id}/${w.start}`, start_unix_ns: w.start, end_unix_ns: w.end, bytes: 4096 })), req);
+  }
+  if (p === '/api/v1/captures') {
+    if (req.method === 'POST') return json(res, 405, { error: 'tailprof serve is read-only: it shows captures, it cannot start one' }, req);
+    return json(res, 200, { read_only: true, running: false, captures: SERVE_CAPTURES.map((c) => c.record) }, req);
+  }
+  const range = serveRange(q, res, req);
+  if (!range) return;
+  const { from, to } = range;
+  const wins = windowsIn(from, to);
+  const covered = wins.length ? { covered_from_unix_ns: Math.min(...wins.map((w) => w.start)), covered_to_unix_ns: Math.max(...wins.map((w) => w.end)) } : { covered_from_unix_ns: 0, covered_to_unix_ns: 0 };
+  switch (p) {
+    case '/api/v1/timeline': {
+      const step = Math.max(1e9, Number((q.get('step') ?? '10s').replace(/s$/, '')) * 1e9 || 10e9);
+      const steps = [];
+      for (const w of wins) {
+        const r = rng(Math.round(w.start / 1e9));
+        for (let t = w.start; t < w.end; t += step) {
+          steps.push({ start_unix_ns: t, end_unix_ns: Math.min(w.end, t + step), segments: 1, cpu_s: 2 + r() * 8, runqueue_s: r() * 2, sleeping_s: 20 + r() * 10, disk_s: r() * 3, other_s: r(), samples: 1000, threads: 120 });
+        }
+      }
+      return json(res, 200, { from_unix_ns: from, to_unix_ns: to, step_ns: step, steps }, req);
+    }
+    case '/api/v1/profile': {
+      const view = q.get('view') ?? 'cpu';
+      if (!['cpu', 'offcpu', 'wall'].includes(view)) return json(res, 400, { error: `unknown view '${view}'; use cpu, offcpu or wall` }, req);
+      const caps = [...new Set(wins.map((w) => w.capture))];
+      let root = caps.length ? mergeTrees(caps.map((c) => treeFor(view, c.seed))) : { name: 'all', value: 0, self: 0 };
+      const focus = q.get('focus');
+      if (focus) for (const f of focus.split(';')) root = root.children?.find((c) => c.name === f && !c.other) ?? { name: f, value: 0, self: 0 };
+      const max = Number(q.get('max_nodes') ?? 2000);
+      return json(res, 200, { from_unix_ns: from, to_unix_ns: to, windows: wins.length, ...covered, view, unit: view === 'cpu' ? 'samples' : 'nanoseconds', root: budgeted(root, max) }, req);
+    }
+    case '/api/v1/noise': {
+      const caps = [...new Set(wins.map((w) => w.capture))];
+      const c = caps[caps.length - 1];
+      if (!c) return json(res, 404, { error: 'no capture with a noise.json overlaps the range' }, req);
+      const doc = c.record.tier === 'deep' ? mockDeepNoise(c) : mockContinuousNoise(c);
+      return json(res, 200, { ...doc, capture: c.record.id }, req);
+    }
+    case '/api/v1/histograms': {
+      const caps = [...new Set(wins.map((w) => w.capture))].filter((c) => c.record.tier === 'deep');
+      return json(res, 200, {
+        from_unix_ns: from,
+        to_unix_ns: to,
+        ...(caps.length ? {} : { note: 'no deep capture overlaps this range: latency histograms come from deep captures only' }),
+        captures: caps.map((c) => ({ capture: c.record.id, reason: c.record.reason, started_unix_ns: c.record.started_unix_ns, ended_unix_ns: c.record.ended_unix_ns, histograms: mockHistograms() })),
+      }, req);
+    }
+    default:
+      return json(res, 404, { error: `no such endpoint: ${p}` }, req);
+  }
+}
+
 server.listen(port, '127.0.0.1', () => {
-  console.log(`serving dist/ on http://127.0.0.1:${port}/ (${mock ? `mock agent, ${mockNodes} nodes` : `API from ${agent.origin}`})`);
+  const what = mockServe ? `mock tailprof serve, ${mockNodes} nodes` : mock ? `mock agent, ${mockNodes} nodes` : `API from ${agent.origin}`;
+  console.log(`serving dist/ on http://127.0.0.1:${port}/ (${what})`);
 });

@@ -48,10 +48,21 @@ export interface TimelineResponse {
 }
 
 export interface StatusResponse {
+  /** `agent` (collecting now) or `serve` (`tailprof serve DIR`: captures on disk, read-only). */
+  mode?: 'agent' | 'serve' | string;
   tier?: string;
   ready?: boolean;
   window_s?: number;
   collecting?: { windows?: number; last_window_end_unix_ns?: number };
+  // serve mode:
+  dir?: string;
+  /** The span the captures' data covers (0 or absent when there is none). */
+  from_unix_ns?: number;
+  to_unix_ns?: number;
+  captures?: number;
+  segments?: number;
+  /** Capture directories that could not be read, and why. */
+  skipped?: Array<{ path: string; reason: string }>;
 }
 
 /** Parameters the profile endpoint takes besides the range and the view. */
@@ -279,15 +290,65 @@ export interface NoiseCpu {
   };
 }
 
+/** Count, own time and the longest single event of a source (deep tier). */
+export interface NoiseStats {
+  count?: number;
+  ns: number;
+  max_ns?: number;
+}
+
+/** One CPU of a deep capture's noise.json: every figure measured by hooks. */
+export interface DeepNoiseCpu {
+  cpu: number;
+  runtime_ns: number;
+  noise_ns: number;
+  noise_pct?: number;
+  max_single_ns?: number;
+  max_single_source?: string | null;
+  irq?: NoiseStats;
+  softirq?: NoiseStats;
+  nmi?: NoiseStats;
+  thread?: NoiseStats;
+  steal_ns?: number;
+  /** IRQ lines by number (`"36"`), then vectors by /proc/interrupts row (`"LOC"`). */
+  irqs?: Record<string, NoiseStats & { name?: string | null }>;
+  softirqs?: Record<string, NoiseStats>;
+  threads?: Record<string, NoiseStats>;
+}
+
+export interface VictimThread {
+  tid: number;
+  tgid: number;
+  comm?: string | null;
+  interrupted?: { count: number; ns: number; by_source?: Array<{ source: string; count: number; ns: number; max_ns?: number }> };
+  runnable_behind_ns?: number;
+  behind?: Array<{ tid: number; comm: string; ns: number; count: number }>;
+  behind_unknown_ns?: number;
+}
+
+export type NoiseSource = Partial<Estimate> & { source: string; kind: string; name: string; ns: number; count?: number; max_ns?: number; cpus?: number[] };
+
+/**
+ * `/api/v1/noise`: the continuous tier's report (per CPU `procfs_time`, `procfs_counts` and `sampled`), or in
+ * `tailprof serve` a capture's noise.json, which for a deep capture is the deep report (per CPU hook-measured
+ * sources, and `victims` with `--pid`).
+ */
 export interface NoiseResponse {
   tier?: string;
   duration_ns?: number;
   cannot_show?: string[];
   accounting?: { hardirq_time?: string; softirq_time?: string; note?: string };
   sampling?: { frequency_hz?: number; samples?: number; lost_samples?: number };
-  cpus: NoiseCpu[];
-  top_sources?: Array<Estimate & { source: string; kind: string; name: string; cpus: number[] }>;
+  cpus: Array<NoiseCpu | DeepNoiseCpu>;
+  top_sources?: NoiseSource[];
   windows_without_noise?: number;
+  // deep:
+  threshold_ns?: number;
+  victims?: { pids: number[]; threads: VictimThread[] } | null;
+  dropped?: Record<string, number>;
+  missing_hooks?: string[];
+  /** serve mode: the capture whose noise.json this is. */
+  capture?: string;
 }
 
 export interface StepNoise {
@@ -343,20 +404,29 @@ export interface HistogramsResponse {
 export interface CaptureRecord {
   id: string;
   reason: string;
-  trigger: string;
-  tier: string;
-  target: Record<string, string | number>;
-  duration_s: number;
+  trigger?: string;
+  tier?: string;
+  target?: Record<string, string | number>;
+  duration_s?: number;
   started_unix_ns: number;
   ended_unix_ns?: number | null;
-  state: string;
+  state?: string;
   error?: string | null;
   files?: string[];
 }
 
 export interface CapturesResponse {
+  /** `tailprof serve`: the captures are shown, none can be started. */
+  read_only?: boolean;
   limits?: { max_duration?: string; cooldown?: string; default_duration?: string; keep?: number };
   running?: boolean;
   deleted?: number;
   captures: CaptureRecord[];
+}
+
+/** A capture's span in Unix seconds: started..ended (a running one: started + its duration). */
+export function captureSpan(c: CaptureRecord): [number, number] {
+  const from = c.started_unix_ns / 1e9;
+  const end = c.ended_unix_ns ?? (c.duration_s ? c.started_unix_ns + c.duration_s * 1e9 : c.started_unix_ns);
+  return [from, Math.max(from, end / 1e9)];
 }

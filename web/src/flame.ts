@@ -43,6 +43,9 @@ export class FlameGraph implements Renderable {
   private texts: string[] = [];
   zoom = 0;
   private zoomMaxDepth = 0;
+  /** The zoom window inside the zoomed node (keyboard zoom and pan), in value units; ww 0: the whole node. */
+  private wx0 = 0;
+  private ww = 0;
   orientation: Orientation;
   readonly rowH = 18;
   private highlight: Uint8Array | null = null;
@@ -152,8 +155,63 @@ export class FlameGraph implements Renderable {
       for (let j = this.zoom; j < e; j++) if (t.depth[j]! > md) md = t.depth[j]!;
     }
     this.zoomMaxDepth = md;
+    this.ww = 0;
     this.pendingScroll = 'root';
     this.invalidate();
+  }
+
+  /** The span drawn across the width: the zoom window, or the whole zoomed node. */
+  private win(): [number, number] {
+    const t = this.tree;
+    if (!t || !t.n) return [0, 1];
+    const z = this.zoom;
+    const nw = t.value[z]! || 1;
+    return this.ww > 0 && this.ww < nw ? [this.wx0, this.ww] : [t.x[z]!, nw];
+  }
+
+  /** Whether a zoom window narrower than the zoomed node is shown. */
+  zoomedIn(): boolean {
+    const t = this.tree;
+    return !!t && t.n > 0 && this.ww > 0 && this.ww < (t.value[this.zoom]! || 1);
+  }
+
+  /** The window as fractions of the zoomed node's width. */
+  windowShare(): [number, number] {
+    const t = this.tree;
+    if (!t || !t.n) return [0, 1];
+    const [x0, w] = this.win();
+    const nx = t.x[this.zoom]!;
+    const nw = t.value[this.zoom]! || 1;
+    return [(x0 - nx) / nw, (x0 + w - nx) / nw];
+  }
+
+  /** Shows `[x0, x0 + w)` (value units) of the zoomed node, clamped inside it. */
+  setWindow(x0: number, w: number): void {
+    const t = this.tree;
+    if (!t || !t.n) return;
+    const nx = t.x[this.zoom]!;
+    const nw = t.value[this.zoom]! || 1;
+    const ww = Math.max(nw * 1e-6, Math.min(nw, w));
+    this.ww = ww >= nw ? 0 : ww;
+    this.wx0 = Math.max(nx, Math.min(nx + nw - ww, x0));
+    this.invalidate();
+  }
+
+  /** Zooms the window about its centre by `factor` (< 1 in, > 1 out); false when already the whole node. */
+  zoomBy(factor: number): boolean {
+    const [x0, w] = this.win();
+    if (factor > 1 && !this.zoomedIn()) return false;
+    const w2 = w * factor;
+    this.setWindow(x0 + w / 2 - w2 / 2, w2);
+    return true;
+  }
+
+  /** Moves the window by a fraction of its width; false when there is no window to move. */
+  pan(frac: number): boolean {
+    if (!this.zoomedIn()) return false;
+    const [x0, w] = this.win();
+    this.setWindow(x0 + frac * w, w);
+    return true;
   }
 
   setOrientation(o: Orientation): void {
@@ -221,8 +279,7 @@ export class FlameGraph implements Renderable {
       const scrollTop = this.root.scrollTop;
       const rowH = this.rowH;
       const z = this.zoom;
-      const zx0 = t.x[z]!;
-      const zw = t.value[z]! || 1;
+      const [zx0, zw] = this.win();
       const zx1 = zx0 + zw;
       const eps = zw * 1e-9;
       const k = W / zw;
@@ -337,8 +394,8 @@ export class FlameGraph implements Renderable {
     const ids: Int32Array | undefined = t.byDepth[d];
     if (!ids) return -1;
     const z = this.zoom;
-    const zw = t.value[z]! || 1;
-    const vx = t.x[z]! + (px / this.cssW) * zw;
+    const [zx0, zw] = this.win();
+    const vx = zx0 + (px / this.cssW) * zw;
     let lo = 0;
     let hi = ids.length;
     while (lo < hi) {
@@ -364,8 +421,7 @@ export class FlameGraph implements Renderable {
     if (id === undefined) return [];
     const box = this.canvas.getBoundingClientRect();
     const z = this.zoom;
-    const zx0 = t.x[z]!;
-    const zw = t.value[z]! || 1;
+    const [zx0, zw] = this.win();
     const k = this.cssW / zw;
     const scrollTop = this.root.scrollTop;
     const out: FrameRect[] = [];

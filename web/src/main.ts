@@ -4,6 +4,9 @@
 import {
   ApiError,
   apiUrl,
+  type CaptureRecord,
+  captureSpan,
+  type CapturesResponse,
   downloadWithToken,
   FILTER_KEYS,
   type FilterKey,
@@ -45,14 +48,31 @@ import { NoisePage } from './pages/noise';
 import { css, frameColours, KERNEL_SAMPLE, STATE_LABEL, STATE_RGB, STATES, type StateName, USER_SAMPLE, viewStates } from './colours';
 import { FlameGraph } from './flame';
 import { clock, dateTime, esc, formatPercent, formatValue } from './format';
+import { withoutIdle } from './idle';
+import { actionOf, helpHtml, isGraphAction, type KeyAction, KEYMAP } from './keys';
 import { SandwichView } from './sandwich';
 import { Scheduler } from './sched';
-import { cloneState, DEFAULT_STATE, type DiffSpec, diffText, type Mode, type Page, PAGES, parseDiff, parseLocation, toHash, type UrlState, writeLocation } from './state/url';
+import {
+  cloneState,
+  DEFAULT_STATE,
+  type DiffSpec,
+  diffText,
+  hasExplicitRange,
+  type Mode,
+  type Page,
+  PAGES,
+  parseDiff,
+  parseLocation,
+  toHash,
+  type UrlState,
+  writeLocation,
+} from './state/url';
 import { TopTable } from './table';
 import { Timeline } from './timeline';
 import { Tooltip } from './tooltip';
 import {
   ancestors,
+  childrenOf,
   F_OTHER,
   F_ROOT,
   F_TRIMMED,
@@ -178,6 +198,12 @@ class App {
   private searchTimer = 0;
 
   private readonly search = el<HTMLInputElement>('search');
+  /** `/api/v1/status` as last answered (null before, or when it failed). */
+  status: StatusResponse | null = null;
+  /** The captures `/api/v1/captures` lists, for the diff's capture baselines (null until asked). */
+  captureList: CaptureRecord[] | null = null;
+  /** The idle waits the preset took out of the current tree, and the total before. */
+  idleHidden = { value: 0, before: 0 };
 
   constructor() {
     this.state = parseLocation(location);
@@ -215,16 +241,18 @@ class App {
         this.writeUrl();
       },
     });
-    this.noisePage = new NoisePage(el('page-noise'), this.sched);
+    this.noisePage = new NoisePage(el('page-noise'), this.sched, this.tooltip);
     this.latencyPage = new LatencyPage(el('page-latency'), this.sched);
-    this.capturesPage = new CapturesPage(el('page-captures'), this.sched, (from, to) => {
-      this.state.from = from.toFixed(3);
-      this.state.to = to.toFixed(3);
-      this.state.sel = null;
-      this.state.focus = [];
-      this.state.page = 'profile';
-      this.loadAll();
-    });
+    this.capturesPage = new CapturesPage(
+      el('page-captures'),
+      this.sched,
+      (from, to) => {
+        this.state = this.openState(from, to);
+        this.loadAll();
+      },
+      (from, to) => location.pathname + toHash(this.openState(from, to)),
+      (list) => this.setCaptureList(list),
+    );
     this.wireControls();
     this.wirePages();
     this.buildLegend();
@@ -255,8 +283,7 @@ class App {
       setToken(t);
       input.value = '';
       this.showAuth(false);
-      this.loadAll();
-      void this.loadStatus();
+      void this.start();
     });
     // Links cannot carry the token: with one, exports are fetched and saved from a blob.
     el('exports').addEventListener('click', (ev) => {
@@ -350,9 +377,133 @@ class App {
     return m ? { ...m } : null;
   }
 
-  start(): void {
-    this.loadAll();
-    void this.loadStatus();
+  /** Asks the status first: `tailprof serve` shows past captures, so without a range in the address the first
+   * screen shows their whole span instead of an empty last 15 minutes. */
+  async start(): Promise<void> {
+    const explicit = hasExplicitRange(location);
+    this.sched.begin();
+    try {
+      await this.loadStatus();
+      const ext = this.extent();
+      if (this.serving()) {
+        this.serveControls();
+        if (!explicit && ext) {
+          this.state.from = ext[0];
+          this.state.to = ext[1];
+          this.state.sel = null;
+        }
+        if ((this.status?.captures ?? 0) >= 2 || this.state.diff?.kind === 'capture') void this.loadCaptureList();
+      }
+      this.loadAll();
+    } finally {
+      this.sched.end();
+    }
+  }
+
+  /** Whether the page is served by `tailprof serve` (captures on disk, read-only). */
+  serving(): boolean {
+    return this.status?.mode === 'serve';
+  }
+
+  /** The span of the served captures' data as the API takes times (Unix seconds), or null. */
+  extent(): [string, string] | null {
+    const st = this.status;
+    const a = st?.from_unix_ns ?? 0;
+    const b = st?.to_unix_ns ?? 0;
+    if (!(a > 0 && b > a)) return null;
+    return [(Math.floor(a / 1e6) / 1e3).toFixed(3), (Math.ceil(b / 1e6) / 1e3).toFixed(3)];
+  }
+
+  /** In serve mode the range offers the captures' whole span, and the presets say they count back from now. */
+  private serveControls(): void {
+    const range = el<HTMLSelectElement>('range');
+    if (!range.querySelector('option[value="all"]')) {
+      const o = document.createElement('option');
+      o.value = 'all';
+      o.textContent = 'all the captures';
+      range.insertBefore(o, range.firstChild);
+    }
+    for (const o of range.options) {
+      if (o.value.startsWith('-') && !o.dataset.now) {
+        o.dataset.now = '1';
+        o.textContent = `${o.textContent} (before now)`;
+      }
+    }
+  }
+
+  /** The state that shows a span (Unix seconds) on the Profile tab: a capture's "open". */
+  openState(from: number, to: number): UrlState {
+    const s = cloneState(this.state);
+    s.from = from.toFixed(3);
+    s.to = to.toFixed(3);
+    s.sel = null;
+    s.focus = [];
+    s.page = 'profile';
+    // Comparing a capture with itself shows nothing: opening the baseline's own capture ends the diff.
+    const d = s.diff;
+    const base = d?.kind === 'capture' ? this.captureList?.find((c) => c.id === d.id) : undefined;
+    if (base && Math.abs(captureSpan(base)[0] - from) < 0.002) s.diff = null;
+    return s;
+  }
+
+  private async loadCaptureList(): Promise<void> {
+    this.sched.begin();
+    try {
+      this.setCaptureList(await getJson<CapturesResponse>('captures', {}));
+    } catch {
+      // The captures page says why when it is shown; the diff simply offers no capture.
+    } finally {
+      this.sched.end();
+    }
+  }
+
+  private setCaptureList(d: CapturesResponse): void {
+    this.captureList = [...(d.captures ?? [])].sort((a, b) => a.started_unix_ns - b.started_unix_ns);
+    this.updateDiffOptions();
+  }
+
+  /** The diff's capture baselines: one per capture but the one whose span is the range shown (serve mode, ≥ 2). */
+  private updateDiffOptions(): void {
+    const select = el<HTMLSelectElement>('diff');
+    let group = select.querySelector<HTMLOptGroupElement>('optgroup[data-captures]');
+    if (!group) {
+      group = document.createElement('optgroup');
+      group.dataset.captures = '1';
+      group.label = 'a capture';
+      select.insertBefore(group, select.querySelector('option[value="range"]'));
+    }
+    const r = this.rangeParams();
+    const now = Date.now() / 1000;
+    const from = resolveTime(r.from ?? '', now);
+    const to = resolveTime(r.to ?? '', now);
+    const list = this.captureList ?? [];
+    const opts: string[] = [];
+    const cur = this.state.diff?.kind === 'capture' ? this.state.diff.id : null;
+    if (this.serving() && list.length >= 2) {
+      for (const c of list) {
+        const [a, b] = captureSpan(c);
+        const shown = from !== null && to !== null && Math.abs(a - from) < 0.002 && Math.abs(b - to) < 0.002;
+        if (shown && c.id !== cur) continue;
+        opts.push(`<option value="capture:${esc(c.id)}" data-testid="diff-capture" title="${esc(c.reason ?? '')}">capture ${esc(c.id)} (${esc(dateTime(a))})</option>`);
+      }
+    }
+    if (cur && !list.some((c) => c.id === cur)) opts.push(`<option value="capture:${esc(cur)}" data-testid="diff-capture">capture ${esc(cur)}</option>`);
+    group.innerHTML = opts.join('');
+    group.hidden = opts.length === 0;
+    // Rebuilding the options unselects one of them: select the state's baseline again.
+    const d = this.state.diff;
+    if (d) select.value = d.kind === 'capture' ? diffText(d) : d.kind;
+  }
+
+  /** A capture's span, asking for the list when it is not known yet; null when no capture has that id. */
+  private async captureSpanOf(id: string, signal: AbortSignal): Promise<[number, number] | null> {
+    let c = this.captureList?.find((x) => x.id === id);
+    if (!c) {
+      const d = await getJson<CapturesResponse>('captures', {}, signal);
+      this.setCaptureList(d);
+      c = this.captureList?.find((x) => x.id === id);
+    }
+    return c ? captureSpan(c) : null;
   }
 
   // ---- URL and controls ----
@@ -367,9 +518,12 @@ class App {
     const view = el<HTMLSelectElement>('view');
     view.value = isView(s.view) ? s.view : '';
     const range = el<HTMLSelectElement>('range');
-    const preset = s.to === 'now' && [...range.options].some((o) => o.value === s.from && o.value !== 'custom');
-    range.value = preset ? s.from : 'custom';
+    const ext = this.serving() ? this.extent() : null;
+    const all = ext !== null && s.from === ext[0] && s.to === ext[1];
+    const preset = all || (s.to === 'now' && [...range.options].some((o) => o.value === s.from && o.value !== 'custom' && o.value !== 'all'));
+    range.value = all ? 'all' : preset ? s.from : 'custom';
     el('custom-range').hidden = preset;
+    this.updateRangeNote();
     el<HTMLInputElement>('from').value = s.from;
     el<HTMLInputElement>('to').value = s.to;
     const gb = el<HTMLSelectElement>('group-by');
@@ -394,14 +548,42 @@ class App {
       b.setAttribute('aria-pressed', String(b.dataset.mode === s.mode));
     }
     if (this.search.value !== s.search) this.search.value = s.search;
+    this.updateDiffOptions();
     const diff = el<HTMLSelectElement>('diff');
-    diff.value = s.diff ? s.diff.kind : '';
+    diff.value = s.diff ? (s.diff.kind === 'capture' ? diffText(s.diff) : s.diff.kind) : '';
     el('diff-custom').hidden = s.diff?.kind !== 'range';
     if (s.diff?.kind === 'range') {
       el<HTMLInputElement>('diff-from').value = s.diff.from;
       el<HTMLInputElement>('diff-to').value = s.diff.to;
     }
     document.body.classList.toggle('diff-mode', s.diff !== null);
+    el<HTMLInputElement>('idle').checked = s.idle;
+    el('idle-control').hidden = !this.byState();
+    this.updateIdleNote();
+  }
+
+  /** Serve mode: a relative range counts back from now, and captures are in the past; say so. */
+  private updateRangeNote(): void {
+    const note = el('range-note');
+    const ext = this.serving() ? this.extent() : null;
+    const relative = isRelative(this.state.from) || isRelative(this.state.to);
+    note.hidden = !(ext && relative);
+    note.textContent = ext && relative ? `counts back from now; the captures span ${dateTime(Number(ext[0]))} – ${dateTime(Number(ext[1]))}` : '';
+  }
+
+  private updateIdleNote(): void {
+    const note = el('idle-note');
+    const h = this.idleHidden;
+    const on = this.state.idle && this.byState() && this.tree !== null;
+    note.hidden = !on;
+    if (!on) {
+      note.textContent = '';
+      return;
+    }
+    const unit = this.unit();
+    note.textContent = this.state.hide.includes('sleeping')
+      ? 'hidden idle waits: none (the sleeping state is hidden)'
+      : `hidden idle waits: ${formatValue(h.value, unit)} (${formatPercent(h.before > 0 ? h.value / h.before : 0)} of total)`;
   }
 
   private wireControls(): void {
@@ -409,6 +591,7 @@ class App {
     el<HTMLSelectElement>('view').addEventListener('change', (ev) => {
       this.state.view = (ev.target as HTMLSelectElement).value;
       this.state.focus = [];
+      el('idle-control').hidden = !this.byState();
       this.buildLegend();
       this.timelineStates();
       this.writeUrl();
@@ -421,8 +604,12 @@ class App {
         el<HTMLInputElement>('from').focus();
         return;
       }
-      this.state.from = v;
-      this.state.to = 'now';
+      const ext = this.extent();
+      if (v === 'all' && ext) [this.state.from, this.state.to] = ext;
+      else {
+        this.state.from = v;
+        this.state.to = 'now';
+      }
       this.state.sel = null;
       this.loadAll();
     });
@@ -473,14 +660,15 @@ class App {
     });
     el('refresh').addEventListener('click', () => this.loadAll());
     for (const b of document.querySelectorAll<HTMLButtonElement>('[data-mode]')) {
-      b.addEventListener('click', () => {
-        this.state.mode = b.dataset.mode as Mode;
-        this.graph.setOrientation(this.state.mode);
-        this.applyControls();
-        this.writeUrl();
-      });
+      b.addEventListener('click', () => this.setMode(b.dataset.mode as Mode));
     }
     el('reset').addEventListener('click', () => this.resetZoom());
+    el<HTMLInputElement>('idle').addEventListener('change', (ev) => this.setIdle((ev.target as HTMLInputElement).checked));
+    el('help-button').addEventListener('click', () => this.toggleHelp());
+    el('help').addEventListener('click', (ev) => {
+      const t = ev.target as HTMLElement;
+      if (t === el('help') || t.closest('[data-close]')) this.toggleHelp(false);
+    });
     el('export-png').addEventListener('click', () => {
       const a = document.createElement('a');
       a.href = this.graph.toPng();
@@ -514,24 +702,128 @@ class App {
       }
     });
     document.addEventListener('keydown', (ev) => {
+      const a = actionOf(ev);
+      if (!a) return;
       const t = ev.target;
       const typing = t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement;
-      if (ev.key === '/' && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
-        ev.preventDefault();
-        this.search.focus();
-        this.search.select();
-      } else if (ev.key === 'Escape' && (!typing || t === this.search)) {
-        ev.preventDefault();
+      if (a === 'escape' && typing && t !== this.search) return;
+      if (isGraphAction(a) && (this.state.page !== 'profile' || this.helpOpen())) return;
+      if (this.key(a)) ev.preventDefault();
+    });
+  }
+
+  /** Does what a key stands for (keys.ts); false when it did nothing (the browser then keeps the key). */
+  key(a: KeyAction): boolean {
+    const g = this.graph;
+    const t = this.tree;
+    switch (a) {
+      case 'help':
+        this.toggleHelp();
+        return true;
+      case 'escape':
         this.tooltip.hide();
-        if (this.search.value) {
+        if (this.helpOpen()) this.toggleHelp(false);
+        else if (this.search.value) {
           this.search.value = '';
           this.flushSearch(true);
         } else {
           this.resetZoom();
-          if (t === this.search) this.search.blur();
+          if (document.activeElement === this.search) this.search.blur();
         }
+        return true;
+      case 'search':
+        this.search.focus();
+        this.search.select();
+        return true;
+      case 'next-match':
+      case 'prev-match':
+        this.flushSearch();
+        if (!this.searchRes?.top.length) return false;
+        this.cycle(a === 'next-match' ? 1 : -1);
+        return true;
+      case 'flip':
+        this.setMode(this.state.mode === 'flame' ? 'icicle' : 'flame');
+        return true;
+      case 'reset-zoom':
+        this.resetZoom();
+        return true;
+      default:
+        break;
+    }
+    if (!t) return false;
+    const z = g.zoom;
+    switch (a) {
+      case 'zoom-in':
+        return g.zoomBy(0.5);
+      case 'zoom-out': {
+        if (g.zoomBy(2)) return true;
+        const p = t.parent[z]!;
+        if (p < 0) return false;
+        // Out to the parent, keeping the frame in the middle of a window twice its width.
+        const w = t.value[z]! * 2;
+        this.setZoom(p);
+        g.setWindow(t.x[z]! + t.value[z]! / 2 - w / 2, w);
+        return true;
       }
-    });
+      case 'pan-left':
+      case 'pan-right': {
+        const dir = a === 'pan-left' ? -1 : 1;
+        if (g.pan(dir * 0.25)) return true;
+        const p = t.parent[z]!;
+        if (p < 0) return false;
+        const sibs = childrenOf(t, p).filter((i) => !(t.flags[i]! & F_OTHER) && t.value[i]! > 0);
+        const k = sibs.indexOf(z) + dir;
+        if (k < 0 || k >= sibs.length) return false;
+        this.setZoom(sibs[k]!);
+        return true;
+      }
+      case 'up':
+      case 'down': {
+        const towardChildren = (a === 'up') === (this.state.mode === 'flame');
+        if (!towardChildren) {
+          const p = t.parent[z]!;
+          if (p < 0) return false;
+          this.setZoom(p);
+          return true;
+        }
+        const kids = childrenOf(t, z).filter((i) => t.value[i]! > 0);
+        if (!kids.length) return false;
+        const real = kids.filter((i) => !(t.flags[i]! & F_OTHER));
+        const pick = (real.length ? real : kids).reduce((b, i) => (t.value[i]! > t.value[b]! ? i : b));
+        void this.clickFrame(pick);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  setMode(m: Mode): void {
+    this.state.mode = m;
+    this.graph.setOrientation(m);
+    this.applyControls();
+    this.writeUrl();
+  }
+
+  helpOpen(): boolean {
+    return !el('help').hidden;
+  }
+
+  toggleHelp(on = !this.helpOpen()): void {
+    const h = el('help');
+    if (on && !h.innerHTML) h.innerHTML = helpHtml();
+    h.hidden = !on;
+  }
+
+  setIdle(on: boolean): void {
+    this.state.idle = on;
+    this.writeUrl();
+    if (this.raw && this.tree) {
+      this.sched.begin();
+      this.rebuild();
+      this.sched.end();
+    }
+    this.applyControls();
   }
 
   private flushSearch(force = false): void {
@@ -615,11 +907,23 @@ class App {
 
   private async loadStatus(): Promise<void> {
     const out = el('agent-status');
+    out.title = '';
     try {
       const s = await getJson<StatusResponse>('status', {});
-      const bits = [s.tier ? `${s.tier} tier` : '', s.window_s ? `${s.window_s} s windows` : '', s.ready === false ? 'starting' : ''];
-      out.textContent = bits.filter(Boolean).join(' · ');
+      this.status = s;
+      if (s.mode === 'serve') {
+        const n = (k: number | undefined, what: string): string => (k === undefined ? '' : `${k} ${what}${k === 1 ? '' : 's'}`);
+        const skipped = s.skipped ?? [];
+        const bits = [`serving ${s.dir ?? 'captures'}`, n(s.captures, 'capture'), n(s.segments, 'segment'), skipped.length ? `${skipped.length} skipped` : ''];
+        out.textContent = bits.filter(Boolean).join(' · ');
+        out.title = skipped.length ? `Not read:\n${skipped.map((x) => `${x.path}: ${x.reason}`).join('\n')}` : 'tailprof serve: captures on disk, read-only';
+      } else {
+        const bits = [s.tier ? `${s.tier} tier` : '', s.window_s ? `${s.window_s} s windows` : '', s.ready === false ? 'starting' : ''];
+        out.textContent = bits.filter(Boolean).join(' · ');
+      }
+      document.body.classList.toggle('serve-mode', s.mode === 'serve');
     } catch {
+      this.status = null;
       out.textContent = '';
     }
   }
@@ -719,7 +1023,12 @@ class App {
   /** The diff view: the range and its baseline, merged. */
   private async loadDiff(spec: DiffSpec, gen: number, signal: AbortSignal): Promise<void> {
     const cur = this.profileParams();
-    const base = baselineRange(spec, cur.from!, cur.to!);
+    let base: { from: string; to: string } | { error: string };
+    if (spec.kind === 'capture') {
+      const span = await this.captureSpanOf(spec.id, signal);
+      if (gen !== this.gen) return;
+      base = span ? { from: span[0].toFixed(3), to: span[1].toFixed(3) } : { error: `there is no capture ${spec.id} to compare with` };
+    } else base = baselineRange(spec, cur.from!, cur.to!);
     if ('error' in base) {
       this.profile = null;
       this.clearGraph();
@@ -787,6 +1096,8 @@ class App {
     this.updateSearchInfo();
     this.updateSummary();
     this.updateBreadcrumbs();
+    this.idleHidden = { value: 0, before: 0 };
+    this.updateIdleNote();
   }
 
   unit(): string {
@@ -807,10 +1118,13 @@ class App {
     const hidden = byState ? new Set(this.state.hide) : new Set<StateName>();
     let tree: FlatTree;
     const ds = this.diffSources;
+    // The idle-wait preset (idle.ts) cuts sleeping stacks first; hidden states then leave what remains.
+    const idleDepth = this.state.idle && byState && !hidden.has('sleeping') ? dims + 1 : 0;
+    const idle = withoutIdle(ds ? ds.after : raw, idleDepth);
     if (ds) {
       const stateDepth = byState ? dims + 1 : 0;
-      const after = withoutStates(ds.after, hidden, stateDepth);
-      const before = withoutStates(ds.before, hidden, stateDepth);
+      const after = withoutStates(idle.root, hidden, stateDepth);
+      const before = withoutStates(withoutIdle(ds.before, idleDepth).root, hidden, stateDepth);
       this.diffTotals = { after: after.value, before: before.value };
       const merged: DiffNode = mergeDiff(after, before);
       tree = flatten(merged, { stateDepth, groupDepth: dims, hidden: new Set() });
@@ -818,11 +1132,13 @@ class App {
       this.tree = tree;
       this.graph.setTree(tree, diffColours(tree, this.diffArr.before, this.diffArr.after));
     } else {
-      tree = flatten(raw, { stateDepth: byState ? dims + 1 : 0, groupDepth: dims, hidden });
+      tree = flatten(idle.root, { stateDepth: byState ? dims + 1 : 0, groupDepth: dims, hidden });
       this.diffArr = null;
       this.tree = tree;
       this.graph.setTree(tree, frameColours(tree, byState));
     }
+    this.idleHidden = { value: idle.hidden, before: (ds ? this.diffTotals.after : tree.total) + idle.hidden };
+    this.updateIdleNote();
     this.rows = topFunctions(tree);
     this.table.setData(this.rows, tree.total, this.unit());
     this.applySearch(false);
@@ -1103,7 +1419,8 @@ class App {
     }
     const bits: string[] = [];
     if (this.state.diff && bp) {
-      bits.push(`compared with ${dateTime(bp.from_unix_ns / 1e9)} – ${clock(bp.to_unix_ns / 1e9)} (${bp.windows} window${bp.windows === 1 ? '' : 's'}${bp.windows ? '' : ': every frame is new'})`);
+      const cap = this.state.diff.kind === 'capture' ? `capture ${this.state.diff.id}, ` : '';
+      bits.push(`compared with ${cap}${dateTime(bp.from_unix_ns / 1e9)} – ${clock(bp.to_unix_ns / 1e9)} (${bp.windows} window${bp.windows === 1 ? '' : 's'}${bp.windows ? '' : ': every frame is new'})`);
     }
     bits.push(`${p.windows} window${p.windows === 1 ? '' : 's'}`);
     if (p.covered_to_unix_ns > p.covered_from_unix_ns) {
@@ -1188,7 +1505,7 @@ export interface TailprofHooks {
   total(): number | null;
   unit(): string | null;
   focused(): { name: string; path: string[]; value: number; share: number } | null;
-  frameRects(name: string, graph?: 'flame' | 'callers' | 'callees'): FrameRectOut[];
+  frameRects(name: string, graph?: 'flame' | 'callers' | 'callees' | 'noise'): FrameRectOut[];
   searchShare(): number | null;
   matches(): { frames: number; outermost: number; value: number } | null;
   state(): UrlState;
@@ -1218,6 +1535,15 @@ export interface TailprofHooks {
   auth(): { needed: boolean; tokenSet: boolean };
   /** Milliseconds: the last profile request (start to parsed), and from its arrival to the graph on screen. */
   timings(): { profile: { requestMs: number; bodyMs: number; parseMs: number; bytes: number } | null; loadToRenderMs: number; rebuildMs: number; renderMs: number };
+  /** `agent` or `serve`, serve mode's directory and the span of its data (Unix seconds), and the capture ids the
+   * diff offers as baselines. */
+  status(): { mode: string | null; dir: string | null; extent: { from: number; to: number } | null; diffCaptures: string[] };
+  /** The idle-wait preset: on (in the URL), whether it applies to the view, and what it hid (value and share). */
+  idle(): { on: boolean; applies: boolean; hidden: number; share: number };
+  /** The zoomed frame's path and the part of its width on screen (0..1 each; [0, 1] unless zoomed by keys). */
+  viewport(): { focus: string[]; from: number; to: number; mode: Mode };
+  /** Whether the key help overlay is open, and the key map it lists. */
+  help(): { open: boolean; keys: Array<{ keys: string[]; action: string; what: string }> };
 }
 
 declare global {
@@ -1248,7 +1574,7 @@ function installHooks(app: App): void {
     },
     frameRects: (name, which = 'flame') => {
       app.sched.flush();
-      const g = which === 'callers' ? app.sand.callers : which === 'callees' ? app.sand.callees : app.graph;
+      const g = which === 'callers' ? app.sand.callers : which === 'callees' ? app.sand.callees : which === 'noise' ? app.noisePage.graph : app.graph;
       const t = g.tree;
       if (!t) return [];
       return g.frameRects(name).map((r) => ({ x: r.x, y: r.y, width: r.width, height: r.height, value: r.value, depth: r.depth, path: pathOf(t, r.node), folded: (t.flags[r.node]! & F_OTHER) !== 0 }));
@@ -1300,10 +1626,32 @@ function installHooks(app: App): void {
         renderMs: app.graph.lastRenderMs,
       };
     },
+    status: () => {
+      const st = app.status;
+      const ext = app.extent();
+      return {
+        mode: st ? (st.mode ?? 'agent') : null,
+        dir: st?.dir ?? null,
+        extent: ext ? { from: Number(ext[0]), to: Number(ext[1]) } : null,
+        diffCaptures: [...document.querySelectorAll<HTMLOptionElement>('#diff option[value^="capture:"]')].map((o) => o.value.slice('capture:'.length)),
+      };
+    },
+    idle: () => {
+      const applies = app.state.view !== 'cpu';
+      const h = app.idleHidden;
+      return { on: app.state.idle, applies, hidden: applies && app.state.idle ? h.value : 0, share: applies && app.state.idle && h.before > 0 ? h.value / h.before : 0 };
+    },
+    viewport: () => {
+      app.sched.flush();
+      const t = app.tree;
+      const [from, to] = app.graph.windowShare();
+      return { focus: t ? pathOf(t, app.graph.zoom) : [], from, to, mode: app.state.mode };
+    },
+    help: () => ({ open: app.helpOpen(), keys: KEYMAP.map((k) => ({ keys: [...k.keys], action: k.action, what: k.what })) }),
   };
   Object.defineProperty(window, '__tailprof', { value: Object.freeze(hooks), writable: false, configurable: false });
 }
 
 const app = new App();
 installHooks(app);
-app.start();
+void app.start();

@@ -1,7 +1,8 @@
 // The captures page: `/api/v1/captures` (every capture kept: why, what started it, its state, span, target and
-// files) and a form that starts one (POST /api/v1/captures), showing the new record or the agent's refusal.
+// files, and an "open" link to its span on the Profile tab) and a form that starts one (POST /api/v1/captures),
+// showing the new record or the agent's refusal. `tailprof serve` answers `read_only`: the form is hidden.
 
-import { apiUrl, type CaptureRecord, type CapturesResponse, downloadWithToken, getJson, getToken, postJson } from '../api';
+import { apiUrl, type CaptureRecord, captureSpan, type CapturesResponse, downloadWithToken, getJson, getToken, postJson } from '../api';
 import { clock, dateTime, esc } from '../format';
 import type { Scheduler } from '../sched';
 import { Page, sentence } from './page';
@@ -15,7 +16,7 @@ export interface CaptureResult {
   error: string | null;
 }
 
-function targetText(t: CaptureRecord['target']): string {
+function targetText(t: CaptureRecord['target'] | undefined): string {
   const parts = Object.entries(t ?? {}).map(([k, v]) => `${k}=${v}`);
   return parts.length ? parts.join(' ') : 'whole host';
 }
@@ -30,8 +31,16 @@ export class CapturesPage extends Page {
   private poll = 0;
   private posting = false;
 
-  /** `onOpen`: show the profile of a capture's span (Unix seconds). */
-  constructor(root: HTMLElement, sched: Scheduler, private readonly onOpen: (from: number, to: number) => void) {
+  private readonly roNote: HTMLElement;
+
+  /** `onOpen`: show the profile of a capture's span (Unix seconds); `hrefFor`: the address that shows it. */
+  constructor(
+    root: HTMLElement,
+    sched: Scheduler,
+    private readonly onOpen: (from: number, to: number) => void,
+    private readonly hrefFor: (from: number, to: number) => string,
+    private readonly onList?: (d: CapturesResponse) => void,
+  ) {
     super(root, sched, 'captures');
     this.form = document.createElement('form');
     this.form.className = 'capture-form';
@@ -49,8 +58,13 @@ export class CapturesPage extends Page {
     this.out.dataset.testid = 'capture-result';
     this.out.hidden = true;
     this.list = this.body;
+    this.roNote = document.createElement('p');
+    this.roNote.className = 'page-note';
+    this.roNote.dataset.testid = 'captures-read-only';
+    this.roNote.hidden = true;
     root.insertBefore(this.out, this.msg);
     root.insertBefore(this.form, this.out);
+    root.insertBefore(this.roNote, this.form);
     const kind = this.form.elements.namedItem('kind') as HTMLSelectElement;
     const target = this.form.elements.namedItem('target') as HTMLInputElement;
     kind.addEventListener('change', () => {
@@ -62,8 +76,12 @@ export class CapturesPage extends Page {
       void this.submit();
     });
     this.body.addEventListener('click', (ev) => {
-      const open = (ev.target as HTMLElement).closest<HTMLButtonElement>('button[data-from]');
+      const me = ev as MouseEvent;
+      const open = (ev.target as HTMLElement).closest<HTMLAnchorElement>('a[data-from]');
       if (open) {
+        // A plain click opens it here; a middle or modified click opens the link's address elsewhere.
+        if (me.button !== 0 || me.ctrlKey || me.metaKey || me.shiftKey || me.altKey) return;
+        ev.preventDefault();
         this.onOpen(Number(open.dataset.from), Number(open.dataset.to));
         return;
       }
@@ -90,6 +108,7 @@ export class CapturesPage extends Page {
     return this.run(async (signal) => {
       const data = await getJson<CapturesResponse>('captures', {}, signal);
       this.data = data;
+      this.onList?.(data);
       this.show();
       // While one runs, look again now and then: its state and files change when it ends.
       if (data.running && this.active) this.poll = window.setTimeout(() => void this.load(), 2000);
@@ -99,7 +118,12 @@ export class CapturesPage extends Page {
   private show(): void {
     const d = this.data;
     if (!d) return;
-    const lim = d.limits;
+    const ro = d.read_only === true;
+    this.form.hidden = ro;
+    if (ro) this.out.hidden = true;
+    this.roNote.hidden = !ro;
+    this.roNote.textContent = ro ? 'Read-only: tailprof serve shows the captures in its directory; it cannot start one (tailprof record or an agent does).' : '';
+    const lim = ro ? undefined : d.limits;
     const dur = this.form.elements.namedItem('duration') as HTMLInputElement;
     if (lim?.default_duration) dur.placeholder = lim.default_duration;
     const limits = lim
@@ -107,7 +131,7 @@ export class CapturesPage extends Page {
       : '';
     if (!d.captures.length) {
       this.list.innerHTML = limits;
-      this.setMessage('empty', 'no capture yet: start one with the form above, an Alertmanager alert or a local rule');
+      this.setMessage('empty', ro ? 'no capture in this directory' : 'no capture yet: start one with the form above, an Alertmanager alert or a local rule');
       return;
     }
     this.setMessage(null);
@@ -121,13 +145,15 @@ export class CapturesPage extends Page {
             return `<a href="${esc(href)}" ${how} data-file="${esc(c.id + '-' + f.replace(/\//g, '-'))}" data-testid="capture-file">${esc(f)}</a>`;
           })
           .join(' ');
-        const end = c.ended_unix_ns ? clock(c.ended_unix_ns / 1e9) : c.state === 'running' ? 'running' : '–';
-        const spanEnd = c.ended_unix_ns ?? c.started_unix_ns + c.duration_s * 1e9;
-        const open = `<button type="button" class="small" data-testid="capture-open" data-from="${(c.started_unix_ns / 1e9).toFixed(3)}" data-to="${(spanEnd / 1e9).toFixed(3)}" title="The continuous tier's profile over this capture's span">profile</button>`;
-        const state = c.error ? `<span title="${esc(c.error)}">${esc(c.state)}</span>: ${esc(c.error)}` : esc(c.state);
+        const st = c.state ?? '';
+        const end = c.ended_unix_ns ? clock(c.ended_unix_ns / 1e9) : st === 'running' ? 'running' : '–';
+        const [from, to] = captureSpan(c);
+        const title = ro ? "This capture's profile: the range set to its span" : "The profile over this capture's span";
+        const open = `<a class="open" href="${esc(this.hrefFor(from, to))}" data-testid="capture-open" data-from="${from.toFixed(3)}" data-to="${to.toFixed(3)}" title="${title}">open</a>`;
+        const state = c.error ? `<span title="${esc(c.error)}">${esc(st)}</span>: ${esc(c.error)}` : esc(st || '–');
         return (
-          `<tr data-testid="capture-row" data-id="${esc(c.id)}"><td class="fn">${esc(c.id)}</td><td>${esc(c.reason)}</td><td>${esc(c.trigger)}</td><td>${esc(c.tier)}</td>` +
-          `<td class="state-${esc(c.state)}">${state}</td><td>${esc(dateTime(c.started_unix_ns / 1e9))}</td><td>${esc(end)} ${open}</td><td>${esc(targetText(c.target))}</td><td class="files">${files || '–'}</td></tr>`
+          `<tr data-testid="capture-row" data-id="${esc(c.id)}"><td class="fn">${esc(c.id)} ${open}</td><td>${esc(c.reason ?? '')}</td><td>${esc(c.trigger ?? '–')}</td><td>${esc(c.tier ?? '–')}</td>` +
+          `<td class="state-${esc(st)}">${state}</td><td>${esc(dateTime(from))}</td><td>${esc(end)}</td><td>${esc(targetText(c.target))}</td><td class="files">${files || '–'}</td></tr>`
         );
       })
       .join('');
@@ -186,16 +212,24 @@ export class CapturesPage extends Page {
     }
     const c = r.record;
     this.out.innerHTML = c
-      ? `<p class="message" data-testid="capture-started">Started capture <b>${esc(c.id)}</b> (${esc(c.tier)}, ${c.duration_s} s, ${esc(targetText(c.target))}): ${esc(c.reason)}.</p>` +
+      ? `<p class="message" data-testid="capture-started">Started capture <b>${esc(c.id)}</b> (${esc(c.tier ?? '')}, ${c.duration_s ?? '?'} s, ${esc(targetText(c.target))}): ${esc(c.reason ?? '')}.</p>` +
         `<pre class="record" data-testid="capture-record">${esc(JSON.stringify(c, null, 2))}</pre>`
       : `<p class="message">The agent answered ${r.status}.</p>`;
   }
 
-  summary(): { running: boolean; rows: Array<{ id: string; reason: string; trigger: string; state: string; files: string[] }>; result: CaptureResult | null } | null {
+  summary(): {
+    running: boolean;
+    readOnly: boolean;
+    formShown: boolean;
+    rows: Array<{ id: string; reason: string; trigger: string; state: string; files: string[]; span: [number, number] }>;
+    result: CaptureResult | null;
+  } | null {
     const d = this.data;
     return {
       running: !!d?.running,
-      rows: (d?.captures ?? []).map((c) => ({ id: c.id, reason: c.reason, trigger: c.trigger, state: c.state, files: c.files ?? [] })),
+      readOnly: d?.read_only === true,
+      formShown: !this.form.hidden,
+      rows: (d?.captures ?? []).map((c) => ({ id: c.id, reason: c.reason ?? '', trigger: c.trigger ?? '', state: c.state ?? '', files: c.files ?? [], span: captureSpan(c) })),
       result: this.result,
     };
   }

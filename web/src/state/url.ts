@@ -12,14 +12,24 @@ export type Page = (typeof PAGES)[number];
 
 /**
  * The baseline a diff compares with: `hour` the same span an hour earlier, `day` a day earlier, `prev` the span of
- * the same length just before, or explicit times (as the API takes them).
+ * the same length just before, explicit times (as the API takes them), or a capture's span (`capture:ID`, its
+ * started..ended as `/api/v1/captures` lists it).
  */
-export type DiffSpec = { kind: 'hour' } | { kind: 'day' } | { kind: 'prev' } | { kind: 'range'; from: string; to: string };
+export type DiffSpec =
+  | { kind: 'hour' }
+  | { kind: 'day' }
+  | { kind: 'prev' }
+  | { kind: 'range'; from: string; to: string }
+  | { kind: 'capture'; id: string };
 
 export function parseDiff(v: string | null): DiffSpec | null {
   if (!v) return null;
   const t = v.trim();
   if (t === 'hour' || t === 'day' || t === 'prev') return { kind: t };
+  if (t.startsWith('capture:')) {
+    const id = t.slice('capture:'.length).trim();
+    return id ? { kind: 'capture', id } : null;
+  }
   const parts = t.split(',');
   if (parts.length === 2 && parts[0]!.trim() && parts[1]!.trim()) return { kind: 'range', from: parts[0]!.trim(), to: parts[1]!.trim() };
   return null;
@@ -27,7 +37,9 @@ export function parseDiff(v: string | null): DiffSpec | null {
 
 export function diffText(d: DiffSpec | null): string {
   if (!d) return '';
-  return d.kind === 'range' ? `${d.from},${d.to}` : d.kind;
+  if (d.kind === 'range') return `${d.from},${d.to}`;
+  if (d.kind === 'capture') return `capture:${d.id}`;
+  return d.kind;
 }
 
 export interface UrlState {
@@ -50,6 +62,8 @@ export interface UrlState {
   page: Page;
   /** The baseline of the diff view, or null for no diff. */
   diff: DiffSpec | null;
+  /** Hide idle waits (`idle=hide`; wall-clock and off-CPU views, see idle.ts). */
+  idle: boolean;
 }
 
 export const DEFAULT_STATE: Readonly<UrlState> = {
@@ -67,10 +81,18 @@ export const DEFAULT_STATE: Readonly<UrlState> = {
   sandwich: null,
   page: 'profile',
   diff: null,
+  idle: false,
 };
 
 export function cloneState(s: UrlState): UrlState {
   return { ...s, sel: s.sel ? [s.sel[0], s.sel[1]] : null, filters: { ...s.filters }, focus: [...s.focus], hide: [...s.hide], diff: s.diff ? { ...s.diff } : null };
+}
+
+/** Whether the address names a range itself (`from`, `to` or `sel`), in its query string or hash. */
+export function hasExplicitRange(loc: { search: string; hash: string }): boolean {
+  const q = new URLSearchParams(loc.search);
+  const h = new URLSearchParams(loc.hash.replace(/^#/, ''));
+  return ['from', 'to', 'sel'].some((k) => !!(q.get(k) || h.get(k)));
 }
 
 /** Reads the query string, then the hash (which wins). */
@@ -124,6 +146,7 @@ export function parseParams(p: URLSearchParams): UrlState {
   const page = get('page');
   if (page && (PAGES as readonly string[]).includes(page)) s.page = page as Page;
   s.diff = parseDiff(get('diff'));
+  s.idle = get('idle') === 'hide';
   return s;
 }
 
@@ -148,6 +171,7 @@ export function toHash(s: UrlState): string {
   if (s.sandwich) p.set('sandwich', s.sandwich);
   if (s.page !== d.page) p.set('page', s.page);
   if (s.diff) p.set('diff', diffText(s.diff));
+  if (s.idle) p.set('idle', 'hide');
   const str = p.toString();
   return str ? '#' + str : '';
 }
