@@ -750,6 +750,39 @@ async function main() {
     });
   }
 
+  // The idle-wait preset hides thread pools' waits (tailprof's own tokio threads wait in epoll): what it hid
+  // plus what is shown is the whole, and the sleeper's nanosleep (not an idle wait) stays.
+  await step('idle preset', async () => {
+    const whole = await open(ctx, opts.url, `${range}&view=wall`);
+    const total = await hooks(whole, () => window.__tailprof.total());
+    await whole.close();
+    const p = await open(ctx, opts.url, `${range}&view=wall&idle=hide`);
+    const idle = await hooks(p, () => window.__tailprof.idle());
+    const shown = await hooks(p, () => window.__tailprof.total());
+    const sleeper = await hooks(p, (n) => window.__tailprof.frameRects(n), opts.sleepComm);
+    const text = await p.textContent('body');
+    const ok = idle.on && idle.applies && idle.hidden > 0 && Math.abs(shown + idle.hidden - total) <= Math.max(1, total * 1e-9) && sleeper.length > 0 && /hidden idle waits/.test(text);
+    check('idle preset', ok, { idle, shown, total, sleeperFrames: sleeper.length });
+    await shot(p, 'wall-idle-hidden');
+    await p.close();
+  });
+
+  // Keys: `f` flips to the icicle, `/` goes to the search, `?` opens the help, Esc closes it.
+  await step('keys', async () => {
+    const p = await open(ctx, opts.url, range);
+    await p.keyboard.press('f');
+    await settle(p);
+    const flipped = (await hooks(p, () => window.__tailprof.viewport())).mode;
+    await p.keyboard.press('?');
+    const help = await hooks(p, () => window.__tailprof.help());
+    await p.keyboard.press('Escape');
+    const closed = !(await hooks(p, () => window.__tailprof.help())).open;
+    await p.keyboard.press('/');
+    const focused = await p.evaluate(() => document.activeElement?.getAttribute('data-testid'));
+    check('keys', flipped === 'icicle' && help.open && help.keys.length >= 8 && closed && focused === 'search', { flipped, helpOpen: help.open, keys: help.keys.length, closed, focused });
+    await p.close();
+  });
+
   // Under `tailprof serve`, an address without a range opens on the captures' whole span.
   if (opts.mode === 'serve') {
     await step('serve opens on its data', async () => {
