@@ -84,48 +84,36 @@ export function withoutIdle(root: ProfileNode, stateDepth: number): IdleResult {
     }
     return v;
   };
-  // Below `[sleeping]`: cut at matching frames.
-  const cut = (n: ProfileNode): ProfileNode => {
+  // A copy of `n` whose children are `f` of each (null drops one), its value less what they lost; `n` itself
+  // when nothing changed.
+  const rebuild = (n: ProfileNode, f: (c: ProfileNode) => ProfileNode | null): ProfileNode => {
     const kids = n.children;
     if (!kids || !kids.length) return n;
     let removed = 0;
     let changed = false;
     const out: ProfileNode[] = [];
     for (const c of kids) {
-      if (isIdle(c)) {
-        removed += Math.max(0, c.value || 0);
-        changed = true;
+      const w = f(c);
+      if (w === c) {
+        out.push(c);
         continue;
       }
-      const w = cut(c);
-      if (w !== c) {
-        removed += (c.value || 0) - (w.value || 0);
-        changed = true;
-        if (!(w.value > 0)) continue;
-      }
-      out.push(w);
+      changed = true;
+      removed += (c.value || 0) - (w?.value || 0);
+      if (w && w.value > 0) out.push(w);
     }
     return changed ? { ...n, value: Math.max(0, (n.value || 0) - removed), children: out } : n;
   };
+  // Below `[sleeping]`: cut at matching frames.
+  const cut = (n: ProfileNode): ProfileNode => rebuild(n, (c) => (isIdle(c) ? null : cut(c)));
   // Above it: find the state frames.
-  const walk = (n: ProfileNode, d: number): ProfileNode => {
-    const kids = n.children;
-    if (!kids || !kids.length || d >= stateDepth) return n;
-    let removed = 0;
-    let changed = false;
-    const out: ProfileNode[] = [];
-    for (const c of kids) {
-      const st = stateOfFrame(c);
-      const w = st === 'sleeping' ? cut(c) : st ? c : walk(c, d + 1);
-      if (w !== c) {
-        removed += (c.value || 0) - (w.value || 0);
-        changed = true;
-        if (!(w.value > 0)) continue;
-      }
-      out.push(w);
-    }
-    return changed ? { ...n, value: Math.max(0, (n.value || 0) - removed), children: out } : n;
-  };
+  const walk = (n: ProfileNode, d: number): ProfileNode =>
+    d >= stateDepth
+      ? n
+      : rebuild(n, (c) => {
+          const st = stateOfFrame(c);
+          return st === 'sleeping' ? cut(c) : st ? c : walk(c, d + 1);
+        });
   const r = walk(root, 0);
   return { root: r, hidden: Math.max(0, (root.value || 0) - (r.value || 0)) };
 }
