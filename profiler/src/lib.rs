@@ -14,6 +14,7 @@ pub mod config;
 pub mod continuous;
 pub mod enrich;
 pub mod error;
+pub mod export;
 pub mod governor;
 pub mod group;
 pub mod kernel_btf;

@@ -739,3 +739,20 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// A cgroup made by a test, with the workload in it: the workload is
+/// stopped and the cgroup removed on drop.
+pub struct TestCgroup {
+    pub dir: std::path::PathBuf,
+    pub workload: Option<Workload>,
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        drop(self.workload.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::fs::remove_dir(&self.dir).is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}

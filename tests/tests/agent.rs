@@ -697,21 +697,6 @@ fn merged_segments_read_the_same_as_their_windows() {
 
 /// A cgroup v2 directory of the test's own, removed (after its processes
 /// are gone) on drop.
-struct TestCgroup {
-    dir: std::path::PathBuf,
-    workload: Option<Workload>,
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        drop(self.workload.take());
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while std::fs::remove_dir(&self.dir).is_err() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 /// A local rule in the configuration file: two threads spinning on one CPU
 /// in a cgroup of their own wait half their demand in the run queue; after
 /// two such windows the rule starts a deep capture of that cgroup.

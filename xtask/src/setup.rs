@@ -26,6 +26,10 @@ const APT_PACKAGES: &[&str] = &[
     "chromium",
     "golang-go",
     "golang-github-google-pprof-dev",
+    // The fleet-export tests' receiver: Debian's Python decodes the pushes
+    // with protobuf classes protoc compiles from the protos.
+    "python3-protobuf",
+    "protobuf-compiler",
 ];
 
 pub fn setup() -> anyhow::Result<()> {

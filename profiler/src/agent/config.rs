@@ -46,6 +46,20 @@ pub struct AgentSettings {
     /// Local rules that start captures on the continuous tier's own
     /// signals (`[[rules]]` tables; the file only).
     pub rules: Option<Vec<RuleSettings>>,
+    /// Pyroscope servers to push every window to (their base URLs).
+    pub push_pyroscope: Option<Vec<String>>,
+    /// How often pushes go out, e.g. "15s".
+    pub push_interval: Option<String>,
+    /// `__name__` of the off-CPU series: `off_cpu`, or `offcpu` as Alloy names it.
+    pub push_offcpu_name: Option<String>,
+    /// How far back a backend that was down is caught up, e.g. "1h".
+    pub push_replay: Option<String>,
+    /// A file holding `user:password` for HTTP basic auth of pushes.
+    pub push_basic_auth_file: Option<PathBuf>,
+    /// A file holding a bearer token for pushes.
+    pub push_bearer_token_file: Option<PathBuf>,
+    /// The tenant (`X-Scope-OrgID`) pushes are for.
+    pub push_tenant: Option<String>,
 }
 
 /// One `[[rules]]` table.
@@ -111,6 +125,13 @@ impl AgentSettings {
             captures_kept: self.captures_kept.or(under.captures_kept),
             compact_after: self.compact_after.or(under.compact_after),
             rules: self.rules.or(under.rules),
+            push_pyroscope: self.push_pyroscope.or(under.push_pyroscope),
+            push_interval: self.push_interval.or(under.push_interval),
+            push_offcpu_name: self.push_offcpu_name.or(under.push_offcpu_name),
+            push_replay: self.push_replay.or(under.push_replay),
+            push_basic_auth_file: self.push_basic_auth_file.or(under.push_basic_auth_file),
+            push_bearer_token_file: self.push_bearer_token_file.or(under.push_bearer_token_file),
+            push_tenant: self.push_tenant.or(under.push_tenant),
         }
     }
 
@@ -138,6 +159,8 @@ pub struct AgentConfig {
     pub state_hz: u64,
     pub max_threads: u32,
     pub captures: CaptureLimits,
+    /// Fleet backends profiles are pushed to.
+    pub push: PushConfig,
     #[serde(with = "humantime_serde_secs")]
     pub compact_after: Duration,
     pub rules: Vec<Rule>,
@@ -175,6 +198,34 @@ pub enum ConfigError {
     Value { key: &'static str, value: String, reason: String },
     #[error("listening on {0} without --token-file would let anyone on the network read the host's profiles; give --token-file FILE, or listen on 127.0.0.1")]
     OpenWithoutToken(SocketAddr),
+}
+
+/// Where and how profiles are pushed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PushConfig {
+    pub pyroscope: Vec<String>,
+    #[serde(with = "humantime_serde_secs")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde_secs")]
+    pub replay: Duration,
+    pub offcpu_name: String,
+    /// Shown as paths only: their contents are never shown.
+    pub basic_auth_file: Option<PathBuf>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub tenant: Option<String>,
+}
+
+/// A backend's base URL, checked: http or https, with a host.
+fn push_url(key: &'static str, u: String) -> Result<String, ConfigError> {
+    let bad = |reason: &str| ConfigError::Value { key, value: u.clone(), reason: reason.into() };
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"))
+        .ok_or_else(|| bad("it is not an http:// or https:// URL"))?;
+    if rest.split('/').next().is_none_or(str::is_empty) {
+        return Err(bad("it names no host"));
+    }
+    Ok(u.trim_end_matches('/').to_owned())
 }
 
 /// Bytes from "1GiB", "500MB", "64MiB", "1024".
@@ -252,6 +303,29 @@ impl AgentConfig {
                 keep: s.captures_kept.unwrap_or(20),
             },
             compact_after: dur("compact-after", s.compact_after, "10m")?,
+            push: PushConfig {
+                pyroscope: s
+                    .push_pyroscope
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|u| push_url("push-pyroscope", u))
+                    .collect::<Result<_, _>>()?,
+                interval: dur("push-interval", s.push_interval, "15s")?,
+                replay: dur("push-replay", s.push_replay, "1h")?,
+                offcpu_name: match s.push_offcpu_name.as_deref().unwrap_or("off_cpu") {
+                    n @ ("off_cpu" | "offcpu") => n.to_owned(),
+                    other => {
+                        return Err(ConfigError::Value {
+                            key: "push-offcpu-name",
+                            value: other.to_owned(),
+                            reason: "it is off_cpu or offcpu".into(),
+                        })
+                    }
+                },
+                basic_auth_file: s.push_basic_auth_file,
+                bearer_token_file: s.push_bearer_token_file,
+                tenant: s.push_tenant,
+            },
             rules: s
                 .rules
                 .unwrap_or_default()

@@ -27,11 +27,12 @@ pub fn spawn(shared: Arc<Shared>, wake: mpsc::Receiver<()>) -> std::io::Result<s
         }
         loop {
             let config = shared.config();
-            let due = Shared::lock(&shared.store).due_merge(
-                config.window,
-                config.compact_after,
-                crate::query::range::now_unix_ns(),
-            );
+            // Segments a push backend has yet to deliver stay as they are
+            // (but for those past its replay window, given up anyway).
+            let now = crate::query::range::now_unix_ns();
+            let floor = super::push::floor(&shared).max(now.saturating_sub(config.push.replay.as_nanos() as u64));
+            let now = now.min(floor.saturating_add(config.compact_after.as_nanos() as u64));
+            let due = Shared::lock(&shared.store).due_merge(config.window, config.compact_after, now);
             let Some(run) = due else { break };
             if !merge(&shared, &run) {
                 break;

@@ -43,6 +43,19 @@ struct Reason {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Backend {
+    backend: String,
+    url: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendReason {
+    backend: String,
+    url: String,
+    reason: String,
+}
+
 type Seconds = Counter<f64, AtomicU64>;
 
 /// The agent's metrics, updated once per window.
@@ -69,6 +82,12 @@ pub struct Metrics {
     cost: Family<Part, Gauge<f64, AtomicU64>>,
     noise: Family<CpuSource, Seconds>,
     rates: Family<Rate, Gauge<f64, AtomicU64>>,
+    push_segments: Family<Backend, Counter>,
+    push_profiles: Family<Backend, Counter>,
+    push_bytes: Family<Backend, Counter>,
+    push_retries: Family<Backend, Counter>,
+    push_given_up: Family<BackendReason, Counter>,
+    push_lag: Family<Backend, Gauge<f64, AtomicU64>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,6 +147,12 @@ impl Metrics {
             cost: Family::default(),
             noise: Family::default(),
             rates: Family::default(),
+            push_segments: Family::default(),
+            push_profiles: Family::default(),
+            push_bytes: Family::default(),
+            push_retries: Family::default(),
+            push_given_up: Family::default(),
+            push_lag: Family::default(),
             registry: Registry::default(),
         };
         r.register_with_unit("cpu", "Exact on-CPU time of the group's threads", Unit::Seconds, m.cpu.clone());
@@ -154,6 +179,21 @@ impl Metrics {
         r.register("segments", "Segments stored", m.segments.clone());
         r.register_with_unit("storage", "Disk the segments take", Unit::Bytes, m.storage.clone());
         r.register_with_unit("process_cpu", "CPU time of the agent's process", Unit::Seconds, m.process_cpu.clone());
+        r.register("push_segments", "Segments delivered to a push backend", m.push_segments.clone());
+        r.register("push_profiles", "Profiles delivered to a push backend", m.push_profiles.clone());
+        r.register_with_unit("push", "Request bodies delivered to a push backend", Unit::Bytes, m.push_bytes.clone());
+        r.register("push_retries", "Push requests that failed and were retried", m.push_retries.clone());
+        r.register(
+            "push_given_up",
+            "Segments given up by a push backend, by reason (too_old, rejected, unreadable)",
+            m.push_given_up.clone(),
+        );
+        r.register_with_unit(
+            "push_lag",
+            "How far behind now a push backend's watermark is",
+            Unit::Seconds,
+            m.push_lag.clone(),
+        );
         r.register("captures", "Deep captures started, by trigger (api, alertmanager, rule)", m.captures.clone());
         r.register("captures_refused", "Captures not started, by reason", m.captures_refused.clone());
         r.register_with_unit(
@@ -280,6 +320,28 @@ impl Metrics {
         let seen = self.process_cpu.get();
         if cpu > seen {
             self.process_cpu.inc_by(cpu - seen);
+        }
+    }
+
+    /// The push backends' counters, brought up to their statuses.
+    pub fn push(&self, statuses: &[crate::export::PushStatus], now_unix_ns: u64) {
+        fn up_to(c: &Counter, total: u64) {
+            let seen = c.get();
+            if total > seen {
+                c.inc_by(total - seen);
+            }
+        }
+        for s in statuses {
+            let b = Backend { backend: s.backend.to_owned(), url: s.url.clone() };
+            up_to(&self.push_segments.get_or_create(&b), s.segments_pushed);
+            up_to(&self.push_profiles.get_or_create(&b), s.profiles_pushed);
+            up_to(&self.push_bytes.get_or_create(&b), s.bytes_pushed);
+            up_to(&self.push_retries.get_or_create(&b), s.retries);
+            for (reason, n) in &s.given_up {
+                let r = BackendReason { backend: b.backend.clone(), url: b.url.clone(), reason: (*reason).to_owned() };
+                up_to(&self.push_given_up.get_or_create(&r), *n);
+            }
+            self.push_lag.get_or_create(&b).set(now_unix_ns.saturating_sub(s.watermark_unix_ns) as f64 / 1e9);
         }
     }
 

@@ -8,6 +8,7 @@ pub mod captures;
 pub mod config;
 pub mod merge;
 pub mod metrics;
+pub mod push;
 pub mod rules;
 pub mod source;
 pub mod state;
@@ -52,6 +53,8 @@ pub enum AgentError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Capture(#[from] crate::Error),
+    #[error("could not start pushing: {0}")]
+    Push(String),
     #[error("could not start the merger thread")]
     Thread(#[source] std::io::Error),
     #[error("could not open the captures directory {path}")]
@@ -228,6 +231,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         captures,
         merger: Mutex::new(None),
+        push: Mutex::new(Vec::new()),
         rules: Mutex::new(rules::Rules::default()),
         capture_base: config.capture(config.data_dir.clone()),
         store: Mutex::new(store),
@@ -241,6 +245,7 @@ pub async fn run(
     let (wake, woken) = std::sync::mpsc::channel();
     *Shared::lock(&shared.merger) = Some(wake);
     let merger = merge::spawn(shared.clone(), woken).map_err(AgentError::Thread)?;
+    let pushers = push::spawn(&shared, &shared.config().push, cancel).map_err(AgentError::Push)?;
     let app = crate::api::http::router(Arc::new(crate::api::Api::of_agent(shared.clone())));
     let stop = cancel.clone();
     let server = tokio::spawn(async move {
@@ -264,6 +269,9 @@ pub async fn run(
         // The merger ends with its last wake sender.
         Shared::lock(&running.merger).take();
         let _ = merger.join();
+        for p in pushers {
+            let _ = p.join();
+        }
     })
     .await;
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), server).await {

@@ -2,7 +2,7 @@
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
-    Mutex,
+    Arc, Mutex,
 };
 
 use serde::Serialize;
@@ -39,6 +39,8 @@ pub struct Status {
     pub collecting: Collecting,
     pub storage: StoreStats,
     pub rules: Vec<super::rules::RuleStatus>,
+    /// Per push backend: its watermark, what it delivered, retried and gave up.
+    pub push: Vec<crate::export::PushStatus>,
 }
 
 /// What the HTTP handlers and the store sink share.
@@ -55,6 +57,8 @@ pub struct Shared {
     pub(crate) rules: Mutex<super::rules::Rules>,
     /// Wakes the merger after each window (gone once the agent stops).
     pub(crate) merger: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// Each push backend's status.
+    pub(crate) push: Mutex<Vec<Arc<Mutex<crate::export::PushStatus>>>>,
     /// What captures run with, but for their duration, tier and target.
     pub(crate) capture_base: crate::config::RecordConfig,
 }
@@ -88,6 +92,7 @@ impl Shared {
             collecting: Self::lock(&self.collecting).clone(),
             storage: Self::lock(&self.store).stats.clone(),
             rules: Self::lock(&self.rules).status(&self.config().rules, std::time::Instant::now()),
+            push: Self::lock(&self.push).iter().map(|p| Self::lock(p).clone()).collect(),
         }
     }
 
@@ -97,8 +102,11 @@ impl Shared {
             let s = Self::lock(&self.store);
             (s.stats.segments, s.stats.bytes)
         };
+        let push: Vec<crate::export::PushStatus> =
+            Self::lock(&self.push).iter().map(|p| Self::lock(p).clone()).collect();
         let m = Self::lock(&self.metrics);
         m.storage(segments, bytes);
+        m.push(&push, crate::query::range::now_unix_ns());
         m.encode()
     }
 

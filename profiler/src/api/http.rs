@@ -348,7 +348,14 @@ async fn profile(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, Str
                 let unit = if q.view == View::Cpu { "samples" } else { "ns" };
                 ("image/svg+xml", write(&|w| output::flamegraph::write(&folded, "tailprof", unit, w))?)
             }
-            Format::Pprof => ("application/octet-stream", write(&|w| output::pprof::write(&p, w))?),
+            Format::Pprof => {
+                let kind = match q.view {
+                    View::Cpu => output::pprof::Kind::Cpu,
+                    View::Offcpu => output::pprof::Kind::OffCpu,
+                    View::Wall => output::pprof::Kind::Wall,
+                };
+                ("application/octet-stream", write(&|w| output::pprof::write(&p, kind, w))?)
+            }
             Format::Json => {
                 #[derive(Serialize)]
                 struct Body {

@@ -28,7 +28,7 @@ pub enum Command {
     /// Measure OS noise per CPU (IRQs, softirqs, NMIs, kernel threads, steal) and latency histograms.
     Noise(NoiseArgs),
     /// Run always on: the continuous tier in windows, stored with bounded retention, served over HTTP.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Serve the web viewer and the agent's API over capture directories that record wrote.
     Serve(ServeArgs),
 }
@@ -143,6 +143,34 @@ pub struct AgentArgs {
     /// segments of 360 windows [default: 10m].
     #[arg(long, value_name = "DURATION", env = "TAILPROF_COMPACT_AFTER")]
     pub compact_after: Option<String>,
+
+    /// Push every window to this Pyroscope server (its base URL, e.g. http://pyroscope:4040); repeatable.
+    #[arg(long, value_name = "URL", env = "TAILPROF_PUSH_PYROSCOPE", value_delimiter = ',')]
+    pub push_pyroscope: Vec<String>,
+
+    /// How often pushes go out, e.g. 15s [default: 15s].
+    #[arg(long, value_name = "DURATION", env = "TAILPROF_PUSH_INTERVAL")]
+    pub push_interval: Option<String>,
+
+    /// `__name__` of the off-CPU series: off_cpu, or offcpu as Grafana Alloy names it [default: off_cpu].
+    #[arg(long, value_name = "NAME", env = "TAILPROF_PUSH_OFFCPU_NAME")]
+    pub push_offcpu_name: Option<String>,
+
+    /// How far back a backend that was down is caught up from the stored windows, e.g. 1h [default: 1h].
+    #[arg(long, value_name = "DURATION", env = "TAILPROF_PUSH_REPLAY")]
+    pub push_replay: Option<String>,
+
+    /// File holding `user:password` for HTTP basic auth of pushes.
+    #[arg(long, value_name = "FILE", env = "TAILPROF_PUSH_BASIC_AUTH_FILE")]
+    pub push_basic_auth_file: Option<PathBuf>,
+
+    /// File holding a bearer token for pushes.
+    #[arg(long, value_name = "FILE", env = "TAILPROF_PUSH_BEARER_TOKEN_FILE")]
+    pub push_bearer_token_file: Option<PathBuf>,
+
+    /// Tenant the pushes are for (the X-Scope-OrgID header).
+    #[arg(long, value_name = "ID", env = "TAILPROF_PUSH_TENANT")]
+    pub push_tenant: Option<String>,
 }
 
 impl AgentArgs {
@@ -167,6 +195,13 @@ impl AgentArgs {
             compact_after: self.compact_after.clone(),
             // The file only: a list of tables has no flag.
             rules: None,
+            push_pyroscope: (!self.push_pyroscope.is_empty()).then(|| self.push_pyroscope.clone()),
+            push_interval: self.push_interval.clone(),
+            push_offcpu_name: self.push_offcpu_name.clone(),
+            push_replay: self.push_replay.clone(),
+            push_basic_auth_file: self.push_basic_auth_file.clone(),
+            push_bearer_token_file: self.push_bearer_token_file.clone(),
+            push_tenant: self.push_tenant.clone(),
         }
     }
 

@@ -15,11 +15,22 @@ use crate::{atomic_file::write_atomically, profile::Profile, Result};
 pub const FLAMEGRAPH_SVG: &str = "flamegraph.svg";
 pub const STACKS_FOLDED: &str = "stacks.folded";
 pub const PROFILE_PB_GZ: &str = "profile.pb.gz";
+pub const OFFCPU_PB_GZ: &str = "offcpu.pb.gz";
+pub const WALL_PB_GZ: &str = "wall.pb.gz";
 pub const SUMMARY_JSON: &str = "summary.json";
 pub const WALLCLOCK_FOLDED: &str = "wallclock.folded";
 pub const WALLCLOCK_SVG: &str = "wallclock.svg";
 pub const OFFCPU_FOLDED: &str = "offcpu.folded";
 pub const OFFCPU_SVG: &str = "offcpu.svg";
+
+/// The file `record` writes a pprof profile of `kind` into.
+pub fn pprof_file(kind: pprof::Kind) -> &'static str {
+    match kind {
+        pprof::Kind::Cpu => PROFILE_PB_GZ,
+        pprof::Kind::OffCpu => OFFCPU_PB_GZ,
+        pprof::Kind::Wall => WALL_PB_GZ,
+    }
+}
 
 /// Files written atomically into one directory, remembered in order.
 pub struct Files<'a> {
@@ -61,8 +72,11 @@ pub fn write_all(dir: &Path, profile: &Profile) -> Result<Vec<PathBuf>> {
         let off = wallclock::fold_offcpu(profile);
         write(OFFCPU_FOLDED, &mut |w| folded::write(&off, w))?;
         write(OFFCPU_SVG, &mut |w| flamegraph::write(&off, "tailprof: off-CPU time and wakers", "ns", w))?;
+        for kind in [pprof::Kind::OffCpu, pprof::Kind::Wall] {
+            write(pprof_file(kind), &mut |w| pprof::write(profile, kind, w))?;
+        }
     }
-    write(PROFILE_PB_GZ, &mut |w| pprof::write(profile, w))?;
+    write(PROFILE_PB_GZ, &mut |w| pprof::write(profile, pprof::Kind::Cpu, w))?;
     write(SUMMARY_JSON, &mut |w| summary::write(profile, w))?;
     Ok(files.written)
 }

@@ -39,78 +39,127 @@ impl Strings {
 const KERNEL_MAPPING: &str = "[kernel.kallsyms]";
 
 /// Dimensions every sample carries as a pprof label (when they apply).
-const LABEL_DIMENSIONS: [crate::group::Dimension; 7] = {
+const LABEL_DIMENSIONS: [crate::group::Dimension; 8] = {
     use crate::group::Dimension::*;
-    [Process, User, Cgroup, Container, Pod, Unit, Syscall]
+    [Process, User, Cgroup, Container, Pod, Unit, Syscall, State]
 };
 
-/// Build the pprof message. Sample values are `[samples, cpu ns]`; locations
-/// of user frames use file offsets as addresses, so that one module has one
-/// mapping whatever address each process loaded it at. Functions inlined at
-/// an address are lines of its location (innermost first), with their
-/// source file and line when DWARF gave them, whatever `--lines` says:
-/// `pprof -lines` chooses at view time. Kernel functions keep the `_[k]`
-/// suffix; JIT frames have no mapping.
-pub fn build(profile: &Profile) -> pb::Profile {
-    let mut strings = Strings::new();
-    let period = profile.period_ns() as i64;
-    let sample_type = vec![
-        pb::ValueType { r#type: strings.get("samples"), unit: strings.get("count") },
-        pb::ValueType { r#type: strings.get("cpu"), unit: strings.get("nanoseconds") },
-    ];
-    let period_type = Some(pb::ValueType { r#type: strings.get("cpu"), unit: strings.get("nanoseconds") });
+/// Which time a profile holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// On-CPU samples: `samples/count` and `cpu/nanoseconds` (count × period).
+    Cpu,
+    /// Off-CPU time by blocking stack: `off_cpu/nanoseconds`, its waker as
+    /// the label `waker`.
+    OffCpu,
+    /// Every thread's time in every state: `wall/nanoseconds`, running time
+    /// from on-CPU samples and the rest off-CPU; the state is a label.
+    Wall,
+}
 
-    // Mappings: one per module, and one for the kernel; ids start at 1.
-    let mut mappings: Vec<pb::Mapping> = profile
-        .modules
-        .iter()
-        .enumerate()
-        .map(|(i, m)| pb::Mapping {
-            id: i as u64 + 1,
-            filename: strings.get(&m.path),
-            build_id: m.build_id.as_deref().map_or(0, |b| strings.get(b)),
-            has_functions: true,
-            ..Default::default()
-        })
-        .collect();
-    let kernel_mapping_id = mappings.len() as u64 + 1;
-    mappings.push(pb::Mapping {
-        id: kernel_mapping_id,
-        filename: strings.get(KERNEL_MAPPING),
-        has_functions: true,
-        ..Default::default()
-    });
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Cpu, Kind::OffCpu, Kind::Wall];
 
-    let mut functions: Vec<pb::Function> = Vec::new();
-    let mut function_ids: HashMap<(String, i64), u64> = HashMap::new();
-    let mut locations: Vec<pb::Location> = Vec::new();
-    // By (mapping, address, (function, line) innermost first).
-    type LocationKey = (u64, u64, Vec<(u64, i64)>);
-    let mut location_ids: HashMap<LocationKey, u64> = HashMap::new();
-    let mut samples = Vec::with_capacity(profile.stacks.len());
-    let (k_pid, k_tid, k_thread) = (strings.get("pid"), strings.get("tid"), strings.get("thread"));
+    /// Its sample types, as (type, unit).
+    pub fn sample_types(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Kind::Cpu => &[("samples", "count"), ("cpu", "nanoseconds")],
+            Kind::OffCpu => &[("off_cpu", "nanoseconds")],
+            Kind::Wall => &[("wall", "nanoseconds")],
+        }
+    }
+}
 
-    for stack in &profile.stacks {
-        let mut ids = Vec::with_capacity(stack.frames.len());
-        // pprof wants the leaf first; a location holds a frame and the
-        // functions inlined into it, innermost first.
-        for group in locations_of(&stack.frames).iter().rev() {
+/// The tables of a profile being built: strings, mappings, functions and
+/// locations, each interned; a mapping is added when a location first uses it.
+struct Tables<'p> {
+    profile: &'p Profile,
+    strings: Strings,
+    mappings: Vec<pb::Mapping>,
+    /// Mapping ids by module index (`None`: the kernel) or JIT pid.
+    mapping_ids: HashMap<MappingKey, u64>,
+    functions: Vec<pb::Function>,
+    function_ids: HashMap<(String, i64), u64>,
+    locations: Vec<pb::Location>,
+    location_ids: HashMap<LocationKey, u64>,
+}
+
+/// What a mapping stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum MappingKey {
+    Module(usize),
+    Kernel,
+    /// A process's perf map (JIT frames), by pid.
+    Jit(u32),
+}
+
+/// A location by (mapping, address, (function, line) innermost first).
+type LocationKey = (u64, u64, Vec<(u64, i64)>);
+
+impl<'p> Tables<'p> {
+    fn new(profile: &'p Profile) -> Self {
+        Self {
+            profile,
+            strings: Strings::new(),
+            mappings: Vec::new(),
+            mapping_ids: HashMap::new(),
+            functions: Vec::new(),
+            function_ids: HashMap::new(),
+            locations: Vec::new(),
+            location_ids: HashMap::new(),
+        }
+    }
+
+    /// The id of a mapping (ids start at 1); 0 for a frame of no module.
+    /// User modules are their files; the kernel is `[kernel.kallsyms]`, a
+    /// process's JIT code its perf map, as perf names them.
+    fn mapping(&mut self, key: MappingKey) -> u64 {
+        if let Some(&id) = self.mapping_ids.get(&key) {
+            return id;
+        }
+        let id = self.mappings.len() as u64 + 1;
+        let s = &mut self.strings;
+        let mapping = match key {
+            MappingKey::Module(m) => {
+                let Some(module) = self.profile.modules.get(m) else { return 0 };
+                pb::Mapping {
+                    filename: s.get(&module.path),
+                    build_id: module.build_id.as_deref().map_or(0, |b| s.get(b)),
+                    ..Default::default()
+                }
+            }
+            MappingKey::Kernel => pb::Mapping { filename: s.get(KERNEL_MAPPING), ..Default::default() },
+            MappingKey::Jit(pid) => {
+                pb::Mapping { filename: s.get(&format!("/tmp/perf-{pid}.map")), ..Default::default() }
+            }
+        };
+        self.mappings.push(pb::Mapping { id, has_functions: true, ..mapping });
+        self.mapping_ids.insert(key, id);
+        id
+    }
+
+    /// Location ids of a stack (outermost first), leaf first as pprof wants.
+    /// A location holds a frame and the functions inlined into it,
+    /// innermost first; names are the symbols alone (kernel-ness is the
+    /// mapping's, not a suffix's).
+    fn stack(&mut self, pid: u32, frames: &[Frame]) -> Vec<u64> {
+        let mut ids = Vec::with_capacity(frames.len());
+        for group in locations_of(frames).iter().rev() {
             let head = &group[0];
-            let mapping_id = match head.kind {
-                FrameKind::Kernel => kernel_mapping_id,
-                FrameKind::User => head.module.map_or(0, |m| m as u64 + 1),
-                FrameKind::Jit => 0,
+            let mapping_id = match (head.kind, head.module) {
+                (FrameKind::Kernel, _) => self.mapping(MappingKey::Kernel),
+                (FrameKind::User, Some(m)) => self.mapping(MappingKey::Module(m)),
+                (FrameKind::User, None) => 0,
+                (FrameKind::Jit, _) => self.mapping(MappingKey::Jit(pid)),
             };
             let lines: Vec<pb::Line> = group
                 .iter()
                 .rev()
                 .map(|frame| {
-                    let mut name = super::folded::frame_name(frame, profile);
-                    if frame.kind == FrameKind::Kernel {
-                        name.push_str("_[k]");
-                    }
-                    let file = frame.line.as_ref().map_or(0, |l| strings.get(&l.file));
-                    let function_id = *function_ids.entry((name, file)).or_insert_with_key(|(name, file)| {
+                    let name = super::folded::frame_name(frame, self.profile);
+                    let file = frame.line.as_ref().map_or(0, |l| self.strings.get(&l.file));
+                    let (functions, strings) = (&mut self.functions, &mut self.strings);
+                    let function_id = *self.function_ids.entry((name, file)).or_insert_with_key(|(name, file)| {
                         let id = functions.len() as u64 + 1;
                         let n = strings.get(name);
                         functions.push(pb::Function { id, name: n, system_name: n, filename: *file, start_line: 0 });
@@ -119,9 +168,10 @@ pub fn build(profile: &Profile) -> pb::Profile {
                     pb::Line { function_id, line: frame.line.as_ref().map_or(0, |l| l.line.into()) }
                 })
                 .collect();
-            let next_id = locations.len() as u64 + 1;
+            let next_id = self.locations.len() as u64 + 1;
             let key = lines.iter().map(|l| (l.function_id, l.line)).collect();
-            let id = *location_ids.entry((mapping_id, head.address, key)).or_insert_with(|| {
+            let locations = &mut self.locations;
+            let id = *self.location_ids.entry((mapping_id, head.address, key)).or_insert_with(|| {
                 locations.push(pb::Location {
                     id: next_id,
                     mapping_id,
@@ -133,40 +183,125 @@ pub fn build(profile: &Profile) -> pb::Profile {
             });
             ids.push(id);
         }
-        let thread = strings.get(&stack.comm);
-        let mut label = vec![
-            pb::Label { key: k_pid, num: stack.pid as i64, ..Default::default() },
-            pb::Label { key: k_tid, num: stack.tid as i64, ..Default::default() },
-            pb::Label { key: k_thread, str: thread, ..Default::default() },
-        ];
-        // What the sample belongs to, as string labels pprof can filter and group by.
-        let attrs = crate::group::Attrs::of_stack(profile, stack);
-        for d in LABEL_DIMENSIONS {
-            if let Some(v) = attrs.value(d) {
-                label.push(pb::Label { key: strings.get(d.name()), str: strings.get(&v), ..Default::default() });
-            }
-        }
-        if let Some(exe) = profile.process(stack.process).and_then(|p| p.exe.as_deref()) {
-            label.push(pb::Label { key: strings.get("exe"), str: strings.get(exe), ..Default::default() });
-        }
-        samples.push(pb::Sample {
-            location_id: ids,
-            value: vec![stack.count as i64, stack.count as i64 * period],
-            label,
-        });
+        ids
     }
 
+    /// A location for time that has no stack (a thread waiting for a CPU
+    /// has none in the continuous tier; a stack map may have had no room),
+    /// named as the folded outputs name it: `[runnable]`, `[stack lost]`.
+    /// Without one, pprof consumers drop the sample and its time.
+    fn pseudo(&mut self, name: &str) -> u64 {
+        let function_id = {
+            let (functions, strings) = (&mut self.functions, &mut self.strings);
+            *self.function_ids.entry((name.to_owned(), 0)).or_insert_with(|| {
+                let id = functions.len() as u64 + 1;
+                let n = strings.get(name);
+                functions.push(pb::Function { id, name: n, system_name: n, filename: 0, start_line: 0 });
+                id
+            })
+        };
+        let next_id = self.locations.len() as u64 + 1;
+        let locations = &mut self.locations;
+        *self.location_ids.entry((0, 0, vec![(function_id, 0)])).or_insert_with(|| {
+            locations.push(pb::Location {
+                id: next_id,
+                line: vec![pb::Line { function_id, line: 0 }],
+                ..Default::default()
+            });
+            next_id
+        })
+    }
+
+    /// What a sample belongs to: pid, tid and thread as always, then every
+    /// dimension that applies as a string label pprof can filter and group
+    /// by (process, user, cgroup, container, pod, unit, syscall, state), and
+    /// the executable.
+    fn labels(&mut self, attrs: &crate::group::Attrs, comm: &str, process: u32) -> Vec<pb::Label> {
+        let s = &mut self.strings;
+        let mut label = vec![
+            pb::Label { key: s.get("pid"), num: attrs.pid as i64, ..Default::default() },
+            pb::Label { key: s.get("tid"), num: attrs.tid as i64, ..Default::default() },
+            pb::Label { key: s.get("thread"), str: s.get(comm), ..Default::default() },
+        ];
+        for d in LABEL_DIMENSIONS {
+            if let Some(v) = attrs.value(d) {
+                label.push(pb::Label { key: s.get(d.name()), str: s.get(&v), ..Default::default() });
+            }
+        }
+        if let Some(exe) = self.profile.process(process).and_then(|p| p.exe.as_deref()) {
+            label.push(pb::Label { key: s.get("exe"), str: s.get(exe), ..Default::default() });
+        }
+        label
+    }
+}
+
+/// Build the pprof message of one kind. Locations of user frames use file
+/// offsets as addresses, so that one module has one mapping whatever
+/// address each process loaded it at. Functions inlined at an address are
+/// lines of its location (innermost first), with their source file and
+/// line when DWARF gave them, whatever `--lines` says: `pprof -lines`
+/// chooses at view time. Kernel frames map to `[kernel.kallsyms]`, JIT
+/// frames to their process's perf map (`/tmp/perf-PID.map`).
+pub fn build(profile: &Profile, kind: Kind) -> pb::Profile {
+    build_where(profile, kind, &|_| true)
+}
+
+/// [`build`] of the stacks and off-CPU aggregates whose process (index
+/// into the profile's process table) `keep` keeps.
+pub fn build_where(profile: &Profile, kind: Kind, keep: &dyn Fn(u32) -> bool) -> pb::Profile {
+    let mut t = Tables::new(profile);
+    let period = profile.period_ns() as i64;
+    let sample_type: Vec<pb::ValueType> = kind
+        .sample_types()
+        .iter()
+        .map(|(ty, unit)| pb::ValueType { r#type: t.strings.get(ty), unit: t.strings.get(unit) })
+        .collect();
+    // Only on-CPU samples have a sampling period; the other kinds are times.
+    let (period_type, profile_period) = match kind {
+        Kind::Cpu => (Some(pb::ValueType { r#type: t.strings.get("cpu"), unit: t.strings.get("nanoseconds") }), period),
+        Kind::OffCpu | Kind::Wall => (None, 0),
+    };
+    let mut samples = Vec::new();
+    if kind != Kind::OffCpu {
+        for stack in profile.stacks.iter().filter(|s| keep(s.process)) {
+            let mut location_id = t.stack(stack.pid, &stack.frames);
+            if location_id.is_empty() {
+                location_id.push(t.pseudo("[no stack]"));
+            }
+            let label = t.labels(&crate::group::Attrs::of_stack(profile, stack), &stack.comm, stack.process);
+            let ns = stack.count as i64 * period;
+            let value = if kind == Kind::Cpu { vec![stack.count as i64, ns] } else { vec![ns] };
+            samples.push(pb::Sample { location_id, value, label });
+        }
+    }
+    if kind != Kind::Cpu {
+        let k_waker = t.strings.get("waker");
+        for s in profile.off_cpu.iter().filter(|s| keep(s.process)) {
+            let mut location_id = t.stack(s.pid, &s.frames);
+            if s.stack_lost {
+                location_id.insert(0, t.pseudo("[stack lost]"));
+            } else if location_id.is_empty() {
+                let state = crate::profile::STATE_NAMES.get(s.state as usize).copied().unwrap_or("other");
+                location_id.push(t.pseudo(&format!("[{state}]")));
+            }
+            let mut label = t.labels(&crate::group::Attrs::of_off_cpu(profile, s), &s.comm, s.process);
+            if kind == Kind::OffCpu && s.waker_tid != profiler_common::NO_WAKER {
+                label.push(pb::Label { key: k_waker, str: t.strings.get(&s.waker_comm), ..Default::default() });
+            }
+            samples.push(pb::Sample { location_id, value: vec![s.ns as i64], label });
+        }
+    }
     pb::Profile {
         sample_type,
         sample: samples,
-        mapping: mappings,
-        location: locations,
-        function: functions,
-        string_table: strings.table,
+        mapping: t.mappings,
+        location: t.locations,
+        function: t.functions,
+        string_table: t.strings.table,
         time_nanos: profile.start_unix_ns as i64,
         duration_nanos: profile.duration_ns as i64,
         period_type,
-        period,
+        period: profile_period,
         ..Default::default()
     }
 }
@@ -189,8 +324,9 @@ fn locations_of(frames: &[Frame]) -> Vec<&[Frame]> {
     out
 }
 
-pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
-    let bytes = build(profile).encode_to_vec();
+/// Write the gzipped profile of `kind`.
+pub fn write(profile: &Profile, kind: Kind, w: &mut dyn Write) -> std::io::Result<()> {
+    let bytes = build(profile, kind).encode_to_vec();
     let mut gz = GzEncoder::new(w, Compression::default());
     gz.write_all(&bytes)?;
     gz.finish()?;
@@ -238,11 +374,11 @@ mod tests {
     fn round_trips_and_totals_match() {
         let profile = sample_profile();
         let mut buf = Vec::new();
-        write(&profile, &mut buf).unwrap();
+        write(&profile, Kind::Cpu, &mut buf).unwrap();
         let mut raw = Vec::new();
         flate2::read::GzDecoder::new(&buf[..]).read_to_end(&mut raw).unwrap();
         let decoded = pb::Profile::decode(&raw[..]).unwrap();
-        assert_eq!(decoded, build(&profile));
+        assert_eq!(decoded, build(&profile, Kind::Cpu));
         assert_eq!(decoded.string_table[0], "");
         let total: i64 = decoded.sample.iter().map(|s| s.value[0]).sum();
         assert_eq!(total, 7);
@@ -270,20 +406,73 @@ mod tests {
             Frame::new(Arc::from("[unknown]"), FrameKind::User, Some(0), 0x99),
             Frame::new(Arc::from("LazyCompile:*hot"), FrameKind::Jit, None, 0x7f00),
         ];
-        let p = build(&profile);
+        let p = build(&profile, Kind::Cpu);
         let st = |i: i64| p.string_table[i as usize].as_str();
         let loc = |id: u64| p.location.iter().find(|l| l.id == id).unwrap();
         let func = |id: u64| p.function.iter().find(|f| f.id == id).unwrap();
         let leaf_first = &p.sample[0].location_id;
         assert_eq!(leaf_first.len(), 4, "{p:#?}");
         let jit = loc(leaf_first[0]);
-        assert_eq!((jit.mapping_id, jit.address), (0, 0x7f00));
+        assert_eq!(jit.address, 0x7f00);
+        let jit_map = p.mapping.iter().find(|m| m.id == jit.mapping_id).unwrap();
+        assert_eq!(st(jit_map.filename), "/tmp/perf-10.map");
         assert_eq!(st(func(jit.line[0].function_id).name), "LazyCompile:*hot");
         assert_eq!(st(func(loc(leaf_first[1]).line[0].function_id).name), "app+0x99");
         let inl = loc(leaf_first[2]);
         let names: Vec<(&str, i64)> = inl.line.iter().map(|l| (st(func(l.function_id).name), l.line)).collect();
         assert_eq!(names, [("inner", 30), ("outer", 20)]);
         assert_eq!(st(func(inl.line[0].function_id).filename), "/src/app.c");
-        assert_eq!((inl.mapping_id, inl.address), (1, 0x42));
+        let app = p.mapping.iter().find(|m| m.id == inl.mapping_id).unwrap();
+        assert_eq!((st(app.filename), inl.address), ("/bin/app", 0x42));
+    }
+
+    #[test]
+    fn kernel_frames_are_named_alone_and_mapped_to_the_kernel() {
+        let p = build(&sample_profile(), Kind::Cpu);
+        let st = |i: i64| p.string_table[i as usize].as_str();
+        let f = p.function.iter().find(|f| st(f.name) == "schedule").expect("schedule, no suffix");
+        let loc = p.location.iter().find(|l| l.line[0].function_id == f.id).unwrap();
+        let m = p.mapping.iter().find(|m| m.id == loc.mapping_id).unwrap();
+        assert_eq!(st(m.filename), KERNEL_MAPPING);
+        assert!(p.function.iter().all(|f| !st(f.name).ends_with(']')), "no bracketed suffix");
+        assert!(p.time_nanos >= 0 && p.duration_nanos == 1_000_000_000);
+    }
+
+    #[test]
+    fn off_cpu_and_wall_hold_the_exact_times_with_state_labels() {
+        let mut profile = sample_profile();
+        let frames = profile.stacks[1].frames.clone();
+        let off = |state, ns, waker_tid| crate::profile::OffCpuStack {
+            pid: 10,
+            tid: 12,
+            comm: "app".into(),
+            process: 0,
+            state,
+            syscall: -1,
+            waker_tid,
+            waker_comm: "waker".into(),
+            frames: frames.clone(),
+            stack_lost: false,
+            ns,
+            count: 1,
+        };
+        profile.off_cpu = vec![
+            off(profiler_common::STATE_SLEEPING, 3_000, 7),
+            off(profiler_common::STATE_RUNNABLE, 500, profiler_common::NO_WAKER),
+        ];
+        let st = |p: &pb::Profile, i: i64| p.string_table[i as usize].clone();
+        let label =
+            |p: &pb::Profile, s: &pb::Sample, k: &str| s.label.iter().find(|l| st(p, l.key) == k).map(|l| st(p, l.str));
+        let o = build(&profile, Kind::OffCpu);
+        assert_eq!(st(&o, o.sample_type[0].r#type), "off_cpu");
+        assert_eq!(o.sample.iter().map(|s| s.value[0]).sum::<i64>(), 3_500);
+        assert_eq!(label(&o, &o.sample[0], "state").as_deref(), Some("sleeping"));
+        assert_eq!(label(&o, &o.sample[0], "waker").as_deref(), Some("waker"));
+        assert_eq!(label(&o, &o.sample[1], "waker"), None, "preempted: no waker");
+        let w = build(&profile, Kind::Wall);
+        assert_eq!(st(&w, w.sample_type[0].r#type), "wall");
+        assert_eq!(w.sample.iter().map(|s| s.value[0]).sum::<i64>(), 7 * 10_000_000 + 3_500);
+        assert_eq!(label(&w, &w.sample[0], "state").as_deref(), Some("running"));
+        assert_eq!(label(&w, &w.sample[3], "state").as_deref(), Some("runnable"));
     }
 }

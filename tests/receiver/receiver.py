@@ -1,0 +1,186 @@
+#!/usr/bin/python3
+"""A stand-in for the fleet backends tailprof pushes to, for its tests.
+
+No Pyroscope server or OpenTelemetry collector can be installed here, so
+this receiver answers their endpoints and decodes each push with decoders
+independent of tailprof's: Python's protobuf package with message classes
+compiled (protoc) from the protos, and the pprof bodies left to the real Go
+pprof tool (it saves each one for the test to read with it).
+
+    /usr/bin/python3 receiver.py --port PORT --out DIR
+
+Endpoints:
+  POST /push.v1.PusherService/Push   Pyroscope's Connect push (application/proto)
+  POST /control                      {"mode": "up"|"down"|"reject", "retry_after": S}
+  GET  /requests                     every request seen, as JSON
+
+Each push is logged in DIR/requests.jsonl (headers, series, labels, sizes,
+limits checked) and each raw profile saved as DIR/profiles/NNNNNN.pb.gz.
+"""
+
+import argparse
+import gzip
+import http.server
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+MAX_PROFILE_BYTES = 4 << 20
+MAX_LABELS = 30
+
+
+def compile_protos():
+    out = tempfile.mkdtemp(prefix="tailprof-receiver-")
+    proto_dir = os.path.join(HERE, "proto")
+    subprocess.run(
+        ["protoc", f"--proto_path={proto_dir}", f"--python_out={out}", "pyroscope/push.proto"],
+        check=True,
+    )
+    sys.path.insert(0, out)
+    from pyroscope import push_pb2  # noqa: E402
+
+    return push_pb2
+
+
+class State:
+    def __init__(self, out):
+        self.out = out
+        self.mode = "up"
+        self.retry_after = None
+        self.requests = []
+        self.profiles = 0
+        self.lock = threading.Lock()
+        os.makedirs(os.path.join(out, "profiles"), exist_ok=True)
+
+
+def handler_for(state, push_pb2):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def reply(self, code, body=b"", kind="application/json", headers=None):
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def body(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(n)
+
+        def do_GET(self):
+            if self.path == "/requests":
+                with state.lock:
+                    return self.reply(200, json.dumps(state.requests).encode())
+            self.reply(404, b'{"error":"no such endpoint"}')
+
+        def do_POST(self):
+            data = self.body()
+            if self.path == "/control":
+                c = json.loads(data or b"{}")
+                with state.lock:
+                    state.mode = c.get("mode", state.mode)
+                    state.retry_after = c.get("retry_after")
+                return self.reply(200, b"{}")
+            if self.path == "/push.v1.PusherService/Push":
+                return self.pyroscope(data)
+            self.reply(404, b'{"error":"no such endpoint"}')
+
+        def refused(self, record):
+            """Answers as the mode says; True when the request was refused."""
+            with state.lock:
+                mode, retry_after = state.mode, state.retry_after
+            if mode == "up":
+                return False
+            record["answered"] = 503 if mode == "down" else 400
+            with state.lock:
+                state.requests.append(record)
+                self.log(record)
+            headers = {"Retry-After": str(retry_after)} if (mode == "down" and retry_after) else {}
+            code = record["answered"]
+            msg = {"code": "unavailable" if code == 503 else "invalid_argument", "message": f"receiver is {mode}"}
+            self.reply(code, json.dumps(msg).encode(), headers=headers)
+            return True
+
+        def log(self, record):
+            with open(os.path.join(state.out, "requests.jsonl"), "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+        def pyroscope(self, data):
+            record = {
+                "endpoint": "pyroscope",
+                "content_type": self.headers.get("Content-Type"),
+                "connect_protocol_version": self.headers.get("Connect-Protocol-Version"),
+                "authorization": self.headers.get("Authorization"),
+                "tenant": self.headers.get("X-Scope-OrgID"),
+                "bytes": len(data),
+            }
+            if self.refused(record):
+                return
+            req = push_pb2.PushRequest()
+            try:
+                req.ParseFromString(data)
+            except Exception as e:  # a malformed envelope is the test's failure
+                record["error"] = f"envelope does not parse: {e}"
+                with state.lock:
+                    state.requests.append(record)
+                    self.log(record)
+                return self.reply(400, json.dumps({"code": "invalid_argument", "message": record["error"]}).encode())
+            series = []
+            problems = []
+            for s in req.series:
+                labels = {l.name: l.value for l in s.labels}
+                if len(s.labels) > MAX_LABELS:
+                    problems.append(f"{len(s.labels)} labels in a series")
+                if len(labels) != len(s.labels):
+                    problems.append("a label name repeats")
+                samples = []
+                for raw in s.samples:
+                    try:
+                        plain = gzip.decompress(raw.raw_profile)
+                    except Exception as e:
+                        problems.append(f"a raw profile is not gzip: {e}")
+                        continue
+                    if len(plain) > MAX_PROFILE_BYTES:
+                        problems.append(f"a profile of {len(plain)} bytes uncompressed")
+                    with state.lock:
+                        state.profiles += 1
+                        n = state.profiles
+                    path = os.path.join(state.out, "profiles", f"{n:06d}.pb.gz")
+                    with open(path, "wb") as f:
+                        f.write(raw.raw_profile)
+                    samples.append({"id": raw.ID, "file": path, "gzip_bytes": len(raw.raw_profile), "bytes": len(plain)})
+                series.append({"labels": labels, "samples": samples})
+            record.update({"answered": 200, "series": series, "problems": problems})
+            with state.lock:
+                state.requests.append(record)
+                self.log(record)
+            self.reply(200, push_pb2.PushResponse().SerializeToString(), kind="application/proto")
+
+    return Handler
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    push_pb2 = compile_protos()
+    state = State(args.out)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(state, push_pb2))
+    print(f"listening on 127.0.0.1:{args.port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
