@@ -7,10 +7,12 @@ independent of tailprof's: Python's protobuf package with message classes
 compiled (protoc) from the protos, and the pprof bodies left to the real Go
 pprof tool (it saves each one for the test to read with it).
 
-    /usr/bin/python3 receiver.py --port PORT --out DIR
+    /usr/bin/python3 receiver.py --port PORT --out DIR [--otlp-protos DIR]
 
 Endpoints:
   POST /push.v1.PusherService/Push   Pyroscope's Connect push (application/proto)
+  POST /v1development/profiles       OTLP profiles over HTTP (application/x-protobuf), decoded with classes
+                                     compiled from the published opentelemetry-proto files in --otlp-protos
   POST /control                      {"mode": "up"|"down"|"reject", "retry_after": S}
   GET  /requests                     every request seen, as JSON
 
@@ -34,17 +36,30 @@ MAX_PROFILE_BYTES = 4 << 20
 MAX_LABELS = 30
 
 
-def compile_protos():
+OTLP_PROTOS = [
+    "opentelemetry/proto/common/v1/common.proto",
+    "opentelemetry/proto/resource/v1/resource.proto",
+    "opentelemetry/proto/profiles/v1development/profiles.proto",
+    "opentelemetry/proto/collector/profiles/v1development/profiles_service.proto",
+]
+
+
+def compile_protos(otlp_dir):
     out = tempfile.mkdtemp(prefix="tailprof-receiver-")
     proto_dir = os.path.join(HERE, "proto")
     subprocess.run(
         ["protoc", f"--proto_path={proto_dir}", f"--python_out={out}", "pyroscope/push.proto"],
         check=True,
     )
+    if otlp_dir:
+        subprocess.run(["protoc", f"--proto_path={otlp_dir}", f"--python_out={out}"] + OTLP_PROTOS, check=True)
     sys.path.insert(0, out)
     from pyroscope import push_pb2  # noqa: E402
 
-    return push_pb2
+    otlp = None
+    if otlp_dir:
+        from opentelemetry.proto.collector.profiles.v1development import profiles_service_pb2 as otlp  # noqa: E402
+    return push_pb2, otlp
 
 
 class State:
@@ -58,7 +73,86 @@ class State:
         os.makedirs(os.path.join(out, "profiles"), exist_ok=True)
 
 
-def handler_for(state, push_pb2):
+def any_value(v):
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+def check_otlp(req):
+    """The request's resources and profiles as JSON, and what breaks the protocol's rules."""
+    d = req.dictionary
+    problems = []
+    st = list(d.string_table)
+    if not st or st[0] != "":
+        problems.append("string_table[0] is not the empty string")
+    for name in ["mapping_table", "location_table", "function_table", "link_table", "attribute_table", "stack_table"]:
+        table = getattr(d, name)
+        if not len(table) or table[0].ByteSize() != 0:
+            problems.append(f"{name}[0] is not the zero value")
+
+    def s(i):
+        if 0 <= i < len(st):
+            return st[i]
+        problems.append(f"string index {i} out of range")
+        return ""
+
+    def attr(i):
+        if not (0 <= i < len(d.attribute_table)):
+            problems.append(f"attribute index {i} out of range")
+            return ("", None)
+        a = d.attribute_table[i]
+        return (s(a.key_strindex), any_value(a.value))
+
+    resources = []
+    for rp in req.resource_profiles:
+        rattrs = {kv.key: any_value(kv.value) for kv in rp.resource.attributes}
+        profiles = []
+        for sp in rp.scope_profiles:
+            for p in sp.profiles:
+                total = 0
+                keys = set()
+                bad = set()
+                for smp in p.samples:
+                    if len(smp.values) != 1:
+                        problems.append(f"a sample has {len(smp.values)} values")
+                    total += sum(smp.values)
+                    for ai in smp.attribute_indices:
+                        keys.add(attr(ai)[0])
+                    if not (0 <= smp.stack_index < len(d.stack_table)):
+                        problems.append(f"stack index {smp.stack_index} out of range")
+                        continue
+                    for li in d.stack_table[smp.stack_index].location_indices:
+                        if not (0 < li < len(d.location_table)):
+                            problems.append(f"location index {li} out of range")
+                            continue
+                        loc = d.location_table[li]
+                        if not (0 <= loc.mapping_index < len(d.mapping_table)):
+                            problems.append(f"mapping index {loc.mapping_index} out of range")
+                        for line in loc.lines:
+                            if not (0 < line.function_index < len(d.function_table)):
+                                problems.append(f"function index {line.function_index} out of range")
+                                continue
+                            name = s(d.function_table[line.function_index].name_strindex)
+                            if name.endswith(("_[k]", "_[i]", "_[j]")):
+                                bad.add(name)
+                profiles.append({
+                    "type": s(p.sample_type.type_strindex),
+                    "unit": s(p.sample_type.unit_strindex),
+                    "period_type": s(p.period_type.type_strindex) if p.HasField("period_type") else None,
+                    "period": p.period,
+                    "time_unix_nano": p.time_unix_nano,
+                    "duration_nano": p.duration_nano,
+                    "samples": len(p.samples),
+                    "total": total,
+                    "attribute_keys": sorted(keys),
+                    "suffixed_names": sorted(bad),
+                })
+        scope = rp.scope_profiles[0].scope.name if rp.scope_profiles else None
+        resources.append({"attributes": rattrs, "scope": scope, "profiles": profiles})
+    return resources, sorted(set(problems))
+
+
+def handler_for(state, push_pb2, otlp):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -94,6 +188,8 @@ def handler_for(state, push_pb2):
                 return self.reply(200, b"{}")
             if self.path == "/push.v1.PusherService/Push":
                 return self.pyroscope(data)
+            if self.path == "/v1development/profiles" and otlp is not None:
+                return self.otlp(data)
             self.reply(404, b'{"error":"no such endpoint"}')
 
         def refused(self, record):
@@ -115,6 +211,32 @@ def handler_for(state, push_pb2):
         def log(self, record):
             with open(os.path.join(state.out, "requests.jsonl"), "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+        def otlp(self, data):
+            record = {
+                "endpoint": "otlp",
+                "content_type": self.headers.get("Content-Type"),
+                "authorization": self.headers.get("Authorization"),
+                "tenant": self.headers.get("X-Scope-OrgID"),
+                "bytes": len(data),
+            }
+            if self.refused(record):
+                return
+            req = otlp.ExportProfilesServiceRequest()
+            try:
+                req.ParseFromString(data)
+            except Exception as e:
+                record["error"] = f"the request does not parse: {e}"
+                with state.lock:
+                    state.requests.append(record)
+                    self.log(record)
+                return self.reply(400, json.dumps({"error": record["error"]}).encode())
+            resources, problems = check_otlp(req)
+            record.update({"answered": 200, "resources": resources, "problems": problems})
+            with state.lock:
+                state.requests.append(record)
+                self.log(record)
+            self.reply(200, otlp.ExportProfilesServiceResponse().SerializeToString(), kind="application/x-protobuf")
 
         def pyroscope(self, data):
             record = {
@@ -174,10 +296,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--otlp-protos", help="the root of the opentelemetry-proto files (opentelemetry/proto/...)")
     args = ap.parse_args()
-    push_pb2 = compile_protos()
+    push_pb2, otlp = compile_protos(args.otlp_protos)
     state = State(args.out)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(state, push_pb2))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(state, push_pb2, otlp))
     print(f"listening on 127.0.0.1:{args.port}", flush=True)
     server.serve_forever()
 

@@ -48,6 +48,10 @@ pub struct AgentSettings {
     pub rules: Option<Vec<RuleSettings>>,
     /// Pyroscope servers to push every window to (their base URLs).
     pub push_pyroscope: Option<Vec<String>>,
+    /// OTLP/HTTP endpoints to push every window to as OTLP profiles (base URLs).
+    pub push_otlp: Option<Vec<String>>,
+    /// The OTLP profiles proto version spoken (the signal is in development).
+    pub otlp_profiles_version: Option<String>,
     /// How often pushes go out, e.g. "15s".
     pub push_interval: Option<String>,
     /// `__name__` of the off-CPU series: `off_cpu`, or `offcpu` as Alloy names it.
@@ -126,6 +130,8 @@ impl AgentSettings {
             compact_after: self.compact_after.or(under.compact_after),
             rules: self.rules.or(under.rules),
             push_pyroscope: self.push_pyroscope.or(under.push_pyroscope),
+            push_otlp: self.push_otlp.or(under.push_otlp),
+            otlp_profiles_version: self.otlp_profiles_version.or(under.otlp_profiles_version),
             push_interval: self.push_interval.or(under.push_interval),
             push_offcpu_name: self.push_offcpu_name.or(under.push_offcpu_name),
             push_replay: self.push_replay.or(under.push_replay),
@@ -204,6 +210,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PushConfig {
     pub pyroscope: Vec<String>,
+    pub otlp: Vec<String>,
+    pub otlp_profiles_version: String,
     #[serde(with = "humantime_serde_secs")]
     pub interval: Duration,
     #[serde(with = "humantime_serde_secs")]
@@ -310,6 +318,26 @@ impl AgentConfig {
                     .into_iter()
                     .map(|u| push_url("push-pyroscope", u))
                     .collect::<Result<_, _>>()?,
+                otlp: s
+                    .push_otlp
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|u| push_url("push-otlp", u))
+                    .collect::<Result<_, _>>()?,
+                otlp_profiles_version: match s.otlp_profiles_version.as_deref() {
+                    None => crate::export::otlp_proto::VERSION.to_owned(),
+                    Some(v) if v == crate::export::otlp_proto::VERSION => v.to_owned(),
+                    Some(v) => {
+                        return Err(ConfigError::Value {
+                            key: "otlp-profiles-version",
+                            value: v.to_owned(),
+                            reason: format!(
+                                "this build speaks the OTLP profiles signal of opentelemetry-proto {} only",
+                                crate::export::otlp_proto::VERSION
+                            ),
+                        })
+                    }
+                },
                 interval: dur("push-interval", s.push_interval, "15s")?,
                 replay: dur("push-replay", s.push_replay, "1h")?,
                 offcpu_name: match s.push_offcpu_name.as_deref().unwrap_or("off_cpu") {

@@ -1,4 +1,5 @@
-//! Pushing stored windows to fleet backends (Pyroscope's push API). Each
+//! Pushing stored windows to fleet backends (Pyroscope's push API, OTLP
+//! profiles over HTTP). Each
 //! backend has a thread of its own and a watermark over the agent's
 //! segments, kept in `DATA_DIR/push/`: every `--push-interval` it sends the
 //! segments that closed since, oldest first, one at a time, so memory stays
@@ -21,9 +22,11 @@ use super::{config::PushConfig, state::Shared, store::Segment};
 use crate::{
     api::Source,
     export::{
+        otlp::{self, OtlpOptions},
         pyroscope::{self, PyroscopeOptions},
         PushStatus,
     },
+    profile::Profile,
     sys::{cancel::Cancel, lock},
 };
 
@@ -76,11 +79,56 @@ enum Failed {
     GaveUp(&'static str, String),
 }
 
+/// What a backend speaks.
+#[derive(Debug, Clone)]
+enum Backend {
+    Pyroscope(PyroscopeOptions),
+    Otlp(OtlpOptions),
+}
+
+/// A window's request body, the profiles in it and the series split.
+struct Body {
+    bytes: Vec<u8>,
+    profiles: usize,
+    split: usize,
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Pyroscope(_) => "pyroscope",
+            Backend::Otlp(_) => "otlp",
+        }
+    }
+
+    /// The endpoint under the backend's base URL, and the body's type.
+    fn endpoint(&self) -> (&'static str, &'static str) {
+        match self {
+            // Connect's unary protocol, binary protobuf.
+            Backend::Pyroscope(_) => ("/push.v1.PusherService/Push", "application/proto"),
+            Backend::Otlp(_) => ("/v1development/profiles", "application/x-protobuf"),
+        }
+    }
+
+    fn encode(&self, p: &Profile) -> Body {
+        match self {
+            Backend::Pyroscope(o) => {
+                let e = pyroscope::encode(p, o);
+                Body { profiles: e.profiles, split: e.split, bytes: e.request.encode_to_vec() }
+            }
+            Backend::Otlp(o) => {
+                let e = otlp::encode(p, o);
+                Body { profiles: e.profiles, split: 0, bytes: e.request.encode_to_vec() }
+            }
+        }
+    }
+}
+
 /// One backend.
 pub struct Pusher {
     shared: Arc<Shared>,
     url: String,
-    opts: PyroscopeOptions,
+    backend: Backend,
     auth: Auth,
     interval: Duration,
     replay: Duration,
@@ -90,9 +138,9 @@ pub struct Pusher {
 }
 
 /// The watermark file of a backend: the URL, then the watermark (ns).
-fn watermark_file(dir: &std::path::Path, url: &str) -> PathBuf {
+fn watermark_file(dir: &std::path::Path, backend: &str, url: &str) -> PathBuf {
     let name: String = url.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    dir.join(format!("pyroscope-{name}.watermark"))
+    dir.join(format!("{backend}-{name}.watermark"))
 }
 
 fn now_ns() -> u64 {
@@ -112,13 +160,12 @@ fn pause(cancel: &Cancel, d: Duration) -> bool {
 }
 
 impl Pusher {
-    /// A pusher to the Pyroscope server at `url` (its base URL).
-    pub fn pyroscope(shared: Arc<Shared>, url: String, config: &PushConfig, auth: Auth) -> Self {
+    /// A pusher to the backend at `url` (its base URL).
+    fn new(shared: Arc<Shared>, url: String, backend: Backend, config: &PushConfig, auth: Auth) -> Self {
         let data_dir = shared.config().data_dir;
-        let watermark_file = watermark_file(&data_dir.join("push"), &url);
-        let status = Arc::new(Mutex::new(PushStatus { backend: "pyroscope", url: url.clone(), ..Default::default() }));
-        let host =
-            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+        let watermark_file = watermark_file(&data_dir.join("push"), backend.name(), &url);
+        let status =
+            Arc::new(Mutex::new(PushStatus { backend: backend.name(), url: url.clone(), ..Default::default() }));
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)
@@ -127,7 +174,7 @@ impl Pusher {
         Self {
             shared,
             url,
-            opts: PyroscopeOptions { host, offcpu_name: config.offcpu_name.clone() },
+            backend,
             auth,
             interval: config.interval,
             replay: config.replay,
@@ -207,21 +254,20 @@ impl Pusher {
             Ok(None) => return Ok(()),
             Err(e) => return Err(Failed::GaveUp("unreadable", e)),
         };
-        let encoded = pyroscope::encode(&stored.profile, &self.opts);
+        let body = self.backend.encode(&stored.profile);
         drop(stored);
-        if encoded.request.series.is_empty() {
+        if body.profiles == 0 {
             return Ok(());
         }
-        let body = encoded.request.encode_to_vec();
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let wait = match self.send(&body) {
+            let wait = match self.send(&body.bytes) {
                 Ok(()) => {
                     let mut s = lock(&self.status);
                     s.segments_pushed += 1;
-                    s.profiles_pushed += encoded.profiles as u64;
-                    s.bytes_pushed += body.len() as u64;
-                    s.series_split += encoded.split as u64;
+                    s.profiles_pushed += body.profiles as u64;
+                    s.bytes_pushed += body.bytes.len() as u64;
+                    s.series_split += body.split as u64;
                     s.last_error = None;
                     return Ok(());
                 }
@@ -246,15 +292,18 @@ impl Pusher {
         }
     }
 
-    /// One request: Connect's unary protocol, binary protobuf.
+    /// One request.
     fn send(&self, body: &[u8]) -> Result<(), Attempt> {
-        let url = format!("{}/push.v1.PusherService/Push", self.url);
+        let (path, content_type) = self.backend.endpoint();
+        let url = format!("{}{path}", self.url);
         let mut req = self
             .agent
             .post(&url)
-            .header("Content-Type", "application/proto")
-            .header("Connect-Protocol-Version", "1")
+            .header("Content-Type", content_type)
             .header("User-Agent", concat!("tailprof/", env!("CARGO_PKG_VERSION")));
+        if let Backend::Pyroscope(_) = self.backend {
+            req = req.header("Connect-Protocol-Version", "1");
+        }
         if let Some(b) = &self.auth.basic {
             req = req.header("Authorization", &format!("Basic {b}"));
         } else if let Some(t) = &self.auth.bearer {
@@ -297,13 +346,21 @@ pub fn spawn(
     config: &PushConfig,
     cancel: &Cancel,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
-    if config.pyroscope.is_empty() {
+    if config.pyroscope.is_empty() && config.otlp.is_empty() {
         return Ok(Vec::new());
     }
     let auth = Auth::load(config)?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let pyroscope =
+        Backend::Pyroscope(PyroscopeOptions { host: host.clone(), offcpu_name: config.offcpu_name.clone() });
+    let backends = config
+        .pyroscope
+        .iter()
+        .map(|u| (u, pyroscope.clone()))
+        .chain(config.otlp.iter().map(|u| (u, Backend::Otlp(OtlpOptions { host: host.clone() }))));
     let mut threads = Vec::new();
-    for url in &config.pyroscope {
-        let p = Pusher::pyroscope(shared.clone(), url.clone(), config, auth.clone());
+    for (url, backend) in backends {
+        let p = Pusher::new(shared.clone(), url.clone(), backend, config, auth.clone());
         lock(&shared.push).push(p.status());
         let cancel = cancel.clone();
         let t = std::thread::Builder::new()

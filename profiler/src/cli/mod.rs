@@ -148,6 +148,15 @@ pub struct AgentArgs {
     #[arg(long, value_name = "URL", env = "TAILPROF_PUSH_PYROSCOPE", value_delimiter = ',')]
     pub push_pyroscope: Vec<String>,
 
+    /// Push every window as OTLP profiles to this OTLP/HTTP endpoint (its base URL, e.g.
+    /// http://collector:4318; the path /v1development/profiles is added); repeatable.
+    #[arg(long, value_name = "URL", env = "TAILPROF_PUSH_OTLP", value_delimiter = ',')]
+    pub push_otlp: Vec<String>,
+
+    /// The OTLP profiles proto version to speak (the signal is in development) [default: 1.10.0, the only one].
+    #[arg(long, value_name = "VERSION", env = "TAILPROF_OTLP_PROFILES_VERSION")]
+    pub otlp_profiles_version: Option<String>,
+
     /// How often pushes go out, e.g. 15s [default: 15s].
     #[arg(long, value_name = "DURATION", env = "TAILPROF_PUSH_INTERVAL")]
     pub push_interval: Option<String>,
@@ -196,6 +205,8 @@ impl AgentArgs {
             // The file only: a list of tables has no flag.
             rules: None,
             push_pyroscope: (!self.push_pyroscope.is_empty()).then(|| self.push_pyroscope.clone()),
+            push_otlp: (!self.push_otlp.is_empty()).then(|| self.push_otlp.clone()),
+            otlp_profiles_version: self.otlp_profiles_version.clone(),
             push_interval: self.push_interval.clone(),
             push_offcpu_name: self.push_offcpu_name.clone(),
             push_replay: self.push_replay.clone(),

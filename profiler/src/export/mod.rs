@@ -3,6 +3,8 @@
 //! [`Profile`](crate::profile::Profile); delivery, retries and watermarks
 //! are the agent's (`agent/push.rs`).
 
+pub mod otlp;
+pub mod otlp_proto;
 pub mod push_proto;
 pub mod pyroscope;
 pub mod service;
