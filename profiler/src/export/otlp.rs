@@ -273,3 +273,87 @@ pub fn encode(profile: &Profile, opts: &OtlpOptions) -> Encoded {
     out.request.dictionary = Some(dict.d);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        enrich::process::ProcessInfo,
+        profile::{Frame, FrameKind, OffCpuStack, Stack},
+    };
+
+    fn profile() -> Profile {
+        let f = |n: &str, kind| Frame::new(Arc::from(n), kind, None, 1);
+        let mut p = Profile {
+            frequency_hz: 100,
+            duration_ns: 1_000_000_000,
+            start_unix_ns: 5,
+            state_hz: 20,
+            ..Profile::default()
+        };
+        p.processes.push(ProcessInfo {
+            id: 0,
+            pid: 10,
+            comm: "app".into(),
+            exe: Some("/bin/app".into()),
+            ..Default::default()
+        });
+        for (tid, count) in [(10, 3), (11, 4)] {
+            p.stacks.push(Stack {
+                pid: 10,
+                tid,
+                comm: "app".into(),
+                process: 0,
+                syscall: -1,
+                frames: vec![f("main", FrameKind::User), f("hot", FrameKind::User)],
+                count,
+            });
+        }
+        p.off_cpu.push(OffCpuStack {
+            pid: 10,
+            tid: 11,
+            comm: "app".into(),
+            process: 0,
+            state: profiler_common::STATE_SLEEPING,
+            syscall: -1,
+            waker_tid: profiler_common::NO_WAKER,
+            waker_comm: String::new(),
+            frames: vec![f("main", FrameKind::User), f("schedule", FrameKind::Kernel)],
+            stack_lost: false,
+            ns: 777,
+            count: 1,
+        });
+        p
+    }
+
+    #[test]
+    fn one_dictionary_with_zero_entries_and_one_profile_per_sample_type() {
+        let e = encode(&profile(), &OtlpOptions { host: "h".into() });
+        let d = e.request.dictionary.as_ref().unwrap();
+        assert_eq!(d.string_table[0], "");
+        assert_eq!(d.mapping_table[0], ot::Mapping::default());
+        assert_eq!(d.location_table[0], ot::Location::default());
+        assert_eq!(d.function_table[0], ot::Function::default());
+        assert_eq!(d.stack_table[0], ot::Stack::default());
+        assert_eq!(d.attribute_table[0], ot::KeyValueAndUnit::default());
+        assert_eq!(e.request.resource_profiles.len(), 1);
+        let profiles = &e.request.resource_profiles[0].scope_profiles[0].profiles;
+        let s = |i: i32| d.string_table[i as usize].as_str();
+        let kinds: Vec<(&str, i64)> = profiles
+            .iter()
+            .map(|p| (s(p.sample_type.as_ref().unwrap().type_strindex), p.samples.iter().map(|x| x.values[0]).sum()))
+            .collect();
+        assert_eq!(kinds, [("samples", 7), ("off_cpu", 777), ("wall", 7 * 10_000_000 + 777)]);
+        assert_eq!(profiles[0].period, 10_000_000);
+        // Kernel names carry no suffix; samples carry semantic-convention attributes.
+        assert!(d.function_table.iter().any(|f| s(f.name_strindex) == "schedule"));
+        let keys: Vec<&str> = d.attribute_table.iter().skip(1).map(|a| s(a.key_strindex)).collect();
+        for k in ["process.pid", "thread.id", "thread.name", "process.executable.name", "tailprof.state"] {
+            assert!(keys.contains(&k), "{k} in {keys:?}");
+        }
+        let res = e.request.resource_profiles[0].resource.as_ref().unwrap();
+        assert!(res.attributes.iter().any(|kv| kv.key == "service.name"));
+    }
+}

@@ -148,3 +148,93 @@ pub fn encode(profile: &Profile, opts: &PyroscopeOptions) -> Encoded {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        enrich::process::ProcessInfo,
+        profile::{Frame, FrameKind, Stack},
+    };
+
+    fn opts() -> PyroscopeOptions {
+        PyroscopeOptions { host: "h".into(), offcpu_name: "off_cpu".into() }
+    }
+
+    /// Two processes of one service (same name, no unit), with `per` distinct stacks each.
+    fn profile(per: usize) -> Profile {
+        let mut p = Profile { frequency_hz: 100, duration_ns: 1_000_000_000, ..Profile::default() };
+        for (id, pid) in [(0u32, 10u32), (1, 11)] {
+            p.processes.push(ProcessInfo { id, pid, comm: "app".into(), ..Default::default() });
+            for i in 0..per {
+                let name: Arc<str> = Arc::from(format!("f{i}"));
+                p.stacks.push(Stack {
+                    pid,
+                    tid: pid,
+                    comm: "app".into(),
+                    process: id,
+                    syscall: -1,
+                    frames: vec![Frame::new(name, FrameKind::User, None, i as u64)],
+                    count: 1,
+                });
+            }
+        }
+        p
+    }
+
+    fn decode(raw: &[u8]) -> pb::Profile {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(raw), &mut plain).unwrap();
+        pb::Profile::decode(&plain[..]).unwrap()
+    }
+
+    #[test]
+    fn one_series_per_service_and_kind_named_as_pyroscope_expects() {
+        let e = encode(&profile(3), &opts());
+        assert_eq!(e.request.series.len(), 1, "on-CPU only: no states were sampled");
+        let labels: Vec<(&str, &str)> =
+            e.request.series[0].labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        assert_eq!(labels, [("__name__", "process_cpu"), ("service_name", "app"), ("host", "h")]);
+        assert_eq!(e.split, 0);
+        let p = decode(&e.request.series[0].samples[0].raw_profile);
+        assert_eq!(p.sample.iter().map(|s| s.value[0]).sum::<i64>(), 6);
+    }
+
+    #[test]
+    fn a_profile_over_the_limits_is_split_by_process_then_by_samples() {
+        // 2 × 9,000 samples: over 16,000 together, under it per process.
+        let e = encode(&profile(9_000), &opts());
+        assert_eq!(e.split, 1);
+        let parts: Vec<pb::Profile> = e.request.series[0].samples.iter().map(|s| decode(&s.raw_profile)).collect();
+        assert_eq!(parts.len(), 2, "one per process");
+        assert!(parts.iter().all(|p| p.sample.len() <= MAX_PROFILE_SAMPLES && p.encoded_len() <= MAX_PROFILE_BYTES));
+        assert_eq!(parts.iter().map(|p| p.sample.len()).sum::<usize>(), 18_000, "nothing lost");
+        // 2 × 20,000: each process is cut by samples too.
+        let e = encode(&profile(20_000), &opts());
+        let parts: Vec<pb::Profile> = e.request.series[0].samples.iter().map(|s| decode(&s.raw_profile)).collect();
+        assert!(parts.len() >= 4, "{} parts", parts.len());
+        assert!(parts.iter().all(|p| p.sample.len() <= MAX_PROFILE_SAMPLES && p.encoded_len() <= MAX_PROFILE_BYTES));
+        assert_eq!(parts.iter().map(|p| p.sample.len()).sum::<usize>(), 40_000, "nothing lost");
+        let ids: std::collections::BTreeSet<&str> = e.request.series[0].samples.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids.len(), parts.len(), "each part has an id of its own");
+    }
+
+    #[test]
+    fn service_names_come_from_the_unit_and_never_say_unknown() {
+        use super::super::service::service_of;
+        let mut p = ProcessInfo { pid: 7, comm: "nginx".into(), ..Default::default() };
+        assert_eq!(service_of(Some(&p)).name, "nginx");
+        p.placement.unit = Some("web-frontend.service".into());
+        assert_eq!(service_of(Some(&p)).name, "web-frontend");
+        p.placement.unit = Some("docker-abc.scope".into());
+        let s = service_of(Some(&p));
+        assert_eq!((s.name.as_str(), s.labels.get("unit").map(String::as_str)), ("nginx", Some("docker-abc.scope")));
+        let k = ProcessInfo { pid: 40, ppid: Some(2), comm: "kworker/0:1".into(), ..Default::default() };
+        assert_eq!(service_of(Some(&k)).name, "kernel");
+        let nameless = ProcessInfo { pid: 9, ..Default::default() };
+        assert_eq!(service_of(Some(&nameless)).name, "pid-9");
+        assert_ne!(service_of(None).name, "unknown_service");
+    }
+}
