@@ -504,3 +504,27 @@ fn otlp_pushes_decode_with_the_published_protos_and_match_the_agent() {
     c.finish();
     drop(w);
 }
+
+/// A backend down longer than `--push-replay`: the windows that aged past
+/// it are given up as `too_old` and counted; delivery resumes after.
+#[test]
+fn windows_older_than_the_replay_window_are_given_up_and_counted() {
+    require_root();
+    let rx = Receiver::start();
+    rx.set("down", Some(1));
+    let data = tempfile::tempdir().unwrap();
+    let agent = Agent::start(
+        data.path(),
+        &["--window", "1s", "--push-pyroscope", &rx.url(), "--push-interval", "1s", "--push-replay", "3s"],
+    );
+    let gave_up =
+        wait_push(&agent, 40, "windows given up as too old", |p| p["given_up"]["too_old"].as_u64() >= Some(2));
+    rx.set("up", None);
+    let delivered = wait_push(&agent, 30, "delivery resumes", |p| p["segments_pushed"].as_u64() >= Some(2));
+    println!("given up: {}; then delivered {}", gave_up["given_up"], delivered["segments_pushed"]);
+    let metrics = agent.get("/metrics").unwrap().text();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("tailprof_push_given_up_total{") && l.contains("reason=\"too_old\"")),
+        "{metrics}"
+    );
+}
