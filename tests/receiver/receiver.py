@@ -199,9 +199,7 @@ def handler_for(state, push_pb2, otlp):
             if mode == "up":
                 return False
             record["answered"] = 503 if mode == "down" else 400
-            with state.lock:
-                state.requests.append(record)
-                self.log(record)
+            self.keep(record)
             headers = {"Retry-After": str(retry_after)} if (mode == "down" and retry_after) else {}
             code = record["answered"]
             msg = {"code": "unavailable" if code == 503 else "invalid_argument", "message": f"receiver is {mode}"}
@@ -212,52 +210,50 @@ def handler_for(state, push_pb2, otlp):
             with open(os.path.join(state.out, "requests.jsonl"), "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-        def otlp(self, data):
-            record = {
-                "endpoint": "otlp",
-                "content_type": self.headers.get("Content-Type"),
-                "authorization": self.headers.get("Authorization"),
-                "tenant": self.headers.get("X-Scope-OrgID"),
-                "bytes": len(data),
-            }
-            if self.refused(record):
-                return
-            req = otlp.ExportProfilesServiceRequest()
-            try:
-                req.ParseFromString(data)
-            except Exception as e:
-                record["error"] = f"the request does not parse: {e}"
-                with state.lock:
-                    state.requests.append(record)
-                    self.log(record)
-                return self.reply(400, json.dumps({"error": record["error"]}).encode())
-            resources, problems = check_otlp(req)
-            record.update({"answered": 200, "resources": resources, "problems": problems})
-            with state.lock:
-                state.requests.append(record)
-                self.log(record)
-            self.reply(200, otlp.ExportProfilesServiceResponse().SerializeToString(), kind="application/x-protobuf")
-
-        def pyroscope(self, data):
-            record = {
-                "endpoint": "pyroscope",
+        def start(self, endpoint, data):
+            """A request's record: what it came with."""
+            return {
+                "endpoint": endpoint,
                 "content_type": self.headers.get("Content-Type"),
                 "connect_protocol_version": self.headers.get("Connect-Protocol-Version"),
                 "authorization": self.headers.get("Authorization"),
                 "tenant": self.headers.get("X-Scope-OrgID"),
                 "bytes": len(data),
             }
+
+        def keep(self, record):
+            with state.lock:
+                state.requests.append(record)
+                self.log(record)
+
+        def malformed(self, record, what, e):
+            record["error"] = f"{what} does not parse: {e}"
+            self.keep(record)
+            self.reply(400, json.dumps({"code": "invalid_argument", "message": record["error"]}).encode())
+
+        def otlp(self, data):
+            record = self.start("otlp", data)
+            if self.refused(record):
+                return
+            req = otlp.ExportProfilesServiceRequest()
+            try:
+                req.ParseFromString(data)
+            except Exception as e:  # a malformed request is the test's failure
+                return self.malformed(record, "the request", e)
+            resources, problems = check_otlp(req)
+            record.update({"answered": 200, "resources": resources, "problems": problems})
+            self.keep(record)
+            self.reply(200, otlp.ExportProfilesServiceResponse().SerializeToString(), kind="application/x-protobuf")
+
+        def pyroscope(self, data):
+            record = self.start("pyroscope", data)
             if self.refused(record):
                 return
             req = push_pb2.PushRequest()
             try:
                 req.ParseFromString(data)
             except Exception as e:  # a malformed envelope is the test's failure
-                record["error"] = f"envelope does not parse: {e}"
-                with state.lock:
-                    state.requests.append(record)
-                    self.log(record)
-                return self.reply(400, json.dumps({"code": "invalid_argument", "message": record["error"]}).encode())
+                return self.malformed(record, "the envelope", e)
             series = []
             problems = []
             for s in req.series:
@@ -284,9 +280,7 @@ def handler_for(state, push_pb2, otlp):
                     samples.append({"id": raw.ID, "file": path, "gzip_bytes": len(raw.raw_profile), "bytes": len(plain)})
                 series.append({"labels": labels, "samples": samples})
             record.update({"answered": 200, "series": series, "problems": problems})
-            with state.lock:
-                state.requests.append(record)
-                self.log(record)
+            self.keep(record)
             self.reply(200, push_pb2.PushResponse().SerializeToString(), kind="application/proto")
 
     return Handler

@@ -122,6 +122,7 @@ fn read_token(config: &AgentConfig) -> Result<Option<String>, AgentError> {
 /// without starting it.
 pub fn check(config: &AgentConfig) -> Result<(), AgentError> {
     read_token(config)?;
+    push::Auth::load(&config.push).map_err(AgentError::Push)?;
     Store::open(&config.data_dir, retention(config))?;
     crate::preflight::kernel_layout(&std::path::PathBuf::from(crate::kernel_btf::SYSFS_BTF))?;
     crate::preflight::check_perf_events()?;

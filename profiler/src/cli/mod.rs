@@ -75,7 +75,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE", env = "TAILPROF_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Check the kernel, BTF, permissions and data directory, then exit.
+    /// Check the kernel, BTF, permissions, data directory and the token and push secrets, then exit.
     #[arg(long)]
     pub check: bool,
 
