@@ -245,8 +245,9 @@ pub async fn run(
     });
     let (wake, woken) = std::sync::mpsc::channel();
     *Shared::lock(&shared.merger) = Some(wake);
-    let merger = merge::spawn(shared.clone(), woken).map_err(AgentError::Thread)?;
+    // The pushers first: the merger leaves alone what they have yet to deliver.
     let pushers = push::spawn(&shared, &shared.config().push, cancel).map_err(AgentError::Push)?;
+    let merger = merge::spawn(shared.clone(), woken).map_err(AgentError::Thread)?;
     let app = crate::api::http::router(Arc::new(crate::api::Api::of_agent(shared.clone())));
     let stop = cancel.clone();
     let server = tokio::spawn(async move {

@@ -147,6 +147,14 @@ fn now_ns() -> u64 {
     crate::query::range::now_unix_ns()
 }
 
+/// The watermark kept in `file`, if it is `url`'s.
+fn load_watermark(file: &std::path::Path, url: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let mut lines = text.lines();
+    (lines.next()? == url).then_some(())?;
+    lines.next()?.trim().parse().ok()
+}
+
 /// Sleep `d` unless cancelled first; false when cancelled.
 fn pause(cancel: &Cancel, d: Duration) -> bool {
     let until = std::time::Instant::now() + d;
@@ -164,8 +172,15 @@ impl Pusher {
     fn new(shared: Arc<Shared>, url: String, backend: Backend, config: &PushConfig, auth: Auth) -> Self {
         let data_dir = shared.config().data_dir;
         let watermark_file = watermark_file(&data_dir.join("push"), backend.name(), &url);
-        let status =
-            Arc::new(Mutex::new(PushStatus { backend: backend.name(), url: url.clone(), ..Default::default() }));
+        // A backend new to this data directory starts at the agent's start:
+        // it is not sent the history.
+        let watermark_unix_ns = load_watermark(&watermark_file, &url).unwrap_or(shared.started_unix_ns);
+        let status = Arc::new(Mutex::new(PushStatus {
+            backend: backend.name(),
+            url: url.clone(),
+            watermark_unix_ns,
+            ..Default::default()
+        }));
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)
@@ -186,14 +201,6 @@ impl Pusher {
 
     pub fn status(&self) -> Arc<Mutex<PushStatus>> {
         self.status.clone()
-    }
-
-    /// The watermark kept on disk, if it is this backend's.
-    fn load_watermark(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(&self.watermark_file).ok()?;
-        let mut lines = text.lines();
-        (lines.next()? == self.url).then_some(())?;
-        lines.next()?.trim().parse().ok()
     }
 
     fn save_watermark(&self, wm: u64) {
@@ -221,10 +228,7 @@ impl Pusher {
 
     /// Run until `cancel`.
     pub fn run(self, cancel: &Cancel) {
-        // A backend new to this data directory starts at the agent's start:
-        // it is not sent the history.
-        let mut wm = self.load_watermark().unwrap_or(self.shared.started_unix_ns);
-        lock(&self.status).watermark_unix_ns = wm;
+        let mut wm = lock(&self.status).watermark_unix_ns;
         while pause(cancel, self.interval) {
             let segments: Vec<Segment> =
                 self.shared.range(wm, now_ns()).into_iter().filter(|s| s.end_unix_ns > wm).collect();
