@@ -25,6 +25,8 @@
 //!   query's cost under an exec storm;
 //! - `agent-queries`: query times over 1 h of windows and 24 h of merged
 //!   segments of a busy host;
+//! - `agent-push`: the agent's CPU without and with pushes to Pyroscope and
+//!   OTLP, and the bytes a window takes;
 //! - `viewer`: the web viewer in headless Chromium: first render of a
 //!   100k-node profile, draw times at 16k/64k/100k nodes, bytes on the wire.
 
@@ -66,11 +68,12 @@ enum Section {
     AgentIdle,
     AgentChurn,
     AgentQueries,
+    AgentPush,
     Viewer,
 }
 
 impl Section {
-    const ALL: [Section; 11] = [
+    const ALL: [Section; 12] = [
         Section::OnCpu,
         Section::SchedPipe,
         Section::Snapshot,
@@ -81,6 +84,7 @@ impl Section {
         Section::AgentIdle,
         Section::AgentChurn,
         Section::AgentQueries,
+        Section::AgentPush,
         Section::Viewer,
     ];
 
@@ -96,6 +100,7 @@ impl Section {
             Section::AgentIdle => "agent-idle",
             Section::AgentChurn => "agent-churn",
             Section::AgentQueries => "agent-queries",
+            Section::AgentPush => "agent-push",
             Section::Viewer => "viewer",
         }
     }
@@ -185,6 +190,7 @@ pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
             Section::AgentIdle => agent::run_idle(bin, &guard.scratch)?,
             Section::AgentChurn => agent::run_churn(bin, &guard.scratch)?,
             Section::AgentQueries => agent::run_queries(bin, &guard.scratch)?,
+            Section::AgentPush => agent::run_push(bin, &guard.scratch)?,
             Section::Viewer => viewer::run(&guard.scratch)?,
         };
         written.push((*section, md));
@@ -205,7 +211,7 @@ fn header() -> String {
     let _ = writeln!(
         md,
         "Written by `cargo xtask bench` (do not edit by hand; `{ONLY_ENV}=sched-pipe` or a comma-separated list of \
-         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment`, `unwind`, `noise`, `memory`, `agent-idle`, `agent-churn`, `agent-queries`, `viewer` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
+         `on-cpu`, `sched-pipe`, `snapshot`, `enrichment`, `unwind`, `noise`, `memory`, `agent-idle`, `agent-churn`, `agent-queries`, `agent-push`, `viewer` re-runs some sections and keeps the others). Machine: {}, kernel {}.\n",
         machine(),
         common::kernel_release()
     );

@@ -497,6 +497,106 @@ pub fn run_idle(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
     idle(bin, scratch)
 }
 
+/// `agent-push`: what pushing to Pyroscope and OTLP adds to the agent's CPU.
+pub fn run_push(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
+    push(bin, scratch)
+}
+
+/// The agent's process CPU (percent of one CPU) over [`IDLE_SECONDS`] after
+/// 20 s of warm-up, and its status at the end.
+fn agent_cpu(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<(f64, serde_json::Value)> {
+    let agent = Agent::start(bin, data, extra)?;
+    sleep(Duration::from_secs(20));
+    let (cpu0, t0) = (process_cpu_ns(agent.pid()), Instant::now());
+    sleep(Duration::from_secs(IDLE_SECONDS));
+    let cpu1 = process_cpu_ns(agent.pid());
+    let pct = 100.0 * (cpu1 - cpu0) as f64 / (t0.elapsed().as_secs_f64() * 1e9);
+    let status = agent.json("/api/v1/status")?;
+    agent.stop()?;
+    let _ = std::fs::remove_dir_all(data);
+    Ok((pct, status))
+}
+
+/// The agent with every default, without and then with pushes to both
+/// kinds of backend (tests/receiver/receiver.py, on loopback), on a host
+/// with [`IDLE_THREADS`] idle threads.
+fn push(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
+    let helper_src = root().join("xtask/workloads/idle_threads.c");
+    let helper = scratch.join("idle_threads");
+    output(Command::new("gcc").args(["-O2", "-Wall", "-pthread", "-o"]).arg(&helper).arg(&helper_src))
+        .with_context(|| format!("could not compile {}", helper_src.display()))?;
+    let threads = start_ready_helper(&helper, IDLE_THREADS)?;
+    let port = free_port()?;
+    let out = scratch.join("receiver");
+    std::fs::create_dir_all(&out)?;
+    let protos = std::fs::read_dir(cargo_registry())
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("opentelemetry-proto-0.33.1/src/proto/opentelemetry-proto"))
+        .find(|p| p.exists())
+        .context(
+            "the opentelemetry-proto crate's protos are not in the cargo registry (cargo fetch the tests crate)",
+        )?;
+    let mut receiver = Command::new("/usr/bin/python3")
+        .arg(root().join("tests/receiver/receiver.py"))
+        .args(["--port", &port.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .arg("--otlp-protos")
+        .arg(&protos)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("could not start the receiver (/usr/bin/python3 with python3-protobuf)")?;
+    sleep(Duration::from_secs(2));
+    eprintln!("xtask bench: agent without and with pushes, {IDLE_SECONDS} s each");
+    let url = format!("http://127.0.0.1:{port}");
+    let without = agent_cpu(bin, &scratch.join("agent-nopush"), &[]);
+    let with = agent_cpu(bin, &scratch.join("agent-push"), &["--push-pyroscope", &url, "--push-otlp", &url]);
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    stop_ready_helper(threads)?;
+    let ((without, _), (with, status)) = (without?, with?);
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "## The agent pushing to fleet backends
+
+         `tailprof agent` with every default (10 s windows, pushes every 15 s) on a host with {IDLE_THREADS} idle          threads, its process CPU over {IDLE_SECONDS} s after 20 s of warm-up: without pushes, then pushing every          window both to Pyroscope's API and as OTLP profiles (`tests/receiver/receiver.py` on loopback stands in          for both; its own CPU is not counted). BPF run time does not change with pushes and is left out.
+
+         | | agent process % of one CPU |
+|---|---:|
+         | without pushes | {without:.3} |
+| pushing to Pyroscope and OTLP | {with:.3} |
+         | **added by the pushes** | **{:.3}** |
+",
+        with - without
+    );
+    let _ = writeln!(md, "| backend | windows | profiles | bytes per window |\n|---|---:|---:|---:|");
+    for p in status["push"].as_array().cloned().unwrap_or_default() {
+        let n = p["segments_pushed"].as_u64().unwrap_or(0);
+        let bytes = p["bytes_pushed"].as_u64().unwrap_or(0);
+        let _ = writeln!(
+            md,
+            "| {} | {n} | {} | {} |",
+            p["backend"].as_str().unwrap_or("?"),
+            p["profiles_pushed"],
+            if n > 0 { format!("{:.1} KB", bytes as f64 / n as f64 / 1000.0) } else { "—".into() }
+        );
+    }
+    Ok(md)
+}
+
+/// Where cargo unpacks the crates it downloads.
+fn cargo_registry() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+        .join("registry/src")
+}
+
 /// `agent-churn`: RSS, disk, lag and query cost under an exec storm.
 pub fn run_churn(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
     churn(bin, scratch)
