@@ -561,16 +561,15 @@ fn push(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "## The agent pushing to fleet backends
-
-         `tailprof agent` with every default (10 s windows, pushes every 15 s) on a host with {IDLE_THREADS} idle          threads, its process CPU over {IDLE_SECONDS} s after 20 s of warm-up: without pushes, then pushing every          window both to Pyroscope's API and as OTLP profiles (`tests/receiver/receiver.py` on loopback stands in          for both; its own CPU is not counted). BPF run time does not change with pushes and is left out.
-
-         | | agent process % of one CPU |
-|---|---:|
-         | without pushes | {without:.3} |
-| pushing to Pyroscope and OTLP | {with:.3} |
-         | **added by the pushes** | **{:.3}** |
-",
+        "## The agent pushing to fleet backends\n\n\
+         `tailprof agent` with every default (10 s windows, pushes every 15 s) on a host with {IDLE_THREADS} idle \
+         threads, its process CPU over {IDLE_SECONDS} s after 20 s of warm-up: without pushes, then pushing every \
+         window both to Pyroscope's API and as OTLP profiles (`tests/receiver/receiver.py` on loopback stands in \
+         for both; its own CPU is not counted). BPF run time does not change with pushes and is left out. The two \
+         runs follow each other, so host noise between them is in the difference.\n\n\
+         | | agent process % of one CPU |\n|---|---:|\n\
+         | without pushes | {without:.3} |\n| pushing to Pyroscope and OTLP | {with:.3} |\n\
+         | **added by the pushes** | **{:.3}** |\n",
         with - without
     );
     let _ = writeln!(md, "| backend | windows | profiles | bytes per window |\n|---|---:|---:|---:|");
