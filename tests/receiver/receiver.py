@@ -170,7 +170,10 @@ def handler_for(state, push_pb2, otlp):
 
         def body(self):
             n = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(n)
+            data = self.rfile.read(n)
+            if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
+                data = gzip.decompress(data)
+            return data
 
         def do_GET(self):
             if self.path == "/requests":
@@ -218,6 +221,7 @@ def handler_for(state, push_pb2, otlp):
                 "connect_protocol_version": self.headers.get("Connect-Protocol-Version"),
                 "authorization": self.headers.get("Authorization"),
                 "tenant": self.headers.get("X-Scope-OrgID"),
+                "content_encoding": self.headers.get("Content-Encoding"),
                 "bytes": len(data),
             }
 

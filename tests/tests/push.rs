@@ -452,6 +452,7 @@ fn otlp_pushes_decode_with_the_published_protos_and_match_the_agent() {
         c.check(
             r["answered"] == 200
                 && r["content_type"] == "application/x-protobuf"
+                && r["content_encoding"] == "gzip"
                 && r["authorization"] == "Bearer t0ken"
                 && r["problems"].as_array().is_some_and(Vec::is_empty),
             || format!("request: {} {} {} {}", r["answered"], r["content_type"], r["authorization"], r["problems"]),

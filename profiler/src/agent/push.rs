@@ -116,9 +116,11 @@ impl Backend {
                 let e = pyroscope::encode(p, o);
                 Body { profiles: e.profiles, split: e.split, bytes: e.request.encode_to_vec() }
             }
+            // OTLP/HTTP takes gzip (its tables repeat names and paths);
+            // Pyroscope's pprof bodies are gzipped inside the envelope.
             Backend::Otlp(o) => {
                 let e = otlp::encode(p, o);
-                Body { profiles: e.profiles, split: 0, bytes: e.request.encode_to_vec() }
+                Body { profiles: e.profiles, split: 0, bytes: crate::export::gzip(&e.request.encode_to_vec()) }
             }
         }
     }
@@ -305,8 +307,9 @@ impl Pusher {
             .post(&url)
             .header("Content-Type", content_type)
             .header("User-Agent", concat!("tailprof/", env!("CARGO_PKG_VERSION")));
-        if let Backend::Pyroscope(_) = self.backend {
-            req = req.header("Connect-Protocol-Version", "1");
+        match self.backend {
+            Backend::Pyroscope(_) => req = req.header("Connect-Protocol-Version", "1"),
+            Backend::Otlp(_) => req = req.header("Content-Encoding", "gzip"),
         }
         if let Some(b) = &self.auth.basic {
             req = req.header("Authorization", &format!("Basic {b}"));

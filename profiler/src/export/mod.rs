@@ -9,6 +9,14 @@ pub mod push_proto;
 pub mod pyroscope;
 pub mod service;
 
+/// `bytes` gzipped, fast: bodies go out every window.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing into a Vec does not fail.
+    let _ = std::io::Write::write_all(&mut gz, bytes);
+    gz.finish().unwrap_or_default()
+}
+
 /// What one backend's pusher did, for `/api/v1/status` and `/metrics`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PushStatus {

@@ -5,11 +5,12 @@
 //! split by process, and a process's still too large by its samples; a
 //! series has at most [`MAX_LABELS`] labels.
 
-use std::{collections::BTreeSet, io::Write};
+use std::collections::BTreeSet;
 
 use prost::Message;
 
 use super::{
+    gzip,
     push_proto::{LabelPair, PushRequest, RawProfileSeries, RawSample},
     service::services,
 };
@@ -79,13 +80,6 @@ fn pieces(p: pb::Profile) -> Vec<pb::Profile> {
     }
     out.push(piece);
     out
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    // Writing into a Vec does not fail.
-    let _ = gz.write_all(bytes);
-    gz.finish().unwrap_or_default()
 }
 
 /// The kinds a window has: on-CPU always; off-CPU and wall-clock where
