@@ -152,10 +152,15 @@ export class Timeline implements Renderable {
     return LEFT + ((t - r[0]) / (r[1] - r[0])) * this.plotW();
   }
 
-  private stepEnd(s: TimelineStep): number {
-    const d = this.data!;
-    const end = d.step_ns ? Math.min(s.end_unix_ns, s.start_unix_ns + d.step_ns) : s.end_unix_ns;
+  /** A step's end: its segments' (a step is never finer than them), up to where the next step starts. */
+  private stepEnd(s: TimelineStep, next?: TimelineStep): number {
+    const end = next ? Math.min(s.end_unix_ns, next.start_unix_ns) : s.end_unix_ns;
     return Math.max(end, s.start_unix_ns) / 1e9;
+  }
+
+  private stepEndAt(i: number): number {
+    const steps = this.data!.steps;
+    return this.stepEnd(steps[i], steps[i + 1]);
   }
 
   private stackOf(s: TimelineStep): number {
@@ -193,9 +198,9 @@ export class Timeline implements Renderable {
     let max = 0;
     for (const s of d.steps) max = Math.max(max, this.stackOf(s));
     if (max > 0) {
-      for (const s of d.steps) {
+      for (const [i, s] of d.steps.entries()) {
         const x0 = Math.max(LEFT, this.xAt(s.start_unix_ns / 1e9));
-        const x1 = Math.min(LEFT + this.plotW(), this.xAt(this.stepEnd(s)));
+        const x1 = Math.min(LEFT + this.plotW(), this.xAt(this.stepEndAt(i)));
         const bw = Math.max(1, x1 - x0 - (x1 - x0 > 3 ? 1 : 0));
         let y = PLOT_BOTTOM;
         for (const l of LAYERS) {
@@ -256,7 +261,8 @@ export class Timeline implements Renderable {
       return;
     }
     const t = this.timeAt(this.clampX(ev.offsetX));
-    const s = d.steps.find((st) => st.start_unix_ns / 1e9 <= t && t < this.stepEnd(st));
+    const i = d.steps.findIndex((st, k) => st.start_unix_ns / 1e9 <= t && t < this.stepEndAt(k));
+    const s = i >= 0 ? d.steps[i] : undefined;
     if (!s) {
       this.tooltip.hide();
       return;
@@ -267,7 +273,7 @@ export class Timeline implements Renderable {
     ).join('');
     const extra = s.samples !== undefined ? `<div class="tt-dim">${s.samples} samples${s.threads !== undefined ? `, ${s.threads} threads` : ''}</div>` : '';
     this.tooltip.show(
-      `<div class="tt-title">${esc(dateTime(s.start_unix_ns / 1e9))} – ${esc(clock(this.stepEnd(s)))}</div>${lines}${extra}<div class="tt-hint">drag to select a range, double-click to clear</div>`,
+      `<div class="tt-title">${esc(dateTime(s.start_unix_ns / 1e9))} – ${esc(clock(this.stepEndAt(i)))}</div>${lines}${extra}<div class="tt-hint">drag to select a range, double-click to clear</div>`,
       ev.clientX,
       ev.clientY,
     );
