@@ -317,6 +317,8 @@ pub enum Cut {
 pub struct WindowTaken {
     /// On-CPU stacks of the window.
     pub stacks: Vec<crate::stacks::AggregatedStack>,
+    /// Samples past the bound on sample times (the stacks then have none).
+    pub untimed_samples: u64,
     /// The snapshots' sightings of the window.
     pub sampled: Option<crate::state_sampler::SampledWindow>,
     /// The samples classified as noise (continuous tier), with the
@@ -515,6 +517,7 @@ impl Collector {
             self.sinks.malformed = 0;
         }
         let stacks = self.sinks.stacks.take_stacks();
+        let untimed_samples = self.sinks.stacks.take_untimed();
         let sampled = self.snapshots.as_mut().map(|s| {
             let mut w = s.sampler.cut();
             for (key, frames, n) in std::mem::take(&mut w.blocked_counts) {
@@ -529,7 +532,7 @@ impl Collector {
         // The next window's samples.
         self.sinks.replay();
         let opening = std::mem::replace(&mut self.opening, closing.clone());
-        Ok(WindowTaken { stacks, sampled, noise, opening, closing, end_ns })
+        Ok(WindowTaken { stacks, untimed_samples, sampled, noise, opening, closing, end_ns })
     }
 
     /// Between windows: forget what is kept of processes and threads the

@@ -351,7 +351,7 @@ fn build_window(
     single: bool,
 ) -> Result<Window> {
     let args = run.args;
-    let WindowTaken { stacks, sampled, noise: sampled_noise, opening, closing, end_ns } = taken;
+    let WindowTaken { stacks, untimed_samples, sampled, noise: sampled_noise, opening, closing, end_ns } = taken;
     let window = open.start_ns..end_ns;
     let counters = counters_now.since(&open.counters);
     if !run.continuous {
@@ -510,6 +510,15 @@ fn build_window(
     profile.dropped = counters.dropped;
     profile.dropped_events = profile.dropped.total();
     profile.limits_hit = limits_hit(&counters.dropped, &run.config);
+    if untimed_samples > 0 {
+        // Counts stay exact; only the window's sample times (for OTLP) go.
+        tracing::warn!(
+            samples = untimed_samples,
+            bound = crate::stacks::MAX_TIMED_SAMPLES,
+            "the window held more samples than its bound on sample times: its samples keep their counts but carry \
+             no times; a shorter --window keeps them"
+        );
+    }
     if let Some(report) = unwind_report.as_mut() {
         report.copy_errors = loaded.counter(Counter::UserStackCopyErrors)?;
     }

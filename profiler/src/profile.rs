@@ -201,6 +201,68 @@ pub struct Stack {
     /// Outermost frame first: user frames, then kernel frames.
     pub frames: Vec<Frame>,
     pub count: u64,
+    /// When each of its samples was taken (their weights sum to `count`).
+    pub times: SampleTimes,
+}
+
+/// When a stack's samples were taken: Unix nanoseconds, each with the
+/// weight the cost governor gave it (a sample kept for 2^level others).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SampleTimes {
+    unix_ns: Vec<u64>,
+    /// Parallel to `unix_ns`; empty while every weight is 1.
+    weights: Vec<u32>,
+}
+
+impl SampleTimes {
+    pub fn len(&self) -> usize {
+        self.unix_ns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.unix_ns.is_empty()
+    }
+
+    pub fn push(&mut self, unix_ns: u64, weight: u32) {
+        let weight = weight.max(1);
+        if weight != 1 || !self.weights.is_empty() {
+            self.weights.resize(self.unix_ns.len(), 1);
+            self.weights.push(weight);
+        }
+        self.unix_ns.push(unix_ns);
+    }
+
+    pub fn extend(&mut self, other: &SampleTimes) {
+        for (t, w) in other.iter() {
+            self.push(t, w);
+        }
+    }
+
+    /// (Unix ns, weight) of each sample.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.unix_ns.iter().enumerate().map(|(i, &t)| (t, self.weights.get(i).copied().unwrap_or(1)))
+    }
+
+    /// The weights, all 1 unless the governor thinned the samples.
+    pub fn has_weights(&self) -> bool {
+        !self.weights.is_empty()
+    }
+
+    /// Ordered by time.
+    pub fn sorted(&self) -> SampleTimes {
+        let mut pairs: Vec<(u64, u32)> = self.iter().collect();
+        pairs.sort_unstable();
+        let mut out = SampleTimes::default();
+        for (t, w) in pairs {
+            out.push(t, w);
+        }
+        out
+    }
+
+    /// The weights' sum: the samples the times stand for.
+    pub fn weight(&self) -> u64 {
+        self.iter().map(|(_, w)| u64::from(w)).sum()
+    }
 }
 
 /// Exact off-CPU time of one thread in one state, blocked at one stack in

@@ -58,6 +58,8 @@ pub struct AggregatedStack {
     pub kstack: Box<[u64]>,
     pub ustack: Box<[UserFrame]>,
     pub count: u64,
+    /// CLOCK_MONOTONIC ns and governor weight of each sample.
+    pub times: Vec<(u64, u32)>,
 }
 
 /// Collects samples into unique stacks.
@@ -68,10 +70,26 @@ pub struct StackAggregator {
     /// Per live process: its mappings and normalized frames.
     procs: FxHashMap<u32, ProcState>,
     /// Keyed by whole raw stacks: a fast non-cryptographic hash matters here.
-    stacks: FxHashMap<RawKey, (Box<[UserFrame]>, u64)>,
+    stacks: FxHashMap<RawKey, Hit>,
     samples: u64,
+    /// Sample times held in the window, at most [`MAX_TIMED_SAMPLES`].
+    timed: usize,
+    /// Samples of the window past that bound: its times are all dropped.
+    untimed: u64,
     /// Address spaces forgotten between windows.
     pub evicted: u64,
+}
+
+/// Sample times one window holds (16 bytes each while it is open: 16 MiB):
+/// past it, the window's samples keep their counts and lose their times.
+pub const MAX_TIMED_SAMPLES: usize = 1 << 20;
+
+/// One unique stack's normalized user frames and samples.
+struct Hit {
+    ustack: Box<[UserFrame]>,
+    count: u64,
+    /// CLOCK_MONOTONIC ns and weight of each sample.
+    times: Vec<(u64, u32)>,
 }
 
 /// What is known of one process's address space.
@@ -120,6 +138,8 @@ impl StackAggregator {
             procs: FxHashMap::default(),
             stacks: FxHashMap::default(),
             samples: 0,
+            timed: 0,
+            untimed: 0,
             evicted: 0,
         }
     }
@@ -142,12 +162,23 @@ impl StackAggregator {
             kstack: event.kernel_frames().into(),
             ustack: event.user_frames().into(),
         };
-        if let Some((_, count)) = self.stacks.get_mut(&key) {
-            *count += weight;
+        let time = match self.timed < MAX_TIMED_SAMPLES {
+            true => {
+                self.timed += 1;
+                Some((event.ts_ns, event.weight.max(1)))
+            }
+            false => {
+                self.untimed += weight;
+                None
+            }
+        };
+        if let Some(hit) = self.stacks.get_mut(&key) {
+            hit.count += weight;
+            hit.times.extend(time);
             return;
         }
-        let user = self.normalize_in(event.pid, process, &key.ustack);
-        self.stacks.insert(key, (user, weight));
+        let ustack = self.normalize_in(event.pid, process, &key.ustack);
+        self.stacks.insert(key, Hit { ustack, count: weight, times: time.into_iter().collect() });
     }
 
     /// Normalize a user stack (innermost first) of a live process.
@@ -186,12 +217,16 @@ impl StackAggregator {
     }
 
     /// The window's unique stacks; the modules and what is known of each
-    /// process's address space stay for the next window.
+    /// process's address space stay for the next window. Their sample
+    /// times are all there, or none if the window had more samples than
+    /// [`MAX_TIMED_SAMPLES`] (see [`Self::untimed`]).
     pub fn take_stacks(&mut self) -> Vec<AggregatedStack> {
         self.samples = 0;
+        let timed = self.untimed == 0;
+        self.timed = 0;
         std::mem::take(&mut self.stacks)
             .into_iter()
-            .map(|(key, (ustack, count))| AggregatedStack {
+            .map(|(key, Hit { ustack, count, times })| AggregatedStack {
                 pid: key.pid,
                 tid: key.tid,
                 process: key.process,
@@ -200,8 +235,15 @@ impl StackAggregator {
                 kstack: key.kstack,
                 ustack,
                 count,
+                times: if timed { times } else { Vec::new() },
             })
             .collect()
+    }
+
+    /// Samples past [`MAX_TIMED_SAMPLES`] since the last call, whose
+    /// window's stacks were taken without times.
+    pub fn take_untimed(&mut self) -> u64 {
+        std::mem::take(&mut self.untimed)
     }
 
     /// The long-lived module table (user frames index into it).

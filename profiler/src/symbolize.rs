@@ -100,16 +100,26 @@ impl Names {
         let symbols = self.resolve(modules, &default_debug_dirs(), all);
         profile.samples = stacks.iter().map(|s| s.count).sum();
         profile.modules = modules.modules.clone();
+        // Sample times from the monotonic clock to the Unix epoch, by the
+        // window's own pair of start times.
+        let (mono0, unix0) = (profile.window_start_ns, profile.start_unix_ns);
         profile.stacks = stacks
             .into_iter()
-            .map(|s| Stack {
-                frames: symbols.frames(self, s.pid, &s.kstack, &s.ustack),
-                pid: s.pid,
-                tid: s.tid,
-                comm: s.comm,
-                process: s.process,
-                syscall: s.syscall,
-                count: s.count,
+            .map(|s| {
+                let mut times = crate::profile::SampleTimes::default();
+                for (t, w) in s.times {
+                    times.push(unix0 + t.saturating_sub(mono0), w);
+                }
+                Stack {
+                    frames: symbols.frames(self, s.pid, &s.kstack, &s.ustack),
+                    pid: s.pid,
+                    tid: s.tid,
+                    comm: s.comm,
+                    process: s.process,
+                    syscall: s.syscall,
+                    count: s.count,
+                    times,
+                }
             })
             .collect();
         profile.off_cpu = off_cpu
@@ -405,6 +415,7 @@ mod tests {
             kstack: Box::new([]),
             ustack,
             count: 1,
+            times: vec![(0, 1)],
         };
         let profile = symbolize(modules, vec![stack], vec![], Profile::default());
         let frames = &profile.stacks[0].frames;

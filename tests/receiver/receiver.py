@@ -110,10 +110,24 @@ def check_otlp(req):
         for sp in rp.scope_profiles:
             for p in sp.profiles:
                 total = 0
+                timed = 0
+                all_stamps = []
                 keys = set()
                 bad = set()
+                start, end = p.time_unix_nano, p.time_unix_nano + p.duration_nano
                 for smp in p.samples:
-                    if len(smp.values) != 1:
+                    stamps = list(smp.timestamps_unix_nano)
+                    all_stamps.extend(stamps)
+                    if stamps:
+                        # One value per timestamp, each inside the profile's range.
+                        timed += 1
+                        if len(smp.values) != len(stamps):
+                            problems.append(f"a sample has {len(stamps)} timestamps but {len(smp.values)} values")
+                        if any(not (start <= t < end) for t in stamps):
+                            problems.append("a sample timestamp lies outside [time_unix_nano, +duration_nano)")
+                        if any(v <= 0 for v in smp.values):
+                            problems.append("a timed sample has a value below 1")
+                    elif len(smp.values) != 1:
                         problems.append(f"a sample has {len(smp.values)} values")
                     total += sum(smp.values)
                     for ai in smp.attribute_indices:
@@ -143,6 +157,8 @@ def check_otlp(req):
                     "time_unix_nano": p.time_unix_nano,
                     "duration_nano": p.duration_nano,
                     "samples": len(p.samples),
+                    "timed_samples": timed,
+                    "stamp_span": (max(all_stamps) - min(all_stamps)) if all_stamps else 0,
                     "total": total,
                     "attribute_keys": sorted(keys),
                     "suffixed_names": sorted(bad),

@@ -420,8 +420,10 @@ fn record_writes_cpu_off_cpu_and_wall_pprof_that_pprof_reads() {
 }
 
 /// OTLP profiles: the receiver decodes every request with Python's protobuf
-/// compiled from the published protos, checks the dictionary's rules, and
-/// sums each profile; the workload's totals per window equal the agent's.
+/// compiled from the published protos, checks the dictionary's rules and
+/// that on-CPU sample timestamps (one value each) lie in their profile's
+/// range, and sums each profile; the workload's totals per window equal the
+/// agent's.
 #[test]
 fn otlp_pushes_decode_with_the_published_protos_and_match_the_agent() {
     require_root();
@@ -473,6 +475,17 @@ fn otlp_pushes_decode_with_the_published_protos_and_match_the_agent() {
                     format!("names {}", p["suffixed_names"])
                 });
                 if service == "hot_ratio" {
+                    // Every on-CPU sample carries its sample times.
+                    if ty == "samples" {
+                        c.check(p["timed_samples"] == p["samples"], || {
+                            format!("{} of {} on-CPU samples carry timestamps", p["timed_samples"], p["samples"])
+                        });
+                        // A CPU-bound thread is sampled all through the window.
+                        let (span, window) = (p["stamp_span"].as_u64().unwrap_or(0), p["duration_nano"].as_u64().unwrap_or(0));
+                        c.check(span * 10 >= window * 8, || {
+                            format!("on-CPU sample times span {span} ns of a {window} ns window")
+                        });
+                    }
                     keys.extend(
                         p["attribute_keys"].as_array().unwrap().iter().filter_map(|k| k.as_str().map(str::to_owned)),
                     );

@@ -7,16 +7,18 @@
 //! `process.pid`, `process.command`, `process.executable.name`/`.path`,
 //! `process.owner`,
 //! `container.id`, `k8s.pod.uid`); the rest are `tailprof.*` (state,
-//! syscall, waker, unit, cgroup). Samples are aggregated per window
-//! (values without timestamps: the pipeline counts samples per stack).
+//! syscall, waker, unit, cgroup). On-CPU samples carry the time of each
+//! sample taken (`timestamps_unix_nano`, with one value per timestamp: 1, or
+//! the weight the cost governor gave a sample it kept for others); off-CPU
+//! and wall-clock times are exact sums over the window, without timestamps.
 
 use std::collections::HashMap;
 
 use super::{otlp_proto as ot, pyroscope::kinds_of, service::services};
 use crate::{
-    output::pprof::{build_where, Kind},
+    output::pprof::{build_where, cpu_stacks, Kind},
     pprof_proto as pb,
-    profile::Profile,
+    profile::{Profile, SampleTimes},
 };
 
 /// What every resource is labelled with.
@@ -115,8 +117,9 @@ impl Dict {
         i
     }
 
-    /// A pprof profile's samples, their tables moved into the dictionary.
-    fn samples(&mut self, p: &pb::Profile) -> Vec<ot::Sample> {
+    /// A pprof profile's samples, their tables moved into the dictionary;
+    /// `times`, when given, holds each pprof sample's sample times.
+    fn samples(&mut self, p: &pb::Profile, times: Option<&[&SampleTimes]>) -> Vec<ot::Sample> {
         let s = |i: i64| p.string_table.get(i as usize).map_or("", String::as_str);
         let mut mapping_of: HashMap<u64, i32> = HashMap::new();
         for m in &p.mapping {
@@ -161,7 +164,7 @@ impl Dict {
         // by a label OTLP does not carry are summed.
         let mut out: Vec<ot::Sample> = Vec::new();
         let mut index: HashMap<(i32, Vec<i32>), usize> = HashMap::new();
-        for smp in &p.sample {
+        for (n, smp) in p.sample.iter().enumerate() {
             let stack = ot::Stack {
                 location_indices: smp.location_id.iter().map(|id| location_of.get(id).copied().unwrap_or(0)).collect(),
             };
@@ -192,23 +195,30 @@ impl Dict {
             }
             attrs.sort_unstable();
             attrs.dedup();
-            match index.get(&(stack_index, attrs.clone())) {
-                Some(&i) => {
-                    for (a, b) in out[i].values.iter_mut().zip(&smp.value) {
-                        *a += b;
+            let i = *index.entry((stack_index, attrs.clone())).or_insert_with(|| {
+                out.push(ot::Sample { stack_index, attribute_indices: attrs, ..Default::default() });
+                out.len() - 1
+            });
+            let sample = &mut out[i];
+            match times.and_then(|t| t.get(n)) {
+                Some(t) => {
+                    for (at, weight) in t.iter() {
+                        sample.timestamps_unix_nano.push(at);
+                        sample.values.push(i64::from(weight));
                     }
                 }
-                None => {
-                    index.insert((stack_index, attrs.clone()), out.len());
-                    out.push(ot::Sample {
-                        stack_index,
-                        attribute_indices: attrs,
-                        link_index: 0,
-                        values: smp.value.iter().take(1).copied().collect(),
-                        timestamps_unix_nano: Vec::new(),
-                    });
-                }
+                None => match sample.values.first_mut() {
+                    Some(v) => *v += smp.value.first().copied().unwrap_or(0),
+                    None => sample.values.extend(smp.value.iter().take(1)),
+                },
             }
+        }
+        // Times in order within each sample.
+        for sample in out.iter_mut().filter(|s| !s.timestamps_unix_nano.is_empty()) {
+            let mut pairs: Vec<(u64, i64)> =
+                sample.timestamps_unix_nano.iter().copied().zip(sample.values.iter().copied()).collect();
+            pairs.sort_unstable();
+            (sample.timestamps_unix_nano, sample.values) = pairs.into_iter().unzip();
         }
         out
     }
@@ -222,7 +232,8 @@ pub fn encode(profile: &Profile, opts: &OtlpOptions) -> Encoded {
     for (service, procs) in services(profile) {
         let mut profiles = Vec::new();
         for &kind in kinds_of(profile) {
-            let p = build_where(profile, kind, &|i| procs.contains(&i));
+            let keep = |i| procs.contains(&i);
+            let p = build_where(profile, kind, &keep);
             if p.sample.is_empty() {
                 continue;
             }
@@ -238,7 +249,26 @@ pub fn encode(profile: &Profile, opts: &OtlpOptions) -> Encoded {
                 type_strindex: dict.string("cpu"),
                 unit_strindex: dict.string("nanoseconds"),
             });
-            let samples = dict.samples(&p);
+            // pprof's on-CPU samples are the kept stacks in order; their
+            // times go out when every stack has them (older segments lack
+            // them) and they account for every sample.
+            let stacks: Vec<&SampleTimes> = match kind {
+                Kind::Cpu => cpu_stacks(profile, &keep).map(|s| &s.times).collect(),
+                Kind::OffCpu | Kind::Wall => Vec::new(),
+            };
+            let timed = kind == Kind::Cpu
+                && stacks.len() == p.sample.len()
+                && stacks.iter().zip(&p.sample).all(|(t, s)| !t.is_empty() && Some(t.weight() as i64) == s.value.first().copied());
+            let mut samples = dict.samples(&p, timed.then_some(&stacks[..]));
+            // A window takes the samples that arrive while it is open: one
+            // taken just before it opened, read a moment later, counts in it
+            // at its start, as the protocol wants every time inside the
+            // profile's range.
+            let (first, last) =
+                (profile.start_unix_ns, (profile.start_unix_ns + profile.duration_ns).saturating_sub(1));
+            for t in samples.iter_mut().flat_map(|s| s.timestamps_unix_nano.iter_mut()) {
+                *t = (*t).clamp(first, last.max(first));
+            }
             profiles.push(ot::Profile {
                 sample_type,
                 samples,
@@ -309,6 +339,7 @@ mod tests {
                 syscall: -1,
                 frames: vec![f("main", FrameKind::User), f("hot", FrameKind::User)],
                 count,
+                times: Default::default(),
             });
         }
         p.off_cpu.push(OffCpuStack {
@@ -355,5 +386,33 @@ mod tests {
         }
         let res = e.request.resource_profiles[0].resource.as_ref().unwrap();
         assert!(res.attributes.iter().any(|kv| kv.key == "service.name"));
+    }
+
+    #[test]
+    fn on_cpu_samples_carry_each_sample_time_with_its_weight() {
+        let mut p = profile();
+        // tid 10: three samples; tid 11: two, one of them kept by the
+        // governor for three (weight 3).
+        for t in [30, 10, 20] {
+            p.stacks[0].times.push(t, 1);
+        }
+        p.stacks[1].times.push(40, 1);
+        p.stacks[1].times.push(50, 3);
+        let e = encode(&p, &OtlpOptions { host: "h".into() });
+        let cpu = &e.request.resource_profiles[0].scope_profiles[0].profiles[0];
+        let mut got: Vec<(Vec<u64>, Vec<i64>)> =
+            cpu.samples.iter().map(|s| (s.timestamps_unix_nano.clone(), s.values.clone())).collect();
+        got.sort();
+        assert_eq!(got, [(vec![10, 20, 30], vec![1, 1, 1]), (vec![40, 50], vec![1, 3])]);
+        // Off-CPU and wall times are sums, not timed samples.
+        for other in &e.request.resource_profiles[0].scope_profiles[0].profiles[1..] {
+            assert!(other.samples.iter().all(|s| s.timestamps_unix_nano.is_empty() && s.values.len() == 1));
+        }
+        // A stack without times (an older segment) sends counts for all.
+        p.stacks[1].times = SampleTimes::default();
+        let e = encode(&p, &OtlpOptions { host: "h".into() });
+        let cpu = &e.request.resource_profiles[0].scope_profiles[0].profiles[0];
+        assert!(cpu.samples.iter().all(|s| s.timestamps_unix_nano.is_empty() && s.values.len() == 1));
+        assert_eq!(cpu.samples.iter().map(|s| s.values[0]).sum::<i64>(), 7);
     }
 }

@@ -275,7 +275,16 @@ impl ProfileMerger {
             };
             let bucket = self.stacks.entry(stack_key(&s)).or_default();
             match bucket.iter().find(|&&i| same_stack(&self.p.stacks[i], &s)) {
-                Some(&i) => self.p.stacks[i].count += s.count,
+                Some(&i) => {
+                    let o = &mut self.p.stacks[i];
+                    // Times stay only while they account for every sample.
+                    if o.times.weight() == o.count && s.times.weight() == s.count {
+                        o.times.extend(&s.times);
+                    } else {
+                        o.times = Default::default();
+                    }
+                    o.count += s.count;
+                }
                 None => {
                     bucket.push(self.p.stacks.len());
                     self.p.stacks.push(s);
@@ -306,9 +315,17 @@ impl ProfileMerger {
         }
     }
 
-    /// Add `b`, which follows everything added so far.
+    /// Add `b`, which follows everything added so far. Sample times are
+    /// a window's own: a merge of several keeps none, so that a day's
+    /// query holds counts, not every sample (one window's times feed OTLP).
     pub fn add(&mut self, b: &Profile) {
+        for s in &mut self.p.stacks {
+            s.times = Default::default();
+        }
         self.absorb_entries(b);
+        for s in &mut self.p.stacks {
+            s.times = Default::default();
+        }
         let a = &mut self.p;
         add_into(&mut a.thread_times, &b.thread_times, |x, y| {
             x.on_cpu_ns += y.on_cpu_ns;
@@ -458,7 +475,12 @@ mod tests {
                 syscall: -1,
                 frames: vec![frame("main", Some(i % p.modules.len())), frame("schedule", None)],
                 count: 3 + tag,
+                times: Default::default(),
             });
+            let s = p.stacks.last_mut().expect("just pushed");
+            for k in 0..s.count {
+                s.times.push(1_000 * tag + k, 1);
+            }
             p.off_cpu.push(OffCpuStack {
                 pid,
                 tid,
@@ -572,6 +594,14 @@ mod tests {
         // Same thread, same process generation, same stack: one entry per window set.
         let of_300: Vec<&Stack> = p.stacks.iter().filter(|s| s.pid == 300).collect();
         assert_eq!(of_300.len(), 1);
+        // Sample times are one window's: a merge keeps none.
+        assert!(p.stacks.iter().all(|s| s.times.is_empty()), "a merge of windows holds no sample times");
+        let one = ProfileMerger::new(a.profile.clone()).finish();
+        assert_eq!(
+            one.stacks.iter().map(|s| s.times.clone()).collect::<Vec<_>>(),
+            a.profile.stacks.iter().map(|s| s.times.clone()).collect::<Vec<_>>(),
+            "one window keeps its times"
+        );
         let blocked = &p.blocked_on[&201];
         assert_eq!(blocked[0].snapshots, 1 + 2 + 3, "blocked-on sightings add up");
         assert_eq!(p.comms[&101], "worker-2", "the latest name wins");

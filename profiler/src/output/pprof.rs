@@ -263,7 +263,7 @@ pub fn build_where(profile: &Profile, kind: Kind, keep: &dyn Fn(u32) -> bool) ->
     };
     let mut samples = Vec::new();
     if kind != Kind::OffCpu {
-        for stack in profile.stacks.iter().filter(|s| keep(s.process)) {
+        for stack in cpu_stacks(profile, keep) {
             let mut location_id = t.stack(stack.pid, &stack.frames);
             if location_id.is_empty() {
                 location_id.push(t.pseudo("[no stack]"));
@@ -304,6 +304,15 @@ pub fn build_where(profile: &Profile, kind: Kind, keep: &dyn Fn(u32) -> bool) ->
         period: profile_period,
         ..Default::default()
     }
+}
+
+/// The on-CPU stacks [`build_where`] turns into samples, in its order: the
+/// `Kind::Cpu` profile's samples are these, one each.
+pub fn cpu_stacks<'a>(
+    profile: &'a Profile,
+    keep: &'a dyn Fn(u32) -> bool,
+) -> impl Iterator<Item = &'a crate::profile::Stack> + 'a {
+    profile.stacks.iter().filter(move |s| keep(s.process))
 }
 
 /// Frames (outermost first) cut into locations: each frame with the
@@ -354,7 +363,7 @@ mod tests {
                     process: 0,
                     syscall: -1,
                     frames: vec![f("main", FrameKind::User, Some(0)), f("hot", FrameKind::User, Some(0))],
-                    count: 5,
+                    count: 5, times: Default::default(),
                 },
                 Stack {
                     pid: 10,
@@ -363,7 +372,7 @@ mod tests {
                     process: 0,
                     syscall: -1,
                     frames: vec![f("main", FrameKind::User, Some(0)), f("schedule", FrameKind::Kernel, None)],
-                    count: 2,
+                    count: 2, times: Default::default(),
                 },
             ],
             ..Profile::default()
