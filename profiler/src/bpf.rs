@@ -67,6 +67,37 @@ pub struct SamplingConfig {
     pub tier: crate::tier::Tier,
     /// Hook every syscall's entry and exit (syscall latency histograms).
     pub syscall_hooks: bool,
+    /// Fail, or go on without, a program that does not load or attach.
+    pub programs: crate::config::ProgramPolicy,
+}
+
+/// A program that could not be loaded or attached, and what goes unseen
+/// without it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unavailable {
+    pub program: String,
+    /// The kernel hook it attaches to.
+    pub hook: String,
+    /// What tailprof cannot show without it, one sentence.
+    pub cannot_show: &'static str,
+    /// Why it is not there.
+    pub reason: String,
+}
+
+/// What goes unseen without each program that can be missed.
+fn cannot_show(program: &str) -> Option<&'static str> {
+    Some(match program {
+        "process_exec" | "process_fork" => {
+            "process exec and fork events: processes are read from procfs when first seen, so one that starts and \
+             ends between two looks goes unnamed, and an exec is noticed late"
+        }
+        "task_exit" => {
+            "the final counters of threads that exit: a thread's time since the last snapshot before its exit goes \
+             unaccounted"
+        }
+        "on_cpu_sample" => "on-CPU stacks: no samples, so no on-CPU flame graph; exact thread times still are shown",
+        _ => return None,
+    })
 }
 
 impl Default for SamplingConfig {
@@ -88,6 +119,7 @@ impl Default for SamplingConfig {
             noise_threshold_ns: 0,
             tier: crate::tier::Tier::Deep,
             syscall_hooks: false,
+            programs: Default::default(),
         }
     }
 }
@@ -259,6 +291,9 @@ pub struct Loaded {
     pub snapshot_link: Option<Vec<OwnedFd>>,
     /// Architecture-specific noise hooks this kernel lacks (their sources go unreported).
     pub missing_hooks: Vec<String>,
+    /// Programs gone without (`ProgramPolicy::degrade`).
+    pub unavailable: Vec<Unavailable>,
+    policy: crate::config::ProgramPolicy,
 }
 
 /// Ring buffer size: about half a second of samples at full rate on every
@@ -346,7 +381,14 @@ impl Loaded {
             .map_max_entries(OFFCPU_MAP, config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK))
             .load(OBJECT)
             .map_err(|e| Error::load(&e))?;
-        let mut loaded = Self { ebpf, cpus, snapshot_link: None, missing_hooks: Vec::new() };
+        let mut loaded = Self {
+            ebpf,
+            cpus,
+            snapshot_link: None,
+            missing_hooks: Vec::new(),
+            unavailable: Vec::new(),
+            policy: config.programs.clone(),
+        };
         loaded.fill_pid_filter(&config.pids)?;
         let owned;
         let btf = match btf {
@@ -374,7 +416,11 @@ impl Loaded {
             loaded.attach_optional_noise_hooks(btf);
         }
         if config.sample_on_cpu {
-            loaded.attach_sampler(config.frequency_hz)?;
+            let attached = loaded.attach_sampler(config.frequency_hz);
+            loaded.degrade("on_cpu_sample", "perf_event cpu-clock", attached)?;
+        }
+        for u in &loaded.unavailable {
+            tracing::warn!(program = %u.program, hook = %u.hook, reason = %u.reason, "going on without a program: {}", u.cannot_show);
         }
         Ok(loaded)
     }
@@ -415,7 +461,37 @@ impl Loaded {
             .map_err(|e| Error::load(&e))
     }
 
+    /// Test-only: the program `TAILPROF_TEST_BREAK_PROGRAM` names fails.
+    fn broken(&self, program: &str, hook: &str, need: HookNeed) -> Result<()> {
+        match self.policy.break_program.as_deref() == Some(program) {
+            true => Err(Error::Hook {
+                hook: hook.into(),
+                reason: "disabled by the test switch TAILPROF_TEST_BREAK_PROGRAM".into(),
+                need,
+            }),
+            false => Ok(()),
+        }
+    }
+
+    /// A program's attach result under the policy: an error, or with
+    /// `degrade` a program that can be missed noted as unavailable.
+    fn degrade(&mut self, program: &str, hook: &str, attached: Result<()>) -> Result<()> {
+        match (attached, cannot_show(program)) {
+            (Ok(()), _) => Ok(()),
+            (Err(e), Some(cannot_show)) if self.policy.degrade => {
+                let reason = crate::error::format_chain(&e);
+                self.unavailable.push(Unavailable { program: program.into(), hook: hook.into(), cannot_show, reason });
+                Ok(())
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
     fn attach_sampler(&mut self, frequency_hz: u64) -> Result<()> {
+        if self.policy.break_program.as_deref() == Some("on_cpu_sample") {
+            let reason = "disabled by the test switch TAILPROF_TEST_BREAK_PROGRAM".into();
+            return Err(Error::PerfEventOpen { cpu: 0, reason });
+        }
         let cpus = self.cpus.clone();
         let prog: &mut PerfEvent = self.program("on_cpu_sample")?;
         prog.load().map_err(|e| Error::load(&e))?;
@@ -434,9 +510,12 @@ impl Loaded {
     /// Load and attach tp_btf programs: (program, tracepoint) pairs.
     fn attach_tracepoints(&mut self, btf: &Btf, hooks: &[(&str, &str)], need: HookNeed) -> Result<()> {
         for &(program, tracepoint) in hooks {
-            let prog: &mut BtfTracePoint = self.program(program)?;
-            prog.load(tracepoint, btf).map_err(|e| Error::hook(tracepoint, need, &e))?;
-            prog.attach().map_err(|e| Error::hook(tracepoint, need, &e))?;
+            let attached = self.broken(program, tracepoint, need).and_then(|()| {
+                let prog: &mut BtfTracePoint = self.program(program)?;
+                prog.load(tracepoint, btf).map_err(|e| Error::hook(tracepoint, need, &e))?;
+                prog.attach().map(|_| ()).map_err(|e| Error::hook(tracepoint, need, &e))
+            });
+            self.degrade(program, tracepoint, attached)?;
         }
         Ok(())
     }

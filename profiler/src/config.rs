@@ -38,6 +38,20 @@ pub struct RecordConfig {
     pub slos: Vec<Slo>,
     /// Kernel BTF to read type layouts from.
     pub btf: PathBuf,
+    /// What to do when a program fails to load or attach.
+    pub programs: ProgramPolicy,
+}
+
+/// What a capture does when one of its programs fails to load or attach.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgramPolicy {
+    /// Go on without the programs that can be missed (process events,
+    /// thread exits, on-CPU sampling), saying what cannot be shown; the
+    /// agent does. `record` fails instead, naming the hook.
+    pub degrade: bool,
+    /// Test-only: make this program's attach fail as a kernel without its
+    /// hook would (`TAILPROF_TEST_BREAK_PROGRAM`).
+    pub break_program: Option<String>,
 }
 
 /// What `noise` measures and where it writes it.

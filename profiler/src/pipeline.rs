@@ -56,8 +56,9 @@ pub trait WindowSink {
         Ok(())
     }
 
-    /// The programs are attached and the first window is open.
-    fn collecting(&mut self) {}
+    /// The programs are attached and the first window is open; those in
+    /// `unavailable` could not be (the policy let the capture go on).
+    fn collecting(&mut self, _unavailable: &[crate::bpf::Unavailable]) {}
 
     fn window(&mut self, window: &Arc<Window>) -> Result<()>;
 }
@@ -90,6 +91,8 @@ impl KernelCounters {
                 stacks: c(Counter::StackMapFull)?,
                 off_cpu_aggregates: c(Counter::OffCpuMapFull)?,
                 process_events: c(Counter::LostProcessEvents)?,
+                // Counted in user space, per window.
+                snapshot_threads: 0,
             },
         })
     }
@@ -164,6 +167,7 @@ pub async fn run(
         tier: args.tier,
         noise: args.tier == Tier::Deep,
         syscall_hooks: crate::latency::wants_syscall_hooks(args.syscall_latency, &args.slos),
+        programs: args.programs.clone(),
         ..SamplingConfig::default()
     };
     let mut loaded = Loaded::load(btf.as_ref(), &config)?;
@@ -244,7 +248,7 @@ pub async fn run(
     // A collector of many windows keeps the modules it parsed.
     collector.sinks.names.keep_parsed = args.window.is_some_and(|w| w < args.duration);
     for sink in sinks.iter_mut() {
-        sink.collecting();
+        sink.collecting(&loaded.unavailable);
     }
     // The continuous tier's windows are those of its bound snapshots.
     let first_start_ns = collector.opening.as_ref().map_or(seeded_ns, |o| o.at_ns);
@@ -507,9 +511,9 @@ fn build_window(
         }
     };
     profile.lost_samples = counters.lost_samples;
-    profile.dropped = counters.dropped;
+    profile.dropped = Dropped { snapshot_threads: profile.state_sampler.threads_dropped, ..counters.dropped };
     profile.dropped_events = profile.dropped.total();
-    profile.limits_hit = limits_hit(&counters.dropped, &run.config);
+    profile.limits_hit = limits_hit(&profile.dropped, &run.config);
     if untimed_samples > 0 {
         // Counts stay exact; only the window's sample times (for OTLP) go.
         tracing::warn!(
@@ -580,6 +584,9 @@ fn limits_hit(dropped: &Dropped, config: &SamplingConfig) -> Vec<LimitHit> {
     }
     if dropped.stacks > 0 {
         hits.push(LimitHit::new("stack map", config.max_stacks, "--max-stacks", dropped.stacks));
+    }
+    if dropped.snapshot_threads > 0 {
+        hits.push(LimitHit::new("snapshots' thread table", config.max_threads, "--max-threads", dropped.snapshot_threads));
     }
     if dropped.off_cpu_aggregates > 0 {
         let bound = config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK);

@@ -306,11 +306,16 @@ pub struct Dropped {
     /// samples may carry their previous program's metadata.
     #[serde(default)]
     pub process_events: u64,
+    /// Snapshot records of threads the snapshots' thread table had no room
+    /// for (`--max-threads`), one per thread per snapshot: their time goes
+    /// unaccounted until room frees.
+    #[serde(default)]
+    pub snapshot_threads: u64,
 }
 
 impl Dropped {
     pub fn total(&self) -> u64 {
-        self.threads + self.exits + self.stacks + self.off_cpu_aggregates + self.process_events
+        self.threads + self.exits + self.stacks + self.off_cpu_aggregates + self.process_events + self.snapshot_threads
     }
 
     /// Both counts added, cause by cause.
@@ -321,6 +326,7 @@ impl Dropped {
             stacks: self.stacks + o.stacks,
             off_cpu_aggregates: self.off_cpu_aggregates + o.off_cpu_aggregates,
             process_events: self.process_events + o.process_events,
+            snapshot_threads: self.snapshot_threads + o.snapshot_threads,
         }
     }
 
@@ -332,6 +338,7 @@ impl Dropped {
             stacks: self.stacks.saturating_sub(before.stacks),
             off_cpu_aggregates: self.off_cpu_aggregates.saturating_sub(before.off_cpu_aggregates),
             process_events: self.process_events.saturating_sub(before.process_events),
+            snapshot_threads: self.snapshot_threads.saturating_sub(before.snapshot_threads),
         }
     }
 }

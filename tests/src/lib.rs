@@ -602,15 +602,28 @@ pub struct Agent {
 impl Agent {
     /// Start `tailprof agent --listen ADDR --data-dir DIR ARGS` and wait until it is ready.
     pub fn start(data_dir: &Path, args: &[&str]) -> Self {
+        Self::start_with(data_dir, args, &[], None)
+    }
+
+    /// [`Agent::start`] with environment variables, its stderr (its log)
+    /// appended to `log` if given.
+    pub fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
         let mut all = vec!["agent", "--listen", &addr, "--data-dir", data_dir.to_str().expect("utf-8 path")];
         all.extend_from_slice(args);
+        let stderr = match log {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the agent's log"),
+            ),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(tailprof_bin())
             .args(&all)
             .env_remove("TAILPROF_CONFIG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start tailprof agent");
         // With a token file, readiness is asked with the token.
@@ -651,6 +664,10 @@ impl Agent {
         let mut headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
         headers.push(("Content-Type", "application/json"));
         http(&self.addr, "POST", path, &headers, body)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, and the exit status.

@@ -170,6 +170,10 @@ pub struct AgentConfig {
     #[serde(with = "humantime_serde_secs")]
     pub compact_after: Duration,
     pub rules: Vec<Rule>,
+    /// Test-only: a program whose attach is made to fail (see
+    /// [`crate::config::ProgramPolicy::break_program`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_program: Option<String>,
 }
 
 /// Limits on captures.
@@ -360,6 +364,7 @@ impl AgentConfig {
                 .into_iter()
                 .map(|r| rule(r, capture_duration))
                 .collect::<Result<_, _>>()?,
+            break_program: None,
         })
     }
 
@@ -385,6 +390,7 @@ impl AgentConfig {
             syscall_latency: false,
             slos: Vec::new(),
             btf: PathBuf::from(crate::kernel_btf::SYSFS_BTF),
+            programs: crate::config::ProgramPolicy { degrade: true, break_program: self.break_program.clone() },
         }
     }
 }

@@ -44,6 +44,11 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Program {
+    program: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Backend {
     backend: String,
     url: String,
@@ -88,6 +93,7 @@ pub struct Metrics {
     push_retries: Family<Backend, Counter>,
     push_given_up: Family<BackendReason, Counter>,
     push_lag: Family<Backend, Gauge<f64, AtomicU64>>,
+    unavailable: Family<Program, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -153,6 +159,7 @@ impl Metrics {
             push_retries: Family::default(),
             push_given_up: Family::default(),
             push_lag: Family::default(),
+            unavailable: Family::default(),
             registry: Registry::default(),
         };
         r.register_with_unit("cpu", "Exact on-CPU time of the group's threads", Unit::Seconds, m.cpu.clone());
@@ -213,6 +220,11 @@ impl Metrics {
             Unit::Other("hertz".into()),
             m.rates.clone(),
         );
+        r.register(
+            "program_unavailable",
+            "1 for each program the kernel would not load or attach: the agent goes on without what it shows (see /api/v1/status)",
+            m.unavailable.clone(),
+        );
         r.register("rule_fires", "Times a local rule tripped (started a capture or was refused)", m.rule_fires.clone());
         Self { registry: r, ..m }
     }
@@ -226,6 +238,13 @@ impl Metrics {
     /// Rules are named in the configuration: a bounded set.
     pub fn rule_fired(&self, rule: &str) {
         self.rule_fires.get_or_create(&RuleName { rule: rule.to_owned() }).inc();
+    }
+
+    /// Programs gone without, a bounded set (the programs that can be missed).
+    pub fn unavailable(&self, programs: &[crate::bpf::Unavailable]) {
+        for u in programs {
+            self.unavailable.get_or_create(&Program { program: u.program.clone() }).set(1);
+        }
     }
 
     pub fn capture_refused(&self, reason: &str) {
@@ -260,6 +279,7 @@ impl Metrics {
             ("stack_map_full", d.stacks),
             ("off_cpu_map_full", d.off_cpu_aggregates),
             ("process_events_lost", d.process_events),
+            ("snapshot_thread_table_full", d.snapshot_threads),
         ] {
             self.dropped.get_or_create(&Reason { reason: reason.into() }).inc_by(n);
         }

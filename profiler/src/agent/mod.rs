@@ -66,10 +66,34 @@ pub enum AgentError {
 }
 
 /// The sink that stores each window and keeps the status current.
-struct StoreSink(Arc<Shared>);
+struct StoreSink(Arc<Shared>, Warned);
+
+/// The bounds a window has filled, each warned of once per run (they are
+/// counted in /metrics and /api/v1/status every window).
+#[derive(Default)]
+struct Warned(std::collections::HashSet<String>);
+
+impl Warned {
+    fn limits(&mut self, p: &crate::profile::Profile) {
+        for hit in &p.limits_hit {
+            if self.0.insert(hit.what.clone()) {
+                tracing::warn!(
+                    dropped = hit.dropped,
+                    "the {} filled up at its bound of {} entries: what did not fit is dropped and counted \
+                     (tailprof_dropped_events); raise it with {}. Warned once.",
+                    hit.what,
+                    hit.bound,
+                    hit.flag
+                );
+            }
+        }
+    }
+}
 
 impl WindowSink for StoreSink {
-    fn collecting(&mut self) {
+    fn collecting(&mut self, unavailable: &[crate::bpf::Unavailable]) {
+        Shared::lock(&self.0.collecting).unavailable = unavailable.to_vec();
+        Shared::lock(&self.0.metrics).unavailable(unavailable);
         self.0.ready.store(true, Ordering::Relaxed);
         // Under systemd (Type=notify): started.
         if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
@@ -91,6 +115,7 @@ impl WindowSink for StoreSink {
             c.dropped = c.dropped.plus(&p.dropped);
         }
         Shared::lock(&self.0.metrics).window(window);
+        self.1.limits(p);
         // A full or read-only disk stops writing, not collecting.
         let noise = match &window.noise {
             crate::noise::Measurement::Continuous(n) => Some(n),
@@ -261,7 +286,7 @@ pub async fn run(
     });
     let config = shared.config();
     let capture = config.capture(config.data_dir.clone());
-    let mut sink = StoreSink(shared.clone());
+    let mut sink = StoreSink(shared.clone(), Warned::default());
     let outcome = crate::pipeline::run(&capture, watchdog(), &mut [&mut sink], cancel).await;
     // The pipeline ended (stopped, or failed): so do the server and a capture.
     cancel.cancel();

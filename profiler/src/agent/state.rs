@@ -25,6 +25,9 @@ pub struct Collecting {
     pub samples: u64,
     pub lost_samples: u64,
     pub dropped: crate::profile::Dropped,
+    /// Programs the kernel would not load or attach, and what goes unseen
+    /// without them: the agent goes on with the rest.
+    pub unavailable: Vec<crate::bpf::Unavailable>,
 }
 
 /// The status endpoint's answer.

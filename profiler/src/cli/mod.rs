@@ -219,7 +219,10 @@ impl AgentArgs {
     /// The effective configuration: the command line over the file over defaults.
     pub fn to_config(&self) -> Result<crate::agent::AgentConfig, crate::agent::ConfigError> {
         let file = crate::agent::config::read_file(self.config.as_deref())?;
-        crate::agent::AgentConfig::resolve(self.settings().over(file))
+        let mut config = crate::agent::AgentConfig::resolve(self.settings().over(file))?;
+        // Test-only: a program made to fail, as a kernel without its hook would.
+        config.break_program = std::env::var("TAILPROF_TEST_BREAK_PROGRAM").ok().filter(|p| !p.is_empty());
+        Ok(config)
     }
 }
 
@@ -632,6 +635,7 @@ impl RecordArgs {
             syscall_latency: self.syscall_latency,
             slos: crate::latency::parse_slos_arg(self.slo.as_deref())?,
             btf: self.btf.clone(),
+            programs: Default::default(),
         })
     }
 
