@@ -288,4 +288,29 @@ mod tests {
         assert_eq!(socket_inode("socket:[42]"), Some(42));
         assert_eq!(socket_inode("pipe:[42]"), None);
     }
+
+    /// xcapture #24: a blocked thread's registers may hold anything. Garbage
+    /// syscall numbers and fds, for a live process, a gone one and pid 0,
+    /// name nothing and break nothing.
+    #[test]
+    fn garbage_syscall_numbers_and_fds_name_nothing_and_break_nothing() {
+        let read = (0..MAX_SYSCALL_NR).find(|&nr| syscall_name(nr) == "read").unwrap();
+        let me = std::process::id();
+        let garbage_nrs = [i32::MIN, -1, MAX_SYSCALL_NR, 4_096, 1 << 30, i32::MAX];
+        let garbage_fds = [i32::MIN, -1, 1 << 20, i32::MAX];
+        let mut w = FdWaits::new();
+        for pid in [me, u32::MAX, 0] {
+            for &nr in garbage_nrs.iter().chain([read].iter()) {
+                for &fd in &garbage_fds {
+                    w.observe(pid, pid, nr, fd, 7);
+                    assert!(w.target(pid, pid, nr, fd, 8).is_none(), "pid {pid} syscall {nr} fd {fd}");
+                }
+            }
+        }
+        assert!(w.finish().is_empty());
+        for nr in garbage_nrs {
+            assert_eq!(syscall_name(nr), format!("syscall_{nr}"));
+            assert_eq!(crate::model::syscall::syscall_name_of("aarch64", nr), format!("syscall_{nr}"));
+        }
+    }
 }
