@@ -3,6 +3,12 @@
 //! `include_bytes_aligned!`), as aya's template does; and puts the web
 //! viewer's built assets (`web/dist`, made by `cargo xtask`) where
 //! `web.rs` embeds them from, or a page that says how to build them.
+//!
+//! aya-build relays every line the eBPF cargo prints (`Compiling …`,
+//! `Finished …`) as a `cargo:warning`, which buries real warnings: its
+//! output is caught in a file and only the rest is relayed.
+use std::io::{Seek as _, Write as _};
+
 use anyhow::Context as _;
 
 /// What the page says when `web/dist` was not built.
@@ -33,5 +39,61 @@ fn main() -> anyhow::Result<()> {
     web_assets(&manifest_dir)?;
     let root_dir = format!("{manifest_dir}/../profiler-ebpf");
     let ebpf = aya_build::Package { name: "profiler-ebpf", root_dir: &root_dir, ..Default::default() };
-    aya_build::build_ebpf([ebpf], aya_build::Toolchain::default())
+    let (built, printed) = catch_stdout(|| aya_build::build_ebpf([ebpf], aya_build::Toolchain::default()))?;
+    let mut out = std::io::stdout().lock();
+    for line in printed.lines() {
+        if !is_progress(line) {
+            writeln!(out, "{line}")?;
+        }
+    }
+    built
+}
+
+/// A relayed line of cargo's progress, not a diagnostic.
+fn is_progress(line: &str) -> bool {
+    let Some(text) = line.strip_prefix("cargo:warning=") else { return false };
+    let text = text.trim_start();
+    ["Compiling ", "Finished ", "Checking ", "Fresh ", "Running ", "Building ", "Blocking ", "Updating ", "Locking "]
+        .iter()
+        .any(|p| text.starts_with(p))
+}
+
+/// Run `f` with this process's stdout (where build scripts speak to cargo)
+/// going to a file; the result and what it printed.
+fn catch_stdout<T>(f: impl FnOnce() -> T) -> anyhow::Result<(T, String)> {
+    use std::os::fd::AsRawFd as _;
+    let out = std::env::var("OUT_DIR").context("OUT_DIR not set")?;
+    let path = std::path::Path::new(&out).join("aya-build.stdout");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("could not create {}", path.display()))?;
+    std::io::stdout().flush()?;
+    // SAFETY: plain descriptor calls on this process's own stdout and on a
+    // file it holds open; stdout is restored before anything else prints.
+    let saved = unsafe { libc_dup(1) };
+    anyhow::ensure!(saved >= 0, "could not duplicate stdout");
+    unsafe { libc_dup2(file.as_raw_fd(), 1) };
+    let result = f();
+    std::io::stdout().flush()?;
+    unsafe {
+        libc_dup2(saved, 1);
+        libc_close(saved);
+    }
+    file.rewind()?;
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut file, &mut printed)?;
+    Ok((result, printed))
+}
+
+extern "C" {
+    #[link_name = "dup"]
+    fn libc_dup(fd: i32) -> i32;
+    #[link_name = "dup2"]
+    fn libc_dup2(fd: i32, to: i32) -> i32;
+    #[link_name = "close"]
+    fn libc_close(fd: i32) -> i32;
 }

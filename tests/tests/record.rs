@@ -93,9 +93,37 @@ fn finds_known_functions_in_their_ratio_for_the_right_thread() {
 fn host_wide_capture_symbolizes_a_process_that_exited_during_it() {
     require_root();
     let bin = build_c_workload("hot_ratio", &[]);
-    let mut w = Workload::start(&bin, &["1"]);
     let dir = tempfile::tempdir().unwrap();
-    record_ok(dir.path(), &["-F", &FREQ.to_string(), "-d", "3s"]);
+    // The 1 s workload starts only once tailprof has attached: with the
+    // pipeline's info log on, it says `capturing` on stderr right after
+    // loading and attaching its programs.
+    let mut record = std::process::Command::new(tailprof_bin())
+        .args(["record", "--log", "tailprof::pipeline=info", "-o"])
+        .arg(dir.path())
+        .args(["-F", &FREQ.to_string(), "-d", "3s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(record.stderr.take().unwrap());
+    let mut log = String::new();
+    loop {
+        let before = log.len();
+        if std::io::BufRead::read_line(&mut stderr, &mut log).unwrap() == 0 {
+            panic!("tailprof record ended before it was capturing: {}\n{log}", record.wait().unwrap());
+        }
+        if log[before..].contains("capturing") {
+            break;
+        }
+    }
+    let rest = std::thread::spawn(move || {
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
+    let mut w = Workload::start(&bin, &["1"]);
+    let status = record.wait().unwrap();
+    let log = rest.join().unwrap();
+    assert!(status.success(), "tailprof record failed: {status}\n{log}");
     assert!(w.child.try_wait().unwrap().is_some(), "the workload should have exited during the capture");
 
     let folded = folded(dir.path());

@@ -1,13 +1,43 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    sync::OnceLock,
 };
 
 use anyhow::{bail, Context};
 
-/// The workspace root (xtask lives one level below it).
+/// The workspace root, found at run time (not where xtask was compiled, so
+/// that a copied xtask binary drives the checkout it is run in): the first
+/// directory, from the current directory upwards, whose Cargo.toml declares
+/// `[workspace]` and which has an `xtask/` directory; failing that, the same
+/// search from the xtask executable's directory. Exits with an error when
+/// neither finds one.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        find_root().unwrap_or_else(|| {
+            eprintln!(
+                "Error: no tailprof checkout found (a directory with a [workspace] Cargo.toml and an xtask/ \
+                 directory) above the current directory or the xtask executable; run xtask from inside the checkout."
+            );
+            std::process::exit(1)
+        })
+    })
+    .clone()
+}
+
+fn find_root() -> Option<PathBuf> {
+    let is_root = |dir: &Path| {
+        dir.join("xtask").is_dir()
+            && std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|manifest| manifest.lines().any(|line| line.trim() == "[workspace]"))
+    };
+    let cwd = std::env::current_dir().ok();
+    let exe_dir = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf));
+    [cwd, exe_dir]
+        .into_iter()
+        .flatten()
+        .find_map(|start| start.ancestors().find(|dir| is_root(dir)).map(Path::to_path_buf))
 }
 
 pub fn cargo() -> Command {
