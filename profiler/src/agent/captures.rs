@@ -173,7 +173,7 @@ impl Captures {
     /// unless a limit says no.
     pub fn start(&self, req: Request, base: &RecordConfig) -> Result<Capture, Refused> {
         let limits = self.limits();
-        if req.duration.is_zero() || req.duration > limits.max_duration {
+        if req.duration < Duration::from_secs(1) || req.duration > limits.max_duration {
             return Err(Refused::Invalid(format!(
                 "a capture lasts from 1s to {}",
                 humantime::format_duration(limits.max_duration)

@@ -56,6 +56,51 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The longest timeline step: a year and a day (its nanoseconds fit a u64
+/// some 580 times over).
+const MAX_STEP: Duration = Duration::from_secs(366 * 86_400);
+
+/// Every error answers `{"error": sentence}`, also those made before a
+/// handler runs: the router's 405 for a method a route does not take (empty),
+/// and the extractors' rejections (plain text: a body over the cap, a path
+/// segment that is not UTF-8).
+async fn json_errors(req: HttpRequest, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let allow = parts.headers.get(header::ALLOW).cloned();
+    let sentence = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let takes = allow.as_ref().and_then(|a| a.to_str().ok()).unwrap_or("other methods").to_owned();
+            format!("{path} does not take {method}; it takes {takes}")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => format!("the request body is over the limit of {} KiB", MAX_BODY / 1024),
+        _ => {
+            let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&text).trim().to_owned();
+            match text.is_empty() {
+                true => status.canonical_reason().unwrap_or("the request was refused").to_owned(),
+                false => text,
+            }
+        }
+    };
+    let mut out = ApiError(status, sentence).into_response();
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
+}
+
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -80,6 +125,7 @@ pub fn router(api: Arc<Api>) -> Router {
                 false => ApiError(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.md".into()).into_response(),
             }
         })
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn_with_state(api.clone(), auth))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         // gzip when asked (a 100k-node tree is mostly repeated names).
@@ -410,9 +456,9 @@ async fn timeline(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, St
     };
     let step = match get("step").map(|v| (v, humantime::parse_duration(v))) {
         None => None,
-        Some((_, Ok(d))) if d >= Duration::from_secs(1) => Some(d.as_nanos() as u64),
+        Some((_, Ok(d))) if d >= Duration::from_secs(1) && d <= MAX_STEP => Some(d.as_nanos() as u64),
         Some((v, _)) => {
-            return ApiError::bad(format!("step '{v}' is not a duration of 1s or more, like 1m")).into_response()
+            return ApiError::bad(format!("step '{v}' is not a duration from 1s to 366d, like 1m")).into_response()
         }
     };
     let group_by = match get("group_by").map(parse_group_by).transpose() {
