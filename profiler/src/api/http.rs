@@ -347,7 +347,14 @@ async fn limited<T: Send + 'static>(
     let Ok(_permit) = s.queries.clone().try_acquire_owned() else {
         return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "too many queries at once; retry shortly".into()));
     };
-    match tokio::time::timeout(QUERY_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+    // A query parses whole segments and drops them: its thread's heap
+    // arena keeps the freed pages unless they are handed back.
+    let run = move || {
+        let r = f();
+        crate::sys::mem::release_free_memory();
+        r
+    };
+    match tokio::time::timeout(QUERY_TIMEOUT, tokio::task::spawn_blocking(run)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("the query failed: {e}"))),
         Err(_) => {
