@@ -586,7 +586,12 @@ fn limits_hit(dropped: &Dropped, config: &SamplingConfig) -> Vec<LimitHit> {
         hits.push(LimitHit::new("stack map", config.max_stacks, "--max-stacks", dropped.stacks));
     }
     if dropped.snapshot_threads > 0 {
-        hits.push(LimitHit::new("snapshots' thread table", config.max_threads, "--max-threads", dropped.snapshot_threads));
+        hits.push(LimitHit::new(
+            "snapshots' thread table",
+            config.max_threads,
+            "--max-threads",
+            dropped.snapshot_threads,
+        ));
     }
     if dropped.off_cpu_aggregates > 0 {
         let bound = config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK);

@@ -165,7 +165,12 @@ impl StackRec {
             out.push(at, self.weights.get(i).copied().unwrap_or(1));
         }
         if !out.is_empty() && out.weight() != self.count {
-            return Err(format!("a stack's {} sample times stand for {} samples, not its count {}", out.len(), out.weight(), self.count));
+            return Err(format!(
+                "a stack's {} sample times stand for {} samples, not its count {}",
+                out.len(),
+                out.weight(),
+                self.count
+            ));
         }
         Ok(out)
     }

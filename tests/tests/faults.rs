@@ -273,7 +273,8 @@ fn a_process_of_100000_threads_appearing_and_vanishing() {
     };
     assert!(done.success(), "thread_flood: {done}");
     let after = windows(&agent);
-    let s = wait_status(&agent, "windows after the flood", 30, |s| s["collecting"]["windows"].as_u64() >= Some(after + 2));
+    let s =
+        wait_status(&agent, "windows after the flood", 30, |s| s["collecting"]["windows"].as_u64() >= Some(after + 2));
     for _ in 0..10 {
         peak = peak.max(rss_kib(agent.pid()));
         std::thread::sleep(Duration::from_millis(100));

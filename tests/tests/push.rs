@@ -481,7 +481,8 @@ fn otlp_pushes_decode_with_the_published_protos_and_match_the_agent() {
                             format!("{} of {} on-CPU samples carry timestamps", p["timed_samples"], p["samples"])
                         });
                         // A CPU-bound thread is sampled all through the window.
-                        let (span, window) = (p["stamp_span"].as_u64().unwrap_or(0), p["duration_nano"].as_u64().unwrap_or(0));
+                        let (span, window) =
+                            (p["stamp_span"].as_u64().unwrap_or(0), p["duration_nano"].as_u64().unwrap_or(0));
                         c.check(span * 10 >= window * 8, || {
                             format!("on-CPU sample times span {span} ns of a {window} ns window")
                         });

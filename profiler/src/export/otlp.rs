@@ -258,7 +258,10 @@ pub fn encode(profile: &Profile, opts: &OtlpOptions) -> Encoded {
             };
             let timed = kind == Kind::Cpu
                 && stacks.len() == p.sample.len()
-                && stacks.iter().zip(&p.sample).all(|(t, s)| !t.is_empty() && Some(t.weight() as i64) == s.value.first().copied());
+                && stacks
+                    .iter()
+                    .zip(&p.sample)
+                    .all(|(t, s)| !t.is_empty() && Some(t.weight() as i64) == s.value.first().copied());
             let mut samples = dict.samples(&p, timed.then_some(&stacks[..]));
             // A window takes the samples that arrive while it is open: one
             // taken just before it opened, read a moment later, counts in it

@@ -171,7 +171,8 @@ mod tests {
                     process: id,
                     syscall: -1,
                     frames: vec![Frame::new(name, FrameKind::User, None, i as u64)],
-                    count: 1, times: Default::default(),
+                    count: 1,
+                    times: Default::default(),
                 });
             }
         }

@@ -83,7 +83,16 @@ mod tests {
     fn profile(frames: Vec<Frame>) -> Profile {
         Profile {
             modules: vec![Module::new("/usr/lib/libc.so.6".into(), None)],
-            stacks: vec![Stack { pid: 1, tid: 1, comm: "a;b".into(), process: 0, syscall: -1, frames, count: 3 , times: Default::default()}],
+            stacks: vec![Stack {
+                pid: 1,
+                tid: 1,
+                comm: "a;b".into(),
+                process: 0,
+                syscall: -1,
+                frames,
+                count: 3,
+                times: Default::default(),
+            }],
             ..Profile::default()
         }
     }

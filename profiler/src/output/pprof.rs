@@ -363,7 +363,8 @@ mod tests {
                     process: 0,
                     syscall: -1,
                     frames: vec![f("main", FrameKind::User, Some(0)), f("hot", FrameKind::User, Some(0))],
-                    count: 5, times: Default::default(),
+                    count: 5,
+                    times: Default::default(),
                 },
                 Stack {
                     pid: 10,
@@ -372,7 +373,8 @@ mod tests {
                     process: 0,
                     syscall: -1,
                     frames: vec![f("main", FrameKind::User, Some(0)), f("schedule", FrameKind::Kernel, None)],
-                    count: 2, times: Default::default(),
+                    count: 2,
+                    times: Default::default(),
                 },
             ],
             ..Profile::default()
