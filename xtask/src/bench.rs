@@ -30,13 +30,14 @@
 //! - `viewer`: the web viewer in headless Chromium: first render of a
 //!   100k-node profile, draw times at 16k/64k/100k nodes, bytes on the wire.
 
-mod agent;
-mod common;
+pub(crate) mod agent;
+pub(crate) mod common;
 mod enrichment;
 mod governor;
-mod memory;
+pub(crate) mod memory;
 mod noise;
 mod on_cpu;
+mod qualify;
 mod sched_pipe;
 mod snapshot;
 mod task_iter;
@@ -174,6 +175,14 @@ impl Drop for HostGuard {
     }
 }
 
+/// `cargo xtask bench --qualify`: see `bench/qualify.rs`.
+pub fn qualify(bin: &Path) -> anyhow::Result<()> {
+    let guard = HostGuard::new(true)?;
+    let result = qualify::run(bin, &guard.scratch);
+    drop(guard);
+    result
+}
+
 pub fn run(bin: &Path, seconds: u64, reps: usize) -> anyhow::Result<()> {
     let sections = selected_sections()?;
     let guard = HostGuard::new(sections.contains(&Section::SchedPipe) || sections.contains(&Section::Noise))?;
@@ -220,7 +229,7 @@ fn header() -> String {
 
 /// "2 vCPUs (AMD EPYC), a VM, 23.5 GiB": CPU count and model, whether the
 /// CPU flags say a hypervisor is underneath, memory.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo

@@ -3,6 +3,7 @@
 mod bench;
 mod cycles;
 mod setup;
+mod soak;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -26,7 +27,7 @@ enum Command {
         args: Vec<String>,
     },
     /// Set up, build and run the whole test suite: formatting, clippy and the import-cycle check, unit
-    /// tests, and end-to-end tests loading real programs.
+    /// tests, end-to-end tests loading real programs, a 3-minute soak and the performance gate.
     Test,
     /// Check that the files of profiler/src import each other without a cycle (else print the cycles).
     Cycles {
@@ -42,6 +43,20 @@ enum Command {
         /// Interleaved repetitions of every phase; medians are reported.
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Run the short qualification instead (about 5 minutes): each key ratio against its limit in
+        /// qualify/limits.toml, failing on a regression beyond the measured noise band.
+        #[arg(long)]
+        qualify: bool,
+    },
+    /// Run the agent under combined load (fork/exec storms, thread churn, sched-pipe, a UDP flood, fsync,
+    /// 10,000 idle threads, constant API queries) and report per minute; writes SOAK.md.
+    Soak {
+        /// Minutes of load.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Write the report here instead of SOAK.md (CI's short run writes under target/).
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
     },
 }
 
@@ -91,12 +106,24 @@ fn main() -> anyhow::Result<()> {
             let e2e = ["test", "--release", "-p", "tailprof-e2e", "--", "--test-threads=1"];
             util::run_tests(util::cargo().args(e2e).env("TAILPROF_BIN", &bin), &mut counts)?;
             println!("{} passed, {} failed", counts.passed, counts.failed);
-            Ok(())
+            // The agent under combined load for 3 minutes (the 30-minute run is SOAK.md), then the
+            // performance gate: each key ratio against its limit.
+            soak::run(&bin, 3, &util::root().join("target/soak-ci.md"))?;
+            bench::qualify(&bin)
         }
-        Command::Bench { seconds, reps } => {
+        Command::Bench { seconds, reps, qualify } => {
             setup::setup()?;
             let bin = util::build_release()?;
-            bench::run(&bin, seconds, reps.max(1))
+            match qualify {
+                true => bench::qualify(&bin),
+                false => bench::run(&bin, seconds, reps.max(1)),
+            }
+        }
+        Command::Soak { minutes, report } => {
+            setup::setup()?;
+            let bin = util::build_release()?;
+            let report = report.unwrap_or_else(|| util::root().join("SOAK.md"));
+            soak::run(&bin, minutes.max(1), &report)
         }
     }
 }

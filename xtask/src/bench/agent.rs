@@ -23,7 +23,7 @@ const IDLE_SECONDS: u64 = 60;
 const WINDOW_S: u64 = 10;
 
 /// A running agent on a port of its own, stopped (SIGTERM) on drop.
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
     port: u16,
     stderr: PathBuf,
@@ -34,7 +34,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Agent {
-    fn start(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+    pub(crate) fn start(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let port = free_port()?;
         let stderr = data.with_extension("stderr");
         let child = Command::new(bin)
@@ -61,22 +61,22 @@ impl Agent {
         Ok(agent)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn get_status(&self, path: &str) -> anyhow::Result<u16> {
+    pub(crate) fn get_status(&self, path: &str) -> anyhow::Result<u16> {
         let code = output(Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &self.url(path)]))?;
         Ok(code.trim().parse()?)
     }
 
-    fn json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+    pub(crate) fn json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let body = output(Command::new("curl").args(["-sf", &self.url(path)]))?;
         serde_json::from_str(&body).with_context(|| format!("{path} gave no JSON"))
     }
 
     /// Seconds one GET takes, the body discarded, and its size.
-    fn timed(&self, path: &str) -> anyhow::Result<(f64, u64)> {
+    pub(crate) fn timed(&self, path: &str) -> anyhow::Result<(f64, u64)> {
         let out = output(Command::new("curl").args([
             "-s",
             "-o",
@@ -95,11 +95,11 @@ impl Agent {
         ))
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let status = self.child.wait()?;
@@ -118,18 +118,23 @@ impl Drop for Agent {
     }
 }
 
-fn rss_mib(pid: u32) -> Option<f64> {
+/// xtask/workloads/idle_threads.c, compiled into `scratch`.
+pub(crate) fn idle_threads_helper(scratch: &Path) -> anyhow::Result<PathBuf> {
+    let src = root().join("xtask/workloads/idle_threads.c");
+    let helper = scratch.join("idle_threads");
+    output(Command::new("gcc").args(["-O2", "-Wall", "-pthread", "-o"]).arg(&helper).arg(&src))
+        .with_context(|| format!("could not compile {}", src.display()))?;
+    Ok(helper)
+}
+
+pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
     super::memory::status_kb(pid, "VmRSS").map(|kb| kb as f64 / 1024.0)
 }
 
 /// CPU of the agent's process plus its BPF programs over `seconds`, after
 /// `warm` of warm-up; percent of one CPU. And perf's, over the same span.
 fn idle(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
-    let helper_src = root().join("xtask/workloads/idle_threads.c");
-    let helper = scratch.join("idle_threads");
-    output(Command::new("gcc").args(["-O2", "-Wall", "-pthread", "-o"]).arg(&helper).arg(&helper_src))
-        .with_context(|| format!("could not compile {}", helper_src.display()))?;
-    let threads = start_ready_helper(&helper, IDLE_THREADS)?;
+    let threads = start_ready_helper(&idle_threads_helper(scratch)?, IDLE_THREADS)?;
     let data = scratch.join("agent-idle");
     eprintln!("xtask bench: agent, idle host + {IDLE_THREADS} threads, {IDLE_SECONDS} s");
     let agent = Agent::start(bin, &data, &[])?;
@@ -521,11 +526,7 @@ fn agent_cpu(bin: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<(f64, se
 /// kinds of backend (tests/receiver/receiver.py, on loopback), on a host
 /// with [`IDLE_THREADS`] idle threads.
 fn push(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
-    let helper_src = root().join("xtask/workloads/idle_threads.c");
-    let helper = scratch.join("idle_threads");
-    output(Command::new("gcc").args(["-O2", "-Wall", "-pthread", "-o"]).arg(&helper).arg(&helper_src))
-        .with_context(|| format!("could not compile {}", helper_src.display()))?;
-    let threads = start_ready_helper(&helper, IDLE_THREADS)?;
+    let threads = start_ready_helper(&idle_threads_helper(scratch)?, IDLE_THREADS)?;
     let port = free_port()?;
     let out = scratch.join("receiver");
     std::fs::create_dir_all(&out)?;
@@ -604,4 +605,31 @@ pub fn run_churn(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
 /// `agent-queries`: query times over 1 h of windows and 24 h of merged hours.
 pub fn run_queries(bin: &Path, scratch: &Path) -> anyhow::Result<String> {
     queries(bin, scratch)
+}
+
+/// `--qualify`: the agent's CPU with every default on an idle host with
+/// [`IDLE_THREADS`] extra threads (process plus BPF, percent of one CPU,
+/// over `seconds` after 15 s of warm-up), then the median time of
+/// `/api/v1/profile` over its last minute, ms.
+pub(crate) fn qualify(bin: &Path, scratch: &Path, seconds: u64) -> anyhow::Result<(f64, f64)> {
+    let threads = start_ready_helper(&idle_threads_helper(scratch)?, IDLE_THREADS)?;
+    let data = scratch.join("qualify-agent");
+    super::common::set_bpf_stats(true)?;
+    let measured = (|| {
+        let agent = Agent::start(bin, &data, &[])?;
+        sleep(Duration::from_secs(15));
+        let (cpu0, bpf0, t0) = (process_cpu_ns(agent.pid()), bpf_run_time_ns_of(agent.pid()), Instant::now());
+        sleep(Duration::from_secs(seconds));
+        let (cpu1, bpf1) = (process_cpu_ns(agent.pid()), bpf_run_time_ns_of(agent.pid()));
+        let pct = 100.0 * (cpu1 - cpu0 + bpf1.saturating_sub(bpf0)) as f64 / (t0.elapsed().as_secs_f64() * 1e9);
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            times.push(time_query(&agent, "/api/v1/profile?from=-1m&format=json")?.0 * 1e3);
+        }
+        agent.stop()?;
+        Ok::<_, anyhow::Error>((pct, median(times)))
+    })();
+    stop_ready_helper(threads)?;
+    let _ = std::fs::remove_dir_all(&data);
+    measured
 }

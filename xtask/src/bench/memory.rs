@@ -20,7 +20,7 @@ struct Peak {
 }
 
 /// `Vm…`/`Rss…` fields of /proc/PID/status, kB.
-pub(super) fn status_kb(pid: u32, field: &str) -> Option<u64> {
+pub(crate) fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -100,7 +100,7 @@ fn churn_minutes() -> u64 {
 }
 
 /// Least-squares slope of (seconds, MiB) points, MiB per minute.
-pub(super) fn slope_per_minute(points: &[(f64, f64)]) -> f64 {
+pub(crate) fn slope_per_minute(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
     let (mx, my) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
     let sxy: f64 = points.iter().map(|(x, y)| (x - mx) * (y - my)).sum();

@@ -90,32 +90,38 @@ fn measure(
     Ok(Phase { name, cost, bpf_ns, throughput })
 }
 
+/// `tailprof record` sampling on-CPU stacks only, like `perf record -g`
+/// (the scheduler hooks are off), for `seconds`.
+fn start_tailprof(bin: &Path, out: &Path, seconds: u64) -> anyhow::Result<Child> {
+    Command::new(bin)
+        .args(["record", "--no-off-cpu", "--duration", &format!("{seconds}s"), "--frequency", "99", "-o"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("could not start tailprof")
+}
+
+/// `perf record -F 99 -g -a` for `seconds`.
+fn start_perf(data: &Path, seconds: u64) -> anyhow::Result<Child> {
+    Command::new("perf")
+        .args(["record", "-F", "99", "-g", "-a", "-q", "-o"])
+        .arg(data)
+        .args(["--", "sleep", &seconds.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("could not start perf")
+}
+
 /// Run the section; returns its markdown.
 pub fn run(bin: &Path, scratch: &Path, seconds: u64, reps: usize) -> anyhow::Result<String> {
     // The BPF run time of tailprof's programs is part of its cost.
     set_bpf_stats(true)?;
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let out = scratch.join("tailprof-on-cpu");
-    let mut start_tailprof = || {
-        Command::new(bin)
-            // On-CPU sampling only, like `perf record -g`: the scheduler hooks are off.
-            .args(["record", "--no-off-cpu", "--duration", &format!("{seconds}s"), "--frequency", "99", "-o"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .spawn()
-            .context("could not start tailprof")
-    };
+    let mut start_tailprof = || start_tailprof(bin, &out, seconds);
     let perf_data = scratch.join("perf.data");
-    let mut start_perf = || {
-        Command::new("perf")
-            .args(["record", "-F", "99", "-g", "-a", "-q", "-o"])
-            .arg(&perf_data)
-            .args(["--", "sleep", &seconds.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("could not start perf")
-    };
+    let mut start_perf = || start_perf(&perf_data, seconds);
     // Interleaved repetitions, so that drift of the host hits every tool alike.
     let mut phases = Vec::new();
     for rep in 0..reps {
@@ -183,4 +189,20 @@ fn report(seconds: u64, cpus: usize, reps: usize, phases: &[Phase]) -> String {
          tool's effect."
     );
     md
+}
+
+/// `--qualify`: tailprof's on-CPU cost (process plus BPF) over perf's,
+/// sampling the same load at 99 Hz for `seconds` each.
+pub(crate) fn qualify(bin: &Path, scratch: &Path, seconds: u64) -> anyhow::Result<f64> {
+    set_bpf_stats(true)?;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let out = scratch.join("qualify-on-cpu");
+    let perf_data = scratch.join("qualify-perf.data");
+    let mut start_tailprof = || start_tailprof(bin, &out, seconds);
+    let mut start_perf = || start_perf(&perf_data, seconds);
+    let ours = measure(TAILPROF, seconds, cpus, Some(&mut start_tailprof))?;
+    let perf = measure(PERF, seconds, cpus, Some(&mut start_perf))?;
+    let _ = std::fs::remove_file(&perf_data);
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(ours.total_ms() / perf.total_ms().max(1e-3))
 }

@@ -578,3 +578,24 @@ fn report_programs(md: &mut String, runs: &[Run]) {
         stats_costs.join(", ")
     );
 }
+
+/// `--qualify`: the slowdown of `perf bench sched pipe` (µs per op over
+/// the no-tool run's, minus one) under each tier, medians of `reps`
+/// interleaved runs.
+pub(crate) fn qualify(bin: &Path, scratch: &Path, reps: usize) -> anyhow::Result<(f64, f64)> {
+    let conds = [
+        Condition { tool: Tool::None, bpf_stats: false },
+        Condition { tool: CONTINUOUS, bpf_stats: false },
+        Condition { tool: DEEP, bpf_stats: false },
+    ];
+    let mut runs = Vec::new();
+    for rep in 0..reps {
+        for cond in conds {
+            runs.push(measure(cond, bin, scratch, rep)?);
+        }
+    }
+    set_bpf_stats(true)?;
+    let base = medians(&runs, conds[0]).usecs_per_op;
+    let slowdown = |c: Condition| medians(&runs, c).usecs_per_op / base - 1.0;
+    Ok((slowdown(conds[1]), slowdown(conds[2])))
+}

@@ -464,3 +464,15 @@ fn report_medians(md: &mut String, reps: usize, snaps: &[Snap], baselines: &[Bas
         100.0 * floor / ns,
     );
 }
+
+/// `--qualify`: CPU per snapshot per thread on the host of the continuous
+/// tier's snapshots with 10,000 idle threads, ns (statistics off), as the
+/// section's headline figure.
+pub(crate) fn qualify(bin: &Path, scratch: &Path) -> anyhow::Result<f64> {
+    let helper = build_helper(scratch)?;
+    let idle = start_ready_helper(&helper, 10_000)?;
+    let snap = measure(bin, scratch, Tier::Continuous, 10_000, false);
+    stop_ready_helper(idle)?;
+    set_bpf_stats(true)?;
+    Ok(snap?.ns_per_record())
+}
