@@ -579,19 +579,19 @@ fn build_window(
 /// Which bounds filled up in the window, for a warning naming the flag.
 fn limits_hit(dropped: &Dropped, config: &SamplingConfig) -> Vec<LimitHit> {
     let mut hits = Vec::new();
-    if dropped.threads > 0 {
-        hits.push(LimitHit::new("thread map", config.max_threads, "--max-threads", dropped.threads));
+    // Both bounds --max-threads sets, in one warning.
+    let what = match (dropped.threads > 0, dropped.snapshot_threads > 0) {
+        (true, true) => Some("thread map and the snapshots' thread table"),
+        (true, false) => Some("thread map"),
+        (false, true) => Some("snapshots' thread table"),
+        (false, false) => None,
+    };
+    if let Some(what) = what {
+        let n = dropped.threads + dropped.snapshot_threads;
+        hits.push(LimitHit::new(what, config.max_threads, "--max-threads", n));
     }
     if dropped.stacks > 0 {
         hits.push(LimitHit::new("stack map", config.max_stacks, "--max-stacks", dropped.stacks));
-    }
-    if dropped.snapshot_threads > 0 {
-        hits.push(LimitHit::new(
-            "snapshots' thread table",
-            config.max_threads,
-            "--max-threads",
-            dropped.snapshot_threads,
-        ));
     }
     if dropped.off_cpu_aggregates > 0 {
         let bound = config.max_stacks.saturating_mul(profiler_common::OFFCPU_KEYS_PER_STACK);
