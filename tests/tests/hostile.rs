@@ -405,7 +405,11 @@ fn judge(req: &Req, outcome: &Outcome, took: Duration) -> Result<Option<&'static
     let head_bytes: usize = req.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
     let protocol = match r.status {
         414 if req.target.len() > LONG_HEAD => Some("414 from the HTTP layer: request line too long"),
-        431 if head_bytes > LONG_HEAD || req.raw.is_some() => Some("431 from the HTTP layer: headers too large"),
+        // hyper answers 431 when the whole head outgrows its read buffer,
+        // a long request line included.
+        431 if head_bytes + req.target.len() > LONG_HEAD || req.raw.is_some() => {
+            Some("431 from the HTTP layer: headers too large")
+        }
         505 if req.raw.is_some() => Some("505 from the HTTP layer: not HTTP/1.x"),
         400..=499 if req.raw.is_some() && !is_error_sentence(r) => Some("raw: 4xx from the HTTP layer"),
         _ => None,
