@@ -165,7 +165,7 @@ pub fn off_cpu_stacks(
             if ns == 0 {
                 continue;
             }
-            let raw = |syscall: i32, kstack: Box<[u64]>, ustack, ns, count| RawOffCpu {
+            let raw = |syscall: i32, kstack: std::sync::Arc<[u64]>, ustack, ns, count| RawOffCpu {
                 tgid: t.tgid,
                 tid,
                 process: u32::MAX,
@@ -181,15 +181,15 @@ pub fn off_cpu_stacks(
                 count,
             };
             if keys.is_empty() {
-                out.push(raw(profiler_common::NO_SYSCALL, Box::new([]), Box::new([]), ns, 0));
+                out.push(raw(profiler_common::NO_SYSCALL, Default::default(), Default::default(), ns, 0));
                 continue;
             }
             // A stable order, so that rounding goes the same way every run.
             keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.kstack.cmp(&b.0.kstack)));
             let weights: Vec<u64> = keys.iter().map(|(_, n)| *n).collect();
             for ((k, n), part) in keys.iter().zip(split(ns, &weights)) {
-                let ustack = k.ustack.as_deref().map(Box::from).unwrap_or_default();
-                out.push(raw(k.syscall, Box::from(&k.kstack[..]), ustack, part, *n));
+                let ustack = k.ustack.clone().unwrap_or_default();
+                out.push(raw(k.syscall, k.kstack.clone(), ustack, part, *n));
             }
         }
     }

@@ -28,9 +28,10 @@ pub struct RawOffCpu {
     pub waker_comm: String,
     /// The thread's own name when last seen.
     pub comm: String,
-    /// Kernel stack, innermost first.
-    pub kstack: Box<[u64]>,
-    pub ustack: Box<[UserFrame]>,
+    /// Kernel stack, innermost first; shared with the threads blocked in
+    /// the same place (a pool's idle threads).
+    pub kstack: std::sync::Arc<[u64]>,
+    pub ustack: std::sync::Arc<[UserFrame]>,
     /// The blocking stack could not be stored (stack map full).
     pub stack_lost: bool,
     pub ns: u64,
@@ -129,8 +130,8 @@ pub fn collect(
             waker_tid: k.waker_tid,
             waker_comm: if k.waker_tid == NO_WAKER { String::new() } else { comm_string(&v.waker_comm) },
             comm: comm_string(&v.comm),
-            kstack,
-            ustack: stacks.user(k.tgid, k.ustack_id, agg),
+            kstack: kstack.into(),
+            ustack: stacks.user(k.tgid, k.ustack_id, agg).into(),
             stack_lost: k.kstack_id == STACK_LOST,
             ns: v.ns,
             count: v.count,
@@ -152,7 +153,7 @@ pub fn collect(
         } else {
             unwind.estimated_ns += vouched;
         }
-        let mut parts: Vec<(Box<[UserFrame]>, u64)> = seen
+        let mut parts: Vec<(std::sync::Arc<[UserFrame]>, u64)> = seen
             .iter()
             .map(|(frames, n)| ((*frames).into(), (vouched as u128 * u128::from(*n) / u128::from(sightings)) as u64))
             .collect();
@@ -169,7 +170,7 @@ pub fn collect(
 
 /// Split one aggregate between user stacks by weights (ns); the last
 /// takes what rounding leaves, so ns and count totals are kept exactly.
-fn split(raw: &RawOffCpu, parts: Vec<(Box<[UserFrame]>, u64)>) -> Vec<RawOffCpu> {
+fn split(raw: &RawOffCpu, parts: Vec<(std::sync::Arc<[UserFrame]>, u64)>) -> Vec<RawOffCpu> {
     let total: u64 = parts.iter().map(|(_, w)| w).sum::<u64>().max(1);
     let (mut ns_left, mut count_left) = (raw.ns, raw.count);
     let last = parts.len().saturating_sub(1);
@@ -206,15 +207,16 @@ mod tests {
             waker_tid: NO_WAKER,
             waker_comm: String::new(),
             comm: String::new(),
-            kstack: Box::new([]),
-            ustack: Box::new([]),
+            kstack: Default::default(),
+            ustack: Default::default(),
             stack_lost: false,
             ns: 1_000_000_007,
             count: 13,
         };
         let a: Box<[UserFrame]> = Box::new([UserFrame::Unknown { addr: 1 }]);
         let b: Box<[UserFrame]> = Box::new([UserFrame::Unknown { addr: 2 }]);
-        let parts = split(&raw, vec![(a, 300_000_000), (b, 200_000_000), (Box::new([]), 500_000_007)]);
+        let parts =
+            split(&raw, vec![(a.into(), 300_000_000), (b.into(), 200_000_000), (Default::default(), 500_000_007)]);
         assert_eq!(parts.iter().map(|p| p.ns).sum::<u64>(), raw.ns);
         assert_eq!(parts.iter().map(|p| p.count).sum::<u64>(), raw.count);
         assert_eq!(parts[0].ns, 300_000_000);

@@ -141,7 +141,7 @@ impl SymbolizationStats {
         let (mut jit, mut unknown) = (HashSet::new(), HashSet::new());
         let stacks = profile.stacks.iter().map(|s| (s.pid, &s.frames));
         for (pid, frames) in stacks.chain(profile.off_cpu.iter().map(|s| (s.pid, &s.frames))) {
-            for f in frames {
+            for f in frames.iter() {
                 match (f.kind, f.module) {
                     (FrameKind::Kernel, _) => {}
                     (FrameKind::Jit, _) => {
@@ -187,6 +187,10 @@ impl SymbolizationStats {
     }
 }
 
+/// A stack's frames, shared by the stacks that have the same ones (the
+/// blocked stacks of a pool's idle threads are one stack many times).
+pub type Frames = std::sync::Arc<[Frame]>;
+
 /// One unique (process generation, thread, comm, syscall, stack) with
 /// the number of samples that hit it.
 #[derive(Debug, Clone)]
@@ -199,7 +203,7 @@ pub struct Stack {
     /// System call the thread was in when sampled (`NO_SYSCALL`: none or unknown).
     pub syscall: i32,
     /// Outermost frame first: user frames, then kernel frames.
-    pub frames: Vec<Frame>,
+    pub frames: Frames,
     pub count: u64,
     /// When each of its samples was taken (their weights sum to `count`).
     pub times: SampleTimes,
@@ -283,7 +287,7 @@ pub struct OffCpuStack {
     pub waker_tid: u32,
     pub waker_comm: String,
     /// Outermost first: user frames, then kernel frames.
-    pub frames: Vec<Frame>,
+    pub frames: Frames,
     /// The blocking stack could not be stored (stack map full).
     pub stack_lost: bool,
     pub ns: u64,

@@ -25,7 +25,8 @@ use crate::{
     enrich::{fd_target::BlockedOn, process::ProcessInfo, processes::EnrichStats},
     group::GroupBy,
     profile::{
-        Dropped, Frame, FrameKind, LimitHit, Module, OffCpuStack, Profile, SampleTimes, SourceLine, Stack, StateSamples,
+        Dropped, Frame, FrameKind, Frames, LimitHit, Module, OffCpuStack, Profile, SampleTimes, SourceLine, Stack,
+        StateSamples,
     },
     state_sampler::SamplerStats,
     Error, Result,
@@ -403,10 +404,19 @@ pub fn read_from(file: impl std::io::Read, path: &Path) -> Result<Profile> {
     let mut frames: Vec<Frame> = Vec::new();
     let mut header_seen = false;
     let mut ended = false;
-    let resolve = |frames: &[Frame], ids: &[u32]| -> Result<Vec<Frame>, String> {
-        ids.iter()
+    // Stacks with the same frames share them (the blocked stacks of a
+    // pool's idle threads are one stack many times).
+    let mut shared: HashMap<Vec<u32>, Frames> = HashMap::new();
+    let mut resolve = |frames: &[Frame], ids: Vec<u32>| -> Result<Frames, String> {
+        if let Some(f) = shared.get(&ids) {
+            return Ok(f.clone());
+        }
+        let resolved: Frames = ids
+            .iter()
             .map(|&i| frames.get(i as usize).cloned().ok_or_else(|| format!("frame {i} is not defined")))
-            .collect()
+            .collect::<Result<_, String>>()?;
+        shared.insert(ids, resolved.clone());
+        Ok(resolved)
     };
     for (n, line) in BufReader::new(decoder).lines().enumerate() {
         // Records before this one.
@@ -471,8 +481,8 @@ pub fn read_from(file: impl std::io::Read, path: &Path) -> Result<Profile> {
                 inlined: f.inlined,
                 line: f.file.map(|file| SourceLine { file: Arc::from(file), line: f.line }),
             }),
-            Record::Stack(s) => profile.stacks.push(Stack {
-                frames: resolve(&frames, &s.frames).map_err(corrupt)?,
+            Record::Stack(mut s) => profile.stacks.push(Stack {
+                frames: resolve(&frames, std::mem::take(&mut s.frames)).map_err(corrupt)?,
                 times: s.decode_times(profile.start_unix_ns).map_err(corrupt)?,
                 pid: s.pid,
                 tid: s.tid,
@@ -481,8 +491,8 @@ pub fn read_from(file: impl std::io::Read, path: &Path) -> Result<Profile> {
                 syscall: s.syscall,
                 count: s.count,
             }),
-            Record::OffCpu(s) => profile.off_cpu.push(OffCpuStack {
-                frames: resolve(&frames, &s.frames).map_err(corrupt)?,
+            Record::OffCpu(mut s) => profile.off_cpu.push(OffCpuStack {
+                frames: resolve(&frames, std::mem::take(&mut s.frames)).map_err(corrupt)?,
                 pid: s.pid,
                 tid: s.tid,
                 comm: s.comm,
@@ -582,7 +592,8 @@ mod tests {
                     },
                     f("LazyCompile:*hot", FrameKind::Jit),
                     f("do_sys", FrameKind::Kernel),
-                ],
+                ]
+                .into(),
                 times: Default::default(),
             }],
             start_unix_ns: 1_000,

@@ -299,6 +299,7 @@ pub async fn run(
         agent: None,
         serve_token: config.token.clone(),
         queries: Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)),
+        steps: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -21,7 +21,7 @@ pub use user::{debug_file_by_build_id, default_debug_dirs};
 
 use crate::{
     off_cpu::RawOffCpu,
-    profile::{Frame, FrameKind, OffCpuStack, Profile, Stack, UNKNOWN},
+    profile::{Frame, FrameKind, Frames, OffCpuStack, Profile, Stack, UNKNOWN},
     stacks::{lookup_address, AggregatedStack, ModuleTable, UserFrame},
 };
 
@@ -98,6 +98,20 @@ impl Names {
                 .chain(off_cpu.iter().map(|s| (s.tgid, &*s.kstack, &*s.ustack)))
         };
         let symbols = self.resolve(modules, &default_debug_dirs(), all);
+        // Stacks of one process with the same frames share them: the
+        // blocked stacks of a pool's idle threads are one stack many times.
+        let (stack_frames, off_cpu_frames) = {
+            let mut shared: HashMap<(u32, &[u64], &[crate::stacks::UserFrame]), Frames> = HashMap::new();
+            let keys = stacks.iter().map(|s| (s.pid, &*s.kstack, &*s.ustack));
+            let keys = keys.chain(off_cpu.iter().map(|s| (s.tgid, &*s.kstack, &*s.ustack)));
+            let mut all: Vec<Frames> = Vec::with_capacity(stacks.len() + off_cpu.len());
+            for key @ (pid, kstack, ustack) in keys {
+                let frames = shared.entry(key).or_insert_with(|| symbols.frames(self, pid, kstack, ustack).into());
+                all.push(frames.clone());
+            }
+            let off = all.split_off(stacks.len());
+            (all, off)
+        };
         profile.samples = stacks.iter().map(|s| s.count).sum();
         profile.modules = modules.modules.clone();
         // Sample times from the monotonic clock to the Unix epoch, by the
@@ -105,13 +119,14 @@ impl Names {
         let (mono0, unix0) = (profile.window_start_ns, profile.start_unix_ns);
         profile.stacks = stacks
             .into_iter()
-            .map(|s| {
+            .zip(stack_frames)
+            .map(|(s, frames)| {
                 let mut times = crate::profile::SampleTimes::default();
                 for (t, w) in s.times {
                     times.push(unix0 + t.saturating_sub(mono0), w);
                 }
                 Stack {
-                    frames: symbols.frames(self, s.pid, &s.kstack, &s.ustack),
+                    frames,
                     pid: s.pid,
                     tid: s.tid,
                     comm: s.comm,
@@ -124,8 +139,9 @@ impl Names {
             .collect();
         profile.off_cpu = off_cpu
             .into_iter()
-            .map(|s| OffCpuStack {
-                frames: symbols.frames(self, s.tgid, &s.kstack, &s.ustack),
+            .zip(off_cpu_frames)
+            .map(|(s, frames)| OffCpuStack {
+                frames,
                 pid: s.tgid,
                 tid: s.tid,
                 comm: s.comm,

@@ -72,7 +72,16 @@ fn merge(shared: &Shared, run: &[Segment]) -> bool {
     }
     let Some(profiles) = profiles else { return true };
     let merged = Stored { profile: profiles.finish(), noise: noise.flatten() };
-    match Shared::lock(&shared.store).replace(run, &merged) {
+    // Encoded before the store is locked, and the merge freed before the write.
+    let encoded = match store::Encoded::of(&merged) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "segments not merged: could not encode them");
+            return false;
+        }
+    };
+    drop(merged);
+    match Shared::lock(&shared.store).replace(run, &encoded) {
         Ok(done) => {
             tracing::debug!(sources = run.len(), done, elapsed = ?started.elapsed(), "segments merged");
             true

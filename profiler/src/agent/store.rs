@@ -38,10 +38,11 @@ use crate::{noise::continuous::ContinuousRaw, profile::Profile};
 pub const LEVELS: [(u64, u64); 2] = [(30, 1), (360, 36)];
 
 /// Most bytes on disk one merge reads: a merge holds its sources' union in
-/// memory, and windows of an exec storm (2 MB each, every short-lived
-/// process and thread in them) would otherwise make it hundreds of MB.
-/// Windows of an ordinary host (tens of KB) merge whole.
-pub const MAX_MERGE_BYTES: u64 = 8 << 20;
+/// memory, about 16 times their size on disk when they are windows of an
+/// exec storm (1–2 MB each, every short-lived process and thread in them).
+/// Such windows gain little from a merge and stay as they are; windows of
+/// an ordinary host (tens of KB) merge whole into 5-minute segments.
+pub const MAX_MERGE_BYTES: u64 = 2 << 20;
 
 /// What a segment holds.
 #[derive(Debug)]
@@ -175,6 +176,20 @@ fn encode(profile: &Profile, noise: Option<&ContinuousRaw>) -> std::io::Result<(
         serde_json::to_writer(&mut body, n).map_err(std::io::Error::other)?;
     }
     Ok((body, samples))
+}
+
+/// A segment's contents, encoded before the store is locked: a merge's
+/// encoding takes seconds under an exec storm, and queries list segments.
+pub struct Encoded {
+    body: Vec<u8>,
+    samples: u64,
+}
+
+impl Encoded {
+    pub fn of(stored: &Stored) -> std::io::Result<Self> {
+        let (body, samples) = encode(&stored.profile, stored.noise.as_ref())?;
+        Ok(Self { body, samples })
+    }
 }
 
 /// The span a profile covers, Unix ns.
@@ -425,18 +440,16 @@ impl Store {
 
     /// Put `merged` in place of `sources` (if retention left them all):
     /// the merged segment is in place before any source goes.
-    pub fn replace(&mut self, sources: &[Segment], merged: &Stored) -> Result<bool, StoreError> {
+    pub fn replace(&mut self, sources: &[Segment], merged: &Encoded) -> Result<bool, StoreError> {
         if !sources.iter().all(|s| self.segments.contains_key(&(s.start_unix_ns, s.end_unix_ns))) {
             return Ok(false);
         }
         // The span of the sources, as the store knows them.
         let (Some(first), Some(last)) = (sources.first(), sources.last()) else { return Ok(false) };
         let (start, end) = (first.start_unix_ns, last.end_unix_ns);
-        let (body, samples) =
-            encode(&merged.profile, merged.noise.as_ref()).map_err(io("encode a segment for", &self.dir))?;
         let name = format!("{start}-{end}{SUFFIX}");
         let path = self.dir.join(&name);
-        let bytes = self.put(&path, &body, samples)?;
+        let bytes = self.put(&path, &merged.body, merged.samples)?;
         for s in sources {
             self.segments.remove(&(s.start_unix_ns, s.end_unix_ns));
             if s.path != path {
@@ -565,7 +578,7 @@ mod tests {
         let merged = Stored { profile: merger.unwrap().finish(), noise: None };
         // A crash after the merged segment is in place, before the sources go.
         let keep: Vec<Vec<u8>> = run.iter().map(|seg| std::fs::read(&seg.path).unwrap()).collect();
-        assert!(s.replace(&run, &merged).unwrap());
+        assert!(s.replace(&run, &Encoded::of(&merged).unwrap()).unwrap());
         assert_eq!(s.all().len(), 1);
         assert_eq!(
             (s.all()[0].start_unix_ns, s.all()[0].end_unix_ns),

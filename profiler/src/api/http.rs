@@ -179,7 +179,13 @@ async fn readyz(State(s): State<Arc<Api>>) -> Response {
 
 async fn status(State(s): State<Arc<Api>>) -> Response {
     match (&s.agent, &s.serve_status) {
-        (Some(a), _) => axum::Json(a.status()).into_response(),
+        (Some(a), _) => {
+            let mut status = serde_json::to_value(a.status()).unwrap_or_default();
+            if let Some(m) = status.as_object_mut() {
+                m.insert("timeline_cache".into(), serde_json::to_value(s.steps.stats()).unwrap_or_default());
+            }
+            axum::Json(status).into_response()
+        }
         (None, status) => json(status),
     }
 }
@@ -388,28 +394,38 @@ async fn profile(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, Str
     };
     let shared = s.clone();
     let result = limited(&s, move || {
-        let windows::Merged { profile: p, windows, covered } = merged(&shared, &q)?;
-        let folded = folded_of(&p, q.view);
         let write = |f: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| {
             let mut out = Vec::new();
             f(&mut out).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             Ok::<_, ApiError>(out)
         };
+        if q.format == Format::Pprof {
+            // pprof carries the processes and modules: the merge of the range.
+            let p = merged(&shared, &q)?.profile;
+            let kind = match q.view {
+                View::Cpu => output::pprof::Kind::Cpu,
+                View::Offcpu => output::pprof::Kind::OffCpu,
+                View::Wall => output::pprof::Kind::Wall,
+            };
+            return Ok(("application/octet-stream", write(&|w| output::pprof::write(&p, kind, w))?));
+        }
+        // The other formats are folded lines: summed window by window.
+        let windows::Folded { folded, windows, covered } = windows::fold(&*shared.source, q.from, q.to, |p| {
+            if let Some(g) = &q.group_by {
+                p.group_by = g.clone();
+            }
+            p.select(&q.selection);
+            folded_of(p, q.view)
+        })
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         Ok(match q.format {
             Format::Folded => ("text/plain; charset=utf-8", write(&|w| output::folded::write(&folded, w))?),
             Format::Svg => {
                 let unit = if q.view == View::Cpu { "samples" } else { "ns" };
                 ("image/svg+xml", write(&|w| output::flamegraph::write(&folded, "tailprof", unit, w))?)
             }
-            Format::Pprof => {
-                let kind = match q.view {
-                    View::Cpu => output::pprof::Kind::Cpu,
-                    View::Offcpu => output::pprof::Kind::OffCpu,
-                    View::Wall => output::pprof::Kind::Wall,
-                };
-                ("application/octet-stream", write(&|w| output::pprof::write(&p, kind, w))?)
-            }
-            Format::Json => {
+            // JSON (pprof was answered above).
+            Format::Json | Format::Pprof => {
                 #[derive(Serialize)]
                 struct Body {
                     from_unix_ns: u64,
@@ -423,7 +439,7 @@ async fn profile(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, Str
                     root: tree::Node,
                 }
                 let unit = if q.view == View::Cpu { "samples" } else { "nanoseconds" };
-                let (covered_from, covered_to) = covered.unwrap_or((p.start_unix_ns, p.start_unix_ns + p.duration_ns));
+                let (covered_from, covered_to) = covered.unwrap_or((0, 0));
                 let body = Body {
                     from_unix_ns: q.from,
                     to_unix_ns: q.to,
@@ -474,7 +490,7 @@ async fn timeline(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, St
     };
     let shared = s.clone();
     let result = limited(&s, move || {
-        let steps = windows::timeline(&*shared.source, from, to, step, group_by.as_ref())
+        let steps = windows::timeline(&*shared.source, &shared.steps, from, to, step, group_by.as_ref())
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         #[derive(Serialize)]
         struct Body {

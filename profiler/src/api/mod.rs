@@ -42,6 +42,8 @@ pub struct Api {
     pub serve_token: Option<String>,
     /// Queries running at once (the rest get 503).
     pub queries: Arc<tokio::sync::Semaphore>,
+    /// Each segment's timeline totals, once read.
+    pub steps: windows::StepCache,
 }
 
 /// Most queries served at once.
@@ -56,6 +58,7 @@ impl Api {
             serve_status: None,
             serve_token: None,
             queries: Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)),
+            steps: Default::default(),
         }
     }
 

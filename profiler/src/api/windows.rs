@@ -48,6 +48,41 @@ pub fn merge(source: &dyn Source, from: u64, to: u64) -> Result<Merged, String> 
     Ok(Merged { profile: merger.map(|m| m.finish()).unwrap_or_default(), windows: n, covered })
 }
 
+/// The folded stacks of the windows overlapping `from..to`, summed window
+/// by window: a query holds one window at a time and the lines, never the
+/// merge of the range (under an exec storm a minute is 120,000 process
+/// generations). Each line's value is a sum over stacks, so the sum of the
+/// windows' folds is the fold of their merge; in the wall view each
+/// window's samples count at that window's own sampling period, where a
+/// merge would apply the last one to all.
+pub fn fold(
+    source: &dyn Source,
+    from: u64,
+    to: u64,
+    mut fold_one: impl FnMut(&mut Profile) -> crate::output::folded::Folded,
+) -> Result<Folded, String> {
+    let mut out = Folded::default();
+    each_window(source, from, to, |seg, mut s| {
+        out.windows += 1;
+        let (a, b) = out.covered.unwrap_or((seg.start_unix_ns, seg.end_unix_ns));
+        out.covered = Some((a.min(seg.start_unix_ns), b.max(seg.end_unix_ns)));
+        for (line, v) in fold_one(&mut s.profile) {
+            *out.folded.entry(line).or_default() += v;
+        }
+    })?;
+    Ok(out)
+}
+
+/// The folded stacks of a range.
+#[derive(Default)]
+pub struct Folded {
+    pub folded: crate::output::folded::Folded,
+    /// How many windows.
+    pub windows: usize,
+    /// The span from the first window's start to the last one's end.
+    pub covered: Option<(u64, u64)>,
+}
+
 /// The noise of the windows overlapping `from..to`, merged, and how many
 /// windows had none stored.
 pub fn noise(
@@ -67,24 +102,102 @@ pub fn noise(
 
 /// The timeline of `from..to`: per stored segment (`step` none), or per
 /// `step` from `from` (each segment in the step its start falls in).
+/// Without `group_by`, each segment's totals come from `cache` once read.
 pub fn timeline(
     source: &dyn Source,
+    cache: &StepCache,
     from: u64,
     to: u64,
     step: Option<u64>,
     group_by: Option<&crate::query::dimension::GroupBy>,
 ) -> Result<Vec<Step>, String> {
     let mut steps: Vec<Step> = Vec::new();
-    each_window(source, from, to, |seg, s| {
-        let one = Step::of(seg, &s, group_by);
+    let mut add = |seg: &Segment, one: Step| {
         let Some(len) = step.filter(|l| *l > 0) else { return steps.push(one) };
         let bucket = from + (seg.start_unix_ns.saturating_sub(from) / len) * len;
         match steps.last_mut() {
             Some(last) if last.start_unix_ns == bucket => last.absorb(one),
             _ => steps.push(Step { start_unix_ns: bucket, ..one }),
         }
-    })?;
+    };
+    match group_by {
+        Some(g) => each_window(source, from, to, |seg, s| add(seg, Step::of(seg, &s, Some(g))))?,
+        None => {
+            for seg in &source.range(from, to) {
+                let one = match cache.get(seg) {
+                    Some(one) => one,
+                    None => match source.read(seg)? {
+                        Some(stored) => cache.put(seg, Step::of(seg, &stored, None)),
+                        None => continue,
+                    },
+                };
+                add(seg, one);
+            }
+        }
+    }
     Ok(steps)
+}
+
+/// Each stored segment's timeline step (totals, no groups). Segments never
+/// change once written, so a timeline parses a segment once, not at every
+/// query: under an exec storm a 5-minute timeline is 30 windows of over a
+/// megabyte each. Bounded by [`MAX_CACHED_STEPS`]; past it the oldest
+/// segments' steps go first (retention deletes those first too).
+#[derive(Default)]
+pub struct StepCache {
+    inner: std::sync::Mutex<StepCacheInner>,
+}
+
+/// Most segments whose steps are kept (a step is about a kilobyte).
+pub const MAX_CACHED_STEPS: usize = 4096;
+
+#[derive(Default)]
+struct StepCacheInner {
+    /// By the segment's start, path and size (a file of the same name
+    /// written again differs in one of them).
+    steps: std::collections::BTreeMap<(u64, std::path::PathBuf, u64), Step>,
+    stats: StepCacheStats,
+}
+
+/// What the cache did, for the status endpoint.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StepCacheStats {
+    pub entries: u64,
+    pub capacity: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evicted: u64,
+}
+
+impl StepCache {
+    fn key(seg: &Segment) -> (u64, std::path::PathBuf, u64) {
+        (seg.start_unix_ns, seg.path.clone(), seg.bytes)
+    }
+
+    fn get(&self, seg: &Segment) -> Option<Step> {
+        let mut c = crate::sys::lock(&self.inner);
+        let step = c.steps.get(&Self::key(seg)).cloned();
+        match step.is_some() {
+            true => c.stats.hits += 1,
+            false => c.stats.misses += 1,
+        }
+        step
+    }
+
+    fn put(&self, seg: &Segment, step: Step) -> Step {
+        let mut c = crate::sys::lock(&self.inner);
+        c.steps.insert(Self::key(seg), step.clone());
+        while c.steps.len() > MAX_CACHED_STEPS {
+            c.steps.pop_first();
+            c.stats.evicted += 1;
+        }
+        step
+    }
+
+    pub fn stats(&self) -> StepCacheStats {
+        let c = crate::sys::lock(&self.inner);
+        StepCacheStats { entries: c.steps.len() as u64, capacity: MAX_CACHED_STEPS as u64, ..c.stats }
+    }
 }
 
 /// One step of the timeline: the totals of the segments that start in it.
@@ -308,4 +421,35 @@ fn cap_groups(mut groups: Vec<GroupStep>) -> Vec<GroupStep> {
         groups.push(GroupStep { group: key, totals: other });
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(start: u64) -> Segment {
+        Segment {
+            path: format!("/nonexistent/{start}.tpseg").into(),
+            name: format!("{start}.tpseg"),
+            start_unix_ns: start,
+            end_unix_ns: start + 1,
+            bytes: 10,
+        }
+    }
+
+    #[test]
+    fn the_step_cache_is_bounded_and_forgets_the_oldest_segments_first() {
+        let cache = StepCache::default();
+        let n = MAX_CACHED_STEPS as u64 + 10;
+        for start in 0..n {
+            assert!(cache.get(&seg(start)).is_none());
+            cache.put(&seg(start), Step { start_unix_ns: start, samples: start, ..Step::default() });
+        }
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.evicted, stats.misses, stats.hits), (MAX_CACHED_STEPS as u64, 10, n, 0));
+        assert!(cache.get(&seg(9)).is_none(), "the oldest went first");
+        assert_eq!(cache.get(&seg(n - 1)).map(|s| s.samples), Some(n - 1));
+        // A file of the same span written again (another size) is another entry.
+        assert!(cache.get(&Segment { bytes: 11, ..seg(n - 1) }).is_none());
+    }
 }

@@ -340,7 +340,7 @@ mod tests {
                 comm: "app".into(),
                 process: 0,
                 syscall: -1,
-                frames: vec![f("main", FrameKind::User), f("hot", FrameKind::User)],
+                frames: vec![f("main", FrameKind::User), f("hot", FrameKind::User)].into(),
                 count,
                 times: Default::default(),
             });
@@ -354,7 +354,7 @@ mod tests {
             syscall: -1,
             waker_tid: profiler_common::NO_WAKER,
             waker_comm: String::new(),
-            frames: vec![f("main", FrameKind::User), f("schedule", FrameKind::Kernel)],
+            frames: vec![f("main", FrameKind::User), f("schedule", FrameKind::Kernel)].into(),
             stack_lost: false,
             ns: 777,
             count: 1,

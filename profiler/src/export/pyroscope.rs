@@ -170,7 +170,7 @@ mod tests {
                     comm: "app".into(),
                     process: id,
                     syscall: -1,
-                    frames: vec![Frame::new(name, FrameKind::User, None, i as u64)],
+                    frames: vec![Frame::new(name, FrameKind::User, None, i as u64)].into(),
                     count: 1,
                     times: Default::default(),
                 });

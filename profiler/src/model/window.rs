@@ -13,13 +13,14 @@
 use std::{
     collections::{BTreeMap, HashMap},
     hash::{Hash, Hasher},
+    sync::Arc,
 };
 
 use crate::{
     enrich::{fd_target::BlockedOn, process::ProcessInfo},
     model::stats::{CounterExtras, SamplerStats},
     noise::{continuous::ContinuousRaw, Measurement},
-    profile::{Frame, LimitHit, Module, OffCpuStack, Profile, Stack, StateSamples},
+    profile::{Frame, Frames, LimitHit, Module, OffCpuStack, Profile, Stack, StateSamples},
 };
 
 /// One window of a capture.
@@ -256,6 +257,14 @@ impl ProfileMerger {
                 })
             })
             .collect();
+        // b's stacks that share frames share them here too.
+        let mut remapped: HashMap<*const Frame, Frames> = HashMap::new();
+        let mut remap = |frames: &Frames| -> Frames {
+            remapped
+                .entry(Arc::as_ptr(frames).cast())
+                .or_insert_with(|| remap_frames(frames, &module_map).into())
+                .clone()
+        };
         let process_map: Vec<u32> = b
             .processes
             .iter()
@@ -268,11 +277,7 @@ impl ProfileMerger {
             })
             .collect();
         for s in &b.stacks {
-            let s = Stack {
-                frames: remap_frames(&s.frames, &module_map),
-                process: remap_process(s.process, &process_map),
-                ..s.clone()
-            };
+            let s = Stack { frames: remap(&s.frames), process: remap_process(s.process, &process_map), ..s.clone() };
             let bucket = self.stacks.entry(stack_key(&s)).or_default();
             match bucket.iter().find(|&&i| same_stack(&self.p.stacks[i], &s)) {
                 Some(&i) => {
@@ -292,11 +297,8 @@ impl ProfileMerger {
             }
         }
         for s in &b.off_cpu {
-            let s = OffCpuStack {
-                frames: remap_frames(&s.frames, &module_map),
-                process: remap_process(s.process, &process_map),
-                ..s.clone()
-            };
+            let s =
+                OffCpuStack { frames: remap(&s.frames), process: remap_process(s.process, &process_map), ..s.clone() };
             let bucket = self.off_cpu.entry(off_cpu_key(&s)).or_default();
             match bucket.iter().find(|&&i| same_off_cpu(&self.p.off_cpu[i], &s)) {
                 Some(&i) => {
@@ -473,7 +475,7 @@ mod tests {
                 comm: "worker".into(),
                 process: i as u32,
                 syscall: -1,
-                frames: vec![frame("main", Some(i % p.modules.len())), frame("schedule", None)],
+                frames: vec![frame("main", Some(i % p.modules.len())), frame("schedule", None)].into(),
                 count: 3 + tag,
                 times: Default::default(),
             });
@@ -490,7 +492,7 @@ mod tests {
                 syscall: 0,
                 waker_tid: profiler_common::NO_WAKER,
                 waker_comm: String::new(),
-                frames: vec![frame("read", Some(0))],
+                frames: vec![frame("read", Some(0))].into(),
                 stack_lost: false,
                 ns: 100 * (tag + 1),
                 count: 1,

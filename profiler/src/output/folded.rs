@@ -57,7 +57,7 @@ pub fn fold(profile: &Profile) -> Folded {
     let mut out = Folded::new();
     for stack in &profile.stacks {
         let mut line = stack_root(profile, stack);
-        for frame in &stack.frames {
+        for frame in stack.frames.iter() {
             line.push(';');
             line.push_str(&frame_label(frame, profile));
         }
@@ -89,7 +89,7 @@ mod tests {
                 comm: "a;b".into(),
                 process: 0,
                 syscall: -1,
-                frames,
+                frames: frames.into(),
                 count: 3,
                 times: Default::default(),
             }],

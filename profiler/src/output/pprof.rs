@@ -362,7 +362,7 @@ mod tests {
                     comm: "app".into(),
                     process: 0,
                     syscall: -1,
-                    frames: vec![f("main", FrameKind::User, Some(0)), f("hot", FrameKind::User, Some(0))],
+                    frames: vec![f("main", FrameKind::User, Some(0)), f("hot", FrameKind::User, Some(0))].into(),
                     count: 5,
                     times: Default::default(),
                 },
@@ -372,7 +372,7 @@ mod tests {
                     comm: "app".into(),
                     process: 0,
                     syscall: -1,
-                    frames: vec![f("main", FrameKind::User, Some(0)), f("schedule", FrameKind::Kernel, None)],
+                    frames: vec![f("main", FrameKind::User, Some(0)), f("schedule", FrameKind::Kernel, None)].into(),
                     count: 2,
                     times: Default::default(),
                 },
@@ -416,7 +416,8 @@ mod tests {
             Frame { inlined: true, line: src(30), ..Frame::new(Arc::from("inner"), FrameKind::User, Some(0), 0x42) },
             Frame::new(Arc::from("[unknown]"), FrameKind::User, Some(0), 0x99),
             Frame::new(Arc::from("LazyCompile:*hot"), FrameKind::Jit, None, 0x7f00),
-        ];
+        ]
+        .into();
         let p = build(&profile, Kind::Cpu);
         let st = |i: i64| p.string_table[i as usize].as_str();
         let loc = |id: u64| p.location.iter().find(|l| l.id == id).unwrap();

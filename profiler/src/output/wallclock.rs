@@ -34,7 +34,7 @@ fn fold_off_cpu(profile: &Profile, with_waker: bool, out: &mut Folded) {
         if s.stack_lost {
             line.push_str(";[stack lost]");
         }
-        for frame in &s.frames {
+        for frame in s.frames.iter() {
             line.push(';');
             line.push_str(&frame_label(frame, profile));
         }
@@ -52,7 +52,7 @@ pub fn fold_wallclock(profile: &Profile) -> Folded {
     let period = profile.period_ns();
     for stack in &profile.stacks {
         let mut line = root_and_state(profile, stack_root(profile, stack), profiler_common::STATE_RUNNING);
-        for frame in &stack.frames {
+        for frame in stack.frames.iter() {
             line.push(';');
             line.push_str(&frame_label(frame, profile));
         }
