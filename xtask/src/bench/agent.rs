@@ -42,6 +42,7 @@ impl Agent {
             .arg(data)
             .args(extra)
             .env_remove("TAILPROF_CONFIG")
+            .envs(std::env::var("XTASK_AGENT_PRELOAD").ok().map(|p| ("LD_PRELOAD", p)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr)?)
