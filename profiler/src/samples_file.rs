@@ -394,9 +394,37 @@ pub fn read(dir: &Path) -> Result<Profile> {
     read_from(file, &path)
 }
 
+/// What a reader needs of a samples file. The records it does not need are
+/// counted (the end record still checks their number) but not parsed: a
+/// flame graph of an exec storm's window needs its stacks and processes,
+/// not the exact times of its 30,000 threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    pub stacks: bool,
+    pub off_cpu: bool,
+    /// Per-thread records: exact times, names, snapshots, what they were blocked on.
+    pub threads: bool,
+}
+
+impl Parts {
+    pub const ALL: Parts = Parts { stacks: true, off_cpu: true, threads: true };
+
+    /// A record line this reader skips.
+    fn skips(&self, line: &str) -> bool {
+        (!self.threads && line.starts_with("{\"thread\":"))
+            || (!self.off_cpu && line.starts_with("{\"off_cpu\":"))
+            || (!self.stacks && line.starts_with("{\"stack\":"))
+    }
+}
+
 /// Read and check a samples file (a capture's, or an agent's segment),
 /// already open; `path` names it in errors.
 pub fn read_from(file: impl std::io::Read, path: &Path) -> Result<Profile> {
+    read_parts_from(file, path, Parts::ALL)
+}
+
+/// [`read_from`], keeping only `parts` (the other records are empty).
+pub fn read_parts_from(file: impl std::io::Read, path: &Path, parts: Parts) -> Result<Profile> {
     let path = path.to_owned();
     let corrupt = |reason: String| Error::CorruptCapture { path: path.clone(), reason };
     let decoder = zstd::Decoder::new(file).map_err(|e| corrupt(e.to_string()))?;
@@ -424,6 +452,9 @@ pub fn read_from(file: impl std::io::Read, path: &Path) -> Result<Profile> {
         let line = line.map_err(|e| corrupt(e.to_string()))?;
         if ended {
             return Err(corrupt(format!("line {}: data after the end record", n + 1)));
+        }
+        if header_seen && parts.skips(&line) {
+            continue;
         }
         let record: Record = serde_json::from_str(&line).map_err(|e| corrupt(format!("line {}: {e}", n + 1)))?;
         if !header_seen && !matches!(record, Record::Header(_)) {
@@ -627,6 +658,23 @@ mod tests {
         assert_eq!(back.processes, p.processes);
         assert_eq!(back.comms, p.comms);
         assert_eq!((back.samples, back.state_hz), (3, 20));
+    }
+
+    #[test]
+    fn a_reader_of_some_parts_skips_the_rest_but_still_counts_them() {
+        let p = sample();
+        let b = bytes(&p);
+        let parts = Parts { stacks: true, off_cpu: false, threads: false };
+        let back = read_parts_from(&b[..], Path::new("x"), parts).unwrap();
+        assert_eq!(back.stacks[0].frames, p.stacks[0].frames);
+        assert_eq!(back.processes, p.processes);
+        assert!(back.comms.is_empty() && back.thread_process.is_empty());
+        // A thread record lost: the end record's count still tells.
+        let text = String::from_utf8(zstd::decode_all(&b[..]).unwrap()).unwrap();
+        let cut: String = text.lines().filter(|l| !l.starts_with("{\"thread\":")).map(|l| format!("{l}\n")).collect();
+        let cut = zstd::encode_all(cut.as_bytes(), 1).unwrap();
+        let err = read_parts_from(&cut[..], Path::new("x"), parts).unwrap_err().to_string();
+        assert!(err.contains("the end record counts"), "{err}");
     }
 
     #[test]

@@ -175,10 +175,11 @@ impl Drop for HostGuard {
     }
 }
 
-/// `cargo xtask bench --qualify`: see `bench/qualify.rs`.
-pub fn qualify(bin: &Path) -> anyhow::Result<()> {
+/// `cargo xtask bench --qualify`: see `bench/qualify.rs`. `measured`:
+/// figures measured before (the CI soak's), checked with the rest.
+pub fn qualify(bin: &Path, measured: &[(&'static str, f64)]) -> anyhow::Result<()> {
     let guard = HostGuard::new(true)?;
-    let result = qualify::run(bin, &guard.scratch);
+    let result = qualify::run(bin, &guard.scratch, measured);
     drop(guard);
     result
 }

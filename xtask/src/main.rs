@@ -108,14 +108,14 @@ fn main() -> anyhow::Result<()> {
             println!("{} passed, {} failed", counts.passed, counts.failed);
             // The agent under combined load for 3 minutes (the 30-minute run is SOAK.md), then the
             // performance gate: each key ratio against its limit.
-            soak::run(&bin, 3, &util::root().join("target/soak-ci.md"))?;
-            bench::qualify(&bin)
+            let soak = soak::run(&bin, 3, &util::root().join("target/soak-ci.md"))?;
+            bench::qualify(&bin, &[("soak_3min_peak_rss_mib", soak.peak_rss_mib)])
         }
         Command::Bench { seconds, reps, qualify } => {
             setup::setup()?;
             let bin = util::build_release()?;
             match qualify {
-                true => bench::qualify(&bin),
+                true => bench::qualify(&bin, &[]),
                 false => bench::run(&bin, seconds, reps.max(1)),
             }
         }
@@ -123,7 +123,7 @@ fn main() -> anyhow::Result<()> {
             setup::setup()?;
             let bin = util::build_release()?;
             let report = report.unwrap_or_else(|| util::root().join("SOAK.md"));
-            soak::run(&bin, minutes.max(1), &report)
+            soak::run(&bin, minutes.max(1), &report).map(drop)
         }
     }
 }

@@ -65,7 +65,16 @@ const DROP_REASONS: [(&str, &str); 6] = [
     ("snapshot_threads", "snapshot_thread_table_full"),
 ];
 
-pub fn run(bin: &Path, minutes: u64, report: &Path) -> anyhow::Result<()> {
+/// What a soak showed, for a caller that gates on it (`cargo xtask test`).
+pub struct Outcome {
+    /// VmHWM at the end, or the highest sample, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Run the soak and write its report. An error: the agent died or did not
+/// stop cleanly, an API query failed, or a drop counter of the status is not
+/// in `/metrics` with the same total (the report says which).
+pub fn run(bin: &Path, minutes: u64, report: &Path) -> anyhow::Result<Outcome> {
     for tool in ["stress-ng", "perf", "bpftool", "curl", "gcc"] {
         output(Command::new("sh").args(["-c", &format!("command -v {tool}")]))
             .with_context(|| format!("{tool} is not installed (cargo xtask setup installs it)"))?;
@@ -180,7 +189,15 @@ pub fn run(bin: &Path, minutes: u64, report: &Path) -> anyhow::Result<()> {
     if let Some(e) = stop_result {
         bail!("the agent did not stop cleanly at the end of the soak: {e}");
     }
-    Ok(())
+    let failed = run.queries.iter().filter(|q| q.error.is_some()).count();
+    if failed > 0 {
+        bail!("{failed} API queries failed during the soak (report: {})", report.display());
+    }
+    if !run.drop_check.as_ref().is_some_and(DropCheck::met) {
+        bail!("a drop the status counts is not in /metrics with the same total (report: {})", report.display());
+    }
+    let rss_max = max_of(run.rss.iter().map(|p| p.1));
+    Ok(Outcome { peak_rss_mib: run.hwm_mib.map_or(rss_max, |h| h.max(rss_max)) })
 }
 
 /// `gcc -O2` a workload of xtask/workloads into the scratch directory.

@@ -7,6 +7,22 @@ use super::{
 };
 use crate::api::Source;
 
+impl Shared {
+    fn read_parts_with(
+        &self,
+        seg: &Segment,
+        parts: crate::samples_file::Parts,
+        with_noise: bool,
+    ) -> Result<Option<Stored>, String> {
+        match store::read_parts(seg, parts, with_noise) {
+            Ok(s) => Ok(Some(s)),
+            // Deleted by retention or replaced by a merge meanwhile.
+            Err(store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::error::format_chain(&e)),
+        }
+    }
+}
+
 /// The agent's stored windows and captures, as the API reads them.
 impl Source for Shared {
     fn range(&self, from: u64, to: u64) -> Vec<Segment> {
@@ -18,12 +34,11 @@ impl Source for Shared {
     }
 
     fn read(&self, seg: &Segment) -> Result<Option<Stored>, String> {
-        match store::read(seg) {
-            Ok(s) => Ok(Some(s)),
-            // Deleted by retention or replaced by a merge meanwhile.
-            Err(store::StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(crate::error::format_chain(&e)),
-        }
+        self.read_parts_with(seg, crate::samples_file::Parts::ALL, true)
+    }
+
+    fn read_parts(&self, seg: &Segment, parts: crate::samples_file::Parts) -> Result<Option<Stored>, String> {
+        self.read_parts_with(seg, parts, false)
     }
 
     fn captures(&self) -> Vec<Capture> {

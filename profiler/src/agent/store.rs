@@ -481,12 +481,18 @@ impl Store {
 
 /// Read a segment (checked again: the file may have changed since).
 pub fn read(seg: &Segment) -> Result<Stored, StoreError> {
+    read_parts(seg, crate::samples_file::Parts::ALL, true)
+}
+
+/// Read the `parts` of a segment's samples that a reader needs, and its
+/// noise if `with_noise`.
+pub fn read_parts(seg: &Segment, parts: crate::samples_file::Parts, with_noise: bool) -> Result<Stored, StoreError> {
     let bytes = std::fs::read(&seg.path).map_err(io("read", &seg.path))?;
     let damaged = |reason: String| StoreError::Damaged { path: seg.path.clone(), reason };
     let (samples, noise) = check(&bytes).map_err(damaged)?;
-    let profile = crate::samples_file::read_from(samples, &seg.path)
+    let profile = crate::samples_file::read_parts_from(samples, &seg.path, parts)
         .map_err(|e| StoreError::Read { path: seg.path.clone(), source: Box::new(e) })?;
-    let noise = match noise.is_empty() {
+    let noise = match noise.is_empty() || !with_noise {
         true => None,
         false => Some(serde_json::from_slice(noise).map_err(|e| damaged(format!("its noise does not parse: {e}")))?),
     };

@@ -410,7 +410,9 @@ async fn profile(State(s): State<Arc<Api>>, Query(q): Query<BTreeMap<String, Str
             return Ok(("application/octet-stream", write(&|w| output::pprof::write(&p, kind, w))?));
         }
         // The other formats are folded lines: summed window by window.
-        let windows::Folded { folded, windows, covered } = windows::fold(&*shared.source, q.from, q.to, |p| {
+        let parts =
+            crate::samples_file::Parts { stacks: q.view != View::Offcpu, off_cpu: q.view != View::Cpu, threads: false };
+        let windows::Folded { folded, windows, covered } = windows::fold(&*shared.source, q.from, q.to, parts, |p| {
             if let Some(g) = &q.group_by {
                 p.group_by = g.clone();
             }

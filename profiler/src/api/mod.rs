@@ -23,6 +23,12 @@ pub trait Source: Send + Sync {
     fn segments(&self) -> Vec<Segment>;
     /// A segment's contents; `None` if it is gone since it was listed.
     fn read(&self, seg: &Segment) -> Result<Option<Stored>, String>;
+    /// The `parts` of a segment's samples, without its noise (a source may
+    /// read more).
+    fn read_parts(&self, seg: &Segment, parts: crate::samples_file::Parts) -> Result<Option<Stored>, String> {
+        let _ = parts;
+        self.read(seg)
+    }
     /// The captures, oldest first.
     fn captures(&self) -> Vec<Capture>;
     /// A file of a capture, if the capture lists it (never a path as given).

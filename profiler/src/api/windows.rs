@@ -54,22 +54,25 @@ pub fn merge(source: &dyn Source, from: u64, to: u64) -> Result<Merged, String> 
 /// generations). Each line's value is a sum over stacks, so the sum of the
 /// windows' folds is the fold of their merge; in the wall view each
 /// window's samples count at that window's own sampling period, where a
-/// merge would apply the last one to all.
+/// merge would apply the last one to all. `parts`: the records the view
+/// folds (the rest are not parsed).
 pub fn fold(
     source: &dyn Source,
     from: u64,
     to: u64,
+    parts: crate::samples_file::Parts,
     mut fold_one: impl FnMut(&mut Profile) -> crate::output::folded::Folded,
 ) -> Result<Folded, String> {
     let mut out = Folded::default();
-    each_window(source, from, to, |seg, mut s| {
+    for seg in &source.range(from, to) {
+        let Some(mut s) = source.read_parts(seg, parts)? else { continue };
         out.windows += 1;
         let (a, b) = out.covered.unwrap_or((seg.start_unix_ns, seg.end_unix_ns));
         out.covered = Some((a.min(seg.start_unix_ns), b.max(seg.end_unix_ns)));
         for (line, v) in fold_one(&mut s.profile) {
             *out.folded.entry(line).or_default() += v;
         }
-    })?;
+    }
     Ok(out)
 }
 
