@@ -38,8 +38,10 @@ pub fn symbolize(
 
 /// Most (module, offset) pairs whose names are kept between windows; the
 /// cache is emptied when it outgrows it. Kernel names are bounded by
-/// [`MAX_KERNEL_NAMES`].
-pub const MAX_USER_CACHE: usize = 1_048_576;
+/// [`MAX_KERNEL_NAMES`]. An entry is about 200 bytes, and under the soak
+/// the agent adds ~90 a minute (a day: 130,000): the bound keeps a week's
+/// agent at ~13 MB for them, not 200.
+pub const MAX_USER_CACHE: usize = 65_536;
 
 /// Windows after which the kept symbolizer is dropped with what it parsed.
 const RENEW_SYMBOLIZER_WINDOWS: u64 = 360;

@@ -151,8 +151,10 @@ pub struct StepCache {
     inner: std::sync::Mutex<StepCacheInner>,
 }
 
-/// Most segments whose steps are kept (a step is about a kilobyte).
-pub const MAX_CACHED_STEPS: usize = 4096;
+/// Most segments whose steps are kept (a step with its noise by source is
+/// a few KB). A week of an ordinary host's merged segments is ~300; an exec
+/// storm's windows stay unmerged, and the oldest go first.
+pub const MAX_CACHED_STEPS: usize = 1024;
 
 #[derive(Default)]
 struct StepCacheInner {
