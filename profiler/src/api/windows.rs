@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::Source;
+use super::source::Source;
 use crate::{
     agent::store::{Segment, Stored},
     profile::Profile,
