@@ -127,6 +127,10 @@ fn kill_9_at_random_moments_loses_nothing_but_the_open_window() {
     let agent = Agent::start(data.path(), &args);
     let storage = status(&agent)["storage"].clone();
     let listed = segments(&agent);
+    for (name, start, end) in &served_before {
+        let kept = listed.iter().any(|(_, s, e)| s <= start && end <= e);
+        assert!(kept, "after the last kill: {name} was served before it and is gone");
+    }
     for (name, start, end) in &listed {
         let at = |ns: u64| format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000);
         let q = format!("/api/v1/profile?from={}&to={}&format=folded", at(start + 1), at(end.saturating_sub(1)));
@@ -140,7 +144,9 @@ fn kill_9_at_random_moments_loses_nothing_but_the_open_window() {
         in_quarantine,
         storage["quarantined"]
     );
-    assert!(listed.len() >= 20, "{} segments after 20 rounds", listed.len());
+    // Merges fold the rounds' windows together, and a round killed before
+    // its first window closed wrote none: how many segments is not fixed.
+    assert!(!listed.is_empty(), "no segment after 20 rounds");
     let _ = quarantined;
     assert!(agent.stop().success());
 }
