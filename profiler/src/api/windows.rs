@@ -30,6 +30,12 @@ pub struct Merged {
     pub covered: Option<(u64, u64)>,
 }
 
+/// `covered` widened by `seg`'s span.
+fn cover(covered: &mut Option<(u64, u64)>, seg: &Segment) {
+    let (a, b) = covered.unwrap_or((seg.start_unix_ns, seg.end_unix_ns));
+    *covered = Some((a.min(seg.start_unix_ns), b.max(seg.end_unix_ns)));
+}
+
 /// The merge of the windows overlapping `from..to`.
 pub fn merge(source: &dyn Source, from: u64, to: u64) -> Result<Merged, String> {
     let mut merger: Option<crate::model::window::ProfileMerger> = None;
@@ -38,8 +44,7 @@ pub fn merge(source: &dyn Source, from: u64, to: u64) -> Result<Merged, String> 
     each_window(source, from, to, |seg, s| {
         let p = s.profile;
         n += 1;
-        let (a, b) = covered.unwrap_or((seg.start_unix_ns, seg.end_unix_ns));
-        covered = Some((a.min(seg.start_unix_ns), b.max(seg.end_unix_ns)));
+        cover(&mut covered, seg);
         match merger.as_mut() {
             None => merger = Some(crate::model::window::ProfileMerger::new(p)),
             Some(m) => m.add(&p),
@@ -67,8 +72,7 @@ pub fn fold(
     for seg in &source.range(from, to) {
         let Some(mut s) = source.read_parts(seg, parts)? else { continue };
         out.windows += 1;
-        let (a, b) = out.covered.unwrap_or((seg.start_unix_ns, seg.end_unix_ns));
-        out.covered = Some((a.min(seg.start_unix_ns), b.max(seg.end_unix_ns)));
+        cover(&mut out.covered, seg);
         for (line, v) in fold_one(&mut s.profile) {
             *out.folded.entry(line).or_default() += v;
         }
