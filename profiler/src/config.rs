@@ -33,6 +33,9 @@ pub struct RecordConfig {
     pub user_stack_bytes: u32,
     /// Source lines of user frames in the reports.
     pub lines: bool,
+    /// Name user frames from DWARF too (inlined functions, source lines,
+    /// functions only DWARF names), not only from symbol tables.
+    pub debug_info: bool,
     /// Syscall latency histograms (hooks on every syscall).
     pub syscall_latency: bool,
     pub slos: Vec<Slo>,

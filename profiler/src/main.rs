@@ -9,6 +9,7 @@ use tailprof::{
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    tailprof::sys::mem::limit_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("warn")))

@@ -247,6 +247,7 @@ pub async fn run(
     .await?;
     // A collector of many windows keeps the modules it parsed.
     collector.sinks.names.keep_parsed = args.window.is_some_and(|w| w < args.duration);
+    collector.sinks.names.symbols_only = !args.debug_info;
     for sink in sinks.iter_mut() {
         sink.collecting(&loaded.unavailable);
     }
@@ -391,7 +392,7 @@ fn build_window(
         ..Profile::default()
     };
     let mut off_cpu_raw: Vec<RawOffCpu> = Vec::new();
-    if let (Some(snapshots), Some(sampled)) = (collector.snapshots.as_mut(), sampled) {
+    if let (Some(snapshots), Some(mut sampled)) = (collector.snapshots.as_mut(), sampled) {
         if let (Some(opening), Some(closing)) = (opening.as_ref(), closing.as_ref()) {
             let accounted = continuous::account(opening, closing, &sampled, &window, run.delayacct);
             let mut comms: FxHashMap<u32, String> =
@@ -400,6 +401,8 @@ fn build_window(
                 comms.entry(e.tid).or_insert_with(|| crate::model::text::comm_string(&e.comm));
             }
             off_cpu_raw = continuous::off_cpu_stacks(&accounted, &sampled.sightings, &comms);
+            // Freed before the window is built: every thread's sightings.
+            drop((comms, std::mem::take(&mut sampled.sightings)));
             if let (Some(report), Some(b)) = (unwind_report.as_mut(), &snapshots.blocked) {
                 report.blocked = b.stats;
                 report.off_cpu = continuous::unwind_sources(&off_cpu_raw);

@@ -77,6 +77,10 @@ pub struct Names {
     /// addresses of a module every window, and parsing a large debug file
     /// anew each time (libc's: 20 ms) would be most of its cost.
     pub keep_parsed: bool,
+    /// Name user frames from symbol tables only (the module's and its
+    /// build-id debug file's), not DWARF: no inlined functions or source
+    /// lines, and none of the memory DWARF takes (the agent's default).
+    pub symbols_only: bool,
     user_symbolizer: Option<Symbolizer>,
     /// Windows since `user_symbolizer` was made.
     symbolizer_windows: u64,
@@ -176,6 +180,9 @@ impl Names {
             self.user_symbolizer = None;
             self.symbolizer_windows = 0;
         }
+        if self.keep_parsed {
+            self.kernel.window_done();
+        }
         if self.user.len() > MAX_USER_CACHE {
             self.stats.user_evicted += self.user.len() as u64;
             self.user.clear();
@@ -226,7 +233,7 @@ impl Names {
             true => Some(&*self.user_symbolizer.get_or_insert_with(user::new_symbolizer)),
             false => None,
         };
-        let mut named = user::name_modules_with(kept, modules, wanted.clone(), debug_dirs);
+        let mut named = user::name_modules_with(kept, modules, wanted.clone(), debug_dirs, !self.symbols_only);
         for (module, offsets) in wanted {
             for offset in offsets {
                 self.user.insert((module, offset), named.remove(&(module, offset)));
@@ -306,11 +313,20 @@ fn kernel_names(symbolizer: &Symbolizer, addrs: &[u64], unknown: &Arc<str>) -> b
 /// Bound of [`KernelSymbols`]' names.
 pub const MAX_KERNEL_NAMES: usize = 65_536;
 
+/// Windows in a row that named no new kernel address after which the
+/// parsed kallsyms (6 MB) are dropped; a parse takes ~36 ms, so a host
+/// whose stacks keep changing keeps them.
+const KALLSYMS_IDLE_WINDOWS: u32 = 6;
+
 /// Kernel addresses named as they arrive, each looked up once and kept
 /// (the symbolizer keeps kallsyms parsed between lookups): for stacks that
 /// are classified during a capture rather than at its end.
 pub struct KernelSymbols {
-    symbolizer: Symbolizer,
+    /// Made at the first lookup; dropped by [`KernelSymbols::window_done`]
+    /// once lookups stop.
+    symbolizer: Option<Symbolizer>,
+    /// Windows since the last lookup.
+    idle_windows: u32,
     /// At most [`MAX_KERNEL_NAMES`]; emptied when full (kernel text holds
     /// far fewer return addresses than that on a normal host).
     names: HashMap<u64, Arc<str>>,
@@ -330,7 +346,8 @@ impl Default for KernelSymbols {
 impl KernelSymbols {
     pub fn new() -> Self {
         Self {
-            symbolizer: Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build(),
+            symbolizer: None,
+            idle_windows: 0,
             names: HashMap::new(),
             evicted: 0,
             unknown: Arc::from(UNKNOWN),
@@ -355,7 +372,11 @@ impl KernelSymbols {
             // Every address of these stacks is to be named again.
             new = all;
         }
-        match kernel_names(&self.symbolizer, &new, &self.unknown) {
+        self.idle_windows = 0;
+        let symbolizer = self
+            .symbolizer
+            .get_or_insert_with(|| Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build());
+        match kernel_names(symbolizer, &new, &self.unknown) {
             Ok(names) => self.names.extend(new.into_iter().zip(names)),
             Err(err) => {
                 if !self.failed {
@@ -365,6 +386,15 @@ impl KernelSymbols {
                 let unknown = self.unknown.clone();
                 self.names.extend(new.into_iter().map(|a| (a, unknown.clone())));
             }
+        }
+    }
+
+    /// A window ended (a collector of many windows): the parsed kallsyms
+    /// go after [`KALLSYMS_IDLE_WINDOWS`] windows without a lookup.
+    pub fn window_done(&mut self) {
+        self.idle_windows = self.idle_windows.saturating_add(1);
+        if self.idle_windows >= KALLSYMS_IDLE_WINDOWS {
+            self.symbolizer = None;
         }
     }
 

@@ -221,6 +221,8 @@ impl Captures {
             tier: req.tier,
             // A deep capture is bounded: it also times every syscall.
             syscall_latency: req.tier == Tier::Deep,
+            // One window, its symbolizer dropped module by module.
+            debug_info: true,
             cpu_budget: match req.tier {
                 Tier::Continuous => base.cpu_budget,
                 Tier::Deep => None,

@@ -32,6 +32,8 @@ pub struct AgentSettings {
     pub cpu_budget: Option<f64>,
     pub state_hz: Option<u64>,
     pub max_threads: Option<u32>,
+    /// Name the windows' user frames from DWARF too.
+    pub debug_info: Option<bool>,
     /// Longest deep capture, e.g. "2m".
     pub capture_max_duration: Option<String>,
     /// Pause after a capture before the next may start, e.g. "1m".
@@ -123,6 +125,7 @@ impl AgentSettings {
             cpu_budget: self.cpu_budget.or(under.cpu_budget),
             state_hz: self.state_hz.or(under.state_hz),
             max_threads: self.max_threads.or(under.max_threads),
+            debug_info: self.debug_info.or(under.debug_info),
             capture_max_duration: self.capture_max_duration.or(under.capture_max_duration),
             capture_cooldown: self.capture_cooldown.or(under.capture_cooldown),
             capture_duration: self.capture_duration.or(under.capture_duration),
@@ -164,6 +167,8 @@ pub struct AgentConfig {
     pub cpu_budget_percent: f64,
     pub state_hz: u64,
     pub max_threads: u32,
+    /// Windows name user frames from DWARF too (captures always do).
+    pub debug_info: bool,
     pub captures: CaptureLimits,
     /// Fleet backends profiles are pushed to.
     pub push: PushConfig,
@@ -308,6 +313,7 @@ impl AgentConfig {
             cpu_budget_percent: s.cpu_budget.unwrap_or(1.0),
             state_hz: s.state_hz.unwrap_or(20),
             max_threads: s.max_threads.unwrap_or(profiler_common::MAX_THREADS),
+            debug_info: s.debug_info.unwrap_or(false),
             captures: CaptureLimits {
                 max_duration: dur("capture-max-duration", s.capture_max_duration, "2m")?,
                 cooldown: dur("capture-cooldown", s.capture_cooldown, "1m")?,
@@ -387,6 +393,7 @@ impl AgentConfig {
             unwind: crate::config::UnwindMethod::Auto,
             user_stack_bytes: profiler_common::DEFAULT_USER_STACK_BYTES,
             lines: false,
+            debug_info: self.debug_info,
             syscall_latency: false,
             slos: Vec::new(),
             btf: PathBuf::from(crate::kernel_btf::SYSFS_BTF),

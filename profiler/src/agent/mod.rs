@@ -209,6 +209,7 @@ fn reload(shared: &Shared, load: &Reload) {
         ("cpu-budget", old.cpu_budget_percent != new.cpu_budget_percent),
         ("state-hz", old.state_hz != new.state_hz),
         ("max-threads", old.max_threads != new.max_threads),
+        ("debug-info", old.debug_info != new.debug_info),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))
@@ -228,6 +229,7 @@ fn reload(shared: &Shared, load: &Reload) {
         cpu_budget_percent: old.cpu_budget_percent,
         state_hz: old.state_hz,
         max_threads: old.max_threads,
+        debug_info: old.debug_info,
         ..new
     };
     *shared.config.write().unwrap_or_else(std::sync::PoisonError::into_inner) = effective;

@@ -123,6 +123,11 @@ pub struct AgentArgs {
     #[arg(long, value_name = "N", env = "TAILPROF_MAX_THREADS", value_parser = clap::value_parser!(u32).range(16..=4_194_304))]
     pub max_threads: Option<u32>,
 
+    /// Name user frames from DWARF too: inlined functions and source lines in the windows, at
+    /// the memory DWARF takes (tens of MB per large binary) [default: symbol tables only].
+    #[arg(long, env = "TAILPROF_DEBUG_INFO")]
+    pub debug_info: bool,
+
     /// Longest deep capture the API, alerts and rules may start [default: 2m].
     #[arg(long, value_name = "DURATION", env = "TAILPROF_CAPTURE_MAX_DURATION")]
     pub capture_max_duration: Option<String>,
@@ -197,6 +202,7 @@ impl AgentArgs {
             cpu_budget: self.cpu_budget,
             state_hz: self.state_hz,
             max_threads: self.max_threads,
+            debug_info: self.debug_info.then_some(true),
             capture_max_duration: self.capture_max_duration.clone(),
             capture_cooldown: self.capture_cooldown.clone(),
             capture_duration: self.capture_duration.clone(),
@@ -632,6 +638,7 @@ impl RecordArgs {
             unwind: self.unwind,
             user_stack_bytes: self.user_stack_size,
             lines: self.lines,
+            debug_info: true,
             syscall_latency: self.syscall_latency,
             slos: crate::latency::parse_slos_arg(self.slo.as_deref())?,
             btf: self.btf.clone(),

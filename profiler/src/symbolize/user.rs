@@ -42,7 +42,7 @@ pub type UserNames = HashMap<(usize, u64), Arc<[Frame]>>;
 /// is noted in the module.
 #[cfg(test)]
 pub fn name_modules(modules: &mut ModuleTable, wanted: HashMap<usize, Vec<u64>>, debug_dirs: &[PathBuf]) -> UserNames {
-    name_modules_with(None, modules, wanted, debug_dirs)
+    name_modules_with(None, modules, wanted, debug_dirs, true)
 }
 
 /// A symbolizer for user modules: it keeps every file it parsed (symbol
@@ -55,11 +55,15 @@ pub fn new_symbolizer() -> Symbolizer {
 /// for later windows (a collector of many windows), or `None` for a
 /// symbolizer per module, dropped when the module is done (one window: the
 /// memory peak is then that of the largest module, not of all of them).
+/// Without `dwarf` only symbol tables name: the module's, and its
+/// build-id debug file's (which names the static functions a stripped
+/// module lacks); no inlined functions, no source lines.
 pub fn name_modules_with(
     kept: Option<&Symbolizer>,
     modules: &mut ModuleTable,
     wanted: HashMap<usize, Vec<u64>>,
     debug_dirs: &[PathBuf],
+    dwarf: bool,
 ) -> UserNames {
     let mut files = FileNames::default();
     let mut names = UserNames::new();
@@ -78,7 +82,7 @@ pub fn name_modules_with(
                 &own
             }
         };
-        let Some(found) = symbolize_module(symbolizer, info, source, &offsets, debug_dirs) else { continue };
+        let Some(found) = symbolize_module(symbolizer, info, source, &offsets, debug_dirs, dwarf) else { continue };
         for (&offset, (basic, detailed)) in offsets.iter().zip(found) {
             let frames = match (basic, detailed) {
                 (basic, Some(Symbolized::Sym(sym))) => {
@@ -113,6 +117,7 @@ fn symbolize_module<'a>(
     source: Result<PathBuf, String>,
     offsets: &[u64],
     debug_dirs: &[PathBuf],
+    dwarf: bool,
 ) -> Option<Found<'a>> {
     let path = match source {
         Ok(p) => p,
@@ -140,7 +145,9 @@ fn symbolize_module<'a>(
         // The debug file has the module's addresses but not its file layout.
         let virt: Vec<Option<u64>> = offsets.iter().map(|&o| elf.virt_offset(o)).collect();
         let known: Vec<u64> = virt.iter().flatten().copied().collect();
-        match symbolizer.symbolize(&Source::Elf(Elf::new(&debug)), Input::VirtOffset(&known)) {
+        let mut src = Elf::new(&debug);
+        src.debug_syms = dwarf;
+        match symbolizer.symbolize(&Source::Elf(src), Input::VirtOffset(&known)) {
             Ok(found) => {
                 info.debug_file = Some(debug.to_string_lossy().into_owned());
                 let mut found = found.into_iter();
@@ -149,7 +156,7 @@ fn symbolize_module<'a>(
             Err(err) => info.debug_info_unreadable = Some(format!("{}: {err}", debug.display())),
         }
     }
-    if detailed.is_none() {
+    if detailed.is_none() && dwarf {
         // The module's own DWARF, or a debug file its .gnu_debuglink names;
         // without either this only repeats the symbol table lookups.
         match symbolize_file(symbolizer, &path, offsets, true) {
@@ -301,6 +308,14 @@ int main(void) { hot_outer(); return 0; }
         let found = name_modules(&mut t, HashMap::from([(id, offsets.clone())]), &[]);
         check(&found, id);
         assert_eq!(t.modules[id].debug_file, None);
+        // Symbol tables only (the agent's default): the function, nothing inlined, no lines.
+        let symbols_only = |t: &mut ModuleTable, id: usize, dirs: &[PathBuf]| {
+            let found = name_modules_with(None, t, HashMap::from([(id, offsets.clone())]), dirs, false);
+            let all: Vec<&Arc<[Frame]>> = offsets.iter().filter_map(|o| found.get(&(id, *o))).collect();
+            assert_eq!(all.len(), offsets.len(), "every byte of hot_outer is named");
+            assert!(all.iter().all(|f| f.len() == 1 && &*f[0].name == "hot_outer" && f[0].line.is_none()), "{all:?}");
+        };
+        symbols_only(&mut t, id, &[]);
 
         // Stripped, with its debug file under a build-id directory and no debug link.
         let debug_dir = dir.path().join("debug");
@@ -313,6 +328,10 @@ int main(void) { hot_outer(); return 0; }
         let (mut t, id) = table_with(&stripped);
         let found = name_modules(&mut t, HashMap::from([(id, offsets.clone())]), std::slice::from_ref(&debug_dir));
         check(&found, id);
+        assert_eq!(t.modules[id].debug_file.as_deref(), Some(debug.to_str().unwrap()));
+        // Symbol tables only: the debug file's names a stripped binary lacks.
+        let (mut t, id) = table_with(&stripped);
+        symbols_only(&mut t, id, std::slice::from_ref(&debug_dir));
         assert_eq!(t.modules[id].debug_file.as_deref(), Some(debug.to_str().unwrap()));
 
         // Without it: unnamed, not guessed.
