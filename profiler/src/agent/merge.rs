@@ -81,7 +81,10 @@ fn merge(shared: &Shared, run: &[Segment]) -> bool {
         }
     };
     drop(merged);
-    match Shared::lock(&shared.store).replace(run, &encoded) {
+    // Written without the store's lock: queries and windows never wait on
+    // the merge's fsync.
+    let Some(target) = Shared::lock(&shared.store).merge_target(run) else { return true };
+    match target.put(&encoded).map(|bytes| Shared::lock(&shared.store).replace(run, target, bytes)) {
         Ok(done) => {
             tracing::debug!(sources = run.len(), done, elapsed = ?started.elapsed(), "segments merged");
             true

@@ -121,7 +121,7 @@ impl WindowSink for StoreSink {
             crate::noise::Measurement::Continuous(n) => Some(n),
             crate::noise::Measurement::Deep { .. } => None,
         };
-        let written = Shared::lock(&self.0.store).write(p, noise);
+        let written = store_window(&self.0, p, noise);
         // The merger may have a bucket to merge now.
         self.0.wake_merger();
         self.0.check_rules(p);
@@ -130,6 +130,27 @@ impl WindowSink for StoreSink {
         }
         Ok(())
     }
+}
+
+/// Store a window: encoded and written without the store's lock, so that
+/// queries never wait on the disk (an fsync under heavy write-back can take
+/// seconds); only making room and registering the segment take it.
+fn store_window(
+    shared: &Shared,
+    p: &crate::profile::Profile,
+    noise: Option<&crate::noise::continuous::ContinuousRaw>,
+) -> Result<(), store::StoreError> {
+    let (start, end) = store::span(p);
+    let encoded = match store::Encoded::window(p, noise) {
+        Ok(e) => e,
+        Err(source) => {
+            let dir = Shared::lock(&shared.store).dir().to_owned();
+            return Err(store::StoreError::Io { what: "encode a segment for", path: dir, source });
+        }
+    };
+    let pending = Shared::lock(&shared.store).prepare(start, end, encoded.file_bytes())?;
+    let result = pending.put(&encoded);
+    Shared::lock(&shared.store).written(pending, result)
 }
 
 fn read_token(config: &AgentConfig) -> Result<Option<String>, AgentError> {

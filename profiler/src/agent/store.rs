@@ -187,12 +187,57 @@ pub struct Encoded {
 
 impl Encoded {
     pub fn of(stored: &Stored) -> std::io::Result<Self> {
-        let (body, samples) = encode(&stored.profile, stored.noise.as_ref())?;
+        Self::window(&stored.profile, stored.noise.as_ref())
+    }
+
+    pub fn window(profile: &Profile, noise: Option<&ContinuousRaw>) -> std::io::Result<Self> {
+        let (body, samples) = encode(profile, noise)?;
         Ok(Self { body, samples })
+    }
+
+    /// Bytes of the file it becomes.
+    pub fn file_bytes(&self) -> u64 {
+        (self.body.len() + FOOTER) as u64
     }
 }
 
-/// The span a profile covers, Unix ns.
+/// Where a segment is about to be written: the store made room for it
+/// ([`Store::prepare`]); the file is written without the store's lock
+/// ([`Pending::put`]), so that queries never wait on the disk's fsync, and
+/// then registered ([`Store::written`]).
+#[derive(Debug)]
+pub struct Pending {
+    path: PathBuf,
+    name: String,
+    start: u64,
+    end: u64,
+}
+
+impl Pending {
+    /// Write, fsync and rename the file into place, and fsync the
+    /// directory: its size, or why not.
+    pub fn put(&self, encoded: &Encoded) -> Result<u64, StoreError> {
+        put_file(&self.path, &encoded.body, encoded.samples)
+    }
+}
+
+/// Write `body` and its footer to a temporary file beside `path`, fsync it,
+/// rename it to `path` and fsync the directory: the file's size.
+fn put_file(path: &Path, body: &[u8], samples: u64) -> Result<u64, StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".segment-")
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(io("create a segment in", dir))?;
+    tmp.write_all(body).map_err(io("write", path))?;
+    tmp.write_all(&footer(samples, crc32fast::hash(body))).map_err(io("write", path))?;
+    tmp.as_file().sync_all().map_err(io("sync", path))?;
+    tmp.persist(path).map_err(|e| StoreError::Io { what: "rename into", path: path.to_owned(), source: e.error })?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync", dir))?;
+    Ok((body.len() + FOOTER) as u64)
+}
+
 /// The span a window covers, Unix ns.
 pub fn span(profile: &Profile) -> (u64, u64) {
     let start = profile.start_unix_ns;
@@ -312,13 +357,22 @@ impl Store {
         self.stats.bytes = self.segments.values().map(|s| s.bytes).sum();
     }
 
-    /// Write one window as a segment, then enforce retention. A failure to
-    /// write is counted and returned; the store stays usable.
+    /// Write one window as a segment, then enforce retention, all under
+    /// `&mut self` (the agent does the three steps apart: encoding and the
+    /// file's write go without the store's lock).
+    #[cfg(test)]
     pub fn write(&mut self, profile: &Profile, noise: Option<&ContinuousRaw>) -> Result<(), StoreError> {
+        let encoded = Encoded::window(profile, noise).map_err(io("encode a segment for", &self.dir))?;
         let (start, end) = span(profile);
-        let (body, samples) = encode(profile, noise).map_err(io("encode a segment for", &self.dir))?;
-        // The file about to be written counts.
-        let incoming = (body.len() + FOOTER) as u64;
+        let pending = self.prepare(start, end, encoded.file_bytes())?;
+        let result = pending.put(&encoded);
+        self.written(pending, result)
+    }
+
+    /// Make room for a window's segment of `incoming` bytes covering
+    /// `start..end`: enforce retention, and refuse (counted) under the
+    /// free-space floor.
+    pub fn prepare(&mut self, start: u64, end: u64, incoming: u64) -> Result<Pending, StoreError> {
         self.enforce(now_unix_ns(), incoming);
         if free_bytes(&self.dir).is_some_and(|f| f < self.retention.min_free_bytes) {
             self.stats.windows_not_written += 1;
@@ -332,10 +386,15 @@ impl Store {
             });
         }
         let name = format!("{start}-{end}{SUFFIX}");
-        let path = self.dir.join(&name);
-        let result = self.put(&path, &body, samples);
+        Ok(Pending { path: self.dir.join(&name), name, start, end })
+    }
+
+    /// Register what [`Pending::put`] did: the segment, or a counted
+    /// failure (the store stays usable).
+    pub fn written(&mut self, pending: Pending, result: Result<u64, StoreError>) -> Result<(), StoreError> {
         match result {
             Ok(bytes) => {
+                let Pending { path, name, start, end } = pending;
                 self.stats.written += 1;
                 self.stats.last_error = None;
                 self.segments
@@ -350,24 +409,6 @@ impl Store {
                 Err(e)
             }
         }
-    }
-
-    fn put(&self, path: &Path, body: &[u8], samples: u64) -> Result<u64, StoreError> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".segment-")
-            .suffix(".partial")
-            .tempfile_in(&self.dir)
-            .map_err(io("create a segment in", &self.dir))?;
-        tmp.write_all(body).map_err(io("write", path))?;
-        tmp.write_all(&footer(samples, crc32fast::hash(body))).map_err(io("write", path))?;
-        tmp.as_file().sync_all().map_err(io("sync", path))?;
-        tmp.persist(path).map_err(|e| StoreError::Io {
-            what: "rename into",
-            path: path.to_owned(),
-            source: e.error,
-        })?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io("sync", &self.dir))?;
-        Ok((body.len() + FOOTER) as u64)
     }
 
     /// Delete what retention no longer keeps: too old, over the size bound
@@ -438,18 +479,33 @@ impl Store {
         None
     }
 
-    /// Put `merged` in place of `sources` (if retention left them all):
-    /// the merged segment is in place before any source goes.
-    pub fn replace(&mut self, sources: &[Segment], merged: &Encoded) -> Result<bool, StoreError> {
-        if !sources.iter().all(|s| self.segments.contains_key(&(s.start_unix_ns, s.end_unix_ns))) {
-            return Ok(false);
+    /// Where the merge of `sources` goes, if retention left them all.
+    pub fn merge_target(&self, sources: &[Segment]) -> Option<Pending> {
+        if !self.holds_all(sources) {
+            return None;
         }
         // The span of the sources, as the store knows them.
-        let (Some(first), Some(last)) = (sources.first(), sources.last()) else { return Ok(false) };
-        let (start, end) = (first.start_unix_ns, last.end_unix_ns);
+        let (start, end) = (sources.first()?.start_unix_ns, sources.last()?.end_unix_ns);
         let name = format!("{start}-{end}{SUFFIX}");
-        let path = self.dir.join(&name);
-        let bytes = self.put(&path, &merged.body, merged.samples)?;
+        Some(Pending { path: self.dir.join(&name), name, start, end })
+    }
+
+    fn holds_all(&self, sources: &[Segment]) -> bool {
+        sources.iter().all(|s| self.segments.contains_key(&(s.start_unix_ns, s.end_unix_ns)))
+    }
+
+    /// Put the merged segment [`Pending::put`] wrote in place of `sources`
+    /// (if retention left them all while it was written; if not, the file
+    /// goes): it is in place before any source goes.
+    pub fn replace(&mut self, sources: &[Segment], target: Pending, written: u64) -> bool {
+        let Pending { path, name, start, end } = target;
+        if !self.holds_all(sources) {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(segment = %name, %e, "could not delete a merge whose sources retention dropped");
+            }
+            return false;
+        }
+        let bytes = written;
         for s in sources {
             self.segments.remove(&(s.start_unix_ns, s.end_unix_ns));
             if s.path != path {
@@ -462,7 +518,7 @@ impl Store {
         self.stats.merges += 1;
         self.stats.merged_sources += sources.len() as u64;
         self.recount();
-        Ok(true)
+        true
     }
 
     /// Move a segment that no longer reads to quarantine.
@@ -471,6 +527,11 @@ impl Store {
             self.quarantine(&seg.path, &seg.name, reason);
             self.recount();
         }
+    }
+
+    /// The directory segments are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Every segment, oldest first.
@@ -584,7 +645,24 @@ mod tests {
         let merged = Stored { profile: merger.unwrap().finish(), noise: None };
         // A crash after the merged segment is in place, before the sources go.
         let keep: Vec<Vec<u8>> = run.iter().map(|seg| std::fs::read(&seg.path).unwrap()).collect();
-        assert!(s.replace(&run, &Encoded::of(&merged).unwrap()).unwrap());
+        // Written without the store's lock; meanwhile a source went (set
+        // aside here, as retention could): the merge is dropped, the rest stays.
+        let target = s.merge_target(&run).expect("the store holds every source");
+        let path = target.path.clone();
+        let bytes = target.put(&Encoded::of(&merged).unwrap()).unwrap();
+        let mut gone = s.all()[59].clone();
+        s.set_aside(&gone, "test");
+        assert!(!s.replace(&run, target, bytes));
+        assert!(!path.exists(), "the merge of a run retention broke is deleted");
+        assert_eq!(s.all().len(), 59);
+        assert!(s.merge_target(&run).is_none());
+        // Put back, and merged.
+        std::fs::rename(s.quarantine.join(&gone.name), &gone.path).unwrap();
+        gone.bytes = std::fs::metadata(&gone.path).unwrap().len();
+        s.segments.insert((gone.start_unix_ns, gone.end_unix_ns), gone);
+        let target = s.merge_target(&run).expect("the store holds every source");
+        let bytes = target.put(&Encoded::of(&merged).unwrap()).unwrap();
+        assert!(s.replace(&run, target, bytes));
         assert_eq!(s.all().len(), 1);
         assert_eq!(
             (s.all()[0].start_unix_ns, s.all()[0].end_unix_ns),
