@@ -324,7 +324,7 @@ fn the_cost_governor_holds_its_budget_at_5000_idle_threads_and_reports_the_rates
     // far below the ungoverned cost (its first judged interval, at 20 Hz).
     let first = g["changes"][0]["measured_percent"].as_f64().unwrap_or(f64::NAN);
     println!("ungoverned cost in the first judged interval {first:.2}%, settled {measured:.3}%");
-    c.check(measured <= 1.2 * BUDGET && measured >= 0.7 * BUDGET && measured <= 0.2 * first, || {
+    c.check((0.7 * BUDGET..=1.2 * BUDGET).contains(&measured) && measured <= 0.2 * first, || {
         format!(
             "tool CPU {measured:.3}% of one CPU once settled: expected the {BUDGET}% budget +20%/-30% and at most a fifth of the ungoverned {first:.2}%"
         )
