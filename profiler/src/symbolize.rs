@@ -67,7 +67,7 @@ pub struct NameCacheStats {
 /// so the key stands for its build id and offset).
 #[derive(Default)]
 pub struct Names {
-    /// Keeps kallsyms parsed for the collector's life (one parse, shared
+    /// Keeps kallsyms parsed while kernel addresses keep coming (shared
     /// with the continuous tier's noise sampler).
     kernel: KernelSymbols,
     /// `None`: no symbol covers the offset.
