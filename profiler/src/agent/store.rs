@@ -214,28 +214,28 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Write, fsync and rename the file into place, and fsync the
-    /// directory: its size, or why not.
+    /// Write the segment and its footer to a temporary file beside its
+    /// path, fsync it, rename it into place and fsync the directory: the
+    /// file's size, or why not.
     pub fn put(&self, encoded: &Encoded) -> Result<u64, StoreError> {
-        put_file(&self.path, &encoded.body, encoded.samples)
+        let (path, body, samples) = (&self.path, &encoded.body, encoded.samples);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".segment-")
+            .suffix(".partial")
+            .tempfile_in(dir)
+            .map_err(io("create a segment in", dir))?;
+        tmp.write_all(body).map_err(io("write", path))?;
+        tmp.write_all(&footer(samples, crc32fast::hash(body))).map_err(io("write", path))?;
+        tmp.as_file().sync_all().map_err(io("sync", path))?;
+        tmp.persist(path).map_err(|e| StoreError::Io {
+            what: "rename into",
+            path: path.to_owned(),
+            source: e.error,
+        })?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync", dir))?;
+        Ok(encoded.file_bytes())
     }
-}
-
-/// Write `body` and its footer to a temporary file beside `path`, fsync it,
-/// rename it to `path` and fsync the directory: the file's size.
-fn put_file(path: &Path, body: &[u8], samples: u64) -> Result<u64, StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".segment-")
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(io("create a segment in", dir))?;
-    tmp.write_all(body).map_err(io("write", path))?;
-    tmp.write_all(&footer(samples, crc32fast::hash(body))).map_err(io("write", path))?;
-    tmp.as_file().sync_all().map_err(io("sync", path))?;
-    tmp.persist(path).map_err(|e| StoreError::Io { what: "rename into", path: path.to_owned(), source: e.error })?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync", dir))?;
-    Ok((body.len() + FOOTER) as u64)
 }
 
 /// The span a window covers, Unix ns.
@@ -497,7 +497,7 @@ impl Store {
     /// Put the merged segment [`Pending::put`] wrote in place of `sources`
     /// (if retention left them all while it was written; if not, the file
     /// goes): it is in place before any source goes.
-    pub fn replace(&mut self, sources: &[Segment], target: Pending, written: u64) -> bool {
+    pub fn replace(&mut self, sources: &[Segment], target: Pending, bytes: u64) -> bool {
         let Pending { path, name, start, end } = target;
         if !self.holds_all(sources) {
             if let Err(e) = std::fs::remove_file(&path) {
@@ -505,7 +505,6 @@ impl Store {
             }
             return false;
         }
-        let bytes = written;
         for s in sources {
             self.segments.remove(&(s.start_unix_ns, s.end_unix_ns));
             if s.path != path {
