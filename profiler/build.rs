@@ -53,9 +53,21 @@ fn main() -> anyhow::Result<()> {
 fn is_progress(line: &str) -> bool {
     let Some(text) = line.strip_prefix("cargo:warning=") else { return false };
     let text = text.trim_start();
-    ["Compiling ", "Finished ", "Checking ", "Fresh ", "Running ", "Building ", "Blocking ", "Updating ", "Locking "]
-        .iter()
-        .any(|p| text.starts_with(p))
+    [
+        "Compiling ",
+        "Finished ",
+        "Checking ",
+        "Fresh ",
+        "Running ",
+        "Building ",
+        "Blocking ",
+        "Updating ",
+        "Locking ",
+        "Downloading ",
+        "Downloaded ",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
 }
 
 /// Run `f` with this process's stdout (where build scripts speak to cargo)

@@ -151,13 +151,27 @@ pub fn account(
 pub fn off_cpu_stacks(
     accounted: &Accounted,
     sightings: &FxHashMap<u32, FxHashMap<SightKey, u64>>,
-    comms: &FxHashMap<u32, String>,
+    comm_of: impl Fn(u32) -> String,
 ) -> Vec<RawOffCpu> {
-    let mut out = Vec::new();
     let none = FxHashMap::default();
+    // Sized exactly: under thread churn a window has tens of thousands of
+    // lines, and a doubling vector would hold up to twice their room.
+    let lines: usize = accounted
+        .times
+        .iter()
+        .map(|(tid, t)| {
+            let seen = sightings.get(tid).unwrap_or(&none);
+            [STATE_RUNNABLE, STATE_SLEEPING, STATE_DISK, STATE_OTHER]
+                .into_iter()
+                .filter(|&state| t.off_cpu_ns[(state - 1) as usize] > 0)
+                .map(|state| seen.keys().filter(|k| k.state == state).count().max(1))
+                .sum::<usize>()
+        })
+        .sum();
+    let mut out = Vec::with_capacity(lines);
     for (&tid, t) in &accounted.times {
         let seen = sightings.get(&tid).unwrap_or(&none);
-        let comm = comms.get(&tid).cloned().unwrap_or_default();
+        let comm: std::sync::Arc<str> = comm_of(tid).into();
         for state in [STATE_RUNNABLE, STATE_SLEEPING, STATE_DISK, STATE_OTHER] {
             let ns = t.off_cpu_ns[(state - 1) as usize];
             let mut keys: Vec<(&SightKey, u64)> =
@@ -235,7 +249,7 @@ mod tests {
         assert_eq!((t.on_cpu_ns, t.off_cpu_ns), (3_000, [1_000, 6_000, 0, 0]));
         let t = a.times[&2];
         assert_eq!((t.on_cpu_ns, t.off_cpu_ns), (1_000, [0, 4_000, 0, 0]));
-        let stacks = off_cpu_stacks(&a, &FxHashMap::default(), &FxHashMap::default());
+        let stacks = off_cpu_stacks(&a, &FxHashMap::default(), |_| String::new());
         let total: u64 = stacks.iter().filter(|s| s.tid == 1).map(|s| s.ns).sum();
         assert_eq!(total, 7_000, "unseen states keep their time on a line without stacks");
     }

@@ -26,8 +26,8 @@ pub struct RawOffCpu {
     pub syscall: i32,
     pub waker_tid: u32,
     pub waker_comm: String,
-    /// The thread's own name when last seen.
-    pub comm: String,
+    /// The thread's own name when last seen (shared by its lines).
+    pub comm: std::sync::Arc<str>,
     /// Kernel stack, innermost first; shared with the threads blocked in
     /// the same place (a pool's idle threads).
     pub kstack: std::sync::Arc<[u64]>,
@@ -129,7 +129,7 @@ pub fn collect(
             syscall: if k.syscall < 0 { NO_SYSCALL } else { k.syscall },
             waker_tid: k.waker_tid,
             waker_comm: if k.waker_tid == NO_WAKER { String::new() } else { comm_string(&v.waker_comm) },
-            comm: comm_string(&v.comm),
+            comm: comm_string(&v.comm).into(),
             kstack: kstack.into(),
             ustack: stacks.user(k.tgid, k.ustack_id, agg).into(),
             stack_lost: k.kstack_id == STACK_LOST,
@@ -206,7 +206,7 @@ mod tests {
             syscall: 0,
             waker_tid: NO_WAKER,
             waker_comm: String::new(),
-            comm: String::new(),
+            comm: "".into(),
             kstack: Default::default(),
             ustack: Default::default(),
             stack_lost: false,

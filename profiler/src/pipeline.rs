@@ -21,7 +21,7 @@ use std::{
 };
 
 use profiler_common::Counter;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use crate::{
     bpf::{Loaded, SamplingConfig},
@@ -61,6 +61,12 @@ pub trait WindowSink {
     fn collecting(&mut self, _unavailable: &[crate::bpf::Unavailable]) {}
 
     fn window(&mut self, window: &Arc<Window>) -> Result<()>;
+
+    /// The window is freed: finish what may wait on the disk (the store's
+    /// write and fsync), which no query should wait on.
+    fn window_done(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// How a pipeline run ended.
@@ -182,7 +188,10 @@ pub async fn run(
         let taker = SnapshotTaker::start(link, loaded.take_snap_config()?, state_hz)
             .map_err(|source| crate::Error::Io { what: "start the snapshot thread", source })?;
         let snapshots = Snapshots {
-            sampler: StateSampler::new(args.max_threads),
+            sampler: match continuous {
+                true => StateSampler::new(args.max_threads),
+                false => StateSampler::new(args.max_threads).with_hook_keys(),
+            },
             taker,
             stacks: match continuous {
                 true => None,
@@ -283,20 +292,38 @@ pub async fn run(
         let next = Open { start_ns: taken.end_ns, kernel: kernel_after.clone(), counters, started: Instant::now() };
         let single = id == 0 && cut != Cut::Boundary;
         let live = live_sets(taken.closing.as_ref());
-        let mut window = build_window(&run, &mut loaded, &mut collector, taken, &open, kernel_after, counters, single)?;
-        window.id = id;
-        if let Some((tids, tgids)) = live.as_ref().filter(|_| cut == Cut::Boundary) {
-            // Between windows, never inside one.
-            let n = collector.evict(tids, tgids);
-            tracing::debug!(evicted = n, "caches trimmed between windows");
+        {
+            // From its build until the sinks are done with it, the window is
+            // the one piece of window-sized work.
+            let _one = crate::sys::mem::window_sized();
+            // The processes the eviction after it keeps.
+            let evicting = live.as_ref().filter(|_| cut == Cut::Boundary).map(|(_, tgids)| tgids);
+            let mut window = build_window(
+                &run,
+                &mut loaded,
+                &mut collector,
+                taken,
+                &open,
+                (kernel_after, counters),
+                single,
+                evicting,
+            )?;
+            window.id = id;
+            if let Some((tids, tgids)) = live.as_ref().filter(|_| cut == Cut::Boundary) {
+                // Between windows, never inside one.
+                let n = collector.evict(tids, tgids);
+                tracing::debug!(evicted = n, "caches trimmed between windows");
+            }
+            window.profile.caches = Some(cache_report(&collector, id + 1));
+            let window = Arc::new(window);
+            for sink in sinks.iter_mut() {
+                sink.window(&window)?;
+            }
         }
-        window.profile.caches = Some(cache_report(&collector, id + 1));
-        let window = Arc::new(window);
-        for sink in sinks.iter_mut() {
-            sink.window(&window)?;
-        }
-        drop(window);
         crate::sys::mem::release_free_memory();
+        for sink in sinks.iter_mut() {
+            sink.window_done()?;
+        }
         if let Cut::End(reason) = cut {
             break reason;
         }
@@ -336,6 +363,8 @@ fn cache_report(collector: &Collector, windows: u64) -> CacheReport {
         put("unwind_modules", modules, dropped, None);
         put("unwind_tables_bytes", s.cache_bytes, 0, Some(crate::unwind::Limits::default().total_bytes));
         put("unwind_processes", s.processes, u.evicted, None);
+        let (held, replaced) = u.unwinder.rule_caches();
+        put("unwind_rule_caches", held, replaced, Some(crate::unwind::RULE_CACHES as u64));
     }
     if let Some(s) = collector.snapshots.as_ref() {
         put("threads", s.sampler.held(), s.sampler.evicted, Some(u64::from(s.sampler.max_threads())));
@@ -351,9 +380,9 @@ fn build_window(
     collector: &mut Collector,
     taken: WindowTaken,
     open: &Open,
-    kernel_after: KernelCounts,
-    counters_now: KernelCounters,
+    (kernel_after, counters_now): (KernelCounts, KernelCounters),
     single: bool,
+    evicting: Option<&FxHashSet<u32>>,
 ) -> Result<Window> {
     let args = run.args;
     let WindowTaken { stacks, untimed_samples, sampled, noise: sampled_noise, opening, closing, end_ns } = taken;
@@ -395,14 +424,15 @@ fn build_window(
     if let (Some(snapshots), Some(mut sampled)) = (collector.snapshots.as_mut(), sampled) {
         if let (Some(opening), Some(closing)) = (opening.as_ref(), closing.as_ref()) {
             let accounted = continuous::account(opening, closing, &sampled, &window, run.delayacct);
-            let mut comms: FxHashMap<u32, String> =
-                sampled.threads.iter().map(|(tid, t)| (*tid, t.comm.clone())).collect();
-            for e in sampled.exits.values() {
-                comms.entry(e.tid).or_insert_with(|| crate::model::text::comm_string(&e.comm));
-            }
-            off_cpu_raw = continuous::off_cpu_stacks(&accounted, &sampled.sightings, &comms);
+            // A thread's name: what the snapshots saw, else its exit record's.
+            let comm_of = |tid: u32| match (sampled.threads.get(&tid), sampled.exits.get(&tid)) {
+                (Some(t), _) => t.comm.clone(),
+                (None, Some(e)) => crate::model::text::comm_string(&e.comm),
+                (None, None) => String::new(),
+            };
+            off_cpu_raw = continuous::off_cpu_stacks(&accounted, &sampled.sightings, comm_of);
             // Freed before the window is built: every thread's sightings.
-            drop((comms, std::mem::take(&mut sampled.sightings)));
+            drop(std::mem::take(&mut sampled.sightings));
             if let (Some(report), Some(b)) = (unwind_report.as_mut(), &snapshots.blocked) {
                 report.blocked = b.stats;
                 report.off_cpu = continuous::unwind_sources(&off_cpu_raw);
@@ -438,7 +468,7 @@ fn build_window(
         }
         off_cpu_raw.retain(|s| !profile.untrusted_times.contains(&s.tid));
         // Names, least to most recent: off-CPU records, exits, snapshots, procfs.
-        profile.comms.extend(off_cpu_raw.iter().filter(|s| !s.comm.is_empty()).map(|s| (s.tid, s.comm.clone())));
+        profile.comms.extend(off_cpu_raw.iter().filter(|s| !s.comm.is_empty()).map(|s| (s.tid, s.comm.to_string())));
         profile.comms.extend(std::mem::take(&mut collector.exited.names));
         let mut stats = sampled.stats;
         stats.realtime = snapshots.taker.realtime;
@@ -464,7 +494,7 @@ fn build_window(
         for s in &mut off_cpu_raw {
             s.process = profile.thread_process.get(&s.tid).copied().unwrap_or(u32::MAX);
             if s.comm.is_empty() {
-                s.comm = profile.thread_name(s.tid).to_owned();
+                s.comm = profile.thread_name(s.tid).into();
             }
         }
     }
@@ -547,7 +577,7 @@ fn build_window(
     }
     // The window's process table, indexed densely.
     let index;
-    (profile.processes, index, profile.enrichment) = processes.window();
+    (profile.processes, index, profile.enrichment) = processes.window(evicting);
     let local = |id: u32| index.get(&id).copied().unwrap_or(u32::MAX);
     let mut stacks = stacks;
     for s in &mut stacks {

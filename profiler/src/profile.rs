@@ -275,8 +275,8 @@ impl SampleTimes {
 pub struct OffCpuStack {
     pub pid: u32,
     pub tid: u32,
-    /// The thread's name when last seen.
-    pub comm: String,
+    /// The thread's name when last seen (one copy for all its lines).
+    pub comm: std::sync::Arc<str>,
     /// Index into [`Profile::processes`] (the pid's latest generation).
     pub process: u32,
     /// An off-CPU `STATE_*`.

@@ -104,7 +104,12 @@ pub struct StateSampler {
     /// continuous tier's off-CPU stacks.
     pub sightings: FxHashMap<u32, FxHashMap<SightKey, u64>>,
     /// Deep tier: complete user stacks of blocked threads by the hooks' key.
+    /// In the continuous tier they carry no stack (the sightings have it):
+    /// only the count.
     pub blocked_counts: Vec<BlockedCount>,
+    /// The hooks key off-CPU time by stack ids (deep tier): blocked
+    /// threads' complete stacks are counted under those keys.
+    hook_keys: bool,
     /// Final counters of threads that exited (continuous tier).
     pub exits: FxHashMap<u32, TaskExit>,
     /// Live threads. A snapshot lists only those that changed (and, when
@@ -143,6 +148,7 @@ impl StateSampler {
             fd_waits: crate::enrich::fd_target::FdWaits::new(),
             sightings: FxHashMap::default(),
             blocked_counts: Vec::new(),
+            hook_keys: false,
             exits: FxHashMap::default(),
             live: FxHashMap::default(),
             weights: 0,
@@ -153,6 +159,13 @@ impl StateSampler {
             stats_at_cut: SamplerStats::default(),
             evicted: 0,
         }
+    }
+
+    /// Deep tier: count blocked threads' complete stacks under the hooks'
+    /// keys too, for the off-CPU aggregates to take their user halves from.
+    pub fn with_hook_keys(mut self) -> Self {
+        self.hook_keys = true;
+        self
     }
 
     /// Parse one snapshot. A bound snapshot returns every live thread's
@@ -289,7 +302,8 @@ impl StateSampler {
         }
         if rec.regs.sp != 0 {
             let key = (tid, rec.kstack_id, rec.ustack_id);
-            self.blocked_counts.push((key, l.ustack.as_deref().map(Into::into), n));
+            let frames = l.ustack.as_deref().filter(|_| self.hook_keys).map(Into::into);
+            self.blocked_counts.push((key, frames, n));
         }
         let key = SightKey {
             state: rec.state,

@@ -4,6 +4,7 @@
 //! demangled, JIT frames from perf maps. Each unique address is looked up
 //! once.
 
+pub mod kallsyms;
 mod user;
 
 use std::{
@@ -11,10 +12,7 @@ use std::{
     sync::Arc,
 };
 
-use blazesym::symbolize::{
-    source::{Kernel, Source},
-    Input, Symbolized, Symbolizer,
-};
+use blazesym::symbolize::Symbolizer;
 
 pub use crate::enrich::elf::{ElfError, ElfFile};
 pub use user::{debug_file_by_build_id, default_debug_dirs};
@@ -292,39 +290,21 @@ fn sorted(set: HashSet<u64>) -> Vec<u64> {
     v
 }
 
-fn name_of(sym: &Symbolized<'_>, unknown: &Arc<str>) -> Arc<str> {
-    match sym {
-        Symbolized::Sym(sym) => Arc::from(&*sym.name),
-        Symbolized::Unknown(_) => unknown.clone(),
-    }
-}
-
-/// Names of kernel addresses (kallsyms, or a vmlinux blazesym finds), in
-/// the order given; `unknown` where no symbol covers one.
-fn kernel_names(symbolizer: &Symbolizer, addrs: &[u64], unknown: &Arc<str>) -> blazesym::Result<Vec<Arc<str>>> {
-    if addrs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let src = Source::Kernel(Kernel::default());
-    let syms = symbolizer.symbolize(&src, Input::AbsAddr(addrs))?;
-    Ok(syms.iter().map(|s| name_of(s, unknown)).collect())
-}
-
 /// Bound of [`KernelSymbols`]' names.
 pub const MAX_KERNEL_NAMES: usize = 65_536;
 
 /// Windows in a row that named no new kernel address after which the
-/// parsed kallsyms (6 MB) are dropped; a parse takes ~36 ms, so a host
-/// whose stacks keep changing keeps them.
+/// function starts read from kallsyms (under 1 MB) are dropped.
 const KALLSYMS_IDLE_WINDOWS: u32 = 6;
 
-/// Kernel addresses named as they arrive, each looked up once and kept
-/// (the symbolizer keeps kallsyms parsed between lookups): for stacks that
-/// are classified during a capture rather than at its end.
+/// Kernel addresses named as they arrive, each looked up once and kept:
+/// for stacks that are classified during a capture rather than at its end.
+/// A batch of new addresses costs one pass over kallsyms ([`kallsyms`]).
 pub struct KernelSymbols {
-    /// Made at the first lookup; dropped by [`KernelSymbols::window_done`]
-    /// once lookups stop.
-    symbolizer: Option<Symbolizer>,
+    /// Read at the first lookup; dropped by [`KernelSymbols::window_done`]
+    /// once lookups stop, and read again when a function has gone (a
+    /// module unloaded).
+    kallsyms: Option<kallsyms::Kallsyms>,
     /// Windows since the last lookup.
     idle_windows: u32,
     /// At most [`MAX_KERNEL_NAMES`]; emptied when full (kernel text holds
@@ -346,7 +326,7 @@ impl Default for KernelSymbols {
 impl KernelSymbols {
     pub fn new() -> Self {
         Self {
-            symbolizer: None,
+            kallsyms: None,
             idle_windows: 0,
             names: HashMap::new(),
             evicted: 0,
@@ -373,14 +353,15 @@ impl KernelSymbols {
             new = all;
         }
         self.idle_windows = 0;
-        let symbolizer = self
-            .symbolizer
-            .get_or_insert_with(|| Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build());
-        match kernel_names(symbolizer, &new, &self.unknown) {
-            Ok(names) => self.names.extend(new.into_iter().zip(names)),
+        match self.kernel_names(&new) {
+            Ok(names) => {
+                let unknown = &self.unknown;
+                self.names
+                    .extend(new.into_iter().zip(names).map(|(a, n)| (a, n.map_or_else(|| unknown.clone(), Arc::from))));
+            }
             Err(err) => {
                 if !self.failed {
-                    tracing::warn!(%err, "could not symbolize kernel frames; they show as [unknown]");
+                    tracing::warn!(err = %crate::error::format_chain(&err), "could not name kernel frames; they show as [unknown]");
                     self.failed = true;
                 }
                 let unknown = self.unknown.clone();
@@ -389,12 +370,27 @@ impl KernelSymbols {
         }
     }
 
+    /// Names of kernel addresses, in the order given (`None`: no function
+    /// covers one).
+    fn kernel_names(&mut self, addrs: &[u64]) -> Result<Vec<Option<String>>, kallsyms::KallsymsError> {
+        let k = match self.kallsyms.take() {
+            Some(k) => k,
+            None => kallsyms::Kallsyms::read()?,
+        };
+        let names = k.names(addrs)?;
+        // A function gone since the starts were read: read them again next time.
+        if names.iter().all(Option::is_some) {
+            self.kallsyms = Some(k);
+        }
+        Ok(names)
+    }
+
     /// A window ended (a collector of many windows): the parsed kallsyms
     /// go after [`KALLSYMS_IDLE_WINDOWS`] windows without a lookup.
     pub fn window_done(&mut self) {
         self.idle_windows = self.idle_windows.saturating_add(1);
         if self.idle_windows >= KALLSYMS_IDLE_WINDOWS {
-            self.symbolizer = None;
+            self.kallsyms = None;
         }
     }
 

@@ -45,6 +45,8 @@ pub fn spawn(shared: Arc<Shared>, wake: mpsc::Receiver<()>) -> std::io::Result<s
 /// disk): the next wake tries again.
 fn merge(shared: &Shared, run: &[Segment]) -> bool {
     let started = std::time::Instant::now();
+    // Segments read, merged and encoded as one piece of window-sized work.
+    let one = crate::sys::mem::window_sized();
     let mut profiles: Option<ProfileMerger> = None;
     let mut noise = Some(None);
     for seg in run {
@@ -80,7 +82,7 @@ fn merge(shared: &Shared, run: &[Segment]) -> bool {
             return false;
         }
     };
-    drop(merged);
+    drop((merged, one));
     // Written without the store's lock: queries and windows never wait on
     // the merge's fsync.
     let Some(target) = Shared::lock(&shared.store).merge_target(run) else { return true };

@@ -66,7 +66,11 @@ pub enum AgentError {
 }
 
 /// The sink that stores each window and keeps the status current.
-struct StoreSink(Arc<Shared>, Warned);
+struct StoreSink(Arc<Shared>, Warned, Option<Unwritten>);
+
+/// A window encoded and given its place in the store, to be written once
+/// the window itself is freed.
+type Unwritten = (store::Pending, store::Encoded);
 
 /// The bounds a window has filled, each warned of once per run (they are
 /// counted in /metrics and /api/v1/status every window).
@@ -121,25 +125,41 @@ impl WindowSink for StoreSink {
             crate::noise::Measurement::Continuous(n) => Some(n),
             crate::noise::Measurement::Deep { .. } => None,
         };
-        let written = store_window(&self.0, p, noise);
+        match encode_window(&self.0, p, noise) {
+            Ok(unwritten) => self.2 = Some(unwritten),
+            Err(e) => not_stored(&e),
+        }
+        self.0.check_rules(p);
+        Ok(())
+    }
+
+    fn window_done(&mut self) -> crate::Result<()> {
+        let Some((pending, encoded)) = self.2.take() else { return Ok(()) };
+        let result = pending.put(&encoded);
+        let written = Shared::lock(&self.0.store).written(pending, result);
         // The merger may have a bucket to merge now.
         self.0.wake_merger();
-        self.0.check_rules(p);
         if let Err(e) = written {
-            tracing::warn!(error = %crate::error::format_chain(&e), "window not stored; collecting goes on");
+            not_stored(&e);
         }
         Ok(())
     }
 }
 
-/// Store a window: encoded and written without the store's lock, so that
-/// queries never wait on the disk (an fsync under heavy write-back can take
-/// seconds); only making room and registering the segment take it.
-fn store_window(
+fn not_stored(e: &store::StoreError) {
+    tracing::warn!(error = %crate::error::format_chain(e), "window not stored; collecting goes on");
+}
+
+/// Encode a window and make room for it in the store. The file is written
+/// later ([`WindowSink::window_done`]), without the store's lock and once
+/// the window is freed, so that queries never wait on the disk (an fsync
+/// under heavy write-back can take seconds); only making room and
+/// registering the segment take the lock.
+fn encode_window(
     shared: &Shared,
     p: &crate::profile::Profile,
     noise: Option<&crate::noise::continuous::ContinuousRaw>,
-) -> Result<(), store::StoreError> {
+) -> Result<Unwritten, store::StoreError> {
     let (start, end) = store::span(p);
     let encoded = match store::Encoded::window(p, noise) {
         Ok(e) => e,
@@ -149,8 +169,7 @@ fn store_window(
         }
     };
     let pending = Shared::lock(&shared.store).prepare(start, end, encoded.file_bytes())?;
-    let result = pending.put(&encoded);
-    Shared::lock(&shared.store).written(pending, result)
+    Ok((pending, encoded))
 }
 
 fn read_token(config: &AgentConfig) -> Result<Option<String>, AgentError> {
@@ -309,7 +328,7 @@ pub async fn run(
     });
     let config = shared.config();
     let capture = config.capture(config.data_dir.clone());
-    let mut sink = StoreSink(shared.clone(), Warned::default());
+    let mut sink = StoreSink(shared.clone(), Warned::default(), None);
     let outcome = crate::pipeline::run(&capture, watchdog(), &mut [&mut sink], cancel).await;
     // The pipeline ended (stopped, or failed): so do the server and a capture.
     cancel.cancel();

@@ -13,6 +13,7 @@ use crate::{
 /// it to `f`; a window gone meanwhile (retention, a merge) is skipped.
 fn each_window(source: &dyn Source, from: u64, to: u64, mut f: impl FnMut(&Segment, Stored)) -> Result<(), String> {
     for seg in &source.range(from, to) {
+        let _one = crate::sys::mem::window_sized();
         if let Some(stored) = source.read(seg)? {
             f(seg, stored);
         }
@@ -70,6 +71,7 @@ pub fn fold(
 ) -> Result<Folded, String> {
     let mut out = Folded::default();
     for seg in &source.range(from, to) {
+        let _one = crate::sys::mem::window_sized();
         let Some(mut s) = source.read_parts(seg, parts)? else { continue };
         out.windows += 1;
         cover(&mut out.covered, seg);
@@ -133,10 +135,13 @@ pub fn timeline(
             for seg in &source.range(from, to) {
                 let one = match cache.get(seg) {
                     Some(one) => one,
-                    None => match source.read(seg)? {
-                        Some(stored) => cache.put(seg, Step::of(seg, &stored, None)),
-                        None => continue,
-                    },
+                    None => {
+                        let _one = crate::sys::mem::window_sized();
+                        match source.read(seg)? {
+                            Some(stored) => cache.put(seg, Step::of(seg, &stored, None)),
+                            None => continue,
+                        }
+                    }
                 };
                 add(seg, one);
             }

@@ -53,6 +53,9 @@ pub struct ProcessTable {
     next_id: u32,
     /// Generations forgotten between windows (superseded or gone).
     pub evicted: u64,
+    /// Generations moved out by [`ProcessTable::window`] ahead of the
+    /// eviction that follows it, counted there.
+    moved_out: u64,
     /// pid to its latest generation.
     current: FxHashMap<u32, u32>,
     /// Fork generations not read from procfs yet.
@@ -74,6 +77,7 @@ impl ProcessTable {
             infos: FxHashMap::default(),
             next_id: 0,
             evicted: 0,
+            moved_out: 0,
             current: FxHashMap::default(),
             unread: FxHashSet::default(),
             users: FxHashMap::default(),
@@ -227,23 +231,43 @@ impl ProcessTable {
         }
     }
 
-    pub fn finish(self) -> (Vec<ProcessInfo>, EnrichStats) {
-        let (infos, _, stats) = self.window();
+    pub fn finish(mut self) -> (Vec<ProcessInfo>, EnrichStats) {
+        // Every generation moved out: the table goes with this call.
+        let (infos, _, stats) = self.window(Some(&FxHashSet::default()));
         (infos, stats)
     }
 
     /// The generations known now as one window's table: in id order,
     /// renumbered densely (`ProcessInfo::id` is the index), with each
     /// generation's index. Without evictions the indices are the ids.
-    pub fn window(&self) -> (Vec<ProcessInfo>, FxHashMap<u32, u32>, EnrichStats) {
+    ///
+    /// `evicting`: the processes alive at the window's end, when the table
+    /// is trimmed to them right after ([`ProcessTable::evict`]). The
+    /// generations that trim would forget are moved into the window rather
+    /// than copied (under an exec storm, tens of thousands per window).
+    pub fn window(
+        &mut self,
+        evicting: Option<&FxHashSet<u32>>,
+    ) -> (Vec<ProcessInfo>, FxHashMap<u32, u32>, EnrichStats) {
         let mut ids: Vec<u32> = self.infos.keys().copied().collect();
         ids.sort_unstable();
         let mut index = FxHashMap::default();
         let mut infos = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(info) = self.infos.get(&id) else { continue };
+            let kept = evicting.is_none_or(|live| self.current.get(&info.pid) == Some(&id) && live.contains(&info.pid));
+            let info = match kept {
+                true => info.clone(),
+                false => match self.infos.remove(&id) {
+                    Some(info) => {
+                        self.moved_out += 1;
+                        info
+                    }
+                    None => continue,
+                },
+            };
             index.insert(id, infos.len() as u32);
-            infos.push(ProcessInfo { id: infos.len() as u32, ..info.clone() });
+            infos.push(ProcessInfo { id: infos.len() as u32, ..info });
         }
         let stats = EnrichStats { processes: infos.len() as u64, ..self.stats };
         (infos, index, stats)
@@ -262,7 +286,7 @@ impl ProcessTable {
         if self.users.len() > MAX_USERS {
             self.users.clear();
         }
-        let evicted = (before - self.infos.len()) as u64;
+        let evicted = (before - self.infos.len()) as u64 + std::mem::take(&mut self.moved_out);
         self.evicted += evicted;
         evicted
     }

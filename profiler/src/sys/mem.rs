@@ -31,3 +31,16 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Transient work that holds a window's worth of memory at once: building
+/// a window, encoding one, reading a stored one back (a query, a merge).
+static WINDOW_SIZED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Wait for, and hold, the right to do window-sized work: one such piece at
+/// a time, so that the agent's peak is its long-lived state plus one
+/// window's worth, not a window being built plus every query's segment
+/// (4 queries at once are allowed). A query waits at most for one window
+/// to be built; disk writes and fsyncs are never done under it.
+pub fn window_sized() -> std::sync::MutexGuard<'static, ()> {
+    WINDOW_SIZED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

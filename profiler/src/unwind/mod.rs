@@ -32,8 +32,8 @@ use framehop::Unwinder as _;
 use profiler_common::UserRegs;
 use serde::Serialize;
 
-pub use address_space::MAPS_REREAD_INTERVAL;
-use address_space::{AddressSpace, NativeUnwinder};
+use address_space::{AddressSpace, NativeCache, NativeUnwinder, RuleCaches};
+pub use address_space::{MAPS_REREAD_INTERVAL, RULE_CACHES};
 pub use module_cache::{Limits, ModuleFailure};
 use module_cache::{ModuleCache, Resolved};
 
@@ -88,6 +88,7 @@ impl StopCounts {
 pub struct Unwinder {
     modules: ModuleCache,
     spaces: HashMap<u32, AddressSpace>,
+    caches: RuleCaches,
     stats: UnwindStats,
 }
 
@@ -103,7 +104,12 @@ impl Unwinder {
     }
 
     pub fn with_limits(limits: Limits) -> Self {
-        Unwinder { modules: ModuleCache::new(limits), spaces: HashMap::new(), stats: UnwindStats::default() }
+        Unwinder {
+            modules: ModuleCache::new(limits),
+            spaces: HashMap::new(),
+            caches: RuleCaches::default(),
+            stats: UnwindStats::default(),
+        }
     }
 
     /// Unwind one sample of live process `pid` (tgid) whose user registers
@@ -140,6 +146,12 @@ impl Unwinder {
         (before - self.spaces.len()) as u64 + self.modules.trim()
     }
 
+    /// framehop rule caches held (at most [`address_space::RULE_CACHES`]),
+    /// and how many were given to another process.
+    pub fn rule_caches(&self) -> (u64, u64) {
+        self.caches.counts()
+    }
+
     /// Modules whose unwind tables are held, and how many were dropped.
     pub fn modules_held(&self) -> (u64, u64) {
         (self.modules.held() as u64, self.modules.evicted())
@@ -168,7 +180,7 @@ impl Unwinder {
         UnwindStats {
             modules_loaded: self.modules.loaded(),
             modules_failed: self.modules.failures().to_vec(),
-            cache_bytes: (self.modules.bytes() + per_process) as u64,
+            cache_bytes: (self.modules.bytes() + per_process + self.caches.bytes()) as u64,
             processes: self.spaces.len() as u64,
             ..self.stats.clone()
         }
@@ -218,10 +230,10 @@ impl Unwinder {
         let Some(space) = self.spaces.get_mut(&pid) else {
             return Unwound { frames: 1, stop: StopReason::NotMapped };
         };
-        let walked = walk(space, regs, stack, out);
+        let walked = walk(space, self.caches.of(space.serial), regs, stack, out);
         if walked.stop == StopReason::NotMapped && self.refresh(pid, now) {
             if let Some(space) = self.spaces.get_mut(&pid) {
-                return walk(space, regs, stack, out);
+                return walk(space, self.caches.of(space.serial), regs, stack, out);
             }
         }
         walked
@@ -229,7 +241,7 @@ impl Unwinder {
 }
 
 /// Walk the stack.
-fn walk(space: &mut AddressSpace, regs: &UserRegs, stack: &[u8], out: &mut [u64]) -> Unwound {
+fn walk(space: &AddressSpace, cache: &mut NativeCache, regs: &UserRegs, stack: &[u8], out: &mut [u64]) -> Unwound {
     let Some(first) = out.first_mut() else {
         return Unwound { frames: 0, stop: StopReason::DepthLimit };
     };
@@ -244,7 +256,7 @@ fn walk(space: &mut AddressSpace, regs: &UserRegs, stack: &[u8], out: &mut [u64]
         let bytes = stack.get(off..off.checked_add(8).ok_or(())?).ok_or(())?;
         Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
     };
-    let AddressSpace { mappings, resolved, unwinder, cache, .. } = space;
+    let AddressSpace { mappings, resolved, unwinder, .. } = space;
     let has_cfi_at = |addr: u64| {
         maps::find(mappings, addr)
             .and_then(|i| resolved.get(i))
