@@ -85,7 +85,7 @@ impl Sinks {
             self.handle(&item);
         }
         if let Some(n) = self.noise.as_mut() {
-            n.flush_if_due(self.names.kernel_mut());
+            n.flush(self.names.kernel_mut());
         }
     }
 
@@ -95,7 +95,7 @@ impl Sinks {
             self.handle(&item);
         }
         if let Some(n) = self.noise.as_mut() {
-            n.flush_if_due(self.names.kernel_mut());
+            n.flush(self.names.kernel_mut());
         }
     }
 

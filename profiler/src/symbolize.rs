@@ -4,7 +4,6 @@
 //! demangled, JIT frames from perf maps. Each unique address is looked up
 //! once.
 
-pub mod kallsyms;
 mod user;
 
 use std::{
@@ -12,7 +11,10 @@ use std::{
     sync::Arc,
 };
 
-use blazesym::symbolize::Symbolizer;
+use blazesym::symbolize::{
+    source::{Kernel, Source},
+    Input, Symbolized, Symbolizer,
+};
 
 pub use crate::enrich::elf::{ElfError, ElfFile};
 pub use user::{debug_file_by_build_id, default_debug_dirs};
@@ -290,21 +292,39 @@ fn sorted(set: HashSet<u64>) -> Vec<u64> {
     v
 }
 
+fn name_of(sym: &Symbolized<'_>, unknown: &Arc<str>) -> Arc<str> {
+    match sym {
+        Symbolized::Sym(sym) => Arc::from(&*sym.name),
+        Symbolized::Unknown(_) => unknown.clone(),
+    }
+}
+
+/// Names of kernel addresses (kallsyms, or a vmlinux blazesym finds), in
+/// the order given; `unknown` where no symbol covers one.
+fn kernel_names(symbolizer: &Symbolizer, addrs: &[u64], unknown: &Arc<str>) -> blazesym::Result<Vec<Arc<str>>> {
+    if addrs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let src = Source::Kernel(Kernel::default());
+    let syms = symbolizer.symbolize(&src, Input::AbsAddr(addrs))?;
+    Ok(syms.iter().map(|s| name_of(s, unknown)).collect())
+}
+
 /// Bound of [`KernelSymbols`]' names.
 pub const MAX_KERNEL_NAMES: usize = 65_536;
 
 /// Windows in a row that named no new kernel address after which the
-/// function starts read from kallsyms (under 1 MB) are dropped.
+/// parsed kallsyms (6 MB) are dropped; a parse takes ~36 ms, so a host
+/// whose stacks keep changing keeps them.
 const KALLSYMS_IDLE_WINDOWS: u32 = 6;
 
-/// Kernel addresses named as they arrive, each looked up once and kept:
-/// for stacks that are classified during a capture rather than at its end.
-/// A batch of new addresses costs one pass over kallsyms ([`kallsyms`]).
+/// Kernel addresses named as they arrive, each looked up once and kept
+/// (the symbolizer keeps kallsyms parsed between lookups): for stacks that
+/// are classified during a capture rather than at its end.
 pub struct KernelSymbols {
-    /// Read at the first lookup; dropped by [`KernelSymbols::window_done`]
-    /// once lookups stop, and read again when a function has gone (a
-    /// module unloaded).
-    kallsyms: Option<kallsyms::Kallsyms>,
+    /// Made at the first lookup; dropped by [`KernelSymbols::window_done`]
+    /// once lookups stop.
+    symbolizer: Option<Symbolizer>,
     /// Windows since the last lookup.
     idle_windows: u32,
     /// At most [`MAX_KERNEL_NAMES`]; emptied when full (kernel text holds
@@ -326,7 +346,7 @@ impl Default for KernelSymbols {
 impl KernelSymbols {
     pub fn new() -> Self {
         Self {
-            kallsyms: None,
+            symbolizer: None,
             idle_windows: 0,
             names: HashMap::new(),
             evicted: 0,
@@ -353,15 +373,14 @@ impl KernelSymbols {
             new = all;
         }
         self.idle_windows = 0;
-        match self.kernel_names(&new) {
-            Ok(names) => {
-                let unknown = &self.unknown;
-                self.names
-                    .extend(new.into_iter().zip(names).map(|(a, n)| (a, n.map_or_else(|| unknown.clone(), Arc::from))));
-            }
+        let symbolizer = self
+            .symbolizer
+            .get_or_insert_with(|| Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build());
+        match kernel_names(symbolizer, &new, &self.unknown) {
+            Ok(names) => self.names.extend(new.into_iter().zip(names)),
             Err(err) => {
                 if !self.failed {
-                    tracing::warn!(err = %crate::error::format_chain(&err), "could not name kernel frames; they show as [unknown]");
+                    tracing::warn!(%err, "could not symbolize kernel frames; they show as [unknown]");
                     self.failed = true;
                 }
                 let unknown = self.unknown.clone();
@@ -370,27 +389,12 @@ impl KernelSymbols {
         }
     }
 
-    /// Names of kernel addresses, in the order given (`None`: no function
-    /// covers one).
-    fn kernel_names(&mut self, addrs: &[u64]) -> Result<Vec<Option<String>>, kallsyms::KallsymsError> {
-        let k = match self.kallsyms.take() {
-            Some(k) => k,
-            None => kallsyms::Kallsyms::read()?,
-        };
-        let names = k.names(addrs)?;
-        // A function gone since the starts were read: read them again next time.
-        if names.iter().all(Option::is_some) {
-            self.kallsyms = Some(k);
-        }
-        Ok(names)
-    }
-
     /// A window ended (a collector of many windows): the parsed kallsyms
     /// go after [`KALLSYMS_IDLE_WINDOWS`] windows without a lookup.
     pub fn window_done(&mut self) {
         self.idle_windows = self.idle_windows.saturating_add(1);
         if self.idle_windows >= KALLSYMS_IDLE_WINDOWS {
-            self.kallsyms = None;
+            self.symbolizer = None;
         }
     }
 

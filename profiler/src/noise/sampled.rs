@@ -269,9 +269,6 @@ struct Pending {
     kstack: Box<[u64]>,
 }
 
-/// Samples held before their kernel stacks are named (a few hundred KB).
-pub const FLUSH_EVERY: usize = 4096;
-
 /// Collects classified samples over a window, as they are drained.
 pub struct NoiseSampler {
     frequency_hz: u64,
@@ -337,15 +334,6 @@ impl NoiseSampler {
     /// A thread exited or a pid may be reused: judge it anew when seen.
     pub fn forget(&mut self, tid: u32) {
         self.kthreads.remove(&tid);
-    }
-
-    /// Flush once [`FLUSH_EVERY`] samples are pending: naming kernel
-    /// addresses not seen before costs a pass over kallsyms, so they are
-    /// named in batches (and at the window's end).
-    pub fn flush_if_due(&mut self, symbols: &mut KernelSymbols) {
-        if self.pending.len() >= FLUSH_EVERY {
-            self.flush(symbols);
-        }
     }
 
     /// Name the pending samples' kernel frames and classify them.
