@@ -97,6 +97,11 @@ struct Last {
 /// Entries of threads no snapshot has seen for this many are dropped.
 const FORGET_AFTER_SNAPSHOTS: u64 = 64;
 
+/// Every this many snapshots, entries of threads gone are dropped: under
+/// thread churn they would otherwise wait [`FORGET_AFTER_SNAPSHOTS`], which
+/// the cost governor can stretch to many minutes.
+const FORGET_GONE_EVERY: u64 = 8;
+
 pub struct BlockedStacks {
     bytes: usize,
     period_ns: u64,
@@ -146,8 +151,12 @@ impl BlockedStacks {
         }
     }
 
-    /// The snapshot's threads are done: account its CPU time.
-    pub fn finish_snapshot(&mut self) {
+    /// The snapshot's threads are done: account its CPU time, and now and
+    /// then forget threads for which `alive` is false.
+    pub fn finish_snapshot(&mut self, alive: impl Fn(u32) -> bool) {
+        if self.snapshot.is_multiple_of(FORGET_GONE_EVERY) {
+            self.last.retain(|&tid, _| alive(tid));
+        }
         let now = crate::sys::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         self.stats.cpu_ns += now.saturating_sub(self.snapshot_started_ns);
     }

@@ -201,7 +201,7 @@ impl Snapshots {
                 };
                 self.sampler.unwound(t.tid, outcome);
             }
-            stacks.finish_snapshot();
+            stacks.finish_snapshot(|tid| self.sampler.is_live(tid));
         }
         for (key, frames, n) in std::mem::take(&mut self.sampler.blocked_counts) {
             if let Some(stacks) = self.blocked.as_mut() {

@@ -369,7 +369,14 @@ fn cache_report(collector: &Collector, windows: u64) -> CacheReport {
     if let Some(s) = collector.snapshots.as_ref() {
         put("threads", s.sampler.held(), s.sampler.evicted, Some(u64::from(s.sampler.max_threads())));
     }
-    CacheReport { windows, caches, rss_bytes: crate::sys::mem::rss_bytes() }
+    let heap = crate::sys::mem::heap();
+    CacheReport {
+        windows,
+        caches,
+        rss_bytes: crate::sys::mem::rss_bytes(),
+        heap_in_use_bytes: heap.in_use_bytes,
+        heap_free_bytes: heap.free_bytes,
+    }
 }
 
 /// Turn what one window gathered into a symbolized [`Window`].
@@ -467,19 +474,25 @@ fn build_window(
             profile.thread_times.remove(tid);
         }
         off_cpu_raw.retain(|s| !profile.untrusted_times.contains(&s.tid));
-        // Names, least to most recent: off-CPU records, exits, snapshots, procfs.
-        profile.comms.extend(off_cpu_raw.iter().filter(|s| !s.comm.is_empty()).map(|s| (s.tid, s.comm.to_string())));
-        profile.comms.extend(std::mem::take(&mut collector.exited.names));
+        // Names, least to most recent: off-CPU records, exits, snapshots,
+        // procfs. The per-thread maps are gathered first and built in bulk
+        // (the last name of a thread wins), their nodes full.
+        let mut comms: Vec<(u32, String)> =
+            off_cpu_raw.iter().filter(|s| !s.comm.is_empty()).map(|s| (s.tid, s.comm.to_string())).collect();
+        comms.extend(std::mem::take(&mut collector.exited.names));
         let mut stats = sampled.stats;
         stats.realtime = snapshots.taker.realtime;
         profile.state_sampler = stats;
+        let mut state_samples = Vec::with_capacity(sampled.threads.len());
         for (tid, t) in sampled.threads {
             let [running, runnable, sleeping, disk, other] = t.states;
-            profile.state_samples.insert(tid, (t.tgid, StateSamples { running, runnable, sleeping, disk, other }));
-            profile.comms.insert(tid, t.comm);
+            state_samples.push((tid, (t.tgid, StateSamples { running, runnable, sleeping, disk, other })));
+            comms.push((tid, t.comm));
         }
+        profile.state_samples = state_samples.into_iter().collect();
         // Names of live threads as they are now.
-        profile.comms.extend(sched_times::proc_names(profile.thread_times.iter().map(|(tid, t)| (t.tgid, *tid))));
+        comms.extend(sched_times::proc_names(profile.thread_times.iter().map(|(tid, t)| (t.tgid, *tid))));
+        profile.comms = comms.into_iter().collect();
         profile.blocked_on = sampled.fd_waits;
         // Exact times, snapshots and off-CPU time go to each process's
         // latest generation; processes not seen yet are read now.
@@ -487,10 +500,8 @@ fn build_window(
         let seen = profile.state_samples.iter().map(|(tid, (tgid, _))| (*tid, *tgid));
         let off = off_cpu_raw.iter().map(|s| (s.tid, s.tgid));
         let pairs: Vec<(u32, u32)> = threads.chain(seen).chain(off).collect();
-        for (tid, tgid) in pairs {
-            let id = collector.sinks.processes.current(tgid);
-            profile.thread_process.insert(tid, id);
-        }
+        let processes = &mut collector.sinks.processes;
+        profile.thread_process = pairs.into_iter().map(|(tid, tgid)| (tid, processes.current(tgid))).collect();
         for s in &mut off_cpu_raw {
             s.process = profile.thread_process.get(&s.tid).copied().unwrap_or(u32::MAX);
             if s.comm.is_empty() {

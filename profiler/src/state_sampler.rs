@@ -324,6 +324,11 @@ impl StateSampler {
             .collect()
     }
 
+    /// Whether the last snapshot saw `tid` alive.
+    pub fn is_live(&self, tid: u32) -> bool {
+        self.live.contains_key(&tid)
+    }
+
     fn live_mut(&mut self, tid: u32) -> Option<&mut Live> {
         self.live.get_mut(&tid)
     }

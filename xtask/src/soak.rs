@@ -1187,7 +1187,9 @@ fn per_minute(md: &mut String, r: &Run) {
             md,
             "\n### The collector's caches\n\n`collecting.caches.caches.*` of `/api/v1/status` at the minute's end \
              (after the last closed window): entries held and, after +, the evictions during the minute \
-             (`unwind_tables_bytes` in MiB); the bound under each name where there is one.\n"
+             (`unwind_tables_bytes` in MiB); the bound under each name where there is one. Then the heap \
+             when that window closed (`heap_in_use_bytes`, `heap_free_bytes`, glibc's `mallinfo2`, MiB): \
+             held by live allocations, and free but not given back to the kernel.\n"
         );
         let header: Vec<String> = names
             .iter()
@@ -1197,9 +1199,14 @@ fn per_minute(md: &mut String, r: &Run) {
                 None => (*n).clone(),
             })
             .collect();
-        let _ = writeln!(md, "| min | {} |\n|---:|{}", header.join(" | "), "---:|".repeat(names.len()));
+        let _ = writeln!(
+            md,
+            "| min | {} | heap in use | heap free |\n|---:|{}",
+            header.join(" | "),
+            "---:|".repeat(names.len() + 2)
+        );
         for (m, s) in snaps.iter().enumerate() {
-            let cells: Vec<String> = names
+            let mut cells: Vec<String> = names
                 .iter()
                 .map(|n| {
                     let c = |s: &Snap, f: &str| {
@@ -1222,6 +1229,10 @@ fn per_minute(md: &mut String, r: &Run) {
                 .collect();
             if m == 0 && cells.iter().all(|c| c == "?") {
                 continue;
+            }
+            for f in ["heap_in_use_bytes", "heap_free_bytes"] {
+                let v = s.status.as_ref().and_then(|v| v["collecting"]["caches"][f].as_u64());
+                cells.push(v.map_or_else(|| "?".into(), |b| format!("{:.1}", b as f64 / (1 << 20) as f64)));
             }
             let _ = writeln!(md, "| {m} | {} |", cells.join(" | "));
         }

@@ -78,6 +78,7 @@ pub struct Metrics {
     dropped: Family<Reason, Counter>,
     windows: Counter,
     rss: Gauge,
+    heap: Gauge,
     segments: Gauge,
     storage: Gauge,
     process_cpu: Seconds,
@@ -144,6 +145,7 @@ impl Metrics {
             dropped: Family::default(),
             windows: Counter::default(),
             rss: Gauge::default(),
+            heap: Gauge::default(),
             segments: Gauge::default(),
             storage: Gauge::default(),
             process_cpu: Seconds::default(),
@@ -183,6 +185,12 @@ impl Metrics {
         r.register("dropped_events", "Events dropped, by reason", m.dropped.clone());
         r.register("windows", "Windows closed", m.windows.clone());
         r.register_with_unit("resident_memory", "Resident memory of the agent", Unit::Bytes, m.rss.clone());
+        r.register_with_unit(
+            "heap_in_use",
+            "Bytes of the agent's heap held by live allocations when the last window closed",
+            Unit::Bytes,
+            m.heap.clone(),
+        );
         r.register("segments", "Segments stored", m.segments.clone());
         r.register_with_unit("storage", "Disk the segments take", Unit::Bytes, m.storage.clone());
         r.register_with_unit("process_cpu", "CPU time of the agent's process", Unit::Seconds, m.process_cpu.clone());
@@ -321,6 +329,7 @@ impl Metrics {
         }
         if let Some(c) = &p.caches {
             self.rss.set(c.rss_bytes as i64);
+            self.heap.set(c.heap_in_use_bytes as i64);
         }
         if let Some(g) = &p.governor {
             for (part, pct) in [("total", g.measured_percent), ("bpf", g.bpf_percent), ("budget", g.budget_percent)] {

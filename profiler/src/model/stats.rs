@@ -234,4 +234,10 @@ pub struct CacheReport {
     pub caches: std::collections::BTreeMap<String, CacheUse>,
     /// Resident memory of the process when the window closed, bytes.
     pub rss_bytes: u64,
+    /// Of it, bytes held by live heap allocations, and bytes free in the
+    /// heap but not given back (absent in captures of older versions).
+    #[serde(default)]
+    pub heap_in_use_bytes: u64,
+    #[serde(default)]
+    pub heap_free_bytes: u64,
 }

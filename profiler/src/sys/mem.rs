@@ -5,8 +5,28 @@ pub fn rss_bytes() -> u64 {
     procfs::process::Process::myself().and_then(|p| p.statm()).map(|m| m.resident * procfs::page_size()).unwrap_or(0)
 }
 
+/// The heap as malloc sees it: bytes held by live allocations, and bytes
+/// free inside the heap that it has not given back to the kernel. Their
+/// sum less the resident size tells fragmentation from growth.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Heap {
+    pub in_use_bytes: u64,
+    pub free_bytes: u64,
+}
+
+/// glibc's count of the heap across its arenas (`mallinfo2`), at the cost
+/// of a walk of each arena's free lists: once per window.
+pub fn heap() -> Heap {
+    // SAFETY: mallinfo2 only reads glibc's own arenas.
+    let m = unsafe { libc::mallinfo2() };
+    Heap { in_use_bytes: (m.uordblks + m.hblkhd) as u64, free_bytes: m.fordblks as u64 }
+}
+
 /// Most malloc arenas glibc may make (M_ARENA_MAX).
 pub const MAX_ARENAS: i32 = 2;
+
+/// Blocks from this size up get their own mapping, unmapped when freed.
+pub const MMAP_THRESHOLD: i32 = 256 << 10;
 
 /// Bound glibc's malloc arenas to [`MAX_ARENAS`]: by default each thread
 /// that meets a locked arena makes another (up to 8 per CPU), and a freed
@@ -19,6 +39,7 @@ pub fn limit_arenas() {
     // SAFETY: mallopt only sets glibc's own tunables.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, MAX_ARENAS);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
 
