@@ -21,7 +21,7 @@
 //! in proportion to their sightings (snapshots sample time uniformly) and
 //! reported as estimated. The rest keeps the frame-pointer stack.
 
-use std::io::Read;
+use std::{io::Read, sync::Arc};
 
 use rustc_hash::FxHashMap;
 
@@ -67,8 +67,9 @@ impl BlockedThread {
 /// What became of a blocked thread's user stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unwound {
-    /// Unwound to the outermost frame.
-    Complete(Box<[UserFrame]>),
+    /// Unwound to the outermost frame (shared with the threads blocked in
+    /// the same place).
+    Complete(Arc<[UserFrame]>),
     /// Not copied: the snapshot had used its budget; try again later.
     Deferred,
     /// Copied but not usable (ran meanwhile, unreadable, incomplete).
@@ -89,7 +90,7 @@ pub type BlockKey = (u32, i32, i32);
 struct Last {
     regs: UserRegs,
     counters: (u64, u64),
-    frames: Option<Box<[UserFrame]>>,
+    frames: Option<Arc<[UserFrame]>>,
     /// The snapshot that last saw it.
     seen: u64,
 }
@@ -108,6 +109,10 @@ pub struct BlockedStacks {
     /// `--pid`: only these processes' threads are copied (empty: all).
     pids: rustc_hash::FxHashSet<u32>,
     last: FxHashMap<u32, Last>,
+    /// One copy of each complete stack the entries of `last` hold: a
+    /// pool's idle threads are blocked in one place, 10,000 of them in one
+    /// stack.
+    shared: rustc_hash::FxHashSet<Arc<[UserFrame]>>,
     /// Complete user stacks seen per blocking key, with snapshot counts.
     pub observed: FxHashMap<BlockKey, FxHashMap<Box<[UserFrame]>, u64>>,
     pub stats: BlockedStackStats,
@@ -128,6 +133,7 @@ impl BlockedStacks {
             bytes: bytes as usize,
             pids: pids.iter().copied().collect(),
             last: FxHashMap::default(),
+            shared: Default::default(),
             observed: FxHashMap::default(),
             stats: BlockedStackStats::default(),
             budget: COPIES_PER_SNAPSHOT,
@@ -156,6 +162,8 @@ impl BlockedStacks {
     pub fn finish_snapshot(&mut self, alive: impl Fn(u32) -> bool) {
         if self.snapshot.is_multiple_of(FORGET_GONE_EVERY) {
             self.last.retain(|&tid, _| alive(tid));
+            // Stacks no thread holds any more: the set's is the last copy.
+            self.shared.retain(|f| Arc::strong_count(f) > 1);
         }
         let now = crate::sys::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         self.stats.cpu_ns += now.saturating_sub(self.snapshot_started_ns);
@@ -196,12 +204,22 @@ impl BlockedStacks {
                     return Unwound::Deferred;
                 }
                 self.budget -= 1;
-                let frames = self.unwind(t, unwinder, agg);
+                let frames = self.unwind(t, unwinder, agg).map(|f| self.share(f));
                 self.last.insert(t.tid, Last { regs: t.regs, counters, frames: frames.clone(), seen: snapshot });
                 frames
             }
         };
         frames.map_or(Unwound::Incomplete, Unwound::Complete)
+    }
+
+    /// The one copy of `frames`.
+    fn share(&mut self, frames: Box<[UserFrame]>) -> Arc<[UserFrame]> {
+        if let Some(f) = self.shared.get(&*frames) {
+            return f.clone();
+        }
+        let f: Arc<[UserFrame]> = frames.into();
+        self.shared.insert(f.clone());
+        f
     }
 
     /// `n` snapshots saw a blocked thread with off-CPU key `key`, and

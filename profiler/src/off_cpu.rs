@@ -16,7 +16,7 @@ use crate::{
 pub use crate::model::stats::OffCpuUnwind;
 
 /// One aggregate with its stacks read out of the stack map.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RawOffCpu {
     pub tgid: u32,
     pub tid: u32,

@@ -379,6 +379,18 @@ fn cache_report(collector: &Collector, windows: u64) -> CacheReport {
     }
 }
 
+/// The last of each run of a thread's off-CPU lines: what a map filled
+/// from them all would keep.
+fn last_of_runs<'a>(lines: impl Iterator<Item = &'a RawOffCpu>) -> impl Iterator<Item = &'a RawOffCpu> {
+    let mut lines = lines.peekable();
+    std::iter::from_fn(move || loop {
+        let s = lines.next()?;
+        if lines.peek().is_none_or(|next| next.tid != s.tid) {
+            return Some(s);
+        }
+    })
+}
+
 /// Turn what one window gathered into a symbolized [`Window`].
 #[allow(clippy::too_many_arguments)]
 fn build_window(
@@ -477,9 +489,15 @@ fn build_window(
         // Names, least to most recent: off-CPU records, exits, snapshots,
         // procfs. The per-thread maps are gathered first and built in bulk
         // (the last name of a thread wins), their nodes full.
+        // A thread's off-CPU lines follow each other: one name for them.
+        let off_cpu_names = || last_of_runs(off_cpu_raw.iter().filter(|s| !s.comm.is_empty()));
+        // Names of live threads as they are now.
+        let names_now = sched_times::proc_names(profile.thread_times.iter().map(|(tid, t)| (t.tgid, *tid)));
+        let exited_names = std::mem::take(&mut collector.exited.names);
         let mut comms: Vec<(u32, String)> =
-            off_cpu_raw.iter().filter(|s| !s.comm.is_empty()).map(|s| (s.tid, s.comm.to_string())).collect();
-        comms.extend(std::mem::take(&mut collector.exited.names));
+            Vec::with_capacity(off_cpu_names().count() + exited_names.len() + sampled.threads.len() + names_now.len());
+        comms.extend(off_cpu_names().map(|s| (s.tid, s.comm.to_string())));
+        comms.extend(exited_names);
         let mut stats = sampled.stats;
         stats.realtime = snapshots.taker.realtime;
         profile.state_sampler = stats;
@@ -490,15 +508,14 @@ fn build_window(
             comms.push((tid, t.comm));
         }
         profile.state_samples = state_samples.into_iter().collect();
-        // Names of live threads as they are now.
-        comms.extend(sched_times::proc_names(profile.thread_times.iter().map(|(tid, t)| (t.tgid, *tid))));
+        comms.extend(names_now);
         profile.comms = comms.into_iter().collect();
         profile.blocked_on = sampled.fd_waits;
         // Exact times, snapshots and off-CPU time go to each process's
         // latest generation; processes not seen yet are read now.
         let threads = profile.thread_times.iter().map(|(tid, t)| (*tid, t.tgid));
         let seen = profile.state_samples.iter().map(|(tid, (tgid, _))| (*tid, *tgid));
-        let off = off_cpu_raw.iter().map(|s| (s.tid, s.tgid));
+        let off = last_of_runs(off_cpu_raw.iter()).map(|s| (s.tid, s.tgid));
         let pairs: Vec<(u32, u32)> = threads.chain(seen).chain(off).collect();
         let processes = &mut collector.sinks.processes;
         profile.thread_process = pairs.into_iter().map(|(tid, tgid)| (tid, processes.current(tgid))).collect();
@@ -642,4 +659,18 @@ fn limits_hit(dropped: &Dropped, config: &SamplingConfig) -> Vec<LimitHit> {
         hits.push(LimitHit::new("off-CPU map", bound, "--max-stacks", dropped.off_cpu_aggregates));
     }
     hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_line_of_each_thread_run_is_kept() {
+        let line = |tid, comm: &str| RawOffCpu { tid, comm: comm.into(), ..Default::default() };
+        let lines = [line(1, "a"), line(1, "b"), line(2, "c"), line(1, "d"), line(3, "e"), line(3, "f")];
+        let kept: Vec<(u32, &str)> = last_of_runs(lines.iter()).map(|s| (s.tid, &*s.comm)).collect();
+        assert_eq!(kept, [(1, "b"), (2, "c"), (1, "d"), (3, "f")]);
+        assert_eq!(last_of_runs([].iter()).count(), 0);
+    }
 }

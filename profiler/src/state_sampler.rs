@@ -118,6 +118,10 @@ pub struct StateSampler {
     /// (on this VM a hash lookup of a thread last touched a snapshot ago
     /// cost 2.8 us, 30 times a warm one).
     live: FxHashMap<u32, Live>,
+    /// One copy of each kernel stack the live threads hold: a pool's idle
+    /// threads are blocked in one place (emptied of unheld ones between
+    /// windows).
+    shared_kstacks: FxHashSet<Arc<[u64]>>,
     /// Running total of the periodic snapshots' weights (periods of
     /// --state-hz): a segment's sightings are the growth of this total.
     weights: u64,
@@ -151,6 +155,7 @@ impl StateSampler {
             hook_keys: false,
             exits: FxHashMap::default(),
             live: FxHashMap::default(),
+            shared_kstacks: FxHashSet::default(),
             weights: 0,
             max_threads: max_threads as usize,
             seq: 0,
@@ -254,8 +259,18 @@ impl StateSampler {
         if t.comm.as_bytes() != profiler_common::comm_bytes(&rec.comm) {
             t.comm = crate::model::text::comm_string(&rec.comm);
         }
-        let kstack: Option<Arc<[u64]>> = (!stack.is_empty())
-            .then(|| stack.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect());
+        let kstack: Option<Arc<[u64]>> = (!stack.is_empty()).then(|| {
+            let frames: Vec<u64> =
+                stack.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or_default())).collect();
+            match self.shared_kstacks.get(&*frames) {
+                Some(k) => k.clone(),
+                None => {
+                    let k: Arc<[u64]> = frames.into();
+                    self.shared_kstacks.insert(k.clone());
+                    k
+                }
+            }
+        });
         // The deep tier's aggregates of threads the hooks have no stack for yet use it.
         if let Some(k) = kstack.as_ref().filter(|_| rec.head.flags & profiler_common::SNAP_UNTRACKED == 0) {
             self.kstacks.insert(tid, k.to_vec().into_boxed_slice());
@@ -339,7 +354,7 @@ impl StateSampler {
         match outcome {
             crate::blocked_stacks::Unwound::Deferred => self.pending.push(tid),
             crate::blocked_stacks::Unwound::Complete(frames) => {
-                l.ustack = Some(Arc::from(frames));
+                l.ustack = Some(frames);
                 l.unwind_pending = false;
             }
             _ => l.unwind_pending = false,
@@ -413,6 +428,7 @@ impl StateSampler {
         self.kstacks.retain(|tid, _| live.contains(tid));
         let evicted = (before - self.kstacks.len()) as u64 + self.fd_waits.evict(live);
         self.seen_user_stacks.clear();
+        self.shared_kstacks.retain(|k| Arc::strong_count(k) > 1);
         self.evicted += evicted;
         evicted
     }
