@@ -113,6 +113,8 @@ pub struct BlockedStacks {
     /// pool's idle threads are blocked in one place, 10,000 of them in one
     /// stack.
     shared: rustc_hash::FxHashSet<Arc<[UserFrame]>>,
+    /// Stacks dropped from `shared` since the start.
+    shared_dropped: u64,
     /// Complete user stacks seen per blocking key, with snapshot counts.
     pub observed: FxHashMap<BlockKey, FxHashMap<Box<[UserFrame]>, u64>>,
     pub stats: BlockedStackStats,
@@ -134,6 +136,7 @@ impl BlockedStacks {
             pids: pids.iter().copied().collect(),
             last: FxHashMap::default(),
             shared: Default::default(),
+            shared_dropped: 0,
             observed: FxHashMap::default(),
             stats: BlockedStackStats::default(),
             budget: COPIES_PER_SNAPSHOT,
@@ -163,7 +166,9 @@ impl BlockedStacks {
         if self.snapshot.is_multiple_of(FORGET_GONE_EVERY) {
             self.last.retain(|&tid, _| alive(tid));
             // Stacks no thread holds any more: the set's is the last copy.
+            let shared = self.shared.len();
             self.shared.retain(|f| Arc::strong_count(f) > 1);
+            self.shared_dropped += (shared - self.shared.len()) as u64;
         }
         let now = crate::sys::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         self.stats.cpu_ns += now.saturating_sub(self.snapshot_started_ns);
@@ -210,6 +215,12 @@ impl BlockedStacks {
             }
         };
         frames.map_or(Unwound::Incomplete, Unwound::Complete)
+    }
+
+    /// Distinct user stacks held once for the threads seen blocked, and
+    /// those dropped since the start as no thread held them any more.
+    pub fn shared_stacks(&self) -> (u64, u64) {
+        (self.shared.len() as u64, self.shared_dropped)
     }
 
     /// The one copy of `frames`.

@@ -368,6 +368,10 @@ fn cache_report(collector: &Collector, windows: u64) -> CacheReport {
     }
     if let Some(s) = collector.snapshots.as_ref() {
         put("threads", s.sampler.held(), s.sampler.evicted, Some(u64::from(s.sampler.max_threads())));
+        // Held only while a live thread's entry holds them: bounded by those tables.
+        let (kernel, kernel_dropped) = s.sampler.shared_stacks();
+        let (user, user_dropped) = s.blocked.as_ref().map_or((0, 0), |b| b.shared_stacks());
+        put("shared_stacks", kernel + user, kernel_dropped + user_dropped, None);
     }
     let heap = crate::sys::mem::heap();
     CacheReport {

@@ -122,6 +122,8 @@ pub struct StateSampler {
     /// threads are blocked in one place (emptied of unheld ones between
     /// windows).
     shared_kstacks: FxHashSet<Arc<[u64]>>,
+    /// Stacks dropped from `shared_kstacks` since the start.
+    shared_dropped: u64,
     /// Running total of the periodic snapshots' weights (periods of
     /// --state-hz): a segment's sightings are the growth of this total.
     weights: u64,
@@ -156,6 +158,7 @@ impl StateSampler {
             exits: FxHashMap::default(),
             live: FxHashMap::default(),
             shared_kstacks: FxHashSet::default(),
+            shared_dropped: 0,
             weights: 0,
             max_threads: max_threads as usize,
             seq: 0,
@@ -428,9 +431,17 @@ impl StateSampler {
         self.kstacks.retain(|tid, _| live.contains(tid));
         let evicted = (before - self.kstacks.len()) as u64 + self.fd_waits.evict(live);
         self.seen_user_stacks.clear();
+        let shared = self.shared_kstacks.len();
         self.shared_kstacks.retain(|k| Arc::strong_count(k) > 1);
+        self.shared_dropped += (shared - self.shared_kstacks.len()) as u64;
         self.evicted += evicted;
         evicted
+    }
+
+    /// Distinct kernel stacks held once for the live threads, and those
+    /// dropped since the start as no thread held them any more.
+    pub fn shared_stacks(&self) -> (u64, u64) {
+        (self.shared_kstacks.len() as u64, self.shared_dropped)
     }
 
     /// The live-thread table's bound (`--max-threads`).
