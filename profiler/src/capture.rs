@@ -85,7 +85,7 @@ impl Sinks {
             self.handle(&item);
         }
         if let Some(n) = self.noise.as_mut() {
-            n.flush(self.names.kernel_mut());
+            n.flush_if_many(self.names.kernel_mut());
         }
     }
 

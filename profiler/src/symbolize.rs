@@ -4,6 +4,7 @@
 //! demangled, JIT frames from perf maps. Each unique address is looked up
 //! once.
 
+mod kallsyms;
 mod user;
 
 use std::{
@@ -11,10 +12,7 @@ use std::{
     sync::Arc,
 };
 
-use blazesym::symbolize::{
-    source::{Kernel, Source},
-    Input, Symbolized, Symbolizer,
-};
+use blazesym::symbolize::Symbolizer;
 
 pub use crate::enrich::elf::{ElfError, ElfFile};
 pub use user::{debug_file_by_build_id, default_debug_dirs};
@@ -67,8 +65,8 @@ pub struct NameCacheStats {
 /// so the key stands for its build id and offset).
 #[derive(Default)]
 pub struct Names {
-    /// Keeps kallsyms parsed while kernel addresses keep coming (shared
-    /// with the continuous tier's noise sampler).
+    /// Kernel addresses named so far (shared with the continuous tier's
+    /// noise sampler).
     kernel: KernelSymbols,
     /// `None`: no symbol covers the offset.
     user: HashMap<(usize, u64), Option<Arc<[Frame]>>>,
@@ -180,9 +178,6 @@ impl Names {
             self.user_symbolizer = None;
             self.symbolizer_windows = 0;
         }
-        if self.keep_parsed {
-            self.kernel.window_done();
-        }
         if self.user.len() > MAX_USER_CACHE {
             self.stats.user_evicted += self.user.len() as u64;
             self.user.clear();
@@ -292,41 +287,13 @@ fn sorted(set: HashSet<u64>) -> Vec<u64> {
     v
 }
 
-fn name_of(sym: &Symbolized<'_>, unknown: &Arc<str>) -> Arc<str> {
-    match sym {
-        Symbolized::Sym(sym) => Arc::from(&*sym.name),
-        Symbolized::Unknown(_) => unknown.clone(),
-    }
-}
-
-/// Names of kernel addresses (kallsyms, or a vmlinux blazesym finds), in
-/// the order given; `unknown` where no symbol covers one.
-fn kernel_names(symbolizer: &Symbolizer, addrs: &[u64], unknown: &Arc<str>) -> blazesym::Result<Vec<Arc<str>>> {
-    if addrs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let src = Source::Kernel(Kernel::default());
-    let syms = symbolizer.symbolize(&src, Input::AbsAddr(addrs))?;
-    Ok(syms.iter().map(|s| name_of(s, unknown)).collect())
-}
-
 /// Bound of [`KernelSymbols`]' names.
 pub const MAX_KERNEL_NAMES: usize = 65_536;
 
-/// Windows in a row that named no new kernel address after which the
-/// parsed kallsyms (6 MB) are dropped; a parse takes ~36 ms, so a host
-/// whose stacks keep changing keeps them.
-const KALLSYMS_IDLE_WINDOWS: u32 = 6;
-
-/// Kernel addresses named as they arrive, each looked up once and kept
-/// (the symbolizer keeps kallsyms parsed between lookups): for stacks that
-/// are classified during a capture rather than at its end.
+/// Kernel addresses named as they arrive, each looked up once and kept.
+/// Each batch of new addresses reads kallsyms once ([`kallsyms`], ~50 ms
+/// for 120,000 symbols); nothing of it is kept but the names asked for.
 pub struct KernelSymbols {
-    /// Made at the first lookup; dropped by [`KernelSymbols::window_done`]
-    /// once lookups stop.
-    symbolizer: Option<Symbolizer>,
-    /// Windows since the last lookup.
-    idle_windows: u32,
     /// At most [`MAX_KERNEL_NAMES`]; emptied when full (kernel text holds
     /// far fewer return addresses than that on a normal host).
     names: HashMap<u64, Arc<str>>,
@@ -345,14 +312,7 @@ impl Default for KernelSymbols {
 
 impl KernelSymbols {
     pub fn new() -> Self {
-        Self {
-            symbolizer: None,
-            idle_windows: 0,
-            names: HashMap::new(),
-            evicted: 0,
-            unknown: Arc::from(UNKNOWN),
-            failed: false,
-        }
+        Self { names: HashMap::new(), evicted: 0, unknown: Arc::from(UNKNOWN), failed: false }
     }
 
     /// Look up, in one batch, the addresses of a kernel stack (innermost
@@ -372,29 +332,22 @@ impl KernelSymbols {
             // Every address of these stacks is to be named again.
             new = all;
         }
-        self.idle_windows = 0;
-        let symbolizer = self
-            .symbolizer
-            .get_or_insert_with(|| Symbolizer::builder().enable_code_info(false).enable_inlined_fns(false).build());
-        match kernel_names(symbolizer, &new, &self.unknown) {
-            Ok(names) => self.names.extend(new.into_iter().zip(names)),
+        let started = std::time::Instant::now();
+        let named = kallsyms::names(&new);
+        tracing::debug!(addresses = new.len(), elapsed = ?started.elapsed(), "kallsyms read");
+        match named {
+            Ok(names) => {
+                let unknown = &self.unknown;
+                self.names.extend(new.into_iter().zip(names).map(|(a, n)| (a, n.unwrap_or_else(|| unknown.clone()))))
+            }
             Err(err) => {
                 if !self.failed {
-                    tracing::warn!(%err, "could not symbolize kernel frames; they show as [unknown]");
+                    tracing::warn!(err = %crate::error::format_chain(&err), "could not name kernel frames; they show as [unknown]");
                     self.failed = true;
                 }
                 let unknown = self.unknown.clone();
                 self.names.extend(new.into_iter().map(|a| (a, unknown.clone())));
             }
-        }
-    }
-
-    /// A window ended (a collector of many windows): the parsed kallsyms
-    /// go after [`KALLSYMS_IDLE_WINDOWS`] windows without a lookup.
-    pub fn window_done(&mut self) {
-        self.idle_windows = self.idle_windows.saturating_add(1);
-        if self.idle_windows >= KALLSYMS_IDLE_WINDOWS {
-            self.symbolizer = None;
         }
     }
 

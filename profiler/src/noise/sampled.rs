@@ -260,6 +260,9 @@ mod source_entries {
     }
 }
 
+/// Most samples waiting to be classified (each ~200 bytes with its stack).
+const MAX_PENDING: usize = 4096;
+
 /// A sample waiting for its kernel frames to be named.
 struct Pending {
     cpu: u32,
@@ -334,6 +337,15 @@ impl NoiseSampler {
     /// A thread exited or a pid may be reused: judge it anew when seen.
     pub fn forget(&mut self, tid: u32) {
         self.kthreads.remove(&tid);
+    }
+
+    /// Classify the pending samples once there are [`MAX_PENDING`] of
+    /// them (naming new kernel addresses reads kallsyms: once per window,
+    /// or per this many samples, not per drain of the ring).
+    pub fn flush_if_many(&mut self, symbols: &mut KernelSymbols) {
+        if self.pending.len() >= MAX_PENDING {
+            self.flush(symbols);
+        }
     }
 
     /// Name the pending samples' kernel frames and classify them.
