@@ -152,13 +152,11 @@ pub fn finish(
 }
 
 /// Names of these threads that are still alive, read once from procfs.
-pub fn proc_names(threads: impl Iterator<Item = (u32, u32)>) -> BTreeMap<u32, String> {
-    threads
-        .filter_map(|(tgid, tid)| {
-            let name = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm")).ok()?;
-            Some((tid, name.trim_end().to_owned()))
-        })
-        .collect()
+pub fn proc_names(threads: impl Iterator<Item = (u32, u32)>) -> impl Iterator<Item = (u32, String)> {
+    threads.filter_map(|(tgid, tid)| {
+        let name = std::fs::read_to_string(format!("/proc/{tgid}/task/{tid}/comm")).ok()?;
+        Some((tid, name.trim_end().to_owned()))
+    })
 }
 
 /// Names of the off-CPU states in `ThreadTimes::off_cpu_ns` order.

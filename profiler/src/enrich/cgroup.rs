@@ -69,7 +69,9 @@ pub struct Placement {
     /// The cgroup v2 path (the `0::` line).
     pub cgroup: Option<String>,
     /// v1 controller list as written (`"cpu,cpuacct"`, `"name=systemd"`) to path.
-    pub cgroup_v1: BTreeMap<String, String>,
+    /// Shared: a fork's process generation starts as a copy of its
+    /// parent's, and a v1 host lists ten hierarchies (1 KB a copy).
+    pub cgroup_v1: std::sync::Arc<BTreeMap<String, String>>,
     pub container: Option<Container>,
     pub pod: Option<Pod>,
     /// The systemd unit (`nginx.service`, `docker-<id>.scope`).
@@ -127,7 +129,9 @@ pub fn parse_proc_cgroup(text: &str) -> Placement {
         if hierarchy == 0 && controllers.is_empty() {
             placement.cgroup.get_or_insert_with(|| path.to_string());
         } else if !controllers.is_empty() {
-            placement.cgroup_v1.entry(controllers.to_string()).or_insert_with(|| path.to_string());
+            std::sync::Arc::make_mut(&mut placement.cgroup_v1)
+                .entry(controllers.to_string())
+                .or_insert_with(|| path.to_string());
         }
     }
     let paths = search_order(&placement);

@@ -107,7 +107,7 @@ impl From<StoredProcess> for ProcessInfo {
             since_ns,
             source,
         } = s;
-        let placement = Placement { cgroup, cgroup_v1, container, pod, unit, slice };
+        let placement = Placement { cgroup, cgroup_v1: cgroup_v1.into(), container, pod, unit, slice };
         Self { id, pid, ppid, comm, exe, cmdline, uid, user, start_time_unix_ns, placement, since_ns, source }
     }
 }
@@ -198,7 +198,7 @@ mod tests {
             start_time_unix_ns: Some(7),
             placement: Placement {
                 cgroup: Some("/kubepods/pod0f1e/abc".into()),
-                cgroup_v1,
+                cgroup_v1: cgroup_v1.into(),
                 container: Some(super::super::cgroup::Container { id: "abc".into(), runtime: "containerd".into() }),
                 pod: Some(super::super::cgroup::Pod { uid: "0f1e".into(), qos: "burstable".into() }),
                 unit: Some("x.service".into()),
