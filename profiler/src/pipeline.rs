@@ -629,7 +629,9 @@ fn build_window(
     tracing::debug!(rss_kib = crate::sys::mem::rss_bytes() >> 10, "window built, symbolizing");
     let sinks = &mut collector.sinks;
     let mut profile = sinks.names.window(sinks.stacks.modules(), stacks, off_cpu_raw, profile);
-    tracing::debug!(elapsed = ?started.elapsed(), rss_kib = crate::sys::mem::rss_bytes() >> 10, "symbolized");
+    // The files symbolization read stay mapped, not resident.
+    let advised = crate::sys::mem::drop_shared_file_pages();
+    tracing::debug!(elapsed = ?started.elapsed(), advised, rss_kib = crate::sys::mem::rss_bytes() >> 10, "symbolized");
     // The selection applies to what is reported, exact times included.
     profile.select(&run.selection);
     if let Measurement::Deep { histograms, names, .. } = &mut noise {

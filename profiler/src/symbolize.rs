@@ -104,17 +104,30 @@ impl Names {
         let symbols = self.resolve(modules, &default_debug_dirs(), all);
         // Stacks of one process with the same frames share them: the
         // blocked stacks of a pool's idle threads are one stack many times.
+        // Lines without a stack (most off-CPU lines under thread churn:
+        // time in a state no snapshot saw) share one empty list.
         let (stack_frames, off_cpu_frames) = {
             let mut shared: HashMap<(u32, &[u64], &[crate::stacks::UserFrame]), Frames> = HashMap::new();
-            let keys = stacks.iter().map(|s| (s.pid, &*s.kstack, &*s.ustack));
-            let keys = keys.chain(off_cpu.iter().map(|s| (s.tgid, &*s.kstack, &*s.ustack)));
-            let mut all: Vec<Frames> = Vec::with_capacity(stacks.len() + off_cpu.len());
-            for key @ (pid, kstack, ustack) in keys {
-                let frames = shared.entry(key).or_insert_with(|| symbols.frames(self, pid, kstack, ustack).into());
-                all.push(frames.clone());
+            let none: Frames = Frames::from([]);
+            let mut on: Vec<Frames> = Vec::with_capacity(stacks.len());
+            let mut off: Vec<Frames> = Vec::with_capacity(off_cpu.len());
+            let keys = stacks.iter().map(|s| (true, s.pid, &*s.kstack, &*s.ustack));
+            for (is_on, pid, kstack, ustack) in
+                keys.chain(off_cpu.iter().map(|s| (false, s.tgid, &*s.kstack, &*s.ustack)))
+            {
+                let frames = match kstack.is_empty() && ustack.is_empty() {
+                    true => none.clone(),
+                    false => shared
+                        .entry((pid, kstack, ustack))
+                        .or_insert_with(|| symbols.frames(self, pid, kstack, ustack).into())
+                        .clone(),
+                };
+                match is_on {
+                    true => on.push(frames),
+                    false => off.push(frames),
+                }
             }
-            let off = all.split_off(stacks.len());
-            (all, off)
+            (on, off)
         };
         profile.samples = stacks.iter().map(|s| s.count).sum();
         profile.modules = modules.modules.clone();
