@@ -630,7 +630,7 @@ fn build_window(
     let sinks = &mut collector.sinks;
     let mut profile = sinks.names.window(sinks.stacks.modules(), stacks, off_cpu_raw, profile);
     // The files symbolization read stay mapped, not resident.
-    let advised = crate::sys::mem::drop_shared_file_pages();
+    let advised = crate::sys::mem::drop_clean_file_pages();
     tracing::debug!(elapsed = ?started.elapsed(), advised, rss_kib = crate::sys::mem::rss_bytes() >> 10, "symbolized");
     // The selection applies to what is reported, exact times included.
     profile.select(&run.selection);

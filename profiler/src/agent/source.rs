@@ -37,8 +37,13 @@ impl Source for Shared {
         self.read_parts_with(seg, crate::samples_file::Parts::ALL, true)
     }
 
-    fn read_parts(&self, seg: &Segment, parts: crate::samples_file::Parts) -> Result<Option<Stored>, String> {
-        self.read_parts_with(seg, parts, false)
+    fn read_parts(
+        &self,
+        seg: &Segment,
+        parts: crate::samples_file::Parts,
+        with_noise: bool,
+    ) -> Result<Option<Stored>, String> {
+        self.read_parts_with(seg, parts, with_noise)
     }
 
     fn captures(&self) -> Vec<Capture> {

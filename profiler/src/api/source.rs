@@ -15,10 +15,15 @@ pub trait Source: Send + Sync {
     fn segments(&self) -> Vec<Segment>;
     /// A segment's contents; `None` if it is gone since it was listed.
     fn read(&self, seg: &Segment) -> Result<Option<Stored>, String>;
-    /// The `parts` of a segment's samples, without its noise (a source may
-    /// read more).
-    fn read_parts(&self, seg: &Segment, parts: crate::samples_file::Parts) -> Result<Option<Stored>, String> {
-        let _ = parts;
+    /// The `parts` of a segment's samples, and its noise if `with_noise`
+    /// (a source may read more).
+    fn read_parts(
+        &self,
+        seg: &Segment,
+        parts: crate::samples_file::Parts,
+        with_noise: bool,
+    ) -> Result<Option<Stored>, String> {
+        let _ = (parts, with_noise);
         self.read(seg)
     }
     /// The captures, oldest first.

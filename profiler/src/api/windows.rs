@@ -72,7 +72,7 @@ pub fn fold(
     let mut out = Folded::default();
     for seg in &source.range(from, to) {
         let _one = crate::sys::mem::window_sized();
-        let Some(mut s) = source.read_parts(seg, parts)? else { continue };
+        let Some(mut s) = source.read_parts(seg, parts, false)? else { continue };
         out.windows += 1;
         cover(&mut out.covered, seg);
         for (line, v) in fold_one(&mut s.profile) {
@@ -137,7 +137,11 @@ pub fn timeline(
                     Some(one) => one,
                     None => {
                         let _one = crate::sys::mem::window_sized();
-                        match source.read(seg)? {
+                        // Totals and noise: the exact times, not the stacks
+                        // (under an exec storm a segment parsed whole is
+                        // 20 MB, its threads alone a fifth of that).
+                        let parts = crate::samples_file::Parts { stacks: false, off_cpu: false, threads: true };
+                        match source.read_parts(seg, parts, true)? {
                             Some(stored) => cache.put(seg, Step::of(seg, &stored, None)),
                             None => continue,
                         }

@@ -53,32 +53,41 @@ pub fn release_free_memory() {
     }
 }
 
-/// Unmap the resident pages of the files mapped shared and read-only:
-/// blazesym maps each ELF file it names frames from (the agent's own
-/// binary, every profiled program and its debug files) and keeps the
-/// mapping, and the pages a window's lookups touched would stay resident
-/// for the agent's life (3-minute soak: 5–6 MiB). A shared file mapping
-/// is never a private copy, so the next access reads the page back from
-/// the page cache. BPF maps (`anon_inode:`) and memfds are left alone.
-/// Between windows. Returns the bytes of the mappings advised.
-pub fn drop_shared_file_pages() -> u64 {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return 0 };
+/// Drop the resident pages of read-only file mappings that hold nothing
+/// but the file's contents. blazesym maps each ELF file it names frames
+/// from (the agent's own binary, every profiled program and its debug
+/// files) and keeps the mapping, and the pages a window's lookups touched
+/// would stay resident for the agent's life (3-minute soak: 5–6 MiB); the
+/// agent's own read-only data is mostly read at start-up. A page of such a
+/// mapping is read back from the page cache when next touched. Left alone:
+/// code, anything writable, mappings with pages copied on write (the
+/// relocated read-only data of a program, whose only copy they are), BPF
+/// maps, devices and memfds. Between windows. Returns the bytes of the mappings
+/// advised.
+pub fn drop_clean_file_pages() -> u64 {
+    use procfs::process::{MMPermissions as Perm, MMapPath};
+    let Ok(maps) = procfs::process::Process::myself().and_then(|p| p.smaps()) else { return 0 };
     let mut advised = 0;
-    for line in maps.lines() {
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
-        let path = fields.nth(3).unwrap_or("");
-        if perms != "r--s" || !path.starts_with('/') || path.starts_with("/memfd:") {
+    for m in &maps {
+        // Files only: a BPF ring buffer (`anon_inode:bpf-map`) has no
+        // pages to read back, and its next read would fault.
+        let MMapPath::Path(path) = &m.pathname else { continue };
+        let file = path.is_absolute()
+            && !path.as_os_str().as_encoded_bytes().starts_with(b"/memfd:")
+            && !path.starts_with("/dev");
+        if !file || !m.perms.contains(Perm::READ) || m.perms.intersects(Perm::WRITE | Perm::EXECUTE) {
             continue;
         }
-        let Some((start, end)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
+        let stat = |key: &str| m.extension.map.get(key).copied();
+        if stat("Rss").unwrap_or(0) == 0 || stat("Anonymous") != Some(0) {
             continue;
-        };
-        // SAFETY: a read-only shared mapping of a file: dropping its pages
-        // changes no contents, only what is resident.
-        if unsafe { libc::madvise(start as *mut libc::c_void, end.saturating_sub(start), libc::MADV_DONTNEED) } == 0 {
-            advised += (end - start) as u64;
+        }
+        let (start, end) = m.address;
+        // SAFETY: a read-only file mapping without a page copied on write:
+        // dropping its pages changes no contents, only what is resident.
+        let len = end.saturating_sub(start) as usize;
+        if unsafe { libc::madvise(start as usize as *mut libc::c_void, len, libc::MADV_DONTNEED) } == 0 {
+            advised += len as u64;
         }
     }
     advised
@@ -120,4 +129,63 @@ pub fn window_sized() -> WindowSized {
     let held = WINDOW_SIZED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     WINDOW_SIZED_WAITING.fetch_sub(1, Relaxed);
     WindowSized { _held: held }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{io::Write, os::fd::AsRawFd};
+
+    use super::*;
+
+    const PAGES: usize = 64;
+
+    /// A file of `PAGES` pages, mapped with `prot` and `flags`.
+    fn mapped(prot: i32, flags: i32) -> (std::fs::File, *mut u8, Vec<u8>) {
+        let mut f = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..PAGES * 4096).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        // SAFETY: a fresh mapping of a file this test owns.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), data.len(), prot, flags, f.as_raw_fd(), 0) };
+        assert_ne!(p, libc::MAP_FAILED);
+        (f, p.cast(), data)
+    }
+
+    /// Resident bytes of the mapping that starts at `p`.
+    fn resident(p: *mut u8) -> u64 {
+        let maps = procfs::process::Process::myself().unwrap().smaps().unwrap();
+        let m = maps.0.iter().find(|m| m.address.0 == p as u64).expect("the mapping is listed");
+        m.extension.map["Rss"]
+    }
+
+    #[test]
+    fn clean_file_pages_are_dropped_and_read_back_the_same() {
+        let (_f, p, data) = mapped(libc::PROT_READ, libc::MAP_SHARED);
+        // SAFETY: `p` maps `data.len()` readable bytes until unmapped below.
+        let view = unsafe { std::slice::from_raw_parts(p, data.len()) };
+        assert_eq!(view, &data[..]);
+        assert!(resident(p) >= (PAGES as u64 - 4) * 4096, "every page was read");
+        assert!(drop_clean_file_pages() >= data.len() as u64);
+        assert_eq!(resident(p), 0, "its pages are no longer resident");
+        assert_eq!(view, &data[..], "and read back the same");
+        // SAFETY: unmapped once, after its last use.
+        unsafe { libc::munmap(p.cast(), data.len()) };
+    }
+
+    #[test]
+    fn pages_copied_on_write_are_kept() {
+        // Relocated read-only data: written while writable, then made read-only.
+        let (_f, p, data) = mapped(libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE);
+        // SAFETY: `p` maps `data.len()` writable bytes until unmapped below.
+        unsafe {
+            *p.add(5) = 7;
+            assert_eq!(libc::mprotect(p.cast(), data.len(), libc::PROT_READ), 0);
+        }
+        drop_clean_file_pages();
+        // SAFETY: as above.
+        let view = unsafe { std::slice::from_raw_parts(p, data.len()) };
+        assert_eq!(view[5], 7, "the written page keeps its contents");
+        assert_eq!(&view[4096..], &data[4096..]);
+        // SAFETY: unmapped once, after its last use.
+        unsafe { libc::munmap(p.cast(), data.len()) };
+    }
 }
