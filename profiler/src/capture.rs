@@ -383,6 +383,9 @@ impl Collector {
             malformed: 0,
             held: Vec::new(),
         };
+        // The kernel's symbols are read now, in the cost governor's warm-up,
+        // not at the first window's end.
+        sinks.names.kernel_mut().prepare();
         // The continuous tier's window opens and closes with a snapshot of
         // every thread's counters.
         let opening = match (bounds, snapshots.as_mut()) {

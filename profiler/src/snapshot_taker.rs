@@ -218,6 +218,55 @@ impl Jitter {
     }
 }
 
+/// When periodic snapshots are taken: one at a random instant of each
+/// period (`stride` periods of `--state-hz`), so that they sample time
+/// uniformly.
+struct Schedule {
+    base: u64,
+    stride: u32,
+    /// Start of the current period.
+    slot: u64,
+    /// When its snapshot is due.
+    next: u64,
+    jitter: Jitter,
+}
+
+impl Schedule {
+    fn new(base: u64, now: u64) -> Self {
+        let mut jitter = Jitter(now | 1);
+        Self { base, stride: 1, slot: now, next: now + jitter.below(base), jitter }
+    }
+
+    fn period(&self) -> u64 {
+        self.base * u64::from(self.stride)
+    }
+
+    /// The periodic snapshot due was taken at `now`: the next falls
+    /// anywhere in the next period. A late wake-up skips the periods it
+    /// missed.
+    fn taken(&mut self, now: u64) {
+        let period = self.period();
+        self.slot += period;
+        if self.slot + period <= now {
+            self.slot = now - (now - self.slot) % period;
+        }
+        self.next = self.slot + self.jitter.below(period);
+    }
+
+    /// The cost governor set a new stride at `now`. A faster rate starts
+    /// now, not after the wait the slower one had drawn (up to two of its
+    /// periods: 20 s at the floor). The time since the last period began
+    /// goes unsampled rather than sampled at a weight it was not drawn for.
+    fn set_stride(&mut self, stride: u32, now: u64) {
+        self.stride = stride;
+        let period = self.period();
+        if self.next > now + period {
+            self.slot = now;
+            self.next = now + self.jitter.below(period);
+        }
+    }
+}
+
 fn run(
     links: &[OwnedFd],
     mut config: aya::maps::Array<aya::maps::MapData, u32>,
@@ -226,31 +275,18 @@ fn run(
     buffers: &mpsc::Receiver<Vec<u8>>,
     out: &tokio::sync::mpsc::Sender<std::io::Result<Taken>>,
 ) {
-    let base = 1_000_000_000 / hz.max(1);
-    let mut stride = 1;
-    let mut period = base;
-    let mut jitter = Jitter(monotonic_ns() | 1);
-    let mut slot = monotonic_ns();
-    let mut next = slot + jitter.below(period);
+    let mut schedule = Schedule::new(1_000_000_000 / hz.max(1), monotonic_ns());
     let mut periodic = 0u64;
     loop {
         let now = monotonic_ns();
-        let kind = match commands.recv_timeout(Duration::from_nanos(next.saturating_sub(now))) {
+        let kind = match commands.recv_timeout(Duration::from_nanos(schedule.next.saturating_sub(now))) {
             Ok(Command::Bound) => Kind::Bound,
             Ok(Command::Stride(s)) => {
-                stride = s;
-                period = base * u64::from(stride);
+                schedule.set_stride(s, monotonic_ns());
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                // The next snapshot falls anywhere in the next period. A
-                // late wake-up skips the periods it missed.
-                slot += period;
-                let now = monotonic_ns();
-                if slot + period <= now {
-                    slot = now - (now - slot) % period;
-                }
-                next = slot + jitter.below(period);
+                schedule.taken(monotonic_ns());
                 Kind::Periodic
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -267,7 +303,7 @@ fn run(
         }
         let mut bytes = buffers.try_recv().unwrap_or_else(|_| Vec::with_capacity(1 << 16));
         bytes.clear();
-        let taken = take(links, kind, bytes, stride, full);
+        let taken = take(links, kind, bytes, schedule.stride, full);
         if kind == Kind::Bound {
             // A window bound is never skipped.
             if out.blocking_send(taken).is_err() {
@@ -296,4 +332,36 @@ fn take(links: &[OwnedFd], kind: Kind, mut bytes: Vec<u8>, weight: u32, full: bo
     let end_ns = monotonic_ns();
     let cpu_ns = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(cpu_before);
     Ok(Taken { kind, bytes, start_ns, end_ns, cpu_ns, weight, full })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_faster_rate_takes_effect_at_once_and_a_slower_one_from_the_next_period() {
+        let base = 50_000_000;
+        let mut s = Schedule::new(base, 1_000);
+        assert!(s.next < 1_000 + base);
+        // The floor: one snapshot in 200 periods (10 s).
+        s.set_stride(200, s.next);
+        s.taken(s.next);
+        let slow = s.next;
+        assert!(slow >= s.slot && slow < s.slot + 200 * base);
+        // Raised a second later: the next snapshot within one new period.
+        let now = s.slot + 1_000_000_000;
+        s.set_stride(4, now);
+        assert!(s.next >= now && s.next < now + 4 * base, "next {} now {now}", s.next);
+        // Lowered again: the snapshot already due stays due.
+        let due = s.next;
+        s.set_stride(100, now + 1);
+        assert_eq!(s.next, due);
+        // Snapshots then come one per period of the new stride, at most two periods apart.
+        let mut at = s.next;
+        for _ in 0..50 {
+            s.taken(at);
+            assert!(s.next > at && s.next - at < 2 * 100 * base);
+            at = s.next;
+        }
+    }
 }

@@ -303,9 +303,18 @@ fn sorted(set: HashSet<u64>) -> Vec<u64> {
 /// Bound of [`KernelSymbols`]' names.
 pub const MAX_KERNEL_NAMES: usize = 65_536;
 
-/// Kernel addresses named as they arrive, each looked up once and kept.
-/// Each batch of new addresses reads kallsyms once ([`kallsyms`], ~50 ms
-/// for 120,000 symbols); nothing of it is kept but the names asked for.
+/// A kallsyms index this young names addresses of symbols without a known
+/// end (code loaded since may lie there).
+const KALLSYMS_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+/// Kallsyms is read again at most this often (a read costs 40 ms).
+const KALLSYMS_REREAD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Kernel addresses named as they arrive, each looked up once and kept,
+/// from an index of kallsyms ([`kallsyms::Index`], about 1 MB) read when
+/// first needed, and again when the loaded modules change or an address
+/// falls past the last symbol of its run (a module or BPF program loaded
+/// since), at most every 30 s. Until then such an address is `[unknown]`
+/// and asked again; a name is never given from a listing that may be stale.
 pub struct KernelSymbols {
     /// At most [`MAX_KERNEL_NAMES`]; emptied when full (kernel text holds
     /// far fewer return addresses than that on a normal host).
@@ -315,6 +324,13 @@ pub struct KernelSymbols {
     unknown: Arc<str>,
     /// A lookup failed: logged once, its addresses stay unknown.
     failed: bool,
+    index: Option<kallsyms::Index>,
+    /// When kallsyms was last read (or its read failed), and the loaded
+    /// modules then.
+    read_at: Option<std::time::Instant>,
+    modules: u64,
+    /// Reads of kallsyms so far.
+    pub reads: u64,
 }
 
 impl Default for KernelSymbols {
@@ -323,9 +339,26 @@ impl Default for KernelSymbols {
     }
 }
 
+/// A fingerprint of the loaded modules (their names and addresses).
+fn loaded_modules() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    std::fs::read("/proc/modules").unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
 impl KernelSymbols {
     pub fn new() -> Self {
-        Self { names: HashMap::new(), evicted: 0, unknown: Arc::from(UNKNOWN), failed: false }
+        Self {
+            names: HashMap::new(),
+            evicted: 0,
+            unknown: Arc::from(UNKNOWN),
+            failed: false,
+            index: None,
+            read_at: None,
+            modules: 0,
+            reads: 0,
+        }
     }
 
     /// Look up, in one batch, the addresses of a kernel stack (innermost
@@ -345,21 +378,71 @@ impl KernelSymbols {
             // Every address of these stacks is to be named again.
             new = all;
         }
+        let modules = loaded_modules();
+        let may_read = self.read_at.is_none_or(|t| t.elapsed() >= KALLSYMS_REREAD);
+        if (self.index.is_none() || modules != self.modules) && may_read {
+            self.read(modules);
+        }
+        let Some(mut named) = self.lookup(&new) else { return };
+        let fresh = |at: Option<std::time::Instant>| at.is_some_and(|t| t.elapsed() < KALLSYMS_FRESH);
+        let stale = modules != self.modules;
+        if (stale || named.iter().any(|n| n.as_ref().is_some_and(|n| n.open))) && !fresh(self.read_at) && may_read {
+            self.read(modules);
+            let Some(again) = self.lookup(&new) else { return };
+            named = again;
+        }
+        // Past the end of a run in a listing that may be stale: asked again
+        // at the next read.
+        let trusted = fresh(self.read_at) || modules == self.modules;
+        let unknown = &self.unknown;
+        for (addr, named) in new.into_iter().zip(named) {
+            match named {
+                Some(n) if n.open && !fresh(self.read_at) => continue,
+                Some(_) if !trusted => continue,
+                n => self.names.insert(addr, n.map_or_else(|| unknown.clone(), |n| n.name)),
+            };
+        }
+    }
+
+    /// Read kallsyms now if it was not read yet.
+    pub fn prepare(&mut self) {
+        if self.read_at.is_none() {
+            self.read(loaded_modules());
+        }
+    }
+
+    /// Read kallsyms anew.
+    fn read(&mut self, modules: u64) {
         let started = std::time::Instant::now();
-        let named = kallsyms::names(&new);
-        tracing::debug!(addresses = new.len(), elapsed = ?started.elapsed(), "kallsyms read");
-        match named {
-            Ok(names) => {
-                let unknown = &self.unknown;
-                self.names.extend(new.into_iter().zip(names).map(|(a, n)| (a, n.unwrap_or_else(|| unknown.clone()))))
+        self.read_at = Some(started);
+        self.modules = modules;
+        self.reads += 1;
+        self.index = None;
+        match kallsyms::read() {
+            Ok(index) => {
+                tracing::debug!(symbols = index.len(), bytes = index.bytes(), elapsed = ?started.elapsed(), "kallsyms read");
+                self.index = Some(index);
+                self.failed = false;
             }
+            Err(err) => self.fail(&err),
+        }
+    }
+
+    fn fail(&mut self, err: &kallsyms::KallsymsError) {
+        if !self.failed {
+            tracing::warn!(err = %crate::error::format_chain(err), "could not name kernel frames; they show as [unknown]");
+            self.failed = true;
+        }
+    }
+
+    /// The index's symbols of `addrs` (sorted); `None` without an index.
+    fn lookup(&mut self, addrs: &[u64]) -> Option<Vec<Option<kallsyms::Named>>> {
+        let found = self.index.as_ref()?.names(addrs);
+        match found {
+            Ok(named) => Some(named),
             Err(err) => {
-                if !self.failed {
-                    tracing::warn!(err = %crate::error::format_chain(&err), "could not name kernel frames; they show as [unknown]");
-                    self.failed = true;
-                }
-                let unknown = self.unknown.clone();
-                self.names.extend(new.into_iter().map(|a| (a, unknown.clone())));
+                self.fail(&err);
+                None
             }
         }
     }
@@ -388,6 +471,36 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
         }
+    }
+
+    /// Kallsyms is read once, not per batch of new addresses (a read is
+    /// 40 ms of kernel time: per window, several times the 1% budget).
+    #[test]
+    fn kernel_addresses_are_named_from_one_read_of_kallsyms() {
+        let index = kallsyms::read().unwrap();
+        let text = std::fs::read_to_string(kallsyms::PATH).unwrap();
+        let core: Vec<u64> = text
+            .lines()
+            .filter(|l| l.contains(" T ") && !l.contains('['))
+            .filter_map(|l| u64::from_str_radix(l.split(' ').next()?, 16).ok())
+            .filter(|&a| a != 0)
+            .collect();
+        assert!(core.len() > 1000);
+        let mut symbols = KernelSymbols::new();
+        for batch in core.chunks(core.len() / 4).take(3) {
+            // Return addresses: one byte past, as the kernel reports callers.
+            let stack: Vec<u64> = batch.iter().map(|a| a + 1).collect();
+            symbols.resolve(std::iter::once(&stack[..]));
+            let mut want: Vec<u64> = stack.iter().enumerate().map(|(i, &a)| lookup_address(i, a)).collect();
+            want.sort_unstable();
+            let names = index.names(&want).unwrap();
+            for (addr, name) in want.iter().zip(names) {
+                let name = name.unwrap();
+                let got = symbols.names.get(addr).map(|n| n.to_string());
+                assert!(name.open || got.as_deref() == Some(&*name.name), "{addr:#x}: {got:?}, index {}", name.name);
+            }
+        }
+        assert_eq!(symbols.reads, 1);
     }
 
     #[test]

@@ -552,8 +552,10 @@ async function main() {
     };
     const stateColour = await hooks(p, () => window.__tailprof.frameColour('[sleeping]'));
     // The sleeping thread's largest sleeping stack: its state frame in the state's colour, every frame above it in
-    // the state's hue (a lighter shade per function).
-    const own = f.lines.filter((l) => l.frames[0] === opts.sleepComm && l.frames[1] === '[sleeping]').sort((a, b) => b.count - a.count)[0];
+    // the state's hue (a lighter shade per function). Time no snapshot saw has no stack: not a candidate.
+    const own = f.lines
+      .filter((l) => l.frames[0] === opts.sleepComm && l.frames[1] === '[sleeping]' && l.frames.length > 2)
+      .sort((a, b) => b.count - a.count)[0];
     let good = null;
     const tried = [];
     if (own) {
