@@ -85,6 +85,14 @@ pub struct Names {
     pub stats: NameCacheStats,
 }
 
+impl Drop for Names {
+    fn drop(&mut self) {
+        // The kept symbolizer unmaps the files it parsed.
+        let _mapping = crate::sys::mem::mapping_files();
+        self.user_symbolizer.take();
+    }
+}
+
 impl Names {
     /// Symbolize one window's stacks into `profile`.
     pub fn window(
@@ -188,6 +196,7 @@ impl Names {
         // and then; the names it gave stay in `user`.
         self.symbolizer_windows += 1;
         if self.symbolizer_windows >= RENEW_SYMBOLIZER_WINDOWS {
+            let _mapping = crate::sys::mem::mapping_files();
             self.user_symbolizer = None;
             self.symbolizer_windows = 0;
         }

@@ -73,33 +73,37 @@ pub fn name_modules_with(
         let source = modules.source(module);
         let Some(info) = modules.modules.get_mut(module) else { continue };
         let started = std::time::Instant::now();
-        // Both passes share the module's parsed symbol table and DWARF.
-        let own;
-        let symbolizer = match kept {
-            Some(s) => s,
-            None => {
-                own = new_symbolizer();
-                &own
-            }
-        };
-        let Some(found) = symbolize_module(symbolizer, info, source, &offsets, debug_dirs, dwarf) else { continue };
-        for (&offset, (basic, detailed)) in offsets.iter().zip(found) {
-            let frames = match (basic, detailed) {
-                (basic, Some(Symbolized::Sym(sym))) => {
-                    let mut frames = frames_of(&sym, module, offset, &mut files);
-                    // The module's own name for the same function (the
-                    // exported one rather than a debug file's local alias).
-                    if let Some(Symbolized::Sym(b)) = &basic {
-                        if b.addr == sym.addr {
-                            frames[0].name = Arc::from(&*b.name);
-                        }
-                    }
-                    frames
+        {
+            // Dropped last: the symbolizer made here unmaps its files under it.
+            let _mapping = crate::sys::mem::mapping_files();
+            // Both passes share the module's parsed symbol table and DWARF.
+            let own;
+            let symbolizer = match kept {
+                Some(s) => s,
+                None => {
+                    own = new_symbolizer();
+                    &own
                 }
-                (Some(Symbolized::Sym(sym)), _) => frames_of(&sym, module, offset, &mut files),
-                _ => continue,
             };
-            names.insert((module, offset), frames.into());
+            let Some(found) = symbolize_module(symbolizer, info, source, &offsets, debug_dirs, dwarf) else { continue };
+            for (&offset, (basic, detailed)) in offsets.iter().zip(found) {
+                let frames = match (basic, detailed) {
+                    (basic, Some(Symbolized::Sym(sym))) => {
+                        let mut frames = frames_of(&sym, module, offset, &mut files);
+                        // The module's own name for the same function (the
+                        // exported one rather than a debug file's local alias).
+                        if let Some(Symbolized::Sym(b)) = &basic {
+                            if b.addr == sym.addr {
+                                frames[0].name = Arc::from(&*b.name);
+                            }
+                        }
+                        frames
+                    }
+                    (Some(Symbolized::Sym(sym)), _) => frames_of(&sym, module, offset, &mut files),
+                    _ => continue,
+                };
+                names.insert((module, offset), frames.into());
+            }
         }
         tracing::debug!(module = %info.path, offsets = offsets.len(), debug_file = ?info.debug_file, elapsed = ?started.elapsed(), "symbolized");
         // The symbol tables just read stay mapped, not resident: the

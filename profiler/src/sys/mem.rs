@@ -53,6 +53,17 @@ pub fn release_free_memory() {
     }
 }
 
+/// Taken shared by whoever maps or unmaps files (blazesym's symbolizers:
+/// naming a module, dropping a symbolizer), exclusively by
+/// [`drop_clean_file_pages`].
+static FILE_MAPPINGS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// The right to map and unmap files, held until dropped. Not to be taken
+/// twice by one thread.
+pub fn mapping_files() -> std::sync::RwLockReadGuard<'static, ()> {
+    FILE_MAPPINGS.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Drop the resident pages of read-only file mappings that hold nothing
 /// but the file's contents. blazesym maps each ELF file it names frames
 /// from (the agent's own binary, every profiled program and its debug
@@ -66,6 +77,10 @@ pub fn release_free_memory() {
 /// advised.
 pub fn drop_clean_file_pages() -> u64 {
     use procfs::process::{MMPermissions as Perm, MMapPath};
+    // No file is unmapped between the listing and the advice: its range
+    // could meanwhile hold another thread's heap, which the advice would
+    // zero.
+    let _listed = FILE_MAPPINGS.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Ok(maps) = procfs::process::Process::myself().and_then(|p| p.smaps()) else { return 0 };
     let mut advised = 0;
     for m in &maps {
@@ -83,7 +98,8 @@ pub fn drop_clean_file_pages() -> u64 {
             continue;
         }
         let (start, end) = m.address;
-        // SAFETY: a read-only file mapping without a page copied on write:
+        // SAFETY: a read-only file mapping without a page copied on write,
+        // still mapped (files are not unmapped while `_listed` is held):
         // dropping its pages changes no contents, only what is resident.
         let len = end.saturating_sub(start) as usize;
         if unsafe { libc::madvise(start as usize as *mut libc::c_void, len, libc::MADV_DONTNEED) } == 0 {
@@ -167,6 +183,7 @@ mod tests {
         assert!(drop_clean_file_pages() >= data.len() as u64);
         assert_eq!(resident(p), 0, "its pages are no longer resident");
         assert_eq!(view, &data[..], "and read back the same");
+        let _mapping = mapping_files();
         // SAFETY: unmapped once, after its last use.
         unsafe { libc::munmap(p.cast(), data.len()) };
     }
@@ -185,6 +202,7 @@ mod tests {
         let view = unsafe { std::slice::from_raw_parts(p, data.len()) };
         assert_eq!(view[5], 7, "the written page keeps its contents");
         assert_eq!(&view[4096..], &data[4096..]);
+        let _mapping = mapping_files();
         // SAFETY: unmapped once, after its last use.
         unsafe { libc::munmap(p.cast(), data.len()) };
     }

@@ -32,6 +32,8 @@ fn own_mappings() -> std::sync::MutexGuard<'static, ()> {
 fn names(pid: u32, frames: &[u64]) -> Vec<String> {
     let lookup: Vec<u64> = frames.iter().enumerate().map(|(i, &a)| if i == 0 { a } else { a - 1 }).collect();
     let src = Source::Process(Process::new(pid.into()));
+    // The symbolizer maps files, and unmaps them when dropped.
+    let _mapping = crate::sys::mem::mapping_files();
     let symbolizer = Symbolizer::new();
     let symbolized = symbolizer.symbolize(&src, Input::AbsAddr(&lookup)).expect("symbolize");
     symbolized
