@@ -58,7 +58,7 @@ use crate::util::{root, run as run_cmd};
 const ONLY_ENV: &str = "TAILPROF_BENCH_ONLY";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Section {
+pub(crate) enum Section {
     OnCpu,
     SchedPipe,
     Snapshot,
@@ -178,8 +178,9 @@ impl Drop for HostGuard {
 /// `cargo xtask bench --qualify`: see `bench/qualify.rs`. `measured`:
 /// figures measured before (the CI soak's), checked with the rest.
 pub fn qualify(bin: &Path, measured: &[(&'static str, f64)]) -> anyhow::Result<()> {
+    let sections = selected_sections()?;
     let guard = HostGuard::new(true)?;
-    let result = qualify::run(bin, &guard.scratch, measured);
+    let result = qualify::run(bin, &guard.scratch, &sections, measured);
     drop(guard);
     result
 }

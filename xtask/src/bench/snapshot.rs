@@ -468,11 +468,41 @@ fn report_medians(md: &mut String, reps: usize, snaps: &[Snap], baselines: &[Bas
 /// `--qualify`: CPU per snapshot per thread on the host of the continuous
 /// tier's snapshots with 10,000 idle threads, ns (statistics off), as the
 /// section's headline figure.
-pub(crate) fn qualify(bin: &Path, scratch: &Path) -> anyhow::Result<f64> {
+/// The qualification's snapshot figures: tailprof's cost per thread beside
+/// the kernel's own iteration, measured in the same run, so that their
+/// ratio does not move with the host (the same build read 571 ns one day
+/// and 700-760 the next, its empty iteration moving with it).
+pub(crate) struct Qualified {
+    /// CPU per snapshot per thread on the host, ns: the mean of the captures.
+    pub tailprof_ns: f64,
+    /// The empty task iterator, ns per task: the median of its runs.
+    pub empty_ns: f64,
+    pub empty_runs: usize,
+}
+
+/// With 10,000 idle threads up: the empty iterator, then a capture, twice,
+/// and the empty iterator once more, interleaved so that a drift of the host
+/// moves both sides.
+pub(crate) fn qualify(bin: &Path, scratch: &Path) -> anyhow::Result<Qualified> {
+    const CAPTURES: usize = 2;
     let helper = build_helper(scratch)?;
     let idle = start_ready_helper(&helper, 10_000)?;
-    let snap = measure(bin, scratch, Tier::Continuous, 10_000, false);
+    let measured = (|| {
+        let (mut empty, mut tailprof) = (Vec::new(), Vec::new());
+        for _ in 0..CAPTURES {
+            empty.push(measure_baseline(10_000)?.ns_per_task());
+            tailprof.push(measure(bin, scratch, Tier::Continuous, 10_000, false)?.ns_per_record());
+        }
+        empty.push(measure_baseline(10_000)?.ns_per_task());
+        anyhow::Ok((empty, tailprof))
+    })();
     stop_ready_helper(idle)?;
     set_bpf_stats(true)?;
-    Ok(snap?.ns_per_record())
+    let (mut empty, tailprof) = measured?;
+    empty.sort_by(f64::total_cmp);
+    Ok(Qualified {
+        tailprof_ns: tailprof.iter().sum::<f64>() / tailprof.len() as f64,
+        empty_ns: empty[empty.len() / 2],
+        empty_runs: empty.len(),
+    })
 }
