@@ -13,32 +13,18 @@
 //! Besides the periodic snapshots it takes the window's bound snapshots
 //! on request, at once.
 
-use std::{
-    io::Read,
-    os::fd::{FromRawFd, OwnedFd},
-    sync::mpsc,
-    time::Duration,
-};
+use std::{io::Read, os::fd::OwnedFd, sync::mpsc, time::Duration};
 
-use crate::sys::clock::{clock_ns, monotonic_ns};
+use crate::sys::{
+    bpf::bpf_fd,
+    clock::{clock_ns, monotonic_ns},
+};
 
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 const BPF_ITER_CREATE: libc::c_long = 33;
 /// `enum bpf_attach_type`: a BPF iterator.
 const BPF_TRACE_ITER: u32 = 28;
-
-/// `bpf(cmd, attr)` returning a new fd; `attr` is a `#[repr(C)]` prefix of
-/// `union bpf_attr` for `cmd` (the kernel zero-fills the rest).
-fn bpf_fd<A>(cmd: libc::c_long, attr: &mut A) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a plain-data prefix of bpf_attr for `cmd`, alive for the call.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), size_of::<A>() as u32) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
 
 /// Our own fd of a BPF link, by id.
 pub fn link_fd_by_id(id: u32) -> std::io::Result<OwnedFd> {

@@ -312,18 +312,17 @@ fn sorted(set: HashSet<u64>) -> Vec<u64> {
 /// Bound of [`KernelSymbols`]' names.
 pub const MAX_KERNEL_NAMES: usize = 65_536;
 
-/// A kallsyms index this young names addresses of symbols without a known
-/// end (code loaded since may lie there).
-const KALLSYMS_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 /// Kallsyms is read again at most this often (a read costs 40 ms).
 const KALLSYMS_REREAD: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Kernel addresses named as they arrive, each looked up once and kept,
 /// from an index of kallsyms ([`kallsyms::Index`], about 1 MB) read when
-/// first needed, and again when the loaded modules change or an address
-/// falls past the last symbol of its run (a module or BPF program loaded
-/// since), at most every 30 s. Until then such an address is `[unknown]`
-/// and asked again; a name is never given from a listing that may be stale.
+/// first needed, and again, at most every 30 s, when the kernel's code has
+/// changed since: a module or a BPF program loaded or gone. While the code
+/// is what the index listed, every address is named from it, past the last
+/// symbol of a run too (nothing was loaded there since). When it changed
+/// and the index cannot be read again yet, new addresses are `[unknown]`
+/// and asked again: a name is never given from a listing that may be stale.
 pub struct KernelSymbols {
     /// At most [`MAX_KERNEL_NAMES`]; emptied when full (kernel text holds
     /// far fewer return addresses than that on a normal host).
@@ -334,10 +333,10 @@ pub struct KernelSymbols {
     /// A lookup failed: logged once, its addresses stay unknown.
     failed: bool,
     index: Option<kallsyms::Index>,
-    /// When kallsyms was last read (or its read failed), and the loaded
-    /// modules then.
+    /// When kallsyms was last read (or its read failed), and the kernel's
+    /// loaded code then ([`loaded_code`]).
     read_at: Option<std::time::Instant>,
-    modules: u64,
+    code: u64,
     /// Reads of kallsyms so far.
     pub reads: u64,
 }
@@ -348,11 +347,16 @@ impl Default for KernelSymbols {
     }
 }
 
-/// A fingerprint of the loaded modules (their names and addresses).
-fn loaded_modules() -> u64 {
+/// A fingerprint of the code the kernel holds beyond its own: the loaded
+/// modules (their names and addresses) and the ids of the loaded BPF
+/// programs. A few microseconds, where a read of kallsyms is 40 ms.
+fn loaded_code() -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = rustc_hash::FxHasher::default();
     std::fs::read("/proc/modules").unwrap_or_default().hash(&mut h);
+    for id in crate::sys::bpf::program_ids() {
+        id.hash(&mut h);
+    }
     h.finish()
 }
 
@@ -365,7 +369,7 @@ impl KernelSymbols {
             failed: false,
             index: None,
             read_at: None,
-            modules: 0,
+            code: 0,
             reads: 0,
         }
     }
@@ -387,47 +391,41 @@ impl KernelSymbols {
             // Every address of these stacks is to be named again.
             new = all;
         }
-        let modules = loaded_modules();
+        let code = loaded_code();
         let may_read = self.read_at.is_none_or(|t| t.elapsed() >= KALLSYMS_REREAD);
-        if (self.index.is_none() || modules != self.modules) && may_read {
-            self.read(modules);
+        if (self.index.is_none() || code != self.code) && may_read {
+            if self.index.is_some() {
+                tracing::debug!("kallsyms to be read again: a module or BPF program was loaded or unloaded");
+            }
+            self.read(code);
         }
-        let Some(mut named) = self.lookup(&new) else { return };
-        let fresh = |at: Option<std::time::Instant>| at.is_some_and(|t| t.elapsed() < KALLSYMS_FRESH);
-        let stale = modules != self.modules;
-        if (stale || named.iter().any(|n| n.as_ref().is_some_and(|n| n.open))) && !fresh(self.read_at) && may_read {
-            self.read(modules);
-            let Some(again) = self.lookup(&new) else { return };
-            named = again;
+        let Some(named) = self.lookup(&new) else { return };
+        // Code loaded since the read may lie anywhere: asked again at the next read.
+        if code != self.code {
+            return;
         }
-        // Past the end of a run in a listing that may be stale: asked again
-        // at the next read.
-        let trusted = fresh(self.read_at) || modules == self.modules;
         let unknown = &self.unknown;
         for (addr, named) in new.into_iter().zip(named) {
-            match named {
-                Some(n) if n.open && !fresh(self.read_at) => continue,
-                Some(_) if !trusted => continue,
-                n => self.names.insert(addr, n.map_or_else(|| unknown.clone(), |n| n.name)),
-            };
+            self.names.insert(addr, named.map_or_else(|| unknown.clone(), |n| n.name));
         }
     }
 
     /// Read kallsyms now if it was not read yet.
     pub fn prepare(&mut self) {
         if self.read_at.is_none() {
-            self.read(loaded_modules());
+            self.read(loaded_code());
         }
     }
 
     /// Read kallsyms anew.
-    fn read(&mut self, modules: u64) {
+    fn read(&mut self, code: u64) {
         let started = std::time::Instant::now();
         self.read_at = Some(started);
-        self.modules = modules;
+        self.code = code;
         self.reads += 1;
-        self.index = None;
-        match kallsyms::read() {
+        // The old index goes first, and its size makes room for the new one.
+        let expect = self.index.take().map_or(0, |i| i.len());
+        match kallsyms::read_expecting(expect) {
             Ok(index) => {
                 tracing::debug!(symbols = index.len(), bytes = index.bytes(), elapsed = ?started.elapsed(), "kallsyms read");
                 self.index = Some(index);
@@ -506,7 +504,7 @@ mod tests {
             for (addr, name) in want.iter().zip(names) {
                 let name = name.unwrap();
                 let got = symbols.names.get(addr).map(|n| n.to_string());
-                assert!(name.open || got.as_deref() == Some(&*name.name), "{addr:#x}: {got:?}, index {}", name.name);
+                assert_eq!(got.as_deref(), Some(&*name.name), "{addr:#x}");
             }
         }
         assert_eq!(symbols.reads, 1);

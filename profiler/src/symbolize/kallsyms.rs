@@ -69,19 +69,121 @@ pub struct Named {
     pub open: bool,
 }
 
-/// A symbol while the listing is read: its name in the arena.
+/// A symbol while the listing is read: its place in the listing, where
+/// its name is.
 struct Parsed {
     addr: u64,
-    name_at: u32,
-    name_len: u16,
+    seq: u32,
     open: bool,
+}
+
+/// The names of a listing being read, in listing order, compressed a
+/// block at a time as they come: the listing's text is never held whole
+/// (it is 5 MB; a read that held it, its symbols' names in one string,
+/// and a stable sort's scratch made 10 MB at once, the agent's peak heap
+/// when it came during a window's build).
+struct Listed {
+    /// One context for every block (a context per call was a fifth of the read).
+    zstd: zstd::bulk::Compressor<'static>,
+    packed: Vec<u8>,
+    /// Each block's bytes in `packed` and their size decompressed.
+    blocks: Vec<(u32, u32, u32)>,
+    raw: Vec<u8>,
+    in_raw: usize,
+}
+
+impl Listed {
+    fn new() -> Result<Self, KallsymsError> {
+        Ok(Self {
+            zstd: zstd::bulk::Compressor::new(1).map_err(KallsymsError::Compression)?,
+            packed: Vec::new(),
+            blocks: Vec::new(),
+            raw: Vec::new(),
+            in_raw: 0,
+        })
+    }
+
+    fn push(&mut self, name: &str) -> Result<(), KallsymsError> {
+        if self.in_raw > 0 {
+            self.raw.push(b'\n');
+        }
+        self.raw.extend_from_slice(name.as_bytes());
+        self.in_raw += 1;
+        if self.in_raw == BLOCK {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<(), KallsymsError> {
+        if self.in_raw == 0 {
+            return Ok(());
+        }
+        let packed = self.zstd.compress(&self.raw).map_err(KallsymsError::Compression)?;
+        self.blocks.push((self.packed.len() as u32, packed.len() as u32, self.raw.len() as u32));
+        self.packed.extend_from_slice(&packed);
+        self.raw.clear();
+        self.in_raw = 0;
+        Ok(())
+    }
+}
+
+/// Names of [`Listed`] by place, a few blocks decompressed at a time (the
+/// kernel's own symbols come in address order, one block after another;
+/// a module's may not).
+struct Unpacked<'a> {
+    listed: &'a Listed,
+    zstd: zstd::bulk::Decompressor<'static>,
+    /// (block, its names, where each starts), most recently used last.
+    cache: Vec<(usize, Vec<u8>, Vec<u32>)>,
+}
+
+impl<'a> Unpacked<'a> {
+    const CACHED: usize = 32;
+
+    fn new(listed: &'a Listed) -> Result<Self, KallsymsError> {
+        let zstd = zstd::bulk::Decompressor::new().map_err(KallsymsError::Compression)?;
+        Ok(Self { listed, zstd, cache: Vec::with_capacity(Self::CACHED) })
+    }
+
+    fn name(&mut self, seq: u32) -> Result<&[u8], KallsymsError> {
+        let (b, k) = (seq as usize / BLOCK, seq as usize % BLOCK);
+        let at = match self.cache.iter().position(|(cached, _, _)| *cached == b) {
+            Some(at) => at,
+            None => {
+                let missing =
+                    || KallsymsError::Compression(std::io::Error::other("a name past the listing's last block"));
+                let &(at, len, raw) = self.listed.blocks.get(b).ok_or_else(missing)?;
+                let packed = &self.listed.packed[at as usize..(at + len) as usize];
+                let names = self.zstd.decompress(packed, raw as usize).map_err(KallsymsError::Compression)?;
+                let mut starts = vec![0u32];
+                starts.extend(names.iter().enumerate().filter(|(_, &c)| c == b'\n').map(|(i, _)| i as u32 + 1));
+                if self.cache.len() == Self::CACHED {
+                    self.cache.remove(0);
+                }
+                self.cache.push((b, names, starts));
+                self.cache.len() - 1
+            }
+        };
+        let (_, names, starts) = &self.cache[at];
+        let from = starts.get(k).map_or(names.len(), |&s| s as usize);
+        let to = starts.get(k + 1).map_or(names.len(), |&s| s as usize - 1);
+        Ok(&names[from..to.max(from)])
+    }
 }
 
 impl Index {
     /// Index the code symbols of a kallsyms listing.
-    pub fn parse(mut listing: impl BufRead) -> Result<Self, KallsymsError> {
-        let mut syms: Vec<Parsed> = Vec::new();
-        let mut arena = String::new();
+    #[cfg(test)]
+    pub fn parse(listing: impl BufRead) -> Result<Self, KallsymsError> {
+        Self::parse_expecting(listing, 0)
+    }
+
+    /// [`Self::parse`], with room made for about `expect` symbols at once
+    /// (the last index's count: no vector doubled past what it needs).
+    pub fn parse_expecting(mut listing: impl BufRead, expect: usize) -> Result<Self, KallsymsError> {
+        let mut syms: Vec<Parsed> = Vec::with_capacity(expect + expect / 32);
+        let mut listed = Listed::new()?;
         let mut line = String::new();
         // The run being read: its module and last address.
         let mut run: Option<(String, u64)> = None;
@@ -94,7 +196,7 @@ impl Index {
             let (Some(addr), Some(kind), Some(name)) = (fields.next(), fields.next(), fields.next()) else { continue };
             let module = fields.next().unwrap_or("");
             let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
-            if addr == 0 || !is_code(kind) || name.len() > usize::from(u16::MAX) {
+            if addr == 0 || !is_code(kind) {
                 continue;
             }
             match &mut run {
@@ -108,14 +210,17 @@ impl Index {
                     run = Some((module.to_owned(), addr));
                 }
             }
-            let Ok(name_at) = u32::try_from(arena.len()) else { break };
-            arena.push_str(name);
-            syms.push(Parsed { addr, name_at, name_len: name.len() as u16, open: module == "[bpf]" });
+            let Ok(seq) = u32::try_from(syms.len()) else { break };
+            // A name holds no newline: it separates them in a block.
+            listed.push(name)?;
+            syms.push(Parsed { addr, seq, open: module == "[bpf]" });
         }
+        listed.seal()?;
         let Some(last) = syms.last_mut() else { return Err(KallsymsError::Hidden) };
         last.open = true;
-        // Runs in address order; of equal addresses in two runs, the first listed.
-        syms.sort_by_key(|s| s.addr);
+        // Runs in address order; of equal addresses in two runs, the first
+        // listed (no stable sort: its scratch would be half the vector again).
+        syms.sort_unstable_by_key(|s| (s.addr, s.seq));
         syms.dedup_by(|later, first| {
             let same = later.addr == first.addr;
             first.open |= same && later.open;
@@ -124,9 +229,11 @@ impl Index {
         let mut index = Index {
             blocks: Vec::with_capacity(syms.len() / BLOCK + 1),
             offsets: Vec::with_capacity(syms.len()),
-            names: Vec::new(),
+            names: Vec::with_capacity(listed.packed.len() + listed.packed.len() / 8),
             open: Vec::new(),
         };
+        let mut unpacked = Unpacked::new(&listed)?;
+        let mut zstd = zstd::bulk::Compressor::new(3).map_err(KallsymsError::Compression)?;
         let mut raw = String::new();
         let mut base = 0;
         for (i, s) in syms.iter().enumerate() {
@@ -135,7 +242,7 @@ impl Index {
                 .last()
                 .is_none_or(|b| i - b.first as usize >= BLOCK || s.addr - b.base > u64::from(u32::MAX));
             if full {
-                index.seal(&mut raw)?;
+                index.seal(&mut zstd, &mut raw)?;
                 base = s.addr;
                 index.blocks.push(Block { base, first: i as u32, at: 0, len: 0, raw: 0 });
             }
@@ -146,18 +253,18 @@ impl Index {
             if !raw.is_empty() {
                 raw.push('\n');
             }
-            raw.push_str(&arena[s.name_at as usize..s.name_at as usize + usize::from(s.name_len)]);
+            raw.push_str(&String::from_utf8_lossy(unpacked.name(s.seq)?));
         }
-        index.seal(&mut raw)?;
+        index.seal(&mut zstd, &mut raw)?;
         index.names.shrink_to_fit();
         index.open.shrink_to_fit();
         Ok(index)
     }
 
     /// Compress the last block's names.
-    fn seal(&mut self, raw: &mut String) -> Result<(), KallsymsError> {
+    fn seal(&mut self, zstd: &mut zstd::bulk::Compressor, raw: &mut String) -> Result<(), KallsymsError> {
         let Some(block) = self.blocks.last_mut() else { return Ok(()) };
-        let packed = zstd::bulk::compress(raw.as_bytes(), 3).map_err(KallsymsError::Compression)?;
+        let packed = zstd.compress(raw.as_bytes()).map_err(KallsymsError::Compression)?;
         block.at = self.names.len() as u32;
         block.len = packed.len() as u32;
         block.raw = raw.len() as u32;
@@ -198,6 +305,7 @@ impl Index {
         let mut out = Vec::with_capacity(addrs.len());
         let mut unpacked: Option<(usize, Vec<u8>)> = None;
         let mut last: Option<(usize, Named)> = None;
+        let mut zstd: Option<zstd::bulk::Decompressor> = None;
         for &addr in addrs {
             let Some((b, i)) = self.floor(addr) else {
                 out.push(None);
@@ -212,7 +320,11 @@ impl Index {
             if unpacked.as_ref().is_none_or(|(at, _)| *at != b) {
                 let block = &self.blocks[b];
                 let packed = &self.names[block.at as usize..(block.at + block.len) as usize];
-                let raw = zstd::bulk::decompress(packed, block.raw as usize).map_err(KallsymsError::Compression)?;
+                let zstd = match &mut zstd {
+                    Some(z) => z,
+                    None => zstd.insert(zstd::bulk::Decompressor::new().map_err(KallsymsError::Compression)?),
+                };
+                let raw = zstd.decompress(packed, block.raw as usize).map_err(KallsymsError::Compression)?;
                 unpacked = Some((b, raw));
             }
             let raw = unpacked.as_ref().map_or(&[][..], |(_, raw)| raw.as_slice());
@@ -230,9 +342,15 @@ impl Index {
 }
 
 /// The running kernel's index.
+#[cfg(test)]
 pub fn read() -> Result<Index, KallsymsError> {
+    read_expecting(0)
+}
+
+/// [`read`], with room made for about `expect` symbols.
+pub fn read_expecting(expect: usize) -> Result<Index, KallsymsError> {
     let file = std::fs::File::open(PATH).map_err(KallsymsError::Read)?;
-    Index::parse(std::io::BufReader::with_capacity(1 << 16, file))
+    Index::parse_expecting(std::io::BufReader::with_capacity(1 << 16, file), expect)
 }
 
 #[cfg(test)]
@@ -347,6 +465,36 @@ ffffffffa0001000 t bpf_prog_2_y\t[bpf]
             assert_eq!(got.as_deref(), Some(want.as_str()), "{addr:#x}");
         }
         assert_eq!(named(&listing, &[0xfff]), [None]);
+    }
+
+    /// A module's symbols listed out of address order, over more blocks
+    /// than the build keeps decompressed at once, between two sorted runs:
+    /// every name is still found at its address.
+    #[test]
+    fn a_module_listed_out_of_order_over_many_blocks_is_named_whole() {
+        let mut listing = String::new();
+        let mut want = Vec::new();
+        let mut add = |listing: &mut String, addr: u64, name: String, module: &str| {
+            listing.push_str(&format!("{addr:016x} t {name}{module}\n"));
+            want.push((addr + 1, name));
+        };
+        for i in 0..600u64 {
+            add(&mut listing, 0xffff_ffff_8100_0000 + i * 0x10, format!("core_{i}"), "");
+        }
+        // 40 blocks' worth, each step jumping far through the module's range.
+        let n = 40 * BLOCK as u64;
+        for i in 0..n {
+            let k = (i * 7919) % n;
+            add(&mut listing, 0xffff_ffff_c000_0000 + k * 0x20, format!("mod_{k}"), "\t[big]");
+        }
+        add(&mut listing, 0xffff_ffff_a000_0000, "bpf_prog_1_x".into(), "\t[bpf]");
+        let index = Index::parse(listing.as_bytes()).unwrap();
+        assert_eq!(index.len(), want.len());
+        want.sort_unstable();
+        let addrs: Vec<u64> = want.iter().map(|(a, _)| *a).collect();
+        for ((addr, want), got) in want.iter().zip(named(&listing, &addrs)) {
+            assert_eq!(got.as_deref(), Some(want.as_str()), "{addr:#x}");
+        }
     }
 
     /// The running kernel's kallsyms against blazesym's reading of it (an

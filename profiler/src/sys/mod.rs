@@ -1,5 +1,6 @@
 //! Small wrappers over the operating system that every layer uses.
 
+pub mod bpf;
 pub mod cancel;
 pub mod clock;
 pub mod io;
