@@ -43,8 +43,8 @@ pub struct Index {
     blocks: Vec<Block>,
     /// Each symbol's address less its block's base.
     offsets: Vec<u32>,
-    /// Each block's names, newline-separated, compressed, back to back.
-    names: Vec<u8>,
+    /// Each block's names, block for block.
+    names: Packed,
     /// Symbols without a known end (sorted indices).
     open: Vec<u32>,
 }
@@ -53,10 +53,37 @@ struct Block {
     base: u64,
     /// Index of its first symbol.
     first: u32,
-    /// Its names in `names`, and their size decompressed.
-    at: u32,
-    len: u32,
-    raw: u32,
+}
+
+/// Blocks of names, newline-separated, each compressed, back to back: the
+/// index's (in address order) and, while a listing is read, the listing's.
+#[derive(Default)]
+struct Packed {
+    bytes: Vec<u8>,
+    /// Each block's bytes in `bytes` and their size decompressed.
+    blocks: Vec<(u32, u32, u32)>,
+}
+
+impl Packed {
+    /// Add a block of names.
+    fn push(&mut self, zstd: &mut zstd::bulk::Compressor, raw: &[u8]) -> Result<(), KallsymsError> {
+        let packed = zstd.compress(raw).map_err(KallsymsError::Compression)?;
+        self.blocks.push((self.bytes.len() as u32, packed.len() as u32, raw.len() as u32));
+        self.bytes.extend_from_slice(&packed);
+        Ok(())
+    }
+
+    /// Block `b`'s names.
+    fn unpack(&self, b: usize, zstd: &mut zstd::bulk::Decompressor) -> Result<Vec<u8>, KallsymsError> {
+        let missing = || KallsymsError::Compression(std::io::Error::other("a block of names past the last"));
+        let &(at, len, raw) = self.blocks.get(b).ok_or_else(missing)?;
+        let packed = self.bytes.get(at as usize..(at + len) as usize).ok_or_else(missing)?;
+        zstd.decompress(packed, raw as usize).map_err(KallsymsError::Compression)
+    }
+
+    fn capacity_bytes(&self) -> usize {
+        self.bytes.capacity() + self.blocks.capacity() * std::mem::size_of::<(u32, u32, u32)>()
+    }
 }
 
 /// An address's symbol.
@@ -85,9 +112,7 @@ struct Parsed {
 struct Listed {
     /// One context for every block (a context per call was a fifth of the read).
     zstd: zstd::bulk::Compressor<'static>,
-    packed: Vec<u8>,
-    /// Each block's bytes in `packed` and their size decompressed.
-    blocks: Vec<(u32, u32, u32)>,
+    packed: Packed,
     raw: Vec<u8>,
     in_raw: usize,
 }
@@ -96,8 +121,7 @@ impl Listed {
     fn new() -> Result<Self, KallsymsError> {
         Ok(Self {
             zstd: zstd::bulk::Compressor::new(1).map_err(KallsymsError::Compression)?,
-            packed: Vec::new(),
-            blocks: Vec::new(),
+            packed: Packed::default(),
             raw: Vec::new(),
             in_raw: 0,
         })
@@ -119,9 +143,7 @@ impl Listed {
         if self.in_raw == 0 {
             return Ok(());
         }
-        let packed = self.zstd.compress(&self.raw).map_err(KallsymsError::Compression)?;
-        self.blocks.push((self.packed.len() as u32, packed.len() as u32, self.raw.len() as u32));
-        self.packed.extend_from_slice(&packed);
+        self.packed.push(&mut self.zstd, &self.raw)?;
         self.raw.clear();
         self.in_raw = 0;
         Ok(())
@@ -151,11 +173,7 @@ impl<'a> Unpacked<'a> {
         let at = match self.cache.iter().position(|(cached, _, _)| *cached == b) {
             Some(at) => at,
             None => {
-                let missing =
-                    || KallsymsError::Compression(std::io::Error::other("a name past the listing's last block"));
-                let &(at, len, raw) = self.listed.blocks.get(b).ok_or_else(missing)?;
-                let packed = &self.listed.packed[at as usize..(at + len) as usize];
-                let names = self.zstd.decompress(packed, raw as usize).map_err(KallsymsError::Compression)?;
+                let names = self.listed.packed.unpack(b, &mut self.zstd)?;
                 let mut starts = vec![0u32];
                 starts.extend(names.iter().enumerate().filter(|(_, &c)| c == b'\n').map(|(i, _)| i as u32 + 1));
                 if self.cache.len() == Self::CACHED {
@@ -229,7 +247,10 @@ impl Index {
         let mut index = Index {
             blocks: Vec::with_capacity(syms.len() / BLOCK + 1),
             offsets: Vec::with_capacity(syms.len()),
-            names: Vec::with_capacity(listed.packed.len() + listed.packed.len() / 8),
+            names: Packed {
+                bytes: Vec::with_capacity(listed.packed.bytes.len() + listed.packed.bytes.len() / 8),
+                blocks: Vec::with_capacity(syms.len() / BLOCK + 1),
+            },
             open: Vec::new(),
         };
         let mut unpacked = Unpacked::new(&listed)?;
@@ -244,7 +265,7 @@ impl Index {
             if full {
                 index.seal(&mut zstd, &mut raw)?;
                 base = s.addr;
-                index.blocks.push(Block { base, first: i as u32, at: 0, len: 0, raw: 0 });
+                index.blocks.push(Block { base, first: i as u32 });
             }
             index.offsets.push((s.addr - base) as u32);
             if s.open {
@@ -256,19 +277,16 @@ impl Index {
             raw.push_str(&String::from_utf8_lossy(unpacked.name(s.seq)?));
         }
         index.seal(&mut zstd, &mut raw)?;
-        index.names.shrink_to_fit();
+        index.names.bytes.shrink_to_fit();
         index.open.shrink_to_fit();
         Ok(index)
     }
 
-    /// Compress the last block's names.
+    /// Compress the last block's names (none before the first block).
     fn seal(&mut self, zstd: &mut zstd::bulk::Compressor, raw: &mut String) -> Result<(), KallsymsError> {
-        let Some(block) = self.blocks.last_mut() else { return Ok(()) };
-        let packed = zstd.compress(raw.as_bytes()).map_err(KallsymsError::Compression)?;
-        block.at = self.names.len() as u32;
-        block.len = packed.len() as u32;
-        block.raw = raw.len() as u32;
-        self.names.extend_from_slice(&packed);
+        if self.names.blocks.len() < self.blocks.len() {
+            self.names.push(zstd, raw.as_bytes())?;
+        }
         raw.clear();
         Ok(())
     }
@@ -282,7 +300,7 @@ impl Index {
     pub fn bytes(&self) -> usize {
         self.blocks.capacity() * std::mem::size_of::<Block>()
             + self.offsets.capacity() * 4
-            + self.names.capacity()
+            + self.names.capacity_bytes()
             + self.open.capacity() * 4
     }
 
@@ -318,14 +336,11 @@ impl Index {
                 }
             }
             if unpacked.as_ref().is_none_or(|(at, _)| *at != b) {
-                let block = &self.blocks[b];
-                let packed = &self.names[block.at as usize..(block.at + block.len) as usize];
                 let zstd = match &mut zstd {
                     Some(z) => z,
                     None => zstd.insert(zstd::bulk::Decompressor::new().map_err(KallsymsError::Compression)?),
                 };
-                let raw = zstd.decompress(packed, block.raw as usize).map_err(KallsymsError::Compression)?;
-                unpacked = Some((b, raw));
+                unpacked = Some((b, self.names.unpack(b, zstd)?));
             }
             let raw = unpacked.as_ref().map_or(&[][..], |(_, raw)| raw.as_slice());
             let k = i - self.blocks[b].first as usize;
