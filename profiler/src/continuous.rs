@@ -78,13 +78,13 @@ pub fn account(
     // Gathered in tid order and built in bulk: a map filled one insert
     // at a time in key order leaves its nodes half empty.
     let (mut times, mut extras) = (Vec::new(), Vec::new());
-    let mut tids: Vec<u32> = closing.threads.keys().chain(sampler.exits.keys()).copied().collect();
+    let mut tids: Vec<u32> = closing.threads.keys().copied().chain(sampler.exits.tids()).collect();
     tids.extend(opening.threads.keys().filter(|tid| !closing.threads.contains_key(tid)));
     tids.sort_unstable();
     tids.dedup();
     for tid in tids {
         // The thread's end: alive at the close, or its exit in the window.
-        let end = match (closing.threads.get(&tid), sampler.exits.get(&tid)) {
+        let end = match (closing.threads.get(&tid), sampler.exits.get(tid)) {
             (Some(&(tgid, start, c)), _) => Some((tgid, start, c, window.end)),
             (None, Some(e)) if e.ts_ns >= window.start && e.ts_ns <= window.end => {
                 Some((e.tgid, e.start_ns, e.counters, e.ts_ns))
@@ -155,7 +155,7 @@ pub fn account(
 pub fn off_cpu_stacks(
     accounted: &Accounted,
     sightings: &FxHashMap<u32, FxHashMap<SightKey, u64>>,
-    comm_of: impl Fn(u32) -> String,
+    mut comm_of: impl FnMut(u32) -> crate::model::text::Name,
 ) -> Vec<RawOffCpu> {
     let none = FxHashMap::default();
     // Sized exactly: under thread churn a window has tens of thousands of
@@ -175,7 +175,7 @@ pub fn off_cpu_stacks(
     let mut out = Vec::with_capacity(lines);
     for (&tid, t) in &accounted.times {
         let seen = sightings.get(&tid).unwrap_or(&none);
-        let comm: std::sync::Arc<str> = comm_of(tid).into();
+        let comm = comm_of(tid);
         for state in [STATE_RUNNABLE, STATE_SLEEPING, STATE_DISK, STATE_OTHER] {
             let ns = t.off_cpu_ns[(state - 1) as usize];
             let mut keys: Vec<(&SightKey, u64)> =
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!((t.on_cpu_ns, t.off_cpu_ns), (3_000, [1_000, 6_000, 0, 0]));
         let t = a.times[&2];
         assert_eq!((t.on_cpu_ns, t.off_cpu_ns), (1_000, [0, 4_000, 0, 0]));
-        let stacks = off_cpu_stacks(&a, &FxHashMap::default(), |_| String::new());
+        let stacks = off_cpu_stacks(&a, &FxHashMap::default(), |_| "".into());
         let total: u64 = stacks.iter().filter(|s| s.tid == 1).map(|s| s.ns).sum();
         assert_eq!(total, 7_000, "unseen states keep their time on a line without stacks");
     }

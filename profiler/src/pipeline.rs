@@ -445,13 +445,15 @@ fn build_window(
     };
     let mut off_cpu_raw: Vec<RawOffCpu> = Vec::new();
     if let (Some(snapshots), Some(mut sampled)) = (collector.snapshots.as_mut(), sampled) {
+        // Every name of the window is held once, by lines and table alike.
+        let mut interned = crate::model::text::Names::default();
         if let (Some(opening), Some(closing)) = (opening.as_ref(), closing.as_ref()) {
             let accounted = continuous::account(opening, closing, &sampled, &window, run.delayacct);
             // A thread's name: what the snapshots saw, else its exit record's.
-            let comm_of = |tid: u32| match (sampled.threads.get(&tid), sampled.exits.get(&tid)) {
-                (Some(t), _) => t.comm.clone(),
-                (None, Some(e)) => crate::model::text::comm_string(&e.comm),
-                (None, None) => String::new(),
+            let comm_of = |tid: u32| match (sampled.threads.get(&tid), sampled.exits.get(tid)) {
+                (Some(t), _) => interned.get(&t.comm),
+                (None, Some(e)) => interned.get(&String::from_utf8_lossy(profiler_common::comm_bytes(&e.comm))),
+                (None, None) => interned.get(""),
             };
             off_cpu_raw = continuous::off_cpu_stacks(&accounted, &sampled.sightings, comm_of);
             // Freed before the window is built: every thread's sightings.
@@ -494,10 +496,11 @@ fn build_window(
         // records. Each thread's name is kept from the most recent source
         // that has one, the others never copied (under churn a window names
         // 30,000 threads from each source), then built into a map in bulk.
-        let mut names: FxHashMap<u32, String> =
+        let mut names: FxHashMap<u32, crate::model::text::Name> =
             FxHashMap::with_capacity_and_hasher(profile.thread_times.len(), Default::default());
         // Names of live threads as they are now.
-        names.extend(sched_times::proc_names(profile.thread_times.iter().map(|(tid, t)| (t.tgid, *tid))));
+        let now = sched_times::proc_names(profile.thread_times.iter().map(|(tid, t)| (t.tgid, *tid)));
+        names.extend(now.map(|(tid, name)| (tid, interned.get(&name))));
         let mut stats = sampled.stats;
         stats.realtime = snapshots.taker.realtime;
         profile.state_sampler = stats;
@@ -505,17 +508,17 @@ fn build_window(
         for (tid, t) in sampled.threads {
             let [running, runnable, sleeping, disk, other] = t.states;
             state_samples.push((tid, (t.tgid, StateSamples { running, runnable, sleeping, disk, other })));
-            names.entry(tid).or_insert(t.comm);
+            names.entry(tid).or_insert_with(|| interned.get(&t.comm));
         }
         profile.state_samples = state_samples.into_iter().collect();
         for (tid, name) in std::mem::take(&mut collector.exited.names) {
-            names.entry(tid).or_insert(name);
+            names.entry(tid).or_insert_with(|| interned.get(&name));
         }
         // A thread's off-CPU lines follow each other: one name for them.
         for s in last_of_runs(off_cpu_raw.iter().filter(|s| !s.comm.is_empty())) {
-            names.entry(s.tid).or_insert_with(|| s.comm.to_string());
+            names.entry(s.tid).or_insert_with(|| s.comm.clone());
         }
-        let mut comms: Vec<(u32, String)> = names.into_iter().collect();
+        let mut comms: Vec<(u32, crate::model::text::Name)> = names.into_iter().collect();
         comms.sort_unstable_by_key(|(tid, _)| *tid);
         profile.comms = comms.into_iter().collect();
         profile.blocked_on = sampled.fd_waits;
@@ -529,8 +532,8 @@ fn build_window(
         profile.thread_process = pairs.into_iter().map(|(tid, tgid)| (tid, processes.current(tgid))).collect();
         for s in &mut off_cpu_raw {
             s.process = profile.thread_process.get(&s.tid).copied().unwrap_or(u32::MAX);
-            if s.comm.is_empty() {
-                s.comm = profile.thread_name(s.tid).into();
+            if let Some(name) = profile.comms.get(&s.tid).filter(|_| s.comm.is_empty()) {
+                s.comm = name.clone();
             }
         }
     }
@@ -630,7 +633,7 @@ fn build_window(
     let sinks = &mut collector.sinks;
     let mut profile = sinks.names.window(sinks.stacks.modules(), stacks, off_cpu_raw, profile);
     // The files symbolization read stay mapped, not resident.
-    let advised = crate::sys::mem::drop_clean_file_pages();
+    let advised = crate::sys::mem::drop_clean_file_pages(crate::sys::mem::Code::Dropped);
     tracing::debug!(elapsed = ?started.elapsed(), advised, rss_kib = crate::sys::mem::rss_bytes() >> 10, "symbolized");
     // The selection applies to what is reported, exact times included.
     profile.select(&run.selection);
@@ -639,7 +642,7 @@ fn build_window(
         for (key, _) in &histograms.entries {
             if key.kind == profiler_common::HIST_RUNQ && !names.processes.contains_key(&key.id) {
                 if let Some(comm) = profile.comms.get(&key.id) {
-                    names.processes.insert(key.id, comm.clone());
+                    names.processes.insert(key.id, comm.to_string());
                 }
             }
         }

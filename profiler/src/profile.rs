@@ -462,7 +462,7 @@ pub struct Profile {
     /// Exact scheduler times by tid (empty with --no-off-cpu).
     pub thread_times: BTreeMap<u32, profiler_common::ThreadTimes>,
     /// Thread names for threads known only from their times.
-    pub comms: BTreeMap<u32, String>,
+    pub comms: BTreeMap<u32, crate::model::text::Name>,
     /// Off-CPU time by thread, state, syscall, stack and waker.
     pub off_cpu: Vec<OffCpuStack>,
     /// Thread-state snapshots per second (0: off).
@@ -513,7 +513,7 @@ impl Profile {
         let comms = &self.comms;
         let thread_process = &self.thread_process;
         let keep_thread = |tgid: u32, tid: u32| {
-            let comm = comms.get(&tid).map(String::as_str).unwrap_or("");
+            let comm = comms.get(&tid).map_or("", |c| &**c);
             sel.matches(process(thread_process.get(&tid).copied()), tgid, comm)
         };
         let running = profiler_common::STATE_RUNNING;
@@ -534,7 +534,7 @@ impl Profile {
 
     /// The name of a thread known from snapshots or procfs.
     pub fn thread_name(&self, tid: u32) -> &str {
-        self.comms.get(&tid).map(String::as_str).unwrap_or("")
+        self.comms.get(&tid).map_or("", |c| &**c)
     }
 
     /// A process generation by id.
@@ -569,7 +569,7 @@ impl Profile {
                     .iter()
                     .max_by_key(|(_, n)| **n)
                     .map(|(c, _)| c.to_string())
-                    .or_else(|| self.comms.get(&tid).cloned())
+                    .or_else(|| self.comms.get(&tid).map(|c| c.to_string()))
                     .unwrap_or_default();
                 let is_latest = latest(tid) == process;
                 let times = self.thread_times.get(&tid).filter(|_| is_latest);

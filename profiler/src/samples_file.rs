@@ -362,7 +362,7 @@ pub fn write(profile: &Profile, w: &mut dyn Write) -> std::io::Result<()> {
     for tid in tids {
         let rec = ThreadRec {
             tid,
-            comm: p.comms.get(&tid).cloned(),
+            comm: p.comms.get(&tid).map(|c| c.to_string()),
             process: p.thread_process.get(&tid).copied(),
             times: p.thread_times.get(&tid).map(|t| TimesRec {
                 tgid: t.tgid,
@@ -531,7 +531,7 @@ pub fn read_parts_from(file: impl std::io::Read, path: &Path, parts: Parts) -> R
                 // A thread's lines are written one after another: one name for them all.
                 let comm = match &last_comm {
                     Some((tid, comm)) if *tid == s.tid && **comm == *s.comm => comm.clone(),
-                    _ => Arc::from(s.comm.as_str()),
+                    _ => threads.names.get(&s.comm),
                 };
                 last_comm = Some((s.tid, comm.clone()));
                 profile.off_cpu.push(OffCpuStack {
@@ -551,7 +551,8 @@ pub fn read_parts_from(file: impl std::io::Read, path: &Path, parts: Parts) -> R
             }
             Record::Thread(t) => {
                 if let Some(c) = t.comm {
-                    threads.comms.push((t.tid, c));
+                    let name = threads.names.get(&c);
+                    threads.comms.push((t.tid, name));
                 }
                 if let Some(p) = t.process {
                     threads.process.push((t.tid, p));
@@ -601,7 +602,9 @@ pub fn read_parts_from(file: impl std::io::Read, path: &Path, parts: Parts) -> R
 /// in key order keep their nodes half empty.
 #[derive(Default)]
 struct ThreadColumns {
-    comms: Vec<(u32, String)>,
+    comms: Vec<(u32, crate::model::text::Name)>,
+    /// One copy of each name, for the table and the off-CPU lines.
+    names: crate::model::text::Names,
     process: Vec<(u32, u32)>,
     times: Vec<(u32, profiler_common::ThreadTimes)>,
     state_samples: Vec<(u32, (u32, StateSamples))>,

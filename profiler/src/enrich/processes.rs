@@ -48,8 +48,10 @@ pub struct EnrichStats {
 }
 
 pub struct ProcessTable {
-    /// Generations by id; ids grow for the table's life.
-    infos: FxHashMap<u32, ProcessInfo>,
+    /// Generations by id; ids grow for the table's life. Boxed: the table
+    /// keeps the room of its fullest window (an exec storm's thousands of
+    /// generations), and a slot of a generation inline is 350 bytes.
+    infos: FxHashMap<u32, Box<ProcessInfo>>,
     next_id: u32,
     /// Generations forgotten between windows (superseded or gone).
     pub evicted: u64,
@@ -91,7 +93,7 @@ impl ProcessTable {
         self.next_id = self.next_id.wrapping_add(1);
         info.id = id;
         self.current.insert(info.pid, id);
-        self.infos.insert(id, info);
+        self.infos.insert(id, Box::new(info));
         id
     }
 
@@ -140,7 +142,7 @@ impl ProcessTable {
         match ev.kind {
             EVENT_FORK => {
                 let parent = self.current.get(&ev.ppid).and_then(|id| self.infos.get(id));
-                let mut info = parent.cloned().unwrap_or_default();
+                let mut info = parent.map(|p| ProcessInfo::clone(p)).unwrap_or_default();
                 info.pid = ev.pid;
                 info.ppid = Some(ev.ppid);
                 info.comm = comm_string(&ev.comm);
@@ -153,7 +155,7 @@ impl ProcessTable {
             EVENT_EXEC => {
                 // Owner, placement, parent and start time survive an exec.
                 let mut info = match self.current.get(&ev.pid) {
-                    Some(id) => self.infos.get(id).cloned().unwrap_or_default(),
+                    Some(id) => self.infos.get(id).map(|p| ProcessInfo::clone(p)).unwrap_or_default(),
                     None => ProcessInfo::default(),
                 };
                 info.pid = ev.pid;
@@ -257,11 +259,11 @@ impl ProcessTable {
             let Some(info) = self.infos.get(&id) else { continue };
             let kept = evicting.is_none_or(|live| self.current.get(&info.pid) == Some(&id) && live.contains(&info.pid));
             let info = match kept {
-                true => info.clone(),
+                true => ProcessInfo::clone(info),
                 false => match self.infos.remove(&id) {
                     Some(info) => {
                         self.moved_out += 1;
-                        info
+                        *info
                     }
                     None => continue,
                 },

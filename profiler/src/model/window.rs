@@ -503,7 +503,7 @@ mod tests {
             );
             p.state_samples.insert(tid, (pid, StateSamples { running: 1, sleeping: tag, ..StateSamples::default() }));
             p.thread_process.insert(tid, i as u32);
-            p.comms.insert(tid, format!("worker-{tag}"));
+            p.comms.insert(tid, format!("worker-{tag}").into());
             p.blocked_on
                 .insert(tid, vec![BlockedOn { syscall: "read".into(), target: "pipe:[1]".into(), snapshots: tag + 1 }]);
         }
@@ -606,7 +606,7 @@ mod tests {
         );
         let blocked = &p.blocked_on[&201];
         assert_eq!(blocked[0].snapshots, 1 + 2 + 3, "blocked-on sightings add up");
-        assert_eq!(p.comms[&101], "worker-2", "the latest name wins");
+        assert_eq!(&*p.comms[&101], "worker-2", "the latest name wins");
     }
 
     #[test]

@@ -108,7 +108,7 @@ pub fn name_modules_with(
         tracing::debug!(module = %info.path, offsets = offsets.len(), debug_file = ?info.debug_file, elapsed = ?started.elapsed(), "symbolized");
         // The symbol tables just read stay mapped, not resident: the
         // first window reads every module's (7 MiB under the soak).
-        crate::sys::mem::drop_clean_file_pages();
+        crate::sys::mem::drop_clean_file_pages(crate::sys::mem::Code::Kept);
     }
     names
 }

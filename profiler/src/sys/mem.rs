@@ -64,24 +64,41 @@ pub fn mapping_files() -> std::sync::RwLockReadGuard<'static, ()> {
     FILE_MAPPINGS.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Whether [`drop_clean_file_pages`] drops code too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Only data: as each module is named, when the symbolizer's own code
+    /// is about to run again.
+    Kept,
+    /// Code too: once per window. The code the agent ran at start-up and
+    /// runs rarely (loading, BTF, configuration) would stay resident for
+    /// its life; what a window runs is read back in as it runs (minor
+    /// faults from the page cache, as after the kernel reclaimed it).
+    Dropped,
+}
+
 /// Drop the resident pages of read-only file mappings that hold nothing
 /// but the file's contents. blazesym maps each ELF file it names frames
 /// from (the agent's own binary, every profiled program and its debug
 /// files) and keeps the mapping, and the pages a window's lookups touched
 /// would stay resident for the agent's life (3-minute soak: 5–6 MiB); the
-/// agent's own read-only data is mostly read at start-up. A page of such a
-/// mapping is read back from the page cache when next touched. Left alone:
-/// code, anything writable, mappings with pages copied on write (the
-/// relocated read-only data of a program, whose only copy they are), BPF
-/// maps, devices and memfds. Between windows. Returns the bytes of the mappings
-/// advised.
-pub fn drop_clean_file_pages() -> u64 {
+/// agent's own read-only data is mostly read at start-up, and so is much
+/// of its code. A page of such a mapping is read back from the page cache
+/// when next touched. Left alone: anything writable, mappings with pages
+/// copied on write (the relocated read-only data of a program, whose only
+/// copy they are; code a debugger or a uprobe patched), BPF maps, devices
+/// and memfds. Between windows. Returns the bytes of the mappings advised.
+pub fn drop_clean_file_pages(code: Code) -> u64 {
     use procfs::process::{MMPermissions as Perm, MMapPath};
     // No file is unmapped between the listing and the advice: its range
     // could meanwhile hold another thread's heap, which the advice would
     // zero.
     let _listed = FILE_MAPPINGS.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Ok(maps) = procfs::process::Process::myself().and_then(|p| p.smaps()) else { return 0 };
+    let left = match code {
+        Code::Kept => Perm::WRITE | Perm::EXECUTE,
+        Code::Dropped => Perm::WRITE,
+    };
     let mut advised = 0;
     for m in &maps {
         // Files only: a BPF ring buffer (`anon_inode:bpf-map`) has no
@@ -90,7 +107,7 @@ pub fn drop_clean_file_pages() -> u64 {
         let file = path.is_absolute()
             && !path.as_os_str().as_encoded_bytes().starts_with(b"/memfd:")
             && !path.starts_with("/dev");
-        if !file || !m.perms.contains(Perm::READ) || m.perms.intersects(Perm::WRITE | Perm::EXECUTE) {
+        if !file || !m.perms.contains(Perm::READ) || m.perms.intersects(left) {
             continue;
         }
         let stat = |key: &str| m.extension.map.get(key).copied();
@@ -184,8 +201,28 @@ mod tests {
             assert_eq!(view, &data[..]);
             assert!(resident(p) >= (PAGES as u64 - 4) * 4096, "every page was read");
         }
-        assert!(drop_clean_file_pages() >= data.len() as u64);
+        assert!(drop_clean_file_pages(Code::Kept) >= data.len() as u64);
         assert_eq!(resident(p), 0, "its pages are no longer resident");
+        assert_eq!(view, &data[..], "and read back the same");
+        let _mapping = mapping_files();
+        // SAFETY: unmapped once, after its last use.
+        unsafe { libc::munmap(p.cast(), data.len()) };
+    }
+
+    #[test]
+    fn code_pages_are_dropped_only_when_asked() {
+        let (_f, p, data) = mapped(libc::PROT_READ | libc::PROT_EXEC, libc::MAP_PRIVATE);
+        // SAFETY: `p` maps `data.len()` readable bytes until unmapped below.
+        let view = unsafe { std::slice::from_raw_parts(p, data.len()) };
+        {
+            // No other test's drop between the reads and the counts.
+            let _hold = mapping_files();
+            assert_eq!(view, &data[..]);
+        }
+        drop_clean_file_pages(Code::Kept);
+        assert!(resident(p) >= (PAGES as u64 - 4) * 4096, "code is kept between modules");
+        assert!(drop_clean_file_pages(Code::Dropped) >= data.len() as u64);
+        assert_eq!(resident(p), 0, "and dropped once a window");
         assert_eq!(view, &data[..], "and read back the same");
         let _mapping = mapping_files();
         // SAFETY: unmapped once, after its last use.
@@ -201,7 +238,7 @@ mod tests {
             *p.add(5) = 7;
             assert_eq!(libc::mprotect(p.cast(), data.len(), libc::PROT_READ), 0);
         }
-        drop_clean_file_pages();
+        drop_clean_file_pages(Code::Kept);
         // SAFETY: as above.
         let view = unsafe { std::slice::from_raw_parts(p, data.len()) };
         assert_eq!(view[5], 7, "the written page keeps its contents");
