@@ -2,7 +2,10 @@
 //! Ctrl-C or SIGTERM, updating the progress line.
 
 use profiler_common::Record as _;
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use aya::maps::{MapData, RingBuf};
 use profiler_common::{ProcessEvent, SampleEvent, EVENT_EXEC, EVENT_FORK, EVENT_SAMPLE, EVENT_SAMPLE_STACK};
@@ -324,9 +327,10 @@ pub struct WindowTaken {
     /// The samples classified as noise (continuous tier), with the
     /// sampler's counts over the window still to be filled in.
     pub noise: Option<crate::noise::sampled::SampledRaw>,
-    /// Every thread's counters at the window's start and end (continuous tier).
-    pub opening: Option<CounterRead>,
-    pub closing: Option<CounterRead>,
+    /// Every thread's counters at the window's start and end (continuous
+    /// tier); the closing one is the next window's opening.
+    pub opening: Option<Arc<CounterRead>>,
+    pub closing: Option<Arc<CounterRead>>,
     /// CLOCK_MONOTONIC ns of the window's end.
     pub end_ns: u64,
 }
@@ -352,7 +356,7 @@ pub struct Collector {
     deadline: tokio::time::Instant,
     tick: tokio::time::Interval,
     /// The open window's opening bound (continuous tier).
-    pub opening: Option<CounterRead>,
+    pub opening: Option<Arc<CounterRead>>,
     start_ns: u64,
 }
 
@@ -389,7 +393,7 @@ impl Collector {
         // The continuous tier's window opens and closes with a snapshot of
         // every thread's counters.
         let opening = match (bounds, snapshots.as_mut()) {
-            (true, Some(s)) => Some(s.bound(&mut sinks).await?),
+            (true, Some(s)) => Some(Arc::new(s.bound(&mut sinks).await?)),
             _ => None,
         };
         // Noise samples count from the window's start.
@@ -503,7 +507,7 @@ impl Collector {
     /// one ends. Samples stamped after the end wait for the next window.
     pub async fn close_window(&mut self) -> Result<WindowTaken> {
         let closing = match (self.bounds, self.snapshots.as_mut()) {
-            (true, Some(s)) => Some(s.bound(&mut self.sinks).await?),
+            (true, Some(s)) => Some(Arc::new(s.bound(&mut self.sinks).await?)),
             _ => None,
         };
         let end_ns = closing.as_ref().map_or_else(monotonic_ns, |c| c.at_ns);

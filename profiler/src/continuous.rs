@@ -78,28 +78,28 @@ pub fn account(
     // Gathered in tid order and built in bulk: a map filled one insert
     // at a time in key order leaves its nodes half empty.
     let (mut times, mut extras) = (Vec::new(), Vec::new());
-    let mut tids: Vec<u32> = closing.threads.keys().copied().chain(sampler.exits.tids()).collect();
-    tids.extend(opening.threads.keys().filter(|tid| !closing.threads.contains_key(tid)));
+    let mut tids: Vec<u32> = closing.threads().iter().map(|t| t.tid).chain(sampler.exits.tids()).collect();
+    tids.extend(opening.threads().iter().map(|t| t.tid).filter(|&tid| !closing.contains(tid)));
     tids.sort_unstable();
     tids.dedup();
     for tid in tids {
         // The thread's end: alive at the close, or its exit in the window.
-        let end = match (closing.threads.get(&tid), sampler.exits.get(tid)) {
-            (Some(&(tgid, start, c)), _) => Some((tgid, start, c, window.end)),
+        let end = match (closing.get(tid), sampler.exits.get(tid)) {
+            (Some(t), _) => Some((t.tgid, t.start_ns, t.counters, window.end)),
             (None, Some(e)) if e.ts_ns >= window.start && e.ts_ns <= window.end => {
                 Some((e.tgid, e.start_ns, e.counters, e.ts_ns))
             }
             _ => None,
         };
         let Some((tgid, start_ns, end_counters, end_ns)) = end else {
-            if opening.threads.contains_key(&tid) {
+            if opening.contains(tid) {
                 out.unaccounted.push(tid);
             }
             continue;
         };
         // A thread born in the window started from zero.
-        let base = match opening.threads.get(&tid) {
-            Some(&(_, start, c)) if start == start_ns => c,
+        let base = match opening.get(tid) {
+            Some(t) if t.start_ns == start_ns => t.counters,
             _ => TaskCounters::default(),
         };
         let life = end_ns.saturating_sub(window.start.max(start_ns));
@@ -239,15 +239,15 @@ mod tests {
         assert_eq!(split(7, &[2, 0]), vec![7, 0]);
     }
 
+    use crate::state_sampler::BoundThread;
+
     #[test]
     fn times_come_from_counter_growth() {
         let c = |exec, delay| TaskCounters { sum_exec_ns: exec, run_delay_ns: delay, ..Default::default() };
-        let mut opening = CounterRead { at_ns: 1_000, threads: FxHashMap::default() };
-        opening.threads.insert(1, (1, 0, c(500, 100)));
-        let mut closing = CounterRead { at_ns: 11_000, threads: FxHashMap::default() };
-        closing.threads.insert(1, (1, 0, c(3_500, 1_100)));
-        // Born in the window at 6_000, alive at the end.
-        closing.threads.insert(2, (1, 6_000, c(1_000, 0)));
+        let t = |tid, start_ns, counters| BoundThread { tid, tgid: 1, start_ns, counters };
+        let opening = CounterRead::new(1_000, vec![t(1, 0, c(500, 100))]);
+        // Thread 2 was born in the window at 6_000, alive at the end.
+        let closing = CounterRead::new(11_000, vec![t(2, 6_000, c(1_000, 0)), t(1, 0, c(3_500, 1_100))]);
         let a = account(&opening, &closing, &SampledWindow::default(), &(1_000..11_000), false);
         let t = a.times[&1];
         assert_eq!((t.on_cpu_ns, t.off_cpu_ns), (3_000, [1_000, 6_000, 0, 0]));

@@ -286,12 +286,14 @@ pub async fn run(
     let end = loop {
         let cut = collector.collect_until(open.started + window_len).await?;
         tracing::debug!(rss_kib = crate::sys::mem::rss_bytes() >> 10, "closing a window");
+        // What the window's build runs is all the code resident at its peak.
+        crate::sys::mem::drop_clean_file_pages(crate::sys::mem::Code::Dropped);
         let taken = collector.close_window().await?;
         let kernel_after = KernelCounts::now();
         let counters = KernelCounters::read(&loaded)?;
         let next = Open { start_ns: taken.end_ns, kernel: kernel_after.clone(), counters, started: Instant::now() };
         let single = id == 0 && cut != Cut::Boundary;
-        let live = live_sets(taken.closing.as_ref());
+        let live = live_sets(taken.closing.as_deref());
         {
             // From its build until the sinks are done with it, the window is
             // the one piece of window-sized work.
@@ -336,7 +338,7 @@ pub async fn run(
 /// The threads and processes a closing snapshot listed.
 fn live_sets(closing: Option<&crate::state_sampler::CounterRead>) -> Option<(FxHashSet<u32>, FxHashSet<u32>)> {
     let c = closing?;
-    Some((c.threads.keys().copied().collect(), c.threads.values().map(|t| t.0).collect()))
+    Some((c.threads().iter().map(|t| t.tid).collect(), c.threads().iter().map(|t| t.tgid).collect()))
 }
 
 /// Sizes and evictions of the collector's long-lived caches.
@@ -629,7 +631,16 @@ fn build_window(
         *p = local(*p);
     }
     let started = Instant::now();
-    tracing::debug!(rss_kib = crate::sys::mem::rss_bytes() >> 10, "window built, symbolizing");
+    tracing::debug!(
+        rss_kib = crate::sys::mem::rss_bytes() >> 10,
+        threads = profile.thread_times.len(),
+        names = profile.comms.len(),
+        sampled = profile.state_samples.len(),
+        processes = profile.processes.len(),
+        on_cpu_lines = stacks.len(),
+        off_cpu_lines = off_cpu_raw.len(),
+        "window built, symbolizing"
+    );
     let sinks = &mut collector.sinks;
     let mut profile = sinks.names.window(sinks.stacks.modules(), stacks, off_cpu_raw, profile);
     // The files symbolization read stay mapped, not resident.

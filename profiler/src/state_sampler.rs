@@ -74,12 +74,45 @@ struct Live {
 pub type BlockedCount = (crate::blocked_stacks::BlockKey, Option<Box<[UserFrame]>>, u64);
 
 /// Cumulative counters of every live thread at one instant (a bound).
+/// A vector sorted by tid: a window holds two (a hash map of 10,000
+/// threads took 1.2 MB each), the closing one shared with the next window.
 #[derive(Debug, Clone, Default)]
 pub struct CounterRead {
     /// CLOCK_MONOTONIC ns the snapshot stands for.
     pub at_ns: u64,
-    /// Per tid: (tgid, thread start ns, counters).
-    pub threads: FxHashMap<u32, (u32, u64, TaskCounters)>,
+    threads: Vec<BoundThread>,
+}
+
+/// One thread at a bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BoundThread {
+    pub tid: u32,
+    pub tgid: u32,
+    /// The thread's start, CLOCK_MONOTONIC ns (names it across tid reuse).
+    pub start_ns: u64,
+    pub counters: TaskCounters,
+}
+
+impl CounterRead {
+    /// A bound of these threads, in any order (a tid given twice keeps one).
+    pub fn new(at_ns: u64, mut threads: Vec<BoundThread>) -> Self {
+        threads.sort_unstable_by_key(|t| t.tid);
+        threads.dedup_by_key(|t| t.tid);
+        Self { at_ns, threads }
+    }
+
+    pub fn get(&self, tid: u32) -> Option<&BoundThread> {
+        self.threads.binary_search_by_key(&tid, |t| t.tid).ok().map(|i| &self.threads[i])
+    }
+
+    pub fn contains(&self, tid: u32) -> bool {
+        self.get(tid).is_some()
+    }
+
+    /// Every thread, in tid order.
+    pub fn threads(&self) -> &[BoundThread] {
+        &self.threads
+    }
 }
 
 /// Most exit records kept per window, as a multiple of `--max-threads`.
@@ -191,7 +224,7 @@ impl StateSampler {
             self.stats.effective_snapshots =
                 (self.stats.weight_sum as f64).powi(2) / self.stats.weight_square_sum.max(1) as f64;
         }
-        let mut bound = (!periodic).then(|| CounterRead { at_ns: taken.at_ns(), threads: FxHashMap::default() });
+        let mut bound: Option<Vec<BoundThread>> = (!periodic).then(Vec::new);
         // Segments that end here were seen up to the snapshot before.
         let before = self.weights;
         self.weights += weight;
@@ -209,7 +242,12 @@ impl StateSampler {
                     Some(l) => {
                         l.listed = seq;
                         if let Some(b) = bound.as_mut() {
-                            b.threads.insert(tid, (l.rec.tgid, l.rec.start_ns, l.rec.counters));
+                            b.push(BoundThread {
+                                tid,
+                                tgid: l.rec.tgid,
+                                start_ns: l.rec.start_ns,
+                                counters: l.rec.counters,
+                            });
                         }
                     }
                     None => self.resync.push(tid),
@@ -222,7 +260,7 @@ impl StateSampler {
             let Some(stack) = bytes.get(HEAD..end) else { break };
             bytes = &bytes[end..];
             if let Some(b) = bound.as_mut() {
-                b.threads.insert(tid, (rec.tgid, rec.start_ns, rec.counters));
+                b.push(BoundThread { tid, tgid: rec.tgid, start_ns: rec.start_ns, counters: rec.counters });
             }
             let previous = self.live.remove(&tid);
             let previous_kstack = previous.as_ref().and_then(|l| l.kstack.clone());
@@ -248,7 +286,7 @@ impl StateSampler {
         self.stats.read_cpu_ns += taken.cpu_ns;
         self.stats.cpu_ns +=
             taken.cpu_ns + crate::sys::clock::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID).saturating_sub(started);
-        bound
+        bound.map(|threads| CounterRead::new(taken.at_ns(), threads))
     }
 
     /// A thread's whole record: it changed, or is new.
@@ -536,13 +574,17 @@ mod tests {
         let mut s = StateSampler::new(16);
         let b = s.parse(&taken(Kind::Bound, &[record(1, STATE_SLEEPING, 3), record(2, STATE_RUNNING, 5)])).unwrap();
         assert_eq!(b.at_ns, 150);
-        assert_eq!(b.threads[&1].2.pcount, 3);
+        assert_eq!(b.get(1).map(|t| t.counters.pcount), Some(3));
         assert!(s.parse(&taken(Kind::Periodic, &[unchanged(1), record(2, STATE_RUNNING, 6)])).is_none());
         s.parse(&taken(Kind::Periodic, &[unchanged(1), record(2, STATE_RUNNABLE, 7)]));
         // Thread 1 changes; thread 2 is gone.
         s.parse(&taken(Kind::Periodic, &[record(1, STATE_RUNNABLE, 4)]));
         let b = s.parse(&taken(Kind::Bound, &[unchanged(1)])).unwrap();
-        assert_eq!(b.threads[&1].2.pcount, 4, "a bound reads an unchanged thread's counters from its last record");
+        assert_eq!(
+            b.get(1).map(|t| t.counters.pcount),
+            Some(4),
+            "a bound reads an unchanged thread's counters from its last record"
+        );
         s.finish();
         assert_eq!(s.threads[&1].states, [0, 1, 2, 0, 0]);
         assert_eq!(s.threads[&2].states, [1, 1, 0, 0, 0]);
