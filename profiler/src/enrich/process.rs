@@ -42,8 +42,10 @@ pub struct ProcessInfo {
     /// The process's (group leader's) comm.
     pub comm: String,
     pub exe: Option<String>,
-    /// Arguments joined by spaces, at most [`CMDLINE_MAX`] bytes.
-    pub cmdline: Option<String>,
+    /// Arguments joined by spaces, at most [`CMDLINE_MAX`] bytes. Shared:
+    /// a fork's generation starts with its parent's (a shell's loop forks
+    /// hundreds a second, each with the loop's whole command line).
+    pub cmdline: Option<std::sync::Arc<str>>,
     pub uid: Option<u32>,
     pub user: Option<String>,
     pub start_time_unix_ns: Option<u64>,
@@ -108,6 +110,7 @@ impl From<StoredProcess> for ProcessInfo {
             source,
         } = s;
         let placement = Placement { cgroup, cgroup_v1: cgroup_v1.into(), container, pod, unit, slice };
+        let cmdline = cmdline.map(Into::into);
         Self { id, pid, ppid, comm, exe, cmdline, uid, user, start_time_unix_ns, placement, since_ns, source }
     }
 }

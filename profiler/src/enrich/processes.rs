@@ -125,7 +125,7 @@ impl ProcessTable {
             info.start_time_unix_ns = Some(self.boot.unix_ns(ns));
         }
         info.exe = read.exe.or(info.exe.take());
-        info.cmdline = read.cmdline.or(info.cmdline.take());
+        info.cmdline = read.cmdline.map(Into::into).or(info.cmdline.take());
         if let Some(uid) = read.uid {
             info.uid = Some(uid);
             info.user = self.user(uid);
