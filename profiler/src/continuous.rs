@@ -190,7 +190,7 @@ pub fn off_cpu_stacks(
                 state,
                 syscall,
                 waker_tid: NO_WAKER,
-                waker_comm: String::new(),
+                waker_comm: Box::default(),
                 comm: comm.clone(),
                 kstack,
                 ustack,

@@ -25,7 +25,7 @@ pub struct RawOffCpu {
     pub state: u32,
     pub syscall: i32,
     pub waker_tid: u32,
-    pub waker_comm: String,
+    pub waker_comm: Box<str>,
     /// The thread's own name when last seen (shared by its lines).
     pub comm: std::sync::Arc<str>,
     /// Kernel stack, innermost first; shared with the threads blocked in
@@ -128,7 +128,7 @@ pub fn collect(
             state: k.state,
             syscall: if k.syscall < 0 { NO_SYSCALL } else { k.syscall },
             waker_tid: k.waker_tid,
-            waker_comm: if k.waker_tid == NO_WAKER { String::new() } else { comm_string(&v.waker_comm) },
+            waker_comm: if k.waker_tid == NO_WAKER { Box::default() } else { comm_string(&v.waker_comm).into() },
             comm: comm_string(&v.comm).into(),
             kstack: kstack.into(),
             ustack: stacks.user(k.tgid, k.ustack_id, agg).into(),
@@ -205,7 +205,7 @@ mod tests {
             state: 1,
             syscall: 0,
             waker_tid: NO_WAKER,
-            waker_comm: String::new(),
+            waker_comm: Box::default(),
             comm: "".into(),
             kstack: Default::default(),
             ustack: Default::default(),

@@ -449,15 +449,27 @@ fn build_window(
     if let (Some(snapshots), Some(mut sampled)) = (collector.snapshots.as_mut(), sampled) {
         // Every name of the window is held once, by lines and table alike.
         let mut interned = crate::model::text::Names::default();
-        if let (Some(opening), Some(closing)) = (opening.as_ref(), closing.as_ref()) {
-            let accounted = continuous::account(opening, closing, &sampled, &window, run.delayacct);
+        if let (Some(opening), Some(closing)) = (opening, closing) {
+            let accounted = continuous::account(&opening, &closing, &sampled, &window, run.delayacct);
+            // What the lines need of the bounds and the exit records is taken:
+            // they are freed before the lines are made (the window's peak).
+            drop((opening, closing));
+            let exit_names: Vec<(u32, crate::model::text::Name)> = sampled
+                .exits
+                .iter()
+                .map(|e| (e.tid, interned.get(&String::from_utf8_lossy(profiler_common::comm_bytes(&e.comm)))))
+                .collect();
+            drop(std::mem::take(&mut sampled.exits));
             // A thread's name: what the snapshots saw, else its exit record's.
-            let comm_of = |tid: u32| match (sampled.threads.get(&tid), sampled.exits.get(tid)) {
-                (Some(t), _) => interned.get(&t.comm),
-                (None, Some(e)) => interned.get(&String::from_utf8_lossy(profiler_common::comm_bytes(&e.comm))),
-                (None, None) => interned.get(""),
+            let comm_of = |tid: u32| match sampled.threads.get(&tid) {
+                Some(t) => interned.get(&t.comm),
+                None => match exit_names.binary_search_by_key(&tid, |(tid, _)| *tid) {
+                    Ok(i) => exit_names[i].1.clone(),
+                    Err(_) => interned.get(""),
+                },
             };
             off_cpu_raw = continuous::off_cpu_stacks(&accounted, &sampled.sightings, comm_of);
+            drop(exit_names);
             // Freed before the window is built: every thread's sightings.
             drop(std::mem::take(&mut sampled.sightings));
             if let (Some(report), Some(b)) = (unwind_report.as_mut(), &snapshots.blocked) {

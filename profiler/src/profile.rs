@@ -285,7 +285,7 @@ pub struct OffCpuStack {
     pub syscall: i32,
     /// `NO_WAKER` when nobody woke it (preempted).
     pub waker_tid: u32,
-    pub waker_comm: String,
+    pub waker_comm: Box<str>,
     /// Outermost first: user frames, then kernel frames.
     pub frames: Frames,
     /// The blocking stack could not be stored (stack map full).

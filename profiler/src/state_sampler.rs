@@ -525,6 +525,11 @@ impl Exits {
     pub fn tids(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().map(|e| e.tid)
     }
+
+    /// The records, in tid order (of a sealed window's).
+    pub fn iter(&self) -> impl Iterator<Item = &TaskExit> + '_ {
+        self.0.iter()
+    }
 }
 
 /// What the snapshots saw in one window.

@@ -353,7 +353,7 @@ mod tests {
             state: profiler_common::STATE_SLEEPING,
             syscall: -1,
             waker_tid: profiler_common::NO_WAKER,
-            waker_comm: String::new(),
+            waker_comm: Box::default(),
             frames: vec![f("main", FrameKind::User), f("schedule", FrameKind::Kernel)].into(),
             stack_lost: false,
             ns: 777,

@@ -491,7 +491,7 @@ mod tests {
                 state: profiler_common::STATE_SLEEPING,
                 syscall: 0,
                 waker_tid: profiler_common::NO_WAKER,
-                waker_comm: String::new(),
+                waker_comm: Box::default(),
                 frames: vec![frame("read", Some(0))].into(),
                 stack_lost: false,
                 ns: 100 * (tag + 1),
