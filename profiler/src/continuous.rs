@@ -231,6 +231,7 @@ pub fn unwind_sources(stacks: &[RawOffCpu]) -> crate::off_cpu::OffCpuUnwind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state_sampler::BoundThread;
 
     #[test]
     fn split_keeps_the_total() {
@@ -238,8 +239,6 @@ mod tests {
         assert_eq!(split(10, &[0, 0, 0]), vec![0, 0, 0]);
         assert_eq!(split(7, &[2, 0]), vec![7, 0]);
     }
-
-    use crate::state_sampler::BoundThread;
 
     #[test]
     fn times_come_from_counter_growth() {

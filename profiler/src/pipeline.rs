@@ -454,11 +454,8 @@ fn build_window(
             // What the lines need of the bounds and the exit records is taken:
             // they are freed before the lines are made (the window's peak).
             drop((opening, closing));
-            let exit_names: Vec<(u32, crate::model::text::Name)> = sampled
-                .exits
-                .iter()
-                .map(|e| (e.tid, interned.get(&String::from_utf8_lossy(profiler_common::comm_bytes(&e.comm)))))
-                .collect();
+            let exit_names: Vec<(u32, crate::model::text::Name)> =
+                sampled.exits.iter().map(|e| (e.tid, interned.get(&crate::model::text::comm_str(&e.comm)))).collect();
             drop(std::mem::take(&mut sampled.exits));
             // A thread's name: what the snapshots saw, else its exit record's.
             let comm_of = |tid: u32| match sampled.threads.get(&tid) {

@@ -13,7 +13,12 @@ pub fn clean(s: &str) -> String {
 
 /// A NUL-padded kernel comm as a string.
 pub fn comm_string(comm: &[u8; profiler_common::TASK_COMM_LEN]) -> String {
-    String::from_utf8_lossy(profiler_common::comm_bytes(comm)).into_owned()
+    comm_str(comm).into_owned()
+}
+
+/// A NUL-padded kernel comm as text, borrowed when it is valid UTF-8.
+pub fn comm_str(comm: &[u8; profiler_common::TASK_COMM_LEN]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(profiler_common::comm_bytes(comm))
 }
 
 /// A shared thread or process name.
